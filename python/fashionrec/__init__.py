@@ -1,0 +1,47 @@
+"""fashionrec: visually-aware and implicit-feedback recommendation with a Rust core.
+
+Quick start::
+
+    import fashionrec as fr
+    train, test = fr.datasets.movielens_100k("ml-100k", split="u1", min_rating=4)
+    model = fr.BPR(factors=64).fit(train)
+    fr.evaluate(model, test, train=train, metrics=["auc", "ndcg@10", "precision@10"])
+    items, scores = model.recommend([1, 2, 3], k=10, exclude=train)
+
+Every model shares the :class:`Recommender` API (``fit``, ``score``, ``recommend``,
+``similar_items``, ``save``/``load``); training runs in Rust (a native rayon kernel on the CPU,
+libtorch through tch on CUDA).
+"""
+
+# libtorch (libtorch_cpu.so, libc10.so, libtorch_cuda.so, ...) ships inside the torch wheel and
+# the extension carries no rpath to it: importing torch first loads those libraries, and with
+# them the CUDA kernels. This import must precede the extension's.
+import torch as _torch  # noqa: F401
+
+from . import _core  # noqa: E402
+from . import datasets, split  # noqa: E402
+from .evaluation import evaluate, evaluate_scores  # noqa: E402
+from .interactions import Interactions  # noqa: E402
+from .models import BPR, Popularity, Recommender, load  # noqa: E402
+
+__version__: str = _core.__version__
+
+
+def cuda_available() -> bool:
+    """True when libtorch (as seen by the Rust core) can use a CUDA device."""
+    return bool(_core.cuda_info()[0])
+
+
+__all__ = [
+    "BPR",
+    "Interactions",
+    "Popularity",
+    "Recommender",
+    "__version__",
+    "cuda_available",
+    "datasets",
+    "evaluate",
+    "evaluate_scores",
+    "load",
+    "split",
+]

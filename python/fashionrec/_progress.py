@@ -1,0 +1,44 @@
+"""Progress bars and callbacks for training loops that run in Rust."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+EpochCallback = Callable[[int, dict], Any]
+
+
+class FitProgress:
+    """Turns the core's training events into a tqdm bar (in notebooks and terminals) and
+    calls the user's ``callback(epoch, logs)`` after each epoch; the callback returns False
+    to stop training."""
+
+    def __init__(self, name: str, epochs: int, enabled: bool, callback: EpochCallback | None):
+        self._callback = callback
+        self._bar = None
+        if enabled and epochs > 0:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=epochs, desc=name, unit="epoch", bar_format=_BAR)
+
+    def __call__(self, event: dict) -> bool:
+        if event["event"] == "progress":
+            if self._bar is not None:
+                self._bar.n = round(event["epoch"] - 1 + event["samples"] / max(event["total"], 1), 3)
+                self._bar.refresh()
+            return True
+        epoch = event["epoch"]
+        if self._bar is not None:
+            self._bar.n = epoch
+            self._bar.set_postfix(loss=f"{event['loss']:.4f}", refresh=True)
+        if self._callback is not None:
+            logs = {"loss": event["loss"], "seconds": event["seconds"]}
+            if self._callback(epoch, logs) is False:
+                return False
+        return True
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} epochs [{elapsed}<{remaining}{postfix}]"

@@ -1,0 +1,27 @@
+"""Models. Each one is a :class:`Recommender`; :func:`load` reads any saved model back."""
+
+from __future__ import annotations
+
+import os
+
+from .. import _core
+from .base import Recommender
+from .bpr import BPR
+from .popularity import Popularity
+
+#: Python class of each Rust registry name.
+MODELS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (BPR, Popularity)}
+
+
+def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
+    """Read a model written by ``model.save(path)``, whatever its class.
+
+    ``device`` places the parameters ("cpu", "cuda", ...); by default they go where the
+    saved configuration says ("auto": CUDA when available). A file that is not a fashionrec
+    model, or is truncated, is a ValueError naming the file.
+    """
+    core = _core.Model.load(os.fspath(path), device)
+    return MODELS[core.kind]._from_core(core)
+
+
+__all__ = ["BPR", "MODELS", "Popularity", "Recommender", "load"]

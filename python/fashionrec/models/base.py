@@ -1,0 +1,249 @@
+"""The base every model shares: ``fit``, ``score``, ``recommend``, ``similar_items``,
+``save`` / ``load``, in raw ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .. import _core
+from .._ids import id_column, ids_to_array, is_scalar
+from .._progress import EpochCallback, FitProgress
+from ..evaluation import _BLOCK_VALUES
+from ..interactions import Interactions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+
+class Recommender:
+    """Base class of every fashionrec model.
+
+    Subclasses set ``kind`` (the Rust registry name) and define ``__init__`` with their
+    hyper-parameters, passing them to ``super().__init__(**params)``. The parameters go to the
+    Rust core as JSON; training, scoring and saving happen there.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, **params: Any):
+        self._params = dict(params)
+        self._core = _core.Model(self.kind, json.dumps(self._params))
+        self.history_: dict[str, list] = {"epoch": [], "loss": [], "seconds": []}
+        self._ids_cache: tuple[np.ndarray, np.ndarray] | None = None
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters this model was built with."""
+        return dict(self._params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- training ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: Interactions,
+        *,
+        progress: bool = True,
+        callback: EpochCallback | None = None,
+    ) -> Recommender:
+        """Train from scratch on ``train``; returns ``self``.
+
+        ``progress`` shows a bar (tqdm: a widget in Jupyter, text in a terminal).
+        ``callback(epoch, logs)`` is called after each epoch with ``logs = {"loss",
+        "seconds"}``; returning ``False`` stops training. Ctrl-C also stops it: the model then
+        holds the parameters learnt so far (usable for scoring and saving) and the
+        KeyboardInterrupt is raised again. ``history_`` has the per-epoch losses.
+        """
+        if not isinstance(train, Interactions):
+            raise TypeError(f"fit() takes an Interactions, not {type(train).__name__}")
+        bar = FitProgress(type(self).__name__, int(self._params.get("epochs", 0)), progress, callback)
+        try:
+            self._core.fit(train._core, bar)
+        finally:
+            bar.close()
+            self._after_fit()
+        return self
+
+    def _after_fit(self) -> None:
+        hist = self._core.history()
+        self.history_ = {key: [h[key] for h in hist] for key in ("epoch", "loss", "seconds")}
+        self._ids_cache = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._core.is_fitted
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live ("cpu", "cuda:0"); "" before fit."""
+        return self._core.device
+
+    # -- ids -----------------------------------------------------------------------------
+
+    def _ids(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._ids_cache is None:
+            users = ids_to_array(self._core.user_ids())
+            items = ids_to_array(self._core.item_ids())
+            users.setflags(write=False)
+            items.setflags(write=False)
+            self._ids_cache = (users, items)
+        return self._ids_cache
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """Raw user ids of the training data, in index order."""
+        return self._ids()[0]
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """Raw item ids of the training data, in index order (the columns of ``score``)."""
+        return self._ids()[1]
+
+    @property
+    def n_users(self) -> int:
+        return self._core.shape()[0]
+
+    @property
+    def n_items(self) -> int:
+        return self._core.shape()[1]
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def _score_indices(self, users: np.ndarray) -> np.ndarray:
+        """Scores of user indices: float32 (len(users), n_items)."""
+        return self._core.score_indices(np.ascontiguousarray(users, dtype=np.int64))
+
+    def score(self, users: Any) -> np.ndarray:
+        """Scores of raw user ids for every item: float32 ``(len(users), n_items)``, columns
+        in ``item_ids`` order. Unknown ids are a ValueError naming them."""
+        return self._score_indices(self._core.user_index(id_column(users, "users"), "users"))
+
+    def _user_blocks(self, idx: np.ndarray):
+        step = max(1, _BLOCK_VALUES // max(self.n_items, 1))
+        for start in range(0, len(idx), step):
+            yield idx[start : start + step]
+
+    def recommend(
+        self,
+        users: Any,
+        k: int = 10,
+        *,
+        exclude: Interactions | None = None,
+        as_frame: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray] | pd.DataFrame:
+        """Top-``k`` items for each raw user id, best first.
+
+        ``exclude`` (usually the training data) removes each user's items from the
+        candidates. Returns ``(items, scores)``, arrays of shape ``(len(users), k)`` with raw
+        item ids (1-D for a single user id); where fewer than ``k`` candidates remain, the
+        slots hold item -1 (None for string ids) and score -inf. With ``as_frame=True``: a
+        DataFrame with columns user, rank, item, score (missing slots left out).
+        """
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        single = is_scalar(users)
+        idx = self._core.user_index(id_column(users, "users"), "users")
+        if exclude is not None:
+            self._check_same_ids(exclude, "exclude")
+        k_eff = min(k, self.n_items)
+        items = np.empty((len(idx), k_eff), dtype=np.int64)
+        scores = np.empty((len(idx), k_eff), dtype=np.float32)
+        start = 0
+        for block in self._user_blocks(idx):
+            s = self._score_indices(block)
+            it, sc = _core.top_k_block(s, block, k_eff, None if exclude is None else exclude._core)
+            items[start : start + len(block)] = it
+            scores[start : start + len(block)] = sc
+            start += len(block)
+        if as_frame:
+            return self._frame(users, idx, items, scores, "user")
+        raw = _raw_items(self.item_ids, items)
+        return (raw[0], scores[0]) if single else (raw, scores)
+
+    def similar_items(
+        self, items: Any, k: int = 10, *, as_frame: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | pd.DataFrame:
+        """The ``k`` items most similar (cosine of the model's item vectors) to each raw item
+        id, the item itself left out. Returns ``(items, similarities)`` like ``recommend``."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        single = is_scalar(items)
+        idx = self._core.item_index(id_column(items, "items"), "items")
+        k_eff = min(k, max(self.n_items - 1, 0))
+        found, sims = _core.similar_items(self._core.item_vectors(), idx, k_eff)
+        if as_frame:
+            return self._frame(items, idx, found, sims, "query_item")
+        raw = _raw_items(self.item_ids, found)
+        return (raw[0], sims[0]) if single else (raw, sims)
+
+    def _frame(self, queries: Any, idx: np.ndarray, items: np.ndarray, scores: np.ndarray, name: str):
+        import pandas as pd
+
+        ids = self.user_ids if name == "user" else self.item_ids
+        n, k = items.shape
+        keep = (items >= 0).ravel()
+        return pd.DataFrame(
+            {
+                name: np.repeat(ids[idx], k)[keep],
+                "rank": np.tile(np.arange(1, k + 1), n)[keep],
+                "item": self.item_ids[np.maximum(items, 0)].ravel()[keep],
+                "score": scores.ravel()[keep],
+            }
+        )
+
+    def _check_same_ids(self, data: Interactions, what: str) -> None:
+        if not self._core.same_ids(data._core):
+            raise ValueError(
+                f"{what} uses other user/item ids than the data this model was fitted on; "
+                "build it with like=train or take it from the same split"
+            )
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to one safetensors file: parameters, id maps, and in the metadata
+        the model kind, its JSON configuration and its history. ``fashionrec.load`` reads it
+        back with identical scores."""
+        self._core.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Recommender:
+        """Read a model written by :meth:`save` (see :func:`fashionrec.load`)."""
+        from . import load
+
+        model = load(path, device=device)
+        if not isinstance(model, cls):
+            raise TypeError(f"{os.fspath(path)} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    @classmethod
+    def _from_core(cls, core: _core.Model) -> Recommender:
+        model = cls.__new__(cls)
+        model._params = json.loads(core.config_json())
+        model._core = core
+        model._ids_cache = None
+        model._after_fit()
+        return model
+
+
+def _raw_items(item_ids: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Raw ids for item indices; -1 (no candidate) stays -1, or None for string ids."""
+    raw = item_ids[np.maximum(items, 0)]
+    missing = items < 0
+    if missing.any():
+        if raw.dtype == object:
+            raw[missing] = None
+        else:
+            raw[missing] = -1
+            warnings.warn("fewer candidate items than k for some users: padded with -1", stacklevel=3)
+    return raw

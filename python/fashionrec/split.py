@@ -1,0 +1,58 @@
+"""Train/validation/test splits. Every part shares the input's id maps."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from .interactions import Duplicates, Interactions, UnknownIds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def leave_one_out(
+    data: Interactions, *, validation: bool = True, seed: int = 0
+) -> tuple[Interactions, ...]:
+    """Hold out one random item per user for test and, with ``validation``, one more for
+    validation (the DVBPR protocol). Users with too few items to hold one out (fewer than
+    2, or 3 with validation) keep all of them in train; nothing is dropped.
+
+    Returns ``(train, validation, test)``, or ``(train, test)`` without validation.
+    """
+    return tuple(Interactions(p) for p in _core.leave_one_out(data._core, validation, seed))
+
+
+def random_split(
+    data: Interactions, test_fraction: float = 0.2, *, seed: int = 0
+) -> tuple[Interactions, Interactions]:
+    """Send exactly ``round(test_fraction * len(data))`` random interactions to test.
+    Returns ``(train, test)``."""
+    train, test = _core.random_split(data._core, test_fraction, seed)
+    return Interactions(train), Interactions(test)
+
+
+def from_frames(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    value_col: str | None = None,
+    *,
+    user_ids: Any = None,
+    item_ids: Any = None,
+    unknown: UnknownIds = "error",
+    duplicates: Duplicates = "sum",
+) -> tuple[Interactions, Interactions]:
+    """Given train and test frames: the id maps come from the train frame (or from the
+    catalogues ``user_ids`` / ``item_ids``); a test id that train does not know is a
+    ValueError naming the column and row, or with ``unknown="drop"`` its row is dropped
+    with a warning. Returns ``(train, test)``."""
+    tr = Interactions.from_pandas(
+        train, user_col, item_col, value_col, user_ids=user_ids, item_ids=item_ids, duplicates=duplicates
+    )
+    te = Interactions.from_pandas(test, user_col, item_col, value_col, like=tr, unknown=unknown, duplicates=duplicates)
+    return tr, te
+
+
+__all__ = ["from_frames", "leave_one_out", "random_split"]

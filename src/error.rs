@@ -1,0 +1,53 @@
+//! One error type for the core. Every variant carries enough context (column, row, file,
+//! byte offset, id) for the message alone to say what is wrong and where.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// Bad user input: an unknown id, an out-of-range index, NaN, an empty table, a bad option.
+    InvalidInput(String),
+    /// A file whose content is malformed (the message says where).
+    File { path: String, message: String },
+    /// A file that could not be opened, read or written.
+    Io { path: String, message: String },
+    /// A model used before `fit`, or state that does not match (wrong shapes on load).
+    State(String),
+    /// An error raised inside libtorch.
+    Torch(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+    pub fn file(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        Error::File { path: path.as_ref().display().to_string(), message: message.into() }
+    }
+    pub fn io(path: impl AsRef<std::path::Path>, err: &std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), message: err.to_string() }
+    }
+    pub fn state(msg: impl Into<String>) -> Self {
+        Error::State(msg.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidInput(m) | Error::State(m) => f.write_str(m),
+            Error::File { path, message } | Error::Io { path, message } => write!(f, "{path}: {message}"),
+            Error::Torch(m) => write!(f, "libtorch: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e.to_string())
+    }
+}

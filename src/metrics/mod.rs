@@ -1,0 +1,9 @@
+//! Ranking metrics and top-k selection, in parallel over users.
+
+pub mod ranking;
+pub mod spec;
+pub mod topk;
+
+pub use ranking::{evaluate_block, EvalOptions};
+pub use spec::Metric;
+pub use topk::{top_k, top_k_block};

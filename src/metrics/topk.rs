@@ -1,0 +1,92 @@
+//! Top-k selection: highest score first, ties broken by the lower item index, so results are
+//! deterministic. NaN scores are an error, never silently ranked.
+
+use rayon::prelude::*;
+
+use crate::data::Interactions;
+use crate::error::{Error, Result};
+
+#[inline]
+pub(crate) fn by_rank(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// The best `k` of `scores` whose index passes `keep`, best first, into `buf`.
+pub fn top_k(scores: &[f32], k: usize, keep: impl Fn(usize) -> bool, buf: &mut Vec<(f32, u32)>) {
+    buf.clear();
+    buf.extend(scores.iter().enumerate().filter(|&(i, _)| keep(i)).map(|(i, &s)| (s, i as u32)));
+    if buf.len() > k && k > 0 {
+        buf.select_nth_unstable_by(k - 1, by_rank);
+    }
+    buf.truncate(k);
+    buf.sort_unstable_by(by_rank);
+}
+
+/// Error naming the first NaN among a user's scores.
+pub fn check_scores(scores: &[f32], user: u32) -> Result<()> {
+    if let Some(i) = scores.iter().position(|s| s.is_nan()) {
+        return Err(Error::invalid(format!("the model's score for user index {user}, item index {i} is NaN")));
+    }
+    Ok(())
+}
+
+/// Top-k items for each row of a (users.len(), n_items) score block, skipping the user's items
+/// in `exclude`. Rows with fewer than k candidates are padded with item -1 and score -inf.
+pub fn top_k_block(
+    scores: &[f32],
+    n_items: usize,
+    users: &[u32],
+    k: usize,
+    exclude: Option<&Interactions>,
+) -> Result<(Vec<i64>, Vec<f32>)> {
+    if scores.len() != users.len() * n_items {
+        return Err(Error::invalid(format!(
+            "score block has {} values for {} users x {n_items} items",
+            scores.len(),
+            users.len()
+        )));
+    }
+    let mut items = vec![-1i64; users.len() * k];
+    let mut best = vec![f32::NEG_INFINITY; users.len() * k];
+    if k == 0 {
+        return Ok((items, best));
+    }
+    items
+        .par_chunks_mut(k)
+        .zip(best.par_chunks_mut(k))
+        .enumerate()
+        .try_for_each_init(Vec::new, |buf, (r, (it, sc))| -> Result<()> {
+            let row = &scores[r * n_items..(r + 1) * n_items];
+            check_scores(row, users[r])?;
+            let seen: &[u32] = exclude.map_or(&[], |x| x.user_items(users[r] as usize));
+            top_k(row, k, |i| seen.binary_search(&(i as u32)).is_err(), buf);
+            for (slot, &(s, i)) in buf.iter().enumerate() {
+                it[slot] = i as i64;
+                sc[slot] = s;
+            }
+            Ok(())
+        })?;
+    Ok((items, best))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_and_exclusion() {
+        let mut buf = Vec::new();
+        top_k(&[0.5, 0.9, 0.9, 0.1], 3, |i| i != 2, &mut buf);
+        assert_eq!(buf, vec![(0.9, 1), (0.5, 0), (0.1, 3)]);
+        top_k(&[0.5, 0.9, 0.9, 0.1], 2, |_| true, &mut buf);
+        assert_eq!(buf, vec![(0.9, 1), (0.9, 2)]);
+    }
+
+    #[test]
+    fn block_pads_when_few_candidates() {
+        let (it, sc) = top_k_block(&[1.0, 2.0], 2, &[0], 3, None).unwrap();
+        assert_eq!(it, vec![1, 0, -1]);
+        assert_eq!(sc[2], f32::NEG_INFINITY);
+        assert!(top_k_block(&[1.0, f32::NAN], 2, &[0], 1, None).unwrap_err().to_string().contains("NaN"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Saving and loading models: one safetensors file holding the parameters, the id maps, and
+//! in its metadata the model kind, its JSON configuration and its training history. Loading
+//! gives back exactly the same scores and raw ids.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+use super::{create, Recommender};
+use crate::data::{IdMap, IdMaps};
+use crate::error::{Error, Result};
+use crate::train::EpochLog;
+
+const FORMAT: &str = "fashionrec";
+const FORMAT_VERSION: &str = "1";
+const IDS_PREFIX: &str = "__ids__.";
+
+struct Owned {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Owned {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn owned(t: &Tensor) -> Result<Owned> {
+    let t = t.detach().to_device(Device::Cpu).contiguous();
+    let dtype = match t.kind() {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Int64 => Dtype::I64,
+        Kind::Uint8 => Dtype::U8,
+        k => return Err(Error::state(format!("cannot save a tensor of kind {k:?}"))),
+    };
+    let numel = t.numel();
+    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.copy_data_u8(&mut data, numel);
+    Ok(Owned { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+}
+
+fn bytes_owned(dtype: Dtype, shape: Vec<usize>, data: Vec<u8>) -> Owned {
+    Owned { dtype, shape, data }
+}
+
+fn encode_ids(name: &str, map: &IdMap, out: &mut Vec<(String, Owned)>) -> serde_json::Value {
+    match map {
+        IdMap::Range(n) => json!({"kind": "range", "n": n}),
+        IdMap::Int { ids, .. } => {
+            let data = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+            out.push((format!("{IDS_PREFIX}{name}"), bytes_owned(Dtype::I64, vec![ids.len()], data)));
+            json!({"kind": "int"})
+        }
+        IdMap::Str { ids, .. } => {
+            let mut offsets = Vec::with_capacity(ids.len() + 1);
+            let mut bytes = Vec::new();
+            offsets.push(0i64);
+            for s in ids {
+                bytes.extend_from_slice(s.as_bytes());
+                offsets.push(bytes.len() as i64);
+            }
+            let off = offsets.iter().flat_map(|v| v.to_le_bytes()).collect();
+            out.push((format!("{IDS_PREFIX}{name}.offsets"), bytes_owned(Dtype::I64, vec![offsets.len()], off)));
+            out.push((format!("{IDS_PREFIX}{name}.bytes"), bytes_owned(Dtype::U8, vec![bytes.len()], bytes)));
+            json!({"kind": "str"})
+        }
+    }
+}
+
+/// Write `model` to `path` (through a temporary file, so a failed save leaves no half file).
+pub fn save(model: &dyn Recommender, path: &Path) -> Result<()> {
+    let ids = model.ids().ok_or_else(|| super::not_fitted(model.kind()))?;
+    let mut tensors: Vec<(String, Owned)> = Vec::new();
+    for (name, t) in model.state()? {
+        tensors.push((name, owned(&t)?));
+    }
+    let id_info = json!({
+        "users": encode_ids("users", &ids.users, &mut tensors),
+        "items": encode_ids("items", &ids.items, &mut tensors),
+    });
+    let metadata: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("library_version", env!("CARGO_PKG_VERSION").to_string()),
+        ("model", model.kind().to_string()),
+        ("config", model.config_json()),
+        ("history", serde_json::to_string(model.history()).unwrap()),
+        ("ids", id_info.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let tmp = path.with_extension("fashionrec-tmp");
+    let views = tensors.iter().map(|(n, o)| (n.as_str(), o));
+    safetensors::serialize_to_file(views, &Some(metadata), &tmp).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => Error::io(path, &io),
+        e => Error::file(path, format!("cannot write: {e:?}")),
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
+}
+
+/// Read a model written by [`save`]. `device` overrides the saved configuration's device.
+pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
+    let buf = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
+    let bad = |m: String| Error::file(path, m);
+    let st = SafeTensors::deserialize(&buf)
+        .map_err(|e| bad(format!("not a fashionrec model file (safetensors: {e:?})")))?;
+    let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| bad(format!("bad header: {e:?}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let get = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(format!("not a fashionrec model file (no '{k}' metadata)")));
+    if get("format")? != FORMAT {
+        return Err(bad("not a fashionrec model file".into()));
+    }
+    let version = get("format_version")?;
+    if version != FORMAT_VERSION {
+        return Err(bad(format!("model file format {version} is not supported by this version (reads {FORMAT_VERSION})")));
+    }
+    let mut model = create(&get("model")?, &get("config")?).map_err(|e| bad(e.to_string()))?;
+    let history: Vec<EpochLog> =
+        serde_json::from_str(&get("history")?).map_err(|e| bad(format!("bad history metadata: {e}")))?;
+    let id_info: serde_json::Value =
+        serde_json::from_str(&get("ids")?).map_err(|e| bad(format!("bad ids metadata: {e}")))?;
+
+    let mut state = HashMap::new();
+    for (name, view) in st.tensors() {
+        if name.starts_with(IDS_PREFIX) {
+            continue;
+        }
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            Dtype::F64 => Kind::Double,
+            Dtype::I64 => Kind::Int64,
+            Dtype::U8 => Kind::Uint8,
+            d => return Err(bad(format!("tensor '{name}' has unsupported dtype {d:?}"))),
+        };
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+        state.insert(name, t);
+    }
+    let decode = |who: &str| -> Result<IdMap> {
+        let info = &id_info[who];
+        let tensor = |suffix: &str| {
+            st.tensor(&format!("{IDS_PREFIX}{who}{suffix}")).map_err(|e| bad(format!("missing {who} ids: {e:?}")))
+        };
+        let i64s = |data: &[u8]| data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+        match info["kind"].as_str() {
+            Some("range") => Ok(IdMap::Range(info["n"].as_u64().ok_or_else(|| bad(format!("bad {who} id count")))? as usize)),
+            Some("int") => IdMap::from_int_ids(i64s(tensor("")?.data()), who),
+            Some("str") => {
+                let offsets = i64s(tensor(".offsets")?.data());
+                let bytes = tensor(".bytes")?;
+                let bytes = bytes.data();
+                let mut ids = Vec::with_capacity(offsets.len().saturating_sub(1));
+                for w in offsets.windows(2) {
+                    let (a, b) = (w[0] as usize, w[1] as usize);
+                    if a > b || b > bytes.len() {
+                        return Err(bad(format!("{who} ids: offsets out of range")));
+                    }
+                    let s = std::str::from_utf8(&bytes[a..b]).map_err(|_| bad(format!("{who} ids: invalid UTF-8")))?;
+                    ids.push(s.to_string());
+                }
+                IdMap::from_str_ids(ids, who)
+            }
+            _ => Err(bad(format!("bad ids metadata for {who}"))),
+        }
+    };
+    let ids = IdMaps::new(decode("users")?, decode("items")?);
+    model.restore(&state, ids, history, device).map_err(|e| bad(e.to_string()))?;
+    Ok(model)
+}

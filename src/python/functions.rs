@@ -1,0 +1,194 @@
+//! Free functions: splits, synthetic data, sampling, metrics, top-k, similarity, device info.
+
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use super::interactions::PyInteractions;
+use crate::data::{split, synthetic, Interactions};
+use crate::metrics::{evaluate_block as eval_core, top_k_block as topk_core, EvalOptions, Metric};
+use crate::models;
+use crate::sampling::{TripleBatch, TripleSampler};
+
+fn wrap(parts: Vec<Interactions>) -> Vec<PyInteractions> {
+    parts.into_iter().map(|x| PyInteractions { inner: Arc::new(x) }).collect()
+}
+
+/// [train, test] or [train, validation, test]: one random held-out item per user and part.
+#[pyfunction]
+#[pyo3(signature = (data, validation=true, seed=0))]
+fn leave_one_out(py: Python<'_>, data: PyRef<'_, PyInteractions>, validation: bool, seed: u64) -> PyResult<Vec<PyInteractions>> {
+    let d = data.inner.clone();
+    Ok(wrap(py.allow_threads(|| split::leave_one_out(&d, validation, seed))?))
+}
+
+/// [train, test] with round(test_fraction * len) random interactions in test.
+#[pyfunction]
+#[pyo3(signature = (data, test_fraction=0.2, seed=0))]
+fn random_split(py: Python<'_>, data: PyRef<'_, PyInteractions>, test_fraction: f64, seed: u64) -> PyResult<Vec<PyInteractions>> {
+    let d = data.inner.clone();
+    Ok(wrap(py.allow_threads(|| split::random_split(&d, test_fraction, seed))?))
+}
+
+#[pyfunction]
+#[pyo3(signature = (n_users=2000, n_items=1500, mean_items_per_user=30.0, factors=8, taste=3.0, popularity=0.7, seed=0))]
+#[allow(clippy::too_many_arguments)]
+fn synthetic_interactions(
+    py: Python<'_>,
+    n_users: usize,
+    n_items: usize,
+    mean_items_per_user: f64,
+    factors: usize,
+    taste: f64,
+    popularity: f64,
+    seed: u64,
+) -> PyResult<PyInteractions> {
+    let cfg = synthetic::SyntheticConfig { n_users, n_items, mean_items_per_user, factors, taste, popularity, seed };
+    let x = py.allow_threads(|| synthetic::synthetic(&cfg))?;
+    Ok(PyInteractions { inner: Arc::new(x) })
+}
+
+/// (users, positives, negatives (n, n_negatives)) as int64 arrays.
+#[pyfunction]
+#[pyo3(signature = (data, n, n_negatives=1, seed=0, stream=0))]
+fn sample_triples<'py>(
+    py: Python<'py>,
+    data: PyRef<'py, PyInteractions>,
+    n: usize,
+    n_negatives: usize,
+    seed: u64,
+    stream: u64,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<i64>>)> {
+    let d = data.inner.clone();
+    let batch = py.allow_threads(|| -> crate::Result<TripleBatch> {
+        let sampler = TripleSampler::new(&d, n_negatives)?;
+        let mut b = TripleBatch::default();
+        sampler.fill(&mut b, n, seed, stream);
+        Ok(b)
+    })?;
+    Ok((
+        PyArray1::from_vec(py, batch.users),
+        PyArray1::from_vec(py, batch.pos),
+        PyArray1::from_vec(py, batch.neg).reshape([n, n_negatives])?,
+    ))
+}
+
+fn user_slice(users: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u32>> {
+    users
+        .as_slice()?
+        .iter()
+        .map(|&u| u32::try_from(u).map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("bad user index {u}"))))
+        .collect()
+}
+
+/// Per-user metric values for a (len(users), n_items) block of scores: a list of float64
+/// arrays, one per metric, NaN for users with no positive.
+#[pyfunction]
+#[pyo3(signature = (scores, users, test, exclude, metrics, sampled_negatives=100, seed=0))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate_block<'py>(
+    py: Python<'py>,
+    scores: PyReadonlyArray2<'py, f32>,
+    users: PyReadonlyArray1<'py, i64>,
+    test: PyRef<'py, PyInteractions>,
+    exclude: Vec<PyRef<'py, PyInteractions>>,
+    metrics: Vec<String>,
+    sampled_negatives: usize,
+    seed: u64,
+) -> PyResult<Vec<Bound<'py, PyArray1<f64>>>> {
+    let parsed: Vec<Metric> = metrics.iter().map(|m| m.parse()).collect::<crate::Result<_>>()?;
+    let s = scores.as_slice()?;
+    let u = user_slice(&users)?;
+    let t = test.inner.clone();
+    let ex: Vec<Arc<Interactions>> = exclude.iter().map(|x| x.inner.clone()).collect();
+    let opts = EvalOptions { sampled_negatives, seed };
+    let out = py.allow_threads(|| {
+        let ex_refs: Vec<&Interactions> = ex.iter().map(|x| x.as_ref()).collect();
+        eval_core(s, &u, &t, &ex_refs, &parsed, opts)
+    })?;
+    Ok(out.into_iter().map(|v| PyArray1::from_vec(py, v)).collect())
+}
+
+/// Canonical metric names, e.g. "P@10" -> "precision@10"; ValueError for unknown names.
+#[pyfunction]
+fn canonical_metrics(metrics: Vec<String>) -> PyResult<Vec<String>> {
+    Ok(metrics.iter().map(|m| m.parse::<Metric>().map(|m| m.to_string())).collect::<crate::Result<_>>()?)
+}
+
+/// Top-k item indices and scores per row of a score block, skipping `exclude`'s items.
+#[pyfunction]
+#[pyo3(signature = (scores, users, k, exclude=None))]
+fn top_k_block<'py>(
+    py: Python<'py>,
+    scores: PyReadonlyArray2<'py, f32>,
+    users: PyReadonlyArray1<'py, i64>,
+    k: usize,
+    exclude: Option<PyRef<'py, PyInteractions>>,
+) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    let n_items = scores.shape()[1];
+    let s = scores.as_slice()?;
+    let u = user_slice(&users)?;
+    let ex = exclude.as_ref().map(|x| x.inner.clone());
+    let (items, best) = py.allow_threads(|| topk_core(s, n_items, &u, k, ex.as_deref()))?;
+    let n = u.len();
+    Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, best).reshape([n, k])?))
+}
+
+/// The k most cosine-similar items to each query row index of `vectors` (itself excluded).
+#[pyfunction]
+fn similar_items<'py>(
+    py: Python<'py>,
+    vectors: PyReadonlyArray2<'py, f32>,
+    queries: PyReadonlyArray1<'py, i64>,
+    k: usize,
+) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    let shape = vectors.shape().to_vec();
+    let v = vectors.as_slice()?;
+    let q = queries.as_slice()?;
+    let (items, sims) = py.allow_threads(|| {
+        // SAFETY: the view lives only inside this closure, while `vectors` is borrowed.
+        let t = unsafe { crate::tensors::view_f32(v, shape[0], shape[1]) };
+        models::similar::similar_items(&t, q, k)
+    })?;
+    let n = q.len();
+    Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, sims).reshape([n, k])?))
+}
+
+#[pyfunction]
+fn default_config(kind: &str) -> PyResult<String> {
+    Ok(models::default_config(kind)?)
+}
+
+#[pyfunction]
+fn model_kinds() -> Vec<&'static str> {
+    models::KINDS.to_vec()
+}
+
+/// (CUDA available to libtorch, device count, cuDNN available).
+#[pyfunction]
+fn cuda_info() -> (bool, i64, bool) {
+    (tch::Cuda::is_available(), tch::Cuda::device_count(), tch::Cuda::cudnn_is_available())
+}
+
+/// (rayon threads, libtorch intra-op threads).
+#[pyfunction]
+fn threads_info() -> (usize, i32) {
+    (rayon::current_num_threads(), tch::get_num_threads())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(leave_one_out, m)?)?;
+    m.add_function(wrap_pyfunction!(random_split, m)?)?;
+    m.add_function(wrap_pyfunction!(synthetic_interactions, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_triples, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate_block, m)?)?;
+    m.add_function(wrap_pyfunction!(canonical_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(top_k_block, m)?)?;
+    m.add_function(wrap_pyfunction!(similar_items, m)?)?;
+    m.add_function(wrap_pyfunction!(default_config, m)?)?;
+    m.add_function(wrap_pyfunction!(model_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_info, m)?)?;
+    m.add_function(wrap_pyfunction!(threads_info, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `_core.Interactions`: the core `Interactions` behind an `Arc`, so splits, models and the
+//! Python objects share one copy.
+
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::PyList;
+
+use crate::data::{Columns, Duplicates, IdKind, IdMap, Interactions, RawIds, Unknown};
+
+#[pyclass(name = "Interactions", module = "fashionrec._core", frozen)]
+pub struct PyInteractions {
+    pub inner: Arc<Interactions>,
+}
+
+/// Raw ids held for the duration of a call: an int64 numpy array or a list of str.
+pub(crate) enum HeldIds<'py> {
+    Int(PyReadonlyArray1<'py, i64>),
+    Str(Vec<PyBackedStr>),
+}
+
+impl<'py> HeldIds<'py> {
+    pub fn extract(ob: &Bound<'py, PyAny>, column: &str) -> PyResult<Self> {
+        if let Ok(a) = ob.extract::<PyReadonlyArray1<'py, i64>>() {
+            return Ok(HeldIds::Int(a));
+        }
+        match ob.extract::<Vec<PyBackedStr>>() {
+            Ok(v) => Ok(HeldIds::Str(v)),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "column '{column}': ids must be a 1-D int64 array or a list of str"
+            ))),
+        }
+    }
+
+    /// Borrowed view; `strs` keeps the &str slices alive.
+    pub fn raw<'a>(&'a self, strs: &'a mut Vec<&'a str>) -> PyResult<RawIds<'a>> {
+        match self {
+            HeldIds::Int(a) => Ok(RawIds::Int(a.as_slice()?)),
+            HeldIds::Str(v) => {
+                strs.extend(v.iter().map(|s| &**s));
+                Ok(RawIds::Str(strs))
+            }
+        }
+    }
+}
+
+/// Ids in index order: int64 numpy array or list of str.
+pub(crate) fn ids_to_py<'py>(py: Python<'py>, map: &IdMap) -> PyResult<Bound<'py, PyAny>> {
+    match map.kind() {
+        IdKind::Int => Ok(PyArray1::from_vec(py, map.int_ids().unwrap()).into_any()),
+        IdKind::Str => Ok(PyList::new(py, map.str_ids().unwrap())?.into_any()),
+    }
+}
+
+/// Indices of raw ids in `map`; an unknown id is a ValueError naming `column` and the row.
+pub(crate) fn index_of<'py>(
+    py: Python<'py>,
+    map: &IdMap,
+    ids: &Bound<'py, PyAny>,
+    column: &str,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let held = HeldIds::extract(ids, column)?;
+    let mut strs = Vec::new();
+    let raw = held.raw(&mut strs)?;
+    let idx = py.allow_threads(|| map.index(raw, column))?;
+    Ok(PyArray1::from_vec(py, idx.into_iter().map(|i| i as i64).collect()))
+}
+
+/// An id map from a list of catalogue ids (sorted, duplicates merged).
+fn catalogue(ids: &Bound<'_, PyAny>, what: &str) -> PyResult<IdMap> {
+    let held = HeldIds::extract(ids, what)?;
+    let mut strs = Vec::new();
+    let raw = held.raw(&mut strs)?;
+    if raw.is_empty() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("{what} is empty")));
+    }
+    Ok(IdMap::build(raw))
+}
+
+fn opt_slice<'a>(v: &'a Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Option<&'a [f32]>> {
+    v.as_ref().map(|a| a.as_slice().map_err(PyErr::from)).transpose()
+}
+
+#[pymethods]
+impl PyInteractions {
+    /// From 0-based int64 index arrays.
+    #[staticmethod]
+    #[pyo3(signature = (users, items, values=None, n_users=None, n_items=None, duplicates="sum", user_col="users", item_col="items", value_col="values"))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_indices(
+        py: Python<'_>,
+        users: PyReadonlyArray1<'_, i64>,
+        items: PyReadonlyArray1<'_, i64>,
+        values: Option<PyReadonlyArray1<'_, f32>>,
+        n_users: Option<usize>,
+        n_items: Option<usize>,
+        duplicates: &str,
+        user_col: &str,
+        item_col: &str,
+        value_col: &str,
+    ) -> PyResult<Self> {
+        let dup: Duplicates = duplicates.parse()?;
+        let (u, i, v) = (users.as_slice()?, items.as_slice()?, opt_slice(&values)?);
+        let cols = Columns { user: user_col, item: item_col, value: value_col };
+        let x = py.allow_threads(|| Interactions::from_indices(u, i, v, n_users, n_items, dup, cols))?;
+        Ok(PyInteractions { inner: Arc::new(x) })
+    }
+
+    /// From raw ids (int64 arrays or lists of str). Each side's id map comes from `like`
+    /// (another Interactions), else from `user_ids` / `item_ids` (a catalogue), else from the
+    /// data. Returns (interactions, rows dropped as unknown).
+    #[staticmethod]
+    #[pyo3(signature = (users, items, values=None, like=None, user_ids=None, item_ids=None, unknown="error", duplicates="sum", user_col="user", item_col="item", value_col="value"))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_ids<'py>(
+        py: Python<'py>,
+        users: &Bound<'py, PyAny>,
+        items: &Bound<'py, PyAny>,
+        values: Option<PyReadonlyArray1<'py, f32>>,
+        like: Option<PyRef<'py, PyInteractions>>,
+        user_ids: Option<&Bound<'py, PyAny>>,
+        item_ids: Option<&Bound<'py, PyAny>>,
+        unknown: &str,
+        duplicates: &str,
+        user_col: &str,
+        item_col: &str,
+        value_col: &str,
+    ) -> PyResult<(Self, usize)> {
+        let (dup, unknown): (Duplicates, Unknown) = (duplicates.parse()?, unknown.parse()?);
+        let (hu, hi) = (HeldIds::extract(users, user_col)?, HeldIds::extract(items, item_col)?);
+        let (mut su, mut si) = (Vec::new(), Vec::new());
+        let (ru, ri) = (hu.raw(&mut su)?, hi.raw(&mut si)?);
+        let v = opt_slice(&values)?;
+        let user_map = match (&like, user_ids) {
+            (Some(l), _) => Some(l.inner.ids().users.clone()),
+            (None, Some(ids)) => Some(Arc::new(catalogue(ids, "user_ids")?)),
+            _ => None,
+        };
+        let item_map = match (&like, item_ids) {
+            (Some(l), _) => Some(l.inner.ids().items.clone()),
+            (None, Some(ids)) => Some(Arc::new(catalogue(ids, "item_ids")?)),
+            _ => None,
+        };
+        let cols = Columns { user: user_col, item: item_col, value: value_col };
+        let (x, dropped) =
+            py.allow_threads(|| Interactions::from_raw(ru, ri, v, user_map, item_map, unknown, dup, cols))?;
+        Ok((PyInteractions { inner: Arc::new(x) }, dropped))
+    }
+
+    #[getter]
+    fn n_users(&self) -> usize {
+        self.inner.n_users()
+    }
+
+    #[getter]
+    fn n_items(&self) -> usize {
+        self.inner.n_items()
+    }
+
+    #[getter]
+    fn nnz(&self) -> usize {
+        self.inner.nnz()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.nnz()
+    }
+
+    fn user_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ids_to_py(py, &self.inner.ids().users)
+    }
+
+    fn item_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ids_to_py(py, &self.inner.ids().items)
+    }
+
+    #[pyo3(signature = (ids, column="user"))]
+    fn user_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        index_of(py, &self.inner.ids().users, ids, column)
+    }
+
+    #[pyo3(signature = (ids, column="item"))]
+    fn item_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        index_of(py, &self.inner.ids().items, ids, column)
+    }
+
+    /// "int" or "str", per side.
+    fn id_kinds(&self) -> (&'static str, &'static str) {
+        let k = |m: &IdMap| if m.kind() == IdKind::Str { "str" } else { "int" };
+        (k(&self.inner.ids().users), k(&self.inner.ids().items))
+    }
+
+    /// (indptr, indices, values or None) of the CSR by user, as new arrays.
+    fn csr<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i32>>, Option<Bound<'py, PyArray1<f32>>>) {
+        let c = self.inner.by_user();
+        (
+            PyArray1::from_iter(py, c.indptr.iter().map(|&x| x as i64)),
+            PyArray1::from_iter(py, c.indices.iter().map(|&x| x as i32)),
+            c.values.as_ref().map(|v| PyArray1::from_slice(py, v)),
+        )
+    }
+
+    /// (user indices, item indices, values or None), sorted by user then item.
+    fn coo<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Option<Bound<'py, PyArray1<f32>>>) {
+        let (u, i, v) = py.allow_threads(|| self.inner.to_coo());
+        (
+            PyArray1::from_iter(py, u.into_iter().map(i64::from)),
+            PyArray1::from_iter(py, i.into_iter().map(i64::from)),
+            v.map(|v| PyArray1::from_vec(py, v)),
+        )
+    }
+
+    fn item_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_iter(py, self.inner.item_counts().into_iter().map(i64::from))
+    }
+
+    /// Indices of the users with at least one interaction.
+    fn active_users<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_iter(py, self.inner.active_users().into_iter().map(i64::from))
+    }
+
+    /// Item indices of one user, sorted.
+    fn user_items<'py>(&self, py: Python<'py>, user: usize) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        if user >= self.inner.n_users() {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "user index {user} out of range for {} users",
+                self.inner.n_users()
+            )));
+        }
+        Ok(PyArray1::from_iter(py, self.inner.user_items(user).iter().map(|&i| i as i64)))
+    }
+
+    fn has_values(&self) -> bool {
+        self.inner.by_user().values.is_some()
+    }
+
+    fn same_ids(&self, other: PyRef<'_, PyInteractions>) -> bool {
+        self.inner.ids().same_as(other.inner.ids())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Interactions: {} users x {} items, {} interactions>",
+            self.inner.n_users(),
+            self.inner.n_items(),
+            self.inner.nnz()
+        )
+    }
+}

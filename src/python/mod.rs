@@ -1,0 +1,33 @@
+//! PyO3 bindings: conversions between numpy/Python objects and the core, nothing more.
+//! The typed, documented API users see is the `fashionrec` Python package on top of this.
+
+mod functions;
+mod interactions;
+mod model;
+
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let msg = e.to_string();
+        match e {
+            Error::InvalidInput(_) | Error::File { .. } => PyValueError::new_err(msg),
+            Error::Io { message, .. } if message.contains("No such file") => PyFileNotFoundError::new_err(msg),
+            Error::Io { .. } => PyOSError::new_err(msg),
+            Error::State(_) | Error::Torch(_) => PyRuntimeError::new_err(msg),
+        }
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_core")]
+pub fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<interactions::PyInteractions>()?;
+    m.add_class::<model::PyModel>()?;
+    functions::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Small bridges between Rust buffers and libtorch tensors.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A CPU tensor viewing `data` without a copy.
+///
+/// # Safety
+/// The tensor (and every view of it) must not outlive `data`, and nothing may write to
+/// `data` while it lives.
+pub unsafe fn view_i64(data: &[i64]) -> Tensor {
+    Tensor::from_blob(data.as_ptr() as *const u8, &[data.len() as i64], &[], Kind::Int64, Device::Cpu)
+}
+
+/// A CPU tensor viewing a (rows, cols) row-major f32 buffer without a copy.
+///
+/// # Safety
+/// As for [`view_i64`]; the tensor may write through to `data` if used in place.
+pub unsafe fn view_f32(data: &[f32], rows: usize, cols: usize) -> Tensor {
+    debug_assert_eq!(data.len(), rows * cols);
+    Tensor::from_blob(data.as_ptr() as *const u8, &[rows as i64, cols as i64], &[], Kind::Float, Device::Cpu)
+}
+
+/// The device named by `name`: "cpu", "cuda", "cuda:N", or "auto" (CUDA when available).
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" | "gpu" => cuda(0),
+        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => cuda(n),
+            None => Err(Error::invalid(format!("device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {name:?}"))),
+        },
+    }
+}
+
+fn cuda(n: usize) -> Result<Device> {
+    let count = tch::Cuda::device_count() as usize;
+    if n >= count {
+        let have = if count == 0 { "no CUDA device is available".to_string() } else { format!("{count} CUDA devices") };
+        return Err(Error::invalid(format!("device 'cuda:{n}' asked for, but {have}; use device='cpu' or 'auto'")));
+    }
+    Ok(Device::Cuda(n))
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// A contiguous f32 CPU tensor's elements, copied out.
+pub fn to_vec_f32(t: &Tensor) -> Result<Vec<f32>> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    Ok(Vec::<f32>::try_from(t.flatten(0, -1))?)
+}
+
+/// A CPU tensor holding a copy of `data` with `shape`.
+pub fn from_f32(data: &[f32], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(data).reshape(shape)
+}
+
+/// Checks a tensor is a contiguous f32 CPU tensor with `numel` elements and returns its
+/// data pointer, for kernels that update parameters in place (Hogwild SGD).
+pub fn cpu_f32_ptr(t: &Tensor, what: &str) -> Result<*mut f32> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
+        return Err(Error::state(format!(
+            "{what}: expected a contiguous float32 CPU tensor, got {:?} on {:?}",
+            t.kind(),
+            t.device()
+        )));
+    }
+    Ok(t.data_ptr() as *mut f32)
+}
