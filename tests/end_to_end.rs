@@ -4,7 +4,7 @@
 use fashionrec::data::split::leave_one_out;
 use fashionrec::data::synthetic::{synthetic, SyntheticConfig};
 use fashionrec::data::Interactions;
-use fashionrec::metrics::{evaluate_block, EvalOptions, Metric};
+use fashionrec::metrics::{evaluate_block, EvalOptions, Metric, Validation};
 use fashionrec::models::{checkpoint, create, Recommender};
 use fashionrec::tensors::to_vec_f32;
 use fashionrec::train::{Control, Event};
@@ -27,7 +27,7 @@ fn fit(kind: &str, config: &str, train: &Interactions) -> Box<dyn Recommender> {
     let mut model = create(kind, config).unwrap();
     let mut epochs = 0;
     model
-        .fit(train, &mut |e: &Event<'_>| {
+        .fit(train, None, &mut |e: &Event<'_>| {
             if let Event::EpochEnd(log) = e {
                 assert!(log.loss.is_finite());
                 epochs += 1;
@@ -58,7 +58,7 @@ fn observer_can_stop_training() {
     let parts = data();
     let mut model = create("bpr", r#"{"factors": 8, "epochs": 50, "device": "cpu"}"#).unwrap();
     let report = model
-        .fit(&parts[0], &mut |e: &Event<'_>| match e {
+        .fit(&parts[0], None, &mut |e: &Event<'_>| match e {
             Event::EpochEnd(log) if log.epoch == 4 => Control::Stop,
             _ => Control::Continue,
         })
@@ -66,6 +66,28 @@ fn observer_can_stop_training() {
     assert!(report.stopped);
     assert_eq!(model.history().len(), 4);
     assert!(model.score(&[0, 1]).is_ok());
+}
+
+#[test]
+fn validation_metrics_are_logged_every_epoch() {
+    let parts = data();
+    let (train, test) = (&parts[0], &parts[1]);
+    let v = Validation {
+        data: test,
+        exclude: vec![train],
+        metrics: vec![Metric::Auc, Metric::Ndcg(10)],
+        options: EvalOptions::default(),
+    };
+    let mut model = create("bpr", r#"{"factors": 16, "epochs": 5, "device": "cpu"}"#).unwrap();
+    model.fit(train, Some(&v), &mut |_: &Event<'_>| Control::Continue).unwrap();
+    let h = model.history();
+    assert_eq!(h.len(), 5);
+    let auc: Vec<f64> = h.iter().map(|l| l.metrics["val_auc"]).collect();
+    assert!(h.iter().all(|l| l.metrics.contains_key("val_ndcg@10")));
+    // The logged value after the last epoch is the model's final score.
+    let last = mean_metrics(model.as_ref(), train, test);
+    assert!((auc[4] - last[0]).abs() < 1e-12, "{auc:?} vs {last:?}");
+    assert!(auc[4] > auc[0]);
 }
 
 #[test]

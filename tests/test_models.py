@@ -203,3 +203,26 @@ def test_load_bad_files(tmp_path, fitted):
     cut.write_bytes(good.read_bytes()[:-100])
     with pytest.raises(ValueError, match="cut.safetensors"):
         fr.load(cut)
+
+
+def test_validation_metrics_each_epoch(small):
+    train, test = small
+    seen = []
+    model = fr.BPR(factors=16, epochs=6, device="cpu", seed=1).fit(
+        train, validation=test, metrics=["auc", "ndcg@10"], progress=False, callback=lambda e, logs: seen.append(logs)
+    )
+    assert list(model.history_) == ["epoch", "loss", "seconds", "val_auc", "val_ndcg@10"]
+    assert [s["val_auc"] for s in seen] == model.history_["val_auc"]
+    final = fr.evaluate(model, test, train=train, metrics=["auc", "ndcg@10"])
+    assert model.history_["val_auc"][-1] == pytest.approx(final["auc"], abs=1e-12)
+    assert model.history_["val_auc"][-1] > model.history_["val_auc"][0]
+    other = fr.datasets.synthetic(30, 20, seed=9)
+    with pytest.raises(ValueError, match="other user/item ids"):
+        fr.BPR(epochs=1).fit(train, validation=other, progress=False)
+
+
+def test_callback_cannot_use_the_training_model(small):
+    model = fr.BPR(factors=4, epochs=3, device="cpu")
+    with pytest.raises(RuntimeError, match="pass validation= to fit"):
+        model.fit(small[0], progress=False, callback=lambda e, logs: model.score([0]))
+    assert model.is_fitted

@@ -27,11 +27,12 @@ class FitProgress:
                 self._bar.refresh()
             return True
         epoch = event["epoch"]
+        logs = {k: v for k, v in event.items() if k not in ("event", "epoch")}
         if self._bar is not None:
             self._bar.n = epoch
-            self._bar.set_postfix(loss=f"{event['loss']:.4f}", refresh=True)
+            shown = {k: f"{v:.4f}" for k, v in logs.items() if k != "seconds"}
+            self._bar.set_postfix(shown, refresh=True)
         if self._callback is not None:
-            logs = {"loss": event["loss"], "seconds": event["seconds"]}
             if self._callback(epoch, logs) is False:
                 return False
         return True

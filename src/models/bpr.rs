@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::factors::{FactorHandles, Factors};
-use super::{not_fitted, Recommender};
+use super::{not_fitted, validator, Recommender};
 use crate::data::{IdMaps, Interactions};
 use crate::error::{Error, Result};
+use crate::metrics::Validation;
 use crate::sampling::{TripleBatch, TripleSampler};
 use crate::tensors::{cpu_f32_ptr, device_name, parse_device, view_i64};
 use crate::train::{fit_triples, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
@@ -172,7 +173,12 @@ impl Recommender for Bpr {
         serde_json::to_string(&self.config).unwrap()
     }
 
-    fn fit(&mut self, train: &Interactions, observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<FitReport> {
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        validation: Option<&Validation<'_>>,
+        observer: &mut dyn FnMut(&Event<'_>) -> Control,
+    ) -> Result<FitReport> {
         let cfg = self.config.clone();
         let (backend, device) = cfg.resolve()?;
         let sampler = TripleSampler::new(train, 1)?;
@@ -188,7 +194,9 @@ impl Recommender for Bpr {
             (Backend::Torch, "sgd") => Box::new(TorchSgd::new(params, &cfg)),
             (Backend::Torch, _) => Box::new(TorchAdam::new(params, &cfg)?),
         };
-        let report = fit_triples(step.as_mut(), &sampler, &loop_cfg, observer)?;
+        let mut validate = validator(train, validation, |u| params.score(u))?;
+        let report = fit_triples(step.as_mut(), &sampler, &loop_cfg, &mut validate, observer)?;
+        drop(validate);
         drop(step);
         self.history = report.history.clone();
         Ok(report)
@@ -280,6 +288,9 @@ impl SharedRows {
     }
 }
 
+/// Triples drawn ahead of the one being trained, so their rows are in cache when needed.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Samples per rayon task when training from a filled batch.
 const NATIVE_CHUNK: usize = 1024;
 
@@ -352,20 +363,27 @@ impl BatchStep for NativeSgd<'_> {
                     let (u, i) = sampler.draw(rng, &mut neg);
                     (u, i, neg[0] as usize)
                 };
+                // Triples are drawn PREFETCH_AHEAD ahead of the update (in order) and their rows
+                // fetched meanwhile: the update waits on memory more than on arithmetic.
+                let ahead = PREFETCH_AHEAD.min(len);
+                let mut ring = [(0usize, 0usize, 0usize); PREFETCH_AHEAD];
+                for slot in ring.iter_mut().take(ahead) {
+                    *slot = draw(&mut rng);
+                    rows.prefetch(*slot);
+                }
                 let mut loss = 0f64;
-                let mut cur = draw(&mut rng);
                 for k in 0..len {
-                    // Draw one triple ahead and start loading its rows while this one trains:
-                    // the update waits on memory more than on arithmetic.
-                    let next = if k + 1 < len { draw(&mut rng) } else { cur };
-                    rows.prefetch(next);
-                    let (u, i, j) = cur;
+                    let (u, i, j) = ring[k % PREFETCH_AHEAD];
+                    if k + ahead < len {
+                        let next = draw(&mut rng);
+                        rows.prefetch(next);
+                        ring[k % PREFETCH_AHEAD] = next;
+                    }
                     // SAFETY: indices come from the sampler over this model's shapes, with the
                     // negative never a positive of the user (so never equal to i); the
                     // pointers are live for the step (see `_params`). Concurrent writes to one
                     // row from two threads are the Hogwild race, accepted by design.
                     loss += unsafe { kernel(rows, u, i, j, lr, reg, breg) };
-                    cur = next;
                 }
                 loss
             })

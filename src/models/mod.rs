@@ -14,6 +14,7 @@ use tch::Tensor;
 
 use crate::data::{IdMaps, Interactions};
 use crate::error::{Error, Result};
+use crate::metrics::Validation;
 use crate::train::{Control, EpochLog, Event, FitReport};
 
 pub trait Recommender: Send {
@@ -23,9 +24,15 @@ pub trait Recommender: Send {
     /// The configuration as JSON (every field, defaults filled in).
     fn config_json(&self) -> String;
 
-    /// Train from scratch on `train`. The observer sees progress and per-epoch losses and may
-    /// stop training; the model is usable afterwards either way.
-    fn fit(&mut self, train: &Interactions, observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<FitReport>;
+    /// Train from scratch on `train`. With `validation`, its metrics are computed after every
+    /// epoch (into the epoch logs, as "val_<metric>"). The observer sees progress and the
+    /// epoch logs and may stop training; the model is usable afterwards either way.
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        validation: Option<&Validation<'_>>,
+        observer: &mut dyn FnMut(&Event<'_>) -> Control,
+    ) -> Result<FitReport>;
 
     /// Id maps of the training data; None before `fit`.
     fn ids(&self) -> Option<&IdMaps>;
@@ -78,6 +85,24 @@ pub fn default_config(kind: &str) -> Result<String> {
 
 fn parse_config<T: serde::de::DeserializeOwned>(kind: &str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("{kind} configuration: {e}")))
+}
+
+/// The per-epoch validation closure for a model scored by `score`: metrics named "val_<m>".
+pub(crate) fn validator<'a>(
+    train: &'a Interactions,
+    validation: Option<&'a Validation<'a>>,
+    score: impl Fn(&[i64]) -> Result<Tensor> + 'a,
+) -> Result<Box<crate::train::Validate<'a>>> {
+    if let Some(v) = validation {
+        train.check_same_ids(v.data, "the validation data")?;
+    }
+    Ok(Box::new(move || match validation {
+        None => Ok(Default::default()),
+        Some(v) => Ok(crate::metrics::evaluate_with(&score, v)?
+            .into_iter()
+            .map(|(k, x)| (format!("val_{k}"), x))
+            .collect()),
+    }))
 }
 
 /// Error for use before fit.

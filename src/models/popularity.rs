@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 use super::{not_fitted, Recommender};
 use crate::data::{IdMaps, Interactions};
 use crate::error::{Error, Result};
+use crate::metrics::Validation;
 use crate::train::{Control, EpochLog, Event, FitReport};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,7 +38,13 @@ impl Recommender for Popularity {
         serde_json::to_string(&self.config).unwrap()
     }
 
-    fn fit(&mut self, train: &Interactions, _observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<FitReport> {
+    /// Counts interactions; there are no epochs, so no validation metrics are logged.
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        _validation: Option<&Validation<'_>>,
+        _observer: &mut dyn FnMut(&Event<'_>) -> Control,
+    ) -> Result<FitReport> {
         let counts: Vec<f32> = train.item_counts().into_iter().map(|c| c as f32).collect();
         self.counts = Some(Tensor::from_slice(&counts));
         self.ids = Some(train.ids().clone());

@@ -11,6 +11,7 @@ use tch::Tensor;
 
 use super::interactions::{ids_to_py, index_of, PyInteractions};
 use crate::error::Error;
+use crate::metrics::{EvalOptions, Metric, Validation};
 use crate::models::{checkpoint, create, Recommender};
 use crate::train::{Control, Event};
 
@@ -32,9 +33,11 @@ impl PyModel {
         match self.inner.try_lock() {
             Ok(g) => Ok(g),
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(TryLockError::WouldBlock) => {
-                Err(Error::state("the model is busy in another thread (training?); try again when it is done").into())
-            }
+            Err(TryLockError::WouldBlock) => Err(Error::state(
+                "the model is busy: it is training (a fit callback cannot use the model; pass \
+                 validation= to fit for per-epoch metrics) or in use by another thread",
+            )
+            .into()),
         }
     }
 }
@@ -78,12 +81,30 @@ impl PyModel {
 
     /// Train on `train`. `callback(event: dict)` gets {"event": "progress", "epoch",
     /// "samples", "total"} at most every 100 ms and {"event": "epoch", "epoch", "loss",
-    /// "seconds"} after each epoch; returning False stops training. Ctrl-C stops training too;
-    /// either way the model keeps what it learnt, and Ctrl-C (or an exception raised by the
-    /// callback) is re-raised after it stopped. Returns True when stopped early.
-    #[pyo3(signature = (train, callback=None))]
-    fn fit(&self, py: Python<'_>, train: PyRef<'_, PyInteractions>, callback: Option<PyObject>) -> PyResult<bool> {
+    /// "seconds", "val_<metric>"...} after each epoch; returning False stops training. With
+    /// `validation` (held-out Interactions in the same ids), `metrics` are computed on it after
+    /// every epoch, the training data excluded from the candidates. Ctrl-C stops training
+    /// too; either way the model keeps what it learnt, and Ctrl-C (or an exception raised by
+    /// the callback) is re-raised after it stopped. Returns True when stopped early.
+    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit(
+        &self,
+        py: Python<'_>,
+        train: PyRef<'_, PyInteractions>,
+        callback: Option<PyObject>,
+        validation: Option<PyRef<'_, PyInteractions>>,
+        metrics: Vec<String>,
+        sampled_negatives: usize,
+        seed: u64,
+    ) -> PyResult<bool> {
         let data = train.inner.clone();
+        let held_out = validation.as_ref().map(|v| v.inner.clone());
+        let parsed: Vec<Metric> = metrics.iter().map(|m| m.parse()).collect::<crate::Result<_>>()?;
+        let options = EvalOptions { sampled_negatives, seed };
+        let val = held_out
+            .as_deref()
+            .map(|d| Validation { data: d, exclude: vec![data.as_ref()], metrics: parsed.clone(), options });
         let mut guard = self.lock()?;
         let mut pending: Option<PyErr> = None;
         let mut last = Instant::now();
@@ -109,7 +130,8 @@ impl PyModel {
                         .set_item("event", "epoch")
                         .and(d.set_item("epoch", log.epoch))
                         .and(d.set_item("loss", log.loss))
-                        .and(d.set_item("seconds", log.seconds)),
+                        .and(d.set_item("seconds", log.seconds))
+                        .and(log.metrics.iter().try_for_each(|(k, v)| d.set_item(k, v))),
                 };
                 match filled.and_then(|_| cb.call1(py, (d,))) {
                     Ok(ret) if ret.bind(py).is(pyo3::types::PyBool::new(py, false).as_any()) => Control::Stop,
@@ -122,14 +144,14 @@ impl PyModel {
             })
         };
         let model: &mut dyn Recommender = guard.as_mut();
-        let report = py.allow_threads(|| model.fit(&data, &mut observer));
+        let report = py.allow_threads(|| model.fit(&data, val.as_ref(), &mut observer));
         if let Some(e) = pending {
             return Err(e);
         }
         Ok(report?.stopped)
     }
 
-    /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds"}.
+    /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds", "val_..."}.
     fn history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.lock()?
             .history()
@@ -139,6 +161,9 @@ impl PyModel {
                 d.set_item("epoch", h.epoch)?;
                 d.set_item("loss", h.loss)?;
                 d.set_item("seconds", h.seconds)?;
+                for (k, v) in &h.metrics {
+                    d.set_item(k, v)?;
+                }
                 Ok(d)
             })
             .collect()

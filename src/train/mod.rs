@@ -3,6 +3,7 @@
 //! cleanly when the observer says so (Ctrl-C, an early-stopping callback) with the model's
 //! parameters as they are after the last finished step.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,15 @@ pub struct EpochLog {
     pub epoch: usize,
     /// Mean loss per sample over the epoch (without the regularisation term).
     pub loss: f64,
+    /// Wall time of the epoch's training (validation excluded).
     pub seconds: f64,
+    /// Validation metrics after the epoch ("val_auc", ...), when validation data was given.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
+
+/// Computes the validation metrics after an epoch (empty without validation data).
+pub type Validate<'a> = dyn FnMut() -> Result<BTreeMap<String, f64>> + 'a;
 
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -80,6 +88,7 @@ pub fn fit_triples(
     model: &mut dyn BatchStep,
     sampler: &TripleSampler<'_>,
     cfg: &LoopConfig,
+    validate: &mut Validate<'_>,
     observer: &mut dyn FnMut(&Event<'_>) -> Control,
 ) -> Result<FitReport> {
     if cfg.batch_size == 0 {
@@ -124,7 +133,8 @@ pub fn fit_triples(
                 epoch + 1
             )));
         }
-        let log = EpochLog { epoch: epoch + 1, loss, seconds: start.elapsed().as_secs_f64() };
+        let seconds = start.elapsed().as_secs_f64();
+        let log = EpochLog { epoch: epoch + 1, loss, seconds, metrics: validate()? };
         report.history.push(log.clone());
         if observer(&Event::EpochEnd(&log)) == Control::Stop {
             report.stopped = epoch + 1 < cfg.epochs;

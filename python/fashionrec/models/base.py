@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -53,22 +53,33 @@ class Recommender:
         self,
         train: Interactions,
         *,
+        validation: Interactions | None = None,
+        metrics: Sequence[str] = ("auc", "ndcg@10"),
         progress: bool = True,
         callback: EpochCallback | None = None,
     ) -> Recommender:
         """Train from scratch on ``train``; returns ``self``.
 
-        ``progress`` shows a bar (tqdm: a widget in Jupyter, text in a terminal).
-        ``callback(epoch, logs)`` is called after each epoch with ``logs = {"loss",
-        "seconds"}``; returning ``False`` stops training. Ctrl-C also stops it: the model then
-        holds the parameters learnt so far (usable for scoring and saving) and the
-        KeyboardInterrupt is raised again. ``history_`` has the per-epoch losses.
+        ``validation`` (held-out Interactions in the same ids, e.g. from ``fr.split``): after
+        every epoch, ``metrics`` are computed on it (candidates exclude ``train``) and logged
+        as ``val_<metric>``. ``progress`` shows a bar (tqdm: a widget in Jupyter, text in a
+        terminal). ``callback(epoch, logs)`` is called after each epoch with ``logs = {"loss",
+        "seconds", "val_..."}``; returning ``False`` stops training (early stopping). Ctrl-C
+        also stops it: the model then holds the parameters learnt so far (usable for scoring
+        and saving) and the KeyboardInterrupt is raised again. ``history_`` holds the logs,
+        one list per key.
         """
         if not isinstance(train, Interactions):
             raise TypeError(f"fit() takes an Interactions, not {type(train).__name__}")
+        if validation is not None:
+            if not isinstance(validation, Interactions):
+                raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
+            if not validation.same_ids(train):
+                raise ValueError("validation uses other user/item ids than train; build it with like=train")
+        names = list(metrics) if validation is not None else []
         bar = FitProgress(type(self).__name__, int(self._params.get("epochs", 0)), progress, callback)
         try:
-            self._core.fit(train._core, bar)
+            self._core.fit(train._core, bar, None if validation is None else validation._core, names)
         finally:
             bar.close()
             self._after_fit()
@@ -76,7 +87,8 @@ class Recommender:
 
     def _after_fit(self) -> None:
         hist = self._core.history()
-        self.history_ = {key: [h[key] for h in hist] for key in ("epoch", "loss", "seconds")}
+        keys = ["epoch", "loss", "seconds"] + sorted({k for h in hist for k in h} - {"epoch", "loss", "seconds"})
+        self.history_ = {key: [h.get(key) for h in hist] for key in keys}
         self._ids_cache = None
 
     @property

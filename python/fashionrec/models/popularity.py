@@ -14,7 +14,7 @@ class Popularity(Recommender):
     def __init__(self) -> None:
         super().__init__()
 
-    def fit(self, train, *, progress: bool = False, callback=None) -> Popularity:
-        """Count the interactions per item; ``progress`` and ``callback`` are accepted for
-        API compatibility (there are no epochs)."""
-        return super().fit(train, progress=False, callback=callback)  # type: ignore[return-value]
+    def fit(self, train, *, validation=None, metrics=(), progress: bool = False, callback=None) -> Popularity:
+        """Count the interactions per item. There are no epochs: ``validation``, ``metrics``,
+        ``progress`` and ``callback`` are accepted for API compatibility and unused."""
+        return super().fit(train, progress=False)  # type: ignore[return-value]
