@@ -16,6 +16,14 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A uniform integer in 0..n (n > 0) by Lemire's multiply-shift: one multiplication, no
+/// division or rejection loop. Its bias is at most n / 2^64, far below anything measurable.
+#[inline(always)]
+pub fn below(rng: &mut Rng, n: u64) -> u64 {
+    use rand::RngCore;
+    ((rng.next_u64() as u128 * n as u128) >> 64) as u64
+}
+
 /// The generator of piece `index` of stream `stream` under `seed`.
 pub fn stream_rng(seed: u64, stream: u64, index: u64) -> Rng {
     let s = mix64(mix64(mix64(seed) ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93)) ^ index);

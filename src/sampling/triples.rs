@@ -6,10 +6,9 @@
 //! that each own a generator derived from (seed, stream, chunk): the same seed gives the same
 //! triples whatever the thread count.
 
-use rand::Rng as _;
 use rayon::prelude::*;
 
-use super::rng::{stream_rng, Rng};
+use super::rng::{below, stream_rng, Rng};
 use crate::data::Interactions;
 use crate::error::{Error, Result};
 
@@ -109,16 +108,16 @@ impl<'a> TripleSampler<'a> {
     }
 
     /// One positive (user, item) and `negs.len()` negatives of that user.
-    #[inline]
+    #[inline(always)]
     pub fn draw(&self, rng: &mut Rng, negs: &mut [i64]) -> (usize, usize) {
         let csr = self.data.by_user();
-        let e = rng.random_range(0..self.owner.len());
+        let e = below(rng, self.owner.len() as u64) as usize;
         let u = self.owner[e] as usize;
         let row = csr.row(u);
-        let n_items = self.data.n_items() as u32;
+        let n_items = self.data.n_items() as u64;
         for slot in negs.iter_mut() {
             *slot = loop {
-                let j = rng.random_range(0..n_items);
+                let j = below(rng, n_items) as u32;
                 if row.binary_search(&j).is_err() {
                     break j as i64;
                 }
