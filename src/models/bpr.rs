@@ -636,6 +636,33 @@ mod tests {
     }
 
     #[test]
+    fn fused_sampling_draws_the_triples_fill_draws() {
+        use crate::data::synthetic::{synthetic, SyntheticConfig};
+        let data = synthetic(&SyntheticConfig { n_users: 60, n_items: 50, ..Default::default() }).unwrap();
+        let sampler = TripleSampler::new(&data, 1).unwrap();
+        let cfg = BprConfig { factors: 8, device: "cpu".into(), ..Default::default() };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let run = |fused: bool| {
+            let p = Factors::random(60, 50, 8, 0.1, 3, Device::Cpu).unwrap();
+            let mut step = NativeSgd::new(&p, &cfg).unwrap();
+            let mut batch = TripleBatch::default();
+            pool.install(|| {
+                if fused {
+                    step.sample_and_step(&sampler, &mut batch, 3000, 7, 2).unwrap();
+                } else {
+                    sampler.fill(&mut batch, 3000, 7, 2);
+                    step.step(&batch).unwrap();
+                }
+            });
+            (crate::tensors::to_vec_f32(&p.items).unwrap(), step.take_loss().unwrap())
+        };
+        let (a, la) = run(true);
+        let (b, lb) = run(false);
+        assert_eq!(a, b);
+        assert_eq!(la, lb);
+    }
+
+    #[test]
     fn lr_decays_linearly() {
         let c = BprConfig { epochs: 5, lr: 1.0, lr_final: 0.2, ..Default::default() };
         assert!((c.lr_at(0) - 1.0).abs() < 1e-12 && (c.lr_at(4) - 0.2).abs() < 1e-12);
