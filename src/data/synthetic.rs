@@ -45,7 +45,7 @@ pub fn synthetic(cfg: &SyntheticConfig) -> Result<Interactions> {
     if cfg.n_users == 0 || cfg.n_items < 10 || cfg.factors == 0 {
         return Err(Error::invalid("synthetic data needs n_users >= 1, n_items >= 10 and factors >= 1"));
     }
-    if !(cfg.mean_items_per_user >= 1.0) || !cfg.taste.is_finite() || !cfg.popularity.is_finite() {
+    if cfg.mean_items_per_user.is_nan() || cfg.mean_items_per_user < 1.0 || !cfg.taste.is_finite() || !cfg.popularity.is_finite() {
         return Err(Error::invalid("synthetic data needs mean_items_per_user >= 1 and finite weights"));
     }
     let d = cfg.factors;

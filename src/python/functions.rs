@@ -11,6 +11,11 @@ use crate::metrics::{evaluate_block as eval_core, top_k_block as topk_core, Eval
 use crate::models;
 use crate::sampling::{TripleBatch, TripleSampler};
 
+/// (users, positives, negatives) index arrays.
+type Triples<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<i64>>);
+/// (item indices, scores) of top-k lists, one row per query.
+type Ranked<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
 fn wrap(parts: Vec<Interactions>) -> Vec<PyInteractions> {
     parts.into_iter().map(|x| PyInteractions { inner: Arc::new(x) }).collect()
 }
@@ -59,7 +64,7 @@ fn sample_triples<'py>(
     n_negatives: usize,
     seed: u64,
     stream: u64,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<i64>>)> {
+) -> PyResult<Triples<'py>> {
     let d = data.inner.clone();
     let batch = py.allow_threads(|| -> crate::Result<TripleBatch> {
         let sampler = TripleSampler::new(&d, n_negatives)?;
@@ -125,7 +130,7 @@ fn top_k_block<'py>(
     users: PyReadonlyArray1<'py, i64>,
     k: usize,
     exclude: Option<PyRef<'py, PyInteractions>>,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<Ranked<'py>> {
     let n_items = scores.shape()[1];
     let s = scores.as_slice()?;
     let u = user_slice(&users)?;
@@ -142,7 +147,7 @@ fn similar_items<'py>(
     vectors: PyReadonlyArray2<'py, f32>,
     queries: PyReadonlyArray1<'py, i64>,
     k: usize,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<Ranked<'py>> {
     let shape = vectors.shape().to_vec();
     let v = vectors.as_slice()?;
     let q = queries.as_slice()?;

@@ -16,6 +16,9 @@ pub struct PyInteractions {
     pub inner: Arc<Interactions>,
 }
 
+/// Three arrays of a sparse matrix (CSR: indptr, indices, values; COO: rows, cols, values).
+type Sparse<'py, T> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<T>>, Option<Bound<'py, PyArray1<f32>>>);
+
 /// Raw ids held for the duration of a call: an int64 numpy array or a list of str.
 pub(crate) enum HeldIds<'py> {
     Int(PyReadonlyArray1<'py, i64>),
@@ -197,7 +200,7 @@ impl PyInteractions {
     fn csr<'py>(
         &self,
         py: Python<'py>,
-    ) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i32>>, Option<Bound<'py, PyArray1<f32>>>) {
+    ) -> Sparse<'py, i32> {
         let c = self.inner.by_user();
         (
             PyArray1::from_iter(py, c.indptr.iter().map(|&x| x as i64)),
@@ -210,7 +213,7 @@ impl PyInteractions {
     fn coo<'py>(
         &self,
         py: Python<'py>,
-    ) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Option<Bound<'py, PyArray1<f32>>>) {
+    ) -> Sparse<'py, i64> {
         let (u, i, v) = py.allow_threads(|| self.inner.to_coo());
         (
             PyArray1::from_iter(py, u.into_iter().map(i64::from)),

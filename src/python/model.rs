@@ -50,7 +50,7 @@ fn fitted_ids(m: &dyn Recommender) -> PyResult<&crate::data::IdMaps> {
 fn to_numpy2(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyArray2<f32>>> {
     let size = t.size();
     let v = py.allow_threads(move || crate::tensors::to_vec_f32(&t))?;
-    Ok(PyArray1::from_vec(py, v).reshape([size[0] as usize, size[1] as usize])?)
+    PyArray1::from_vec(py, v).reshape([size[0] as usize, size[1] as usize])
 }
 
 #[pymethods]
