@@ -104,7 +104,7 @@ impl PyModel {
         let options = EvalOptions { sampled_negatives, seed };
         let val = held_out
             .as_deref()
-            .map(|d| Validation { data: d, exclude: vec![data.as_ref()], metrics: parsed.clone(), options });
+            .map(|d| Validation { data: d, exclude: vec![data.as_ref()], metrics: parsed, options });
         let mut guard = self.lock()?;
         let mut pending: Option<PyErr> = None;
         let mut last = Instant::now();

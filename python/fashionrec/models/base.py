@@ -71,11 +71,9 @@ class Recommender:
         """
         if not isinstance(train, Interactions):
             raise TypeError(f"fit() takes an Interactions, not {type(train).__name__}")
-        if validation is not None:
-            if not isinstance(validation, Interactions):
-                raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
-            if not validation.same_ids(train):
-                raise ValueError("validation uses other user/item ids than train; build it with like=train")
+        # The core checks that validation uses train's ids (for every model, in one place).
+        if validation is not None and not isinstance(validation, Interactions):
+            raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
         names = list(metrics) if validation is not None else []
         bar = FitProgress(type(self).__name__, int(self._params.get("epochs", 0)), progress, callback)
         try:
