@@ -2,6 +2,8 @@
 //! recommendation.
 //!
 //! * [`data`]: id maps, interactions (CSR), splits, synthetic data.
+//! * [`io`]: readers of the seed data sets' file formats (npy/pickle, `.b`, metadata, CSV).
+//! * [`images`]: image sources, decoding, resizing and the decode-once image bank.
 //! * [`sampling`]: seeded, parallel negative sampling.
 //! * [`train`]: the one training loop every model runs in.
 //! * [`models`]: the models, behind the [`models::Recommender`] trait, and their checkpoints.
@@ -11,6 +13,8 @@
 
 pub mod data;
 pub mod error;
+pub mod images;
+pub mod io;
 pub mod metrics;
 pub mod models;
 pub mod sampling;

@@ -19,8 +19,9 @@ libtorch through tch on CUDA).
 import torch as _torch  # noqa: F401
 
 from . import _core  # noqa: E402
-from . import datasets, split  # noqa: E402
+from . import datasets, io, split  # noqa: E402
 from .evaluation import evaluate, evaluate_scores  # noqa: E402
+from .images import ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
 from .models import BPR, Popularity, Recommender, load  # noqa: E402
 
@@ -34,6 +35,7 @@ def cuda_available() -> bool:
 
 __all__ = [
     "BPR",
+    "ImageSource",
     "Interactions",
     "Popularity",
     "Recommender",
@@ -42,6 +44,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "evaluate_scores",
+    "io",
     "load",
     "split",
 ]

@@ -1,9 +1,13 @@
 //! PyO3 bindings: conversions between numpy/Python objects and the core, nothing more.
 //! The typed, documented API users see is the `fashionrec` Python package on top of this.
 
+mod datasets;
+mod formats;
 mod functions;
+mod images;
 mod interactions;
 mod model;
+mod tabular;
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -29,5 +33,9 @@ pub fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<interactions::PyInteractions>()?;
     m.add_class::<model::PyModel>()?;
     functions::register(m)?;
+    datasets::register(m)?;
+    images::register(m)?;
+    formats::register(m)?;
+    tabular::register(m)?;
     Ok(())
 }

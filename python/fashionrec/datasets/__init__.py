@@ -1,6 +1,21 @@
 """Loaders for real data sets, and the built-in synthetic data."""
 
+from .anime import anime
+from .asos import asos
+from .catalogues import fashion_products, hm
+from .dvbpr import dvbpr
 from .movielens import movielens_100k, movielens_100k_features, read_movielens_ratings
 from .synthetic import demo, synthetic
 
-__all__ = ["demo", "movielens_100k", "movielens_100k_features", "read_movielens_ratings", "synthetic"]
+__all__ = [
+    "anime",
+    "asos",
+    "demo",
+    "dvbpr",
+    "fashion_products",
+    "hm",
+    "movielens_100k",
+    "movielens_100k_features",
+    "read_movielens_ratings",
+    "synthetic",
+]

@@ -1,0 +1,1 @@
+//! The DVBPR `*ImgPartitioned.npy` data sets.

@@ -1,0 +1,1 @@
+//! numpy's `.npy` container: the magic, the version, the header dict.

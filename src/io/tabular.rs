@@ -1,0 +1,3 @@
+//! Delimited text files of interactions and id lists (CSV, headerless id lists).
+//!
+//! OWNER: helper B.

@@ -1,0 +1,7 @@
+//! Bindings: Image sources and the image bank.
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
