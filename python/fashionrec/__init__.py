@@ -21,7 +21,7 @@ import torch as _torch  # noqa: F401
 from . import _core  # noqa: E402
 from . import datasets, io, split  # noqa: E402
 from .evaluation import evaluate, evaluate_scores  # noqa: E402
-from .images import ImageSource  # noqa: E402
+from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
 from .models import BPR, Popularity, Recommender, load  # noqa: E402
 
@@ -35,6 +35,7 @@ def cuda_available() -> bool:
 
 __all__ = [
     "BPR",
+    "ImageBank",
     "ImageSource",
     "Interactions",
     "Popularity",

@@ -1,1 +1,270 @@
-//! numpy's `.npy` container: the magic, the version, the header dict.
+//! numpy's `.npy` container (magic, version, header dict) and the numpy objects found inside
+//! pickles: arrays rebuilt by `_reconstruct`, dtypes and scalars, read as data.
+
+use super::pickle::{Object, Pickle, Value};
+use super::pyliteral::{self, Dialect, Literal};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// The header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyHeader {
+    pub version: (u8, u8),
+    /// numpy's type string, e.g. `|O` (objects, i.e. a pickle follows) or `<f4`.
+    pub descr: String,
+    pub fortran_order: bool,
+    pub shape: Vec<usize>,
+    /// Where the array data (or the pickle) starts.
+    pub data_offset: usize,
+}
+
+impl NpyHeader {
+    /// True for object arrays, whose data is a pickle.
+    pub fn is_object(&self) -> bool {
+        matches!(self.descr.as_str(), "|O" | "|O8" | "O" | "O8" | "<O" | ">O")
+    }
+}
+
+/// Reads the header at the start of `bytes`; the message says what is wrong and where.
+pub fn read_header(bytes: &[u8]) -> Result<NpyHeader, String> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        return Err(format!(
+            "not a .npy file: it does not start with numpy's magic \\x93NUMPY (first bytes: {})",
+            head.join(" ")
+        ));
+    }
+    let version = (bytes[6], bytes[7]);
+    let (len, start) = match version.0 {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        _ => return Err(format!("unsupported .npy format version {}.{}", version.0, version.1)),
+    };
+    let Some(text) = bytes.get(start..start + len) else {
+        return Err(format!(
+            "truncated: the .npy header says it is {len} bytes long but the file ends at byte offset {}",
+            bytes.len()
+        ));
+    };
+    let dict = pyliteral::parse(text, Dialect::Python)
+        .map_err(|e| format!("the .npy header at byte offset {start} is not a Python dict literal: {e}"))?;
+    let Literal::Dict(entries) = dict else {
+        return Err(format!("the .npy header at byte offset {start} is not a dict"));
+    };
+    let get = |key: &str| {
+        entries.iter().find(|(k, _)| matches!(k, Literal::Str(s) if s == key)).map(|(_, v)| v)
+    };
+    let bad = |key: &str| format!("the .npy header has no valid '{key}' entry");
+    let descr = match get("descr") {
+        Some(Literal::Str(s)) => s.clone(),
+        Some(_) => return Err("the .npy header's 'descr' is a structured dtype; only plain dtypes are read".into()),
+        None => return Err(bad("descr")),
+    };
+    let fortran_order = match get("fortran_order") {
+        Some(Literal::Bool(b)) => *b,
+        _ => return Err(bad("fortran_order")),
+    };
+    let shape = match get("shape") {
+        Some(Literal::Tuple(dims)) => dims
+            .iter()
+            .map(|d| match d {
+                Literal::Int(n) if *n >= 0 => Ok(*n as usize),
+                _ => Err(bad("shape")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(bad("shape")),
+    };
+    Ok(NpyHeader { version, descr, fortran_order, shape, data_offset: start + len })
+}
+
+/// A version 1.0 header for an array of `descr` and `shape`, padded with spaces and a newline
+/// so the data starts at a multiple of 64 bytes, as numpy writes it.
+pub fn write_header(descr: &str, fortran_order: bool, shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let py_bool = if fortran_order { "True" } else { "False" };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': {py_bool}, 'shape': {shape}, }}").into_bytes();
+    let total = 10 + dict.len() + 1;
+    dict.resize(dict.len() + (64 - total % 64) % 64, b' ');
+    dict.push(b'\n');
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(&dict);
+    out
+}
+
+/// Where numpy's pickle helpers live (numpy 1.x, then 2.x).
+pub const MULTIARRAY: &[&str] = &["numpy.core.multiarray", "numpy._core.multiarray"];
+
+/// A numpy dtype as pickled: kind ('O', 'f', 'i', 'u', 'b', ...) and item size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dtype {
+    pub kind: u8,
+    pub size: usize,
+    pub big_endian: bool,
+}
+
+/// The data of a pickled array.
+#[derive(Debug, Clone, Copy)]
+pub enum ArrayData<'p> {
+    /// An object array's elements.
+    Objects(&'p [Value]),
+    /// The raw bytes of a numeric array.
+    Raw(&'p [u8]),
+}
+
+/// An ndarray found in a pickle (`_reconstruct` + its BUILD state).
+#[derive(Debug, Clone)]
+pub struct PickledArray<'p> {
+    pub shape: Vec<usize>,
+    pub dtype: Dtype,
+    pub data: ArrayData<'p>,
+}
+
+impl PickledArray<'_> {
+    /// The elements of a 1-D numeric array as f64 (bool, int, uint, float of any size).
+    pub fn numbers(&self) -> Result<Vec<f64>, String> {
+        let ArrayData::Raw(raw) = self.data else {
+            return Err("an object array, not a numeric one".into());
+        };
+        let Dtype { kind, size, big_endian } = self.dtype;
+        let n: usize = self.shape.iter().product();
+        if raw.len() != n * size {
+            return Err(format!("array data has {} bytes for {n} items of {size} bytes", raw.len()));
+        }
+        let word = |c: &[u8]| {
+            let mut b = [0u8; 8];
+            if big_endian {
+                b[8 - size..].copy_from_slice(c);
+                u64::from_be_bytes(b)
+            } else {
+                b[..size].copy_from_slice(c);
+                u64::from_le_bytes(b)
+            }
+        };
+        let sign_extend = |w: u64| {
+            let shift = 64 - 8 * size as u32;
+            ((w << shift) as i64) >> shift
+        };
+        raw.chunks_exact(size)
+            .map(|c| match (kind, size) {
+                (b'b', 1) => Ok((c[0] != 0) as u8 as f64),
+                (b'u', 1..=8) => Ok(word(c) as f64),
+                (b'i', 1..=8) => Ok(sign_extend(word(c)) as f64),
+                (b'f', 4) => Ok(f32::from_bits(word(c) as u32) as f64),
+                (b'f', 8) => Ok(f64::from_bits(word(c))),
+                _ => Err(format!("numeric dtype '{}{size}' is not supported", kind as char)),
+            })
+            .collect()
+    }
+}
+
+/// The dtype made by a pickled `numpy.dtype(descr, ...)` call.
+pub fn dtype_of(p: &Pickle<'_>, v: Value) -> Result<Dtype, String> {
+    let (args, state) = p.call_of(v, &["numpy"], "dtype").ok_or_else(|| format!("expected a numpy dtype, found {}", p.type_name(v)))?;
+    let descr = p
+        .items(args)
+        .and_then(|a| a.first())
+        .and_then(|&d| p.bytes(d))
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .ok_or("a numpy dtype without its type string")?;
+    let (kind, size) = descr.split_at(1);
+    let kind = kind.as_bytes()[0];
+    let size = if size.is_empty() { 0 } else { size.parse::<usize>().map_err(|_| format!("dtype {descr:?}"))? };
+    // The BUILD state's second item is the byte order: '<', '>', '|' or '='.
+    let big_endian = state
+        .and_then(|s| p.items(s))
+        .and_then(|s| s.get(1))
+        .and_then(|&o| p.bytes(o))
+        .is_some_and(|o| o == b">");
+    Ok(Dtype { kind, size, big_endian })
+}
+
+/// The array `v` if it is a pickled ndarray (None when it is something else).
+pub fn array_of<'p>(p: &'p Pickle<'_>, v: Value) -> Option<Result<PickledArray<'p>, String>> {
+    let (_, state) = p.call_of(v, MULTIARRAY, "_reconstruct")?;
+    Some((|| {
+        let state = state.ok_or("an ndarray without its state")?;
+        // (version, shape, dtype, is_fortran, data)
+        let s = p.items(state).filter(|s| s.len() == 5).ok_or("an ndarray state that is not a 5-tuple")?;
+        let shape = p
+            .items(s[1])
+            .ok_or("an ndarray shape that is not a tuple")?
+            .iter()
+            .map(|&d| match d {
+                Value::Int(n) if n >= 0 => Ok(n as usize),
+                _ => Err("an ndarray shape with a non-integer dimension".to_string()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dtype = dtype_of(p, s[2])?;
+        let data = if dtype.kind == b'O' {
+            ArrayData::Objects(p.items(s[4]).ok_or("an object array whose data is not a list")?)
+        } else {
+            ArrayData::Raw(p.any_bytes(s[4]).ok_or("a numeric array whose data is not bytes")?)
+        };
+        if let ArrayData::Objects(items) = data {
+            let n: usize = shape.iter().product();
+            if items.len() != n {
+                return Err(format!("an object array of shape {shape:?} holds {} items", items.len()));
+            }
+        }
+        Ok(PickledArray { shape, dtype, data })
+    })())
+}
+
+/// An integer: a Python int or bool, or a numpy integer scalar.
+pub fn int_of(p: &Pickle<'_>, v: Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(i),
+        Value::Bool(b) => Some(b as i64),
+        _ => {
+            let (args, _) = p.call_of(v, MULTIARRAY, "scalar")?;
+            let a = p.items(args)?;
+            let dtype = dtype_of(p, *a.first()?).ok()?;
+            let raw = p.any_bytes(*a.get(1)?)?;
+            let arr = PickledArray { shape: vec![1], dtype, data: ArrayData::Raw(raw) };
+            match dtype.kind {
+                b'i' | b'u' | b'b' => arr.numbers().ok().map(|x| x[0] as i64),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// True when `v` is a big integer object (a Python long outside i64).
+pub fn is_big_int(p: &Pickle<'_>, v: Value) -> bool {
+    matches!(p.object(v), Some(Object::BigInt(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_alignment() {
+        let h = write_header("|O", false, &[6]);
+        assert_eq!(h.len() % 64, 0);
+        let prefix: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (6,), }";
+        assert!(h.starts_with(prefix) && h.ends_with(b" \n"));
+        let r = read_header(&h).unwrap();
+        assert_eq!(r, NpyHeader { version: (1, 0), descr: "|O".into(), fortran_order: false, shape: vec![6], data_offset: h.len() });
+        assert!(r.is_object());
+        let r = read_header(&write_header("<f4", true, &[3, 4])).unwrap();
+        assert_eq!((r.descr.as_str(), r.fortran_order, r.shape), ("<f4", true, vec![3, 4]));
+    }
+
+    #[test]
+    fn bad_headers_say_why() {
+        assert!(read_header(b"\xff\xd8\xff\xe0 JFIF....").unwrap_err().contains("not a .npy file"));
+        let mut h = write_header("|O", false, &[6]);
+        h.truncate(40);
+        assert!(read_header(&h).unwrap_err().contains("truncated"));
+        let mut h = write_header("|O", false, &[6]);
+        h[12] = b'['; // breaks the dict literal
+        assert!(read_header(&h).unwrap_err().contains("not a Python dict literal"));
+    }
+}

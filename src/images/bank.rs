@@ -1,0 +1,449 @@
+//! The image bank: every item's image decoded once, resized, and kept as uint8 (N, H, W, 3),
+//! in RAM or in a memory-mapped cache file that later runs reuse. Models read batches from it;
+//! the conversion to floats in [-1, 1] happens per batch, on the device the model trains on,
+//! so the bank stays 4x smaller than float pixels and the host-to-device copy moves bytes.
+//!
+//! Cache file: a 4096-byte header (magic, where the pixels and the metadata trailer are), the
+//! pixels from offset 4096 (page-aligned), then a JSON trailer (size, filter, source
+//! fingerprint, skipped items). It is written under a temporary name and renamed when
+//! complete, so an interrupted build never leaves a cache that looks valid.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::decode::decode_rgb;
+use super::resize::{resize_rgb, Filter};
+use super::source::ImageSource;
+use crate::error::{Error, Result};
+use crate::train::ThreadPool;
+
+/// The size and filter images are stored at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BankSpec {
+    pub height: usize,
+    pub width: usize,
+    pub filter: Filter,
+}
+
+impl BankSpec {
+    pub fn image_bytes(&self) -> usize {
+        self.height * self.width * 3
+    }
+}
+
+/// What to do with an image that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop with an error naming the item, where its bytes are, and why.
+    Raise,
+    /// Leave its row black and list it in [`ImageBank::skipped`].
+    Skip,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "raise" => Ok(OnError::Raise),
+            "skip" => Ok(OnError::Skip),
+            _ => Err(Error::invalid(format!("on_error must be 'raise' or 'skip', not {s:?}"))),
+        }
+    }
+}
+
+/// How a build used its cache file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheUse {
+    /// No cache file: the pixels are in RAM.
+    None,
+    /// Decoded and written to the cache file.
+    Built,
+    /// An existing cache file matched the source and size: nothing was decoded.
+    Reused,
+    /// An existing cache file did not match (the reason) and was rebuilt.
+    Rebuilt(String),
+}
+
+enum Pixels {
+    Memory(Vec<u8>),
+    /// A read-only map of a cache file; the pixels start at [`PIXEL_OFFSET`].
+    Mapped(Mmap),
+}
+
+pub struct ImageBank {
+    spec: BankSpec,
+    n: usize,
+    pixels: Pixels,
+    skipped: Vec<(usize, String)>,
+    cache: Option<PathBuf>,
+    /// The source's fingerprint, for a bank read from a cache file.
+    fingerprint: Option<u64>,
+}
+
+const MAGIC: &[u8; 8] = b"FRBANK\x00\x01";
+const PIXEL_OFFSET: usize = 4096;
+/// Images decoded between two progress reports (and page releases of the source).
+const BLOCK: usize = 512;
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Trailer {
+    n: usize,
+    height: usize,
+    width: usize,
+    filter: String,
+    fingerprint: u64,
+    skipped: Vec<(usize, String)>,
+}
+
+impl ImageBank {
+    /// Decode every image of `source` once (in parallel on `threads` threads, 0 = all cores),
+    /// resized to `spec`. With `cache`, the pixels go to that file, which is reused as is when
+    /// it was built from the same source at the same size. `progress(done, total)` is called
+    /// between blocks of images; returning false cancels the build.
+    pub fn build(
+        source: &ImageSource,
+        spec: BankSpec,
+        on_error: OnError,
+        cache: Option<&Path>,
+        threads: usize,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<(ImageBank, CacheUse)> {
+        if spec.height == 0 || spec.width == 0 {
+            return Err(Error::invalid(format!("image size must be positive, not {}x{}", spec.height, spec.width)));
+        }
+        if source.is_empty() {
+            return Err(Error::invalid("the image source has no images"));
+        }
+        let fingerprint = cache.map(|_| source.fingerprint()).transpose()?;
+        let mut reason = None;
+        if let Some(path) = cache {
+            if path.exists() {
+                match Self::open(path) {
+                    Ok(bank) => {
+                        match stale(&bank, source.len(), spec, fingerprint.unwrap()) {
+                            None => return Ok((bank, CacheUse::Reused)),
+                            Some(why) => reason = Some(why),
+                        }
+                    }
+                    Err(e) => reason = Some(format!("it could not be read ({e})")),
+                }
+            }
+        }
+        let n = source.len();
+        let row = spec.image_bytes();
+        let total = n.checked_mul(row).ok_or_else(|| Error::invalid("the bank would be too large"))?;
+        let pool = ThreadPool::new(threads)?;
+        let mut skipped = Vec::new();
+        let bank = match cache {
+            None => {
+                let mut pixels = vec![0u8; total];
+                fill(source, spec, on_error, &pool, &mut pixels, &mut skipped, progress)?;
+                ImageBank { spec, n, pixels: Pixels::Memory(pixels), skipped, cache: None, fingerprint: None }
+            }
+            Some(path) => {
+                let tmp = partial_name(path);
+                let result = (|| {
+                    let file = File::options()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&tmp)
+                        .map_err(|e| Error::io(&tmp, &e))?;
+                    file.set_len((PIXEL_OFFSET + total) as u64).map_err(|e| Error::io(&tmp, &e))?;
+                    // SAFETY: the file was just created by this process under a private name.
+                    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(&tmp, &e))?;
+                    fill(source, spec, on_error, &pool, &mut map[PIXEL_OFFSET..], &mut skipped, progress)?;
+                    let trailer = Trailer {
+                        n,
+                        height: spec.height,
+                        width: spec.width,
+                        filter: spec.filter.name().into(),
+                        fingerprint: fingerprint.unwrap(),
+                        skipped: skipped.clone(),
+                    };
+                    let json = serde_json::to_vec(&trailer).expect("trailer serialises");
+                    map[..8].copy_from_slice(MAGIC);
+                    map[8..16].copy_from_slice(&(PIXEL_OFFSET as u64).to_le_bytes());
+                    map[16..24].copy_from_slice(&((PIXEL_OFFSET + total) as u64).to_le_bytes());
+                    map[24..32].copy_from_slice(&(json.len() as u64).to_le_bytes());
+                    map.flush().map_err(|e| Error::io(&tmp, &e))?;
+                    drop(map);
+                    let mut file = file;
+                    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| Error::io(&tmp, &e))?;
+                    file.write_all(&json).and_then(|_| file.sync_all()).map_err(|e| Error::io(&tmp, &e))?;
+                    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
+                })();
+                if let Err(e) = result {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                Self::open(path)?
+            }
+        };
+        let used = match (cache, reason) {
+            (None, _) => CacheUse::None,
+            (Some(_), None) => CacheUse::Built,
+            (Some(_), Some(r)) => CacheUse::Rebuilt(r),
+        };
+        Ok((bank, used))
+    }
+
+    /// Open a cache file (memory-mapped, read-only) without its source.
+    pub fn open(path: &Path) -> Result<ImageBank> {
+        let map = crate::io::map_file(path)?;
+        let bad = |m: String| Error::file(path, m);
+        if map.len() < PIXEL_OFFSET || &map[..8] != MAGIC {
+            return Err(bad("not a fashionrec image bank (no FRBANK header)".into()));
+        }
+        let word = |k: usize| u64::from_le_bytes(map[k..k + 8].try_into().unwrap()) as usize;
+        let (pixel_offset, trailer_offset, trailer_len) = (word(8), word(16), word(24));
+        if pixel_offset != PIXEL_OFFSET || trailer_offset.checked_add(trailer_len) != Some(map.len()) {
+            return Err(bad(format!(
+                "truncated or damaged image bank: its header says {} bytes, the file has {}",
+                trailer_offset.saturating_add(trailer_len),
+                map.len()
+            )));
+        }
+        let t: Trailer = serde_json::from_slice(&map[trailer_offset..])
+            .map_err(|e| bad(format!("damaged image bank metadata at byte offset {trailer_offset}: {e}")))?;
+        let spec = BankSpec { height: t.height, width: t.width, filter: t.filter.parse()? };
+        if PIXEL_OFFSET + t.n * spec.image_bytes() != trailer_offset {
+            return Err(bad(format!("damaged image bank: {} images of {}x{} do not fill its pixel data", t.n, t.height, t.width)));
+        }
+        Ok(ImageBank {
+            spec,
+            n: t.n,
+            pixels: Pixels::Mapped(map),
+            skipped: t.skipped,
+            cache: Some(path.to_path_buf()),
+            fingerprint: Some(t.fingerprint),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn spec(&self) -> BankSpec {
+        self.spec
+    }
+
+    /// Items whose image could not be decoded (their rows are black), with why.
+    pub fn skipped(&self) -> &[(usize, String)] {
+        &self.skipped
+    }
+
+    pub fn cache_path(&self) -> Option<&Path> {
+        self.cache.as_deref()
+    }
+
+    /// All pixels, (N, H, W, 3) row-major.
+    pub fn pixels(&self) -> &[u8] {
+        match &self.pixels {
+            Pixels::Memory(v) => v,
+            Pixels::Mapped(m) => &m[PIXEL_OFFSET..PIXEL_OFFSET + self.n * self.spec.image_bytes()],
+        }
+    }
+
+    /// The pixels of item `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let row = self.spec.image_bytes();
+        &self.pixels()[i * row..(i + 1) * row]
+    }
+
+    /// The images of `items` copied into `out` (len(items) x H x W x 3), in parallel.
+    pub fn gather(&self, items: &[i64], out: &mut [u8]) -> Result<()> {
+        let row = self.spec.image_bytes();
+        if out.len() != items.len() * row {
+            return Err(Error::invalid(format!("gather: output has {} bytes for {} images", out.len(), items.len())));
+        }
+        if let Some(k) = items.iter().position(|&i| i < 0 || i as usize >= self.n) {
+            return Err(Error::invalid(format!("row {k}: item index {} is out of range for {} images", items[k], self.n)));
+        }
+        out.par_chunks_mut(row).zip(items.par_iter()).for_each(|(o, &i)| o.copy_from_slice(self.image(i as usize)));
+        Ok(())
+    }
+
+    /// A float batch for a model: (len(items), 3, H, W) on `device`, values in [-1, 1]
+    /// (`x / 127.5 - 1`, as the DVBPR seed's `(x / 255 - 0.5) * 2`). The uint8 pixels travel
+    /// to the device and are converted there. The result is a channels-last view.
+    pub fn batch(&self, items: &[i64], device: Device) -> Result<Tensor> {
+        let mut buf = vec![0u8; items.len() * self.spec.image_bytes()];
+        self.gather(items, &mut buf)?;
+        let shape = [items.len() as i64, self.spec.height as i64, self.spec.width as i64, 3];
+        let t = Tensor::from_slice(&buf).view(shape).to_device(device);
+        Ok(t.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 127.5 - 1.0)
+    }
+}
+
+/// Why a cache file does not fit this build (None: it does).
+fn stale(bank: &ImageBank, n: usize, spec: BankSpec, fingerprint: u64) -> Option<String> {
+    let have = bank.spec;
+    if have != spec {
+        Some(format!(
+            "it holds {}x{} images ({}), not {}x{} ({})",
+            have.height,
+            have.width,
+            have.filter.name(),
+            spec.height,
+            spec.width,
+            spec.filter.name()
+        ))
+    } else if bank.n != n {
+        Some(format!("it holds {} images, the source has {n}", bank.n))
+    } else if bank.fingerprint != Some(fingerprint) {
+        Some("the source images changed since it was built (paths, sizes or modification times)".into())
+    } else {
+        None
+    }
+}
+
+fn partial_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".partial-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Decode `source` into `out` (N rows), block by block.
+fn fill(
+    source: &ImageSource,
+    spec: BankSpec,
+    on_error: OnError,
+    pool: &ThreadPool,
+    out: &mut [u8],
+    skipped: &mut Vec<(usize, String)>,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<()> {
+    let n = source.len();
+    let row = spec.image_bytes();
+    for (b, block) in out.chunks_mut(BLOCK * row).enumerate() {
+        let first = b * BLOCK;
+        let mut errors: Vec<(usize, String)> = pool.run(|| {
+            block
+                .par_chunks_mut(row)
+                .enumerate()
+                .filter_map(|(k, dst)| load_into(source, first + k, spec, dst).err().map(|e| (first + k, e)))
+                .collect()
+        });
+        source.release(first..first + block.len() / row);
+        errors.sort_by_key(|e| e.0);
+        if let Some((i, msg)) = errors.first() {
+            if on_error == OnError::Raise {
+                return Err(Error::invalid(format!(
+                    "image of item {i} ({}): {msg}; pass on_error='skip' to leave such images black and list them",
+                    source.locate(*i)
+                )));
+            }
+        }
+        skipped.extend(errors.into_iter().map(|(i, m)| (i, format!("{} ({})", m, source.locate(i)))));
+        if !progress((first + BLOCK).min(n), n) {
+            return Err(Error::state("cancelled"));
+        }
+    }
+    Ok(())
+}
+
+/// Decode item `i` and resize it into `dst`; `dst` is left untouched on error.
+fn load_into(source: &ImageSource, i: usize, spec: BankSpec, dst: &mut [u8]) -> std::result::Result<(), String> {
+    let bytes = source.read(i).map_err(|e| match e {
+        Error::Io { message, .. } => format!("cannot read the file: {message}"),
+        other => other.to_string(),
+    })?;
+    let img = decode_rgb(&bytes).map_err(|m| match source.container() {
+        // Offsets inside the container file help find the bytes with a hex viewer.
+        Some(_) => format!("{m} (the image starts at byte offset {} of the file)", source.base_offset(i)),
+        None => m,
+    })?;
+    resize_rgb(&img.data, img.width, img.height, dst, spec.width, spec.height, spec.filter);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::images::decode::tests::tiny_png;
+
+    fn source(dir: &Path, n: usize, bad: Option<usize>) -> ImageSource {
+        let paths = (0..n)
+            .map(|i| {
+                let p = dir.join(format!("{i}.png"));
+                let v = (i * 10) as u8;
+                let mut bytes = tiny_png(&[v, v + 1, v + 2, v, v, v, v, v, v, v, v, v]);
+                if Some(i) == bad {
+                    bytes.truncate(30);
+                }
+                std::fs::write(&p, bytes).unwrap();
+                p
+            })
+            .collect();
+        ImageSource::files(paths)
+    }
+
+    fn spec() -> BankSpec {
+        BankSpec { height: 2, width: 2, filter: Filter::Bilinear }
+    }
+
+    #[test]
+    fn memory_bank_skip_and_raise() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), 700, Some(600));
+        let e = ImageBank::build(&src, spec(), OnError::Raise, None, 2, &mut |_, _| true).err().unwrap().to_string();
+        assert!(e.contains("image of item 600") && e.contains("600.png") && e.contains("PNG"), "{e}");
+        let mut calls = 0;
+        let (bank, used) = ImageBank::build(&src, spec(), OnError::Skip, None, 2, &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!((used, calls, bank.len()), (CacheUse::None, 2, 700));
+        assert_eq!(bank.skipped().len(), 1);
+        assert_eq!(bank.skipped()[0].0, 600);
+        assert!(bank.image(600).iter().all(|&v| v == 0));
+        assert_eq!(&bank.image(3)[..3], &[30, 31, 32]);
+        let mut out = vec![0u8; 2 * 12];
+        bank.gather(&[3, 1], &mut out).unwrap();
+        assert_eq!(out[12], 10);
+        assert!(bank.gather(&[700], &mut out[..12]).is_err());
+        let t = bank.batch(&[3, 0], Device::Cpu).unwrap();
+        assert_eq!(t.size(), vec![2, 3, 2, 2]);
+        let v = t.double_value(&[0, 1, 0, 0]);
+        assert!((v - (31.0 / 127.5 - 1.0)).abs() < 1e-6, "{v}");
+        assert_eq!(t.double_value(&[1, 0, 0, 0]), -1.0);
+    }
+
+    #[test]
+    fn cache_is_reused_rebuilt_when_stale_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), 5, None);
+        let cache = dir.path().join("bank.bin");
+        let (a, used) = ImageBank::build(&src, spec(), OnError::Raise, Some(&cache), 1, &mut |_, _| true).unwrap();
+        assert_eq!(used, CacheUse::Built);
+        let (b, used) = ImageBank::build(&src, spec(), OnError::Raise, Some(&cache), 1, &mut |_, _| panic!("decoded")).unwrap();
+        assert_eq!(used, CacheUse::Reused);
+        assert_eq!(a.pixels(), b.pixels());
+        let other = BankSpec { height: 3, ..spec() };
+        let (c, used) = ImageBank::build(&src, other, OnError::Raise, Some(&cache), 1, &mut |_, _| true).unwrap();
+        assert!(matches!(used, CacheUse::Rebuilt(ref r) if r.contains("2x2")), "{used:?}");
+        assert_eq!(c.pixels().len(), 5 * 3 * 2 * 3);
+        // A cancelled build leaves no file behind and the previous cache intact.
+        let e = ImageBank::build(&src, spec(), OnError::Raise, Some(&cache), 1, &mut |_, _| false).err().unwrap();
+        assert!(e.to_string().contains("cancelled"));
+        assert_eq!(ImageBank::open(&cache).unwrap().spec(), other);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
+        // Damage is detected.
+        let bytes = std::fs::read(&cache).unwrap();
+        std::fs::write(&cache, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(ImageBank::open(&cache).err().unwrap().to_string().contains("truncated or damaged"));
+    }
+}
