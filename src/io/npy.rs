@@ -264,7 +264,7 @@ mod tests {
         h.truncate(40);
         assert!(read_header(&h).unwrap_err().contains("truncated"));
         let mut h = write_header("|O", false, &[6]);
-        h[12] = b'['; // breaks the dict literal
+        h[11] = b'('; // breaks the dict literal
         assert!(read_header(&h).unwrap_err().contains("not a Python dict literal"));
     }
 }
