@@ -106,10 +106,15 @@ class ImageBank:
     rows are left black and listed in :attr:`skipped` (and a warning says how many).
     """
 
-    def __init__(self, core: _core.ImageBank, ids: np.ndarray, source: ImageSource | None = None):
+    def __init__(
+        self, core: _core.ImageBank, ids: np.ndarray, source: ImageSource | None = None, cache_status: str | None = None
+    ):
         self._core = core
         self._ids = ids
         self.source = source
+        #: How the build used its cache: None (in RAM), "built", "reused", "rebuilt", or
+        #: "opened" (:meth:`open`).
+        self.cache_status = cache_status
 
     # -- construction --------------------------------------------------------------------
 
@@ -162,7 +167,7 @@ class ImageBank:
                 bar.close()
         if used == "rebuilt":
             warnings.warn(f"image cache {path} was rebuilt: {reason}", stacklevel=2)
-        bank = cls(core, source.ids, source)
+        bank = cls(core, source.ids, source, None if used == "none" else used)
         if core.skipped:
             first = bank.skipped[0]
             warnings.warn(
@@ -203,7 +208,7 @@ class ImageBank:
         ids = np.arange(len(core), dtype=np.int64) if ids is None else ids_to_array(ids)
         if len(ids) != len(core):
             raise ValueError(f"ids has {len(ids)} entries for the bank's {len(core)} images")
-        return cls(core, ids)
+        return cls(core, ids, cache_status="opened")
 
     # -- contents ------------------------------------------------------------------------
 

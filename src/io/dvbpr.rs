@@ -15,12 +15,14 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 
 use super::npy::{self, ArrayData};
 use super::pickle::{write as pk, Pickle, Span, Value};
 use crate::data::{Csr, Duplicates, IdMap, IdMaps, Interactions};
 use crate::error::{Error, Result};
+
+const PAGE: usize = 4096;
 
 /// Names of the three splits, as the seed code calls them.
 pub const SPLITS: [&str; 3] = ["user_train", "user_validation", "user_test"];
@@ -77,7 +79,19 @@ pub fn read(path: &Path) -> Result<DvbprData> {
             header.descr, header.shape
         )));
     }
-    let p = Pickle::parse(&map, header.data_offset).map_err(|e| fail(e.to_string()))?;
+    // Drop the pages behind the parse position as it goes: the JPEGs are only located here,
+    // and the resident set stays small however large the file.
+    let released = std::cell::Cell::new(0usize);
+    let release = |upto: usize| {
+        let (lo, hi) = (released.get(), upto / PAGE * PAGE);
+        if hi > lo {
+            // SAFETY: read-only file-backed map: dropped pages read back from the file on access.
+            let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, lo, hi - lo) };
+            released.set(hi);
+        }
+    };
+    let p = Pickle::parse_releasing(&map, header.data_offset, &release).map_err(|e| fail(e.to_string()))?;
+    release(map.len());
     let at = |v: Value, msg: String| match p.origin(v) {
         Some(o) => fail(format!("byte offset {o}: {msg}")),
         None => fail(msg),

@@ -7,6 +7,10 @@
 //! not copies: that is what lets a multi-GB file of JPEGs be read in place from a memory map
 //! (skipping a payload touches none of its pages).
 //!
+//! Short strings (dict keys, ids) are also copied out as they are read, so the caller may drop
+//! the pages of a memory map behind the parse position (see [`Pickle::parse_releasing`]) and
+//! still read every key afterwards: a multi-GB file is parsed with a small resident set.
+//!
 //! [`write`] has the few pieces a writer of Python 2 style (protocol 2) pickles needs.
 
 use rustc_hash::FxHashMap;
@@ -47,13 +51,27 @@ pub enum Object {
     Dict(Vec<(Value, Value)>),
     Set(Vec<Value>),
     /// A `module.name` reference (GLOBAL, STACK_GLOBAL).
-    Global { module: String, name: String },
+    Global(Box<Global>),
     /// `callable(*args)` (REDUCE, NEWOBJ), with the state BUILD gave it.
-    Call { callable: Value, args: Value, state: Option<Value> },
+    Call(Box<Call>),
     /// Bytes that are not a verbatim span of the input (Python 3's protocol-2 `bytes`).
     OwnedBytes(Vec<u8>),
     /// An integer outside i64 (LONG1, LONG4): little-endian two's complement.
     BigInt(Vec<u8>),
+}
+
+/// Boxed so that the common objects (containers) stay small in the arena.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub module: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub callable: Value,
+    pub args: Value,
+    pub state: Option<Value>,
 }
 
 /// Why the stream could not be read, and where (absolute byte offset of the opcode or
@@ -74,6 +92,9 @@ impl std::fmt::Display for PickleError {
 #[derive(Debug)]
 pub struct Pickle<'a> {
     data: &'a [u8],
+    /// Copies of the short strings, and (start offset, position in `small`) of each, by start.
+    small: Vec<u8>,
+    small_index: Vec<(u64, u32)>,
     objects: Vec<Object>,
     /// Offset of the opcode that made each object, for messages.
     origins: Vec<u64>,
@@ -84,12 +105,23 @@ pub struct Pickle<'a> {
 
 /// Deepest MARK nesting accepted; real data nests a handful deep.
 const MAX_MARKS: usize = 10_000;
+/// Strings up to this long are copied as they are parsed (keys, ids); longer ones stay spans.
+const SMALL: u64 = 64;
+/// How often (bytes parsed) the release hook is called.
+const RELEASE_EVERY: usize = 32 << 20;
 
 impl<'a> Pickle<'a> {
     /// Run the pickle that starts at `start` in `data` (offsets in errors and spans are
     /// relative to `data`, i.e. file offsets when `data` is the whole file).
     pub fn parse(data: &'a [u8], start: usize) -> Result<Pickle<'a>, PickleError> {
-        Machine::new(data, start).run()
+        Machine::new(data, start, None).run()
+    }
+
+    /// Like [`Pickle::parse`], calling `release(upto)` now and then with an offset below which
+    /// the parse will not read `data` again (the caller can drop those pages of a map). Reading
+    /// long strings afterwards touches `data` again; short ones come from copies.
+    pub fn parse_releasing(data: &'a [u8], start: usize, release: &dyn Fn(usize)) -> Result<Pickle<'a>, PickleError> {
+        Machine::new(data, start, Some(release)).run()
     }
 
     pub fn object(&self, v: Value) -> Option<&Object> {
@@ -107,16 +139,21 @@ impl<'a> Pickle<'a> {
         }
     }
 
-    /// The bytes of a byte string or text (verbatim spans borrow the input).
-    pub fn bytes(&self, v: Value) -> Option<&'a [u8]> {
+    /// The bytes of a byte string or text (short ones from their copy, long ones from the input).
+    pub fn bytes(&self, v: Value) -> Option<&[u8]> {
         match v {
+            Value::Bytes(s) | Value::Text(s) if s.len <= SMALL => {
+                let k = self.small_index.binary_search_by_key(&s.start, |e| e.0).ok()?;
+                let at = self.small_index[k].1 as usize;
+                Some(&self.small[at..at + s.len as usize])
+            }
             Value::Bytes(s) | Value::Text(s) => Some(&self.data[s.start as usize..s.end() as usize]),
             _ => None,
         }
     }
 
     /// Like [`Pickle::bytes`], also for owned bytes (borrowed from the arena).
-    pub fn any_bytes<'s>(&'s self, v: Value) -> Option<&'s [u8]> {
+    pub fn any_bytes(&self, v: Value) -> Option<&[u8]> {
         match (v, self.object(v)) {
             (Value::Bytes(_) | Value::Text(_), _) => self.bytes(v),
             (_, Some(Object::OwnedBytes(b))) => Some(b),
@@ -147,7 +184,7 @@ impl<'a> Pickle<'a> {
     /// `(module, name)` of a global reference.
     pub fn global(&self, v: Value) -> Option<(&str, &str)> {
         match self.object(v)? {
-            Object::Global { module, name } => Some((module, name)),
+            Object::Global(g) => Some((&g.module, &g.name)),
             _ => None,
         }
     }
@@ -155,9 +192,9 @@ impl<'a> Pickle<'a> {
     /// A call whose callable is the global `module.name` for one of `modules`: (args, state).
     pub fn call_of(&self, v: Value, modules: &[&str], name: &str) -> Option<(Value, Option<Value>)> {
         match self.object(v)? {
-            Object::Call { callable, args, state } => {
-                let (m, n) = self.global(*callable)?;
-                (n == name && modules.contains(&m)).then_some((*args, *state))
+            Object::Call(c) => {
+                let (m, n) = self.global(c.callable)?;
+                (n == name && modules.contains(&m)).then_some((c.args, c.state))
             }
             _ => None,
         }
@@ -177,8 +214,8 @@ impl<'a> Pickle<'a> {
                 Some(Object::Tuple(_)) => "tuple".into(),
                 Some(Object::Dict(_)) => "dict".into(),
                 Some(Object::Set(_)) => "set".into(),
-                Some(Object::Global { module, name }) => format!("{module}.{name}"),
-                Some(Object::Call { callable, .. }) => match self.global(*callable) {
+                Some(Object::Global(g)) => format!("{}.{}", g.module, g.name),
+                Some(Object::Call(c)) => match self.global(c.callable) {
                     Some((m, n)) => format!("{m}.{n}(...)"),
                     None => "call".into(),
                 },
@@ -190,12 +227,16 @@ impl<'a> Pickle<'a> {
     }
 }
 
-struct Machine<'a> {
+struct Machine<'a, 'r> {
     data: &'a [u8],
+    small: Vec<u8>,
+    small_index: Vec<(u64, u32)>,
+    release: Option<&'r dyn Fn(usize)>,
+    released: usize,
     pos: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
-    memo: FxHashMap<u32, Value>,
+    memo: Memo,
     objects: Vec<Object>,
     origins: Vec<u64>,
     /// Offset of the opcode being run.
@@ -204,14 +245,18 @@ struct Machine<'a> {
 
 type Step<T> = Result<T, PickleError>;
 
-impl<'a> Machine<'a> {
-    fn new(data: &'a [u8], start: usize) -> Self {
+impl<'a, 'r> Machine<'a, 'r> {
+    fn new(data: &'a [u8], start: usize, release: Option<&'r dyn Fn(usize)>) -> Self {
         Machine {
             data,
+            small: Vec::new(),
+            small_index: Vec::new(),
+            release,
+            released: start,
             pos: start,
             stack: Vec::new(),
             marks: Vec::new(),
-            memo: FxHashMap::default(),
+            memo: Memo::default(),
             objects: Vec::new(),
             origins: Vec::new(),
             at: start,
@@ -245,7 +290,11 @@ impl<'a> Machine<'a> {
     fn span(&mut self, n: u64, what: &str) -> Step<Span> {
         let n_usize = usize::try_from(n).or_else(|_| self.err(format!("{what} of {n} bytes is too large")))?;
         let start = self.pos as u64;
-        self.take(n_usize, what)?;
+        let bytes = self.take(n_usize, what)?;
+        if n <= SMALL {
+            self.small_index.push((start, self.small.len() as u32));
+            self.small.extend_from_slice(bytes);
+        }
         Ok(Span { start, len: n })
     }
 
@@ -310,8 +359,8 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_get(&self, id: u32) -> Step<Value> {
-        match self.memo.get(&id) {
-            Some(&v) => Ok(v),
+        match self.memo.get(id) {
+            Some(v) => Ok(v),
             None => self.err(format!("memo entry {id} was never stored (malformed pickle)")),
         }
     }
@@ -387,12 +436,12 @@ impl<'a> Machine<'a> {
                 }
             }
         }
-        self.new_object(Object::Call { callable, args, state: None })
+        self.new_object(Object::Call(Box::new(Call { callable, args, state: None })))
     }
 
     fn global_of(&self, v: Value) -> Option<(&str, &str)> {
         match self.objects.get(obj_index(v))? {
-            Object::Global { module, name } => Some((module, name)),
+            Object::Global(g) => Some((&g.module, &g.name)),
             _ => None,
         }
     }
@@ -400,6 +449,12 @@ impl<'a> Machine<'a> {
     fn run(mut self) -> Step<Pickle<'a>> {
         loop {
             self.at = self.pos;
+            if let Some(release) = self.release {
+                if self.pos - self.released >= RELEASE_EVERY {
+                    release(self.pos);
+                    self.released = self.pos;
+                }
+            }
             let op = match self.data.get(self.pos) {
                 Some(&b) => b,
                 None => {
@@ -424,6 +479,8 @@ impl<'a> Machine<'a> {
                     let root = self.pop()?;
                     return Ok(Pickle {
                         data: self.data,
+                        small: self.small,
+                        small_index: self.small_index,
                         objects: self.objects,
                         origins: self.origins,
                         root,
@@ -620,7 +677,7 @@ impl<'a> Machine<'a> {
                 b'c' => {
                     let module = self.line()?.to_string();
                     let name = self.line()?.to_string();
-                    let v = self.new_object(Object::Global { module, name });
+                    let v = self.new_object(Object::Global(Box::new(Global { module, name })));
                     self.push(v)
                 }
                 0x93 => {
@@ -634,7 +691,7 @@ impl<'a> Machine<'a> {
                     };
                     match (text(module), text(name)) {
                         (Some(module), Some(name)) => {
-                            let v = self.new_object(Object::Global { module, name });
+                            let v = self.new_object(Object::Global(Box::new(Global { module, name })));
                             self.push(v)
                         }
                         _ => return self.err("STACK_GLOBAL needs two strings"),
@@ -649,21 +706,21 @@ impl<'a> Machine<'a> {
                 0x81 => {
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let v = self.new_object(Object::Call { callable: cls, args, state: None });
+                    let v = self.new_object(Object::Call(Box::new(Call { callable: cls, args, state: None })));
                     self.push(v)
                 }
                 0x92 => {
                     let _kwargs = self.pop()?;
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let v = self.new_object(Object::Call { callable: cls, args, state: None });
+                    let v = self.new_object(Object::Call(Box::new(Call { callable: cls, args, state: None })));
                     self.push(v)
                 }
                 b'b' => {
                     let state = self.pop()?;
                     let target = self.top()?;
                     match self.container_mut(target) {
-                        Ok(Object::Call { state: s, .. }) => *s = Some(state),
+                        Ok(Object::Call(c)) => c.state = Some(state),
                         _ => return self.err("BUILD on something that is not an object made by REDUCE/NEWOBJ"),
                     }
                 }
@@ -671,22 +728,22 @@ impl<'a> Machine<'a> {
                     let line = self.line()?;
                     let id = line.trim().parse::<u32>().or_else(|_| self.err(format!("PUT argument {line:?}")))?;
                     let v = self.top()?;
-                    self.memo.insert(id, v);
+                    self.memo.put(id, v);
                 }
                 b'q' => {
                     let id = self.u8()? as u32;
                     let v = self.top()?;
-                    self.memo.insert(id, v);
+                    self.memo.put(id, v);
                 }
                 b'r' => {
                     let id = self.u32()?;
                     let v = self.top()?;
-                    self.memo.insert(id, v);
+                    self.memo.put(id, v);
                 }
                 0x94 => {
-                    let id = self.memo.len() as u32;
+                    let id = self.memo.count as u32;
                     let v = self.top()?;
-                    self.memo.insert(id, v);
+                    self.memo.put(id, v);
                 }
                 b'g' => {
                     let line = self.line()?;
@@ -720,6 +777,36 @@ impl<'a> Machine<'a> {
             return self.err("a text string is not valid UTF-8");
         }
         Ok(Value::Text(s))
+    }
+}
+
+/// The memo: ids are dense in practice (0, 1, 2, ...), so a vector; a far id from a hostile
+/// file goes to a map instead of growing the vector.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Option<Value>>,
+    sparse: FxHashMap<u32, Value>,
+    /// Entries stored (MEMOIZE's next id).
+    count: usize,
+}
+
+impl Memo {
+    fn put(&mut self, id: u32, v: Value) {
+        let i = id as usize;
+        let new = if i < self.dense.len() {
+            self.dense[i].replace(v).is_none()
+        } else if i <= self.dense.len() + 4096 {
+            self.dense.resize(i + 1, None);
+            self.dense[i] = Some(v);
+            true
+        } else {
+            self.sparse.insert(id, v).is_none()
+        };
+        self.count += new as usize;
+    }
+
+    fn get(&self, id: u32) -> Option<Value> {
+        self.dense.get(id as usize).copied().flatten().or_else(|| self.sparse.get(&id).copied())
     }
 }
 

@@ -1,0 +1,264 @@
+"""Image decoding, Pillow-exact resizing and the image bank."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import fashionrec as fr
+from fashionrec import _core
+from fashionrec.images import decode_image, resize_image
+
+from conftest import data_dir
+
+Image = pytest.importorskip("PIL.Image")
+PIL_FILTERS = {
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
+    """A photo-like image (smooth gradients and a few edges) that JPEG compresses well."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * (c + 1) + y * (3 - c)) * 255.0 / (w + h) for c in range(3)], axis=-1)
+    img += 40 * np.sin(x / (5 + seed % 7))[..., None] + rng.normal(0, 4, img.shape)
+    img[h // 3 : h // 2, w // 4 : w // 2] = rng.integers(0, 256, 3)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(img: np.ndarray, quality: int = 90, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality, **kw)
+    return buf.getvalue()
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+# -- resizing ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(int(Image.__version__.split(".")[0]) != 13, reason="the pass order checked is Pillow 13's")
+def test_resize_is_bit_exact_with_pillow():
+    rng = np.random.default_rng(0)
+    cases = [((224, 224), (224, 224)), ((1750, 1166), (224, 224)), ((60, 80), (224, 224)), ((3, 500), (7, 2))]
+    cases += [(tuple(rng.integers(1, 180, 2)), tuple(rng.integers(1, 180, 2))) for _ in range(40)]
+    for (h, w), (oh, ow) in cases:
+        img = rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8)
+        for name, f in PIL_FILTERS.items():
+            ref = np.asarray(Image.fromarray(img).resize((int(ow), int(oh)), f))
+            got = resize_image(img, (int(oh), int(ow)), name)
+            assert np.array_equal(ref, got), (name, (h, w), (oh, ow))
+
+
+def test_resize_rejects_bad_input():
+    with pytest.raises(ValueError, match="filter must be one of"):
+        resize_image(np.zeros((4, 4, 3), np.uint8), 2, "nearest-ish")
+    with pytest.raises(ValueError, match="positive"):
+        resize_image(np.zeros((4, 4, 3), np.uint8), 0)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        resize_image(np.zeros((4, 4, 4), np.uint8), 2)
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+
+def test_jpeg_decodes_close_to_pillow():
+    for seed, (h, w) in enumerate([(224, 224), (97, 131), (300, 200)]):
+        img = smooth_image(h, w, seed)
+        for sub in (0, 2):  # 4:4:4 and 4:2:0 chroma
+            data = jpeg_bytes(img, subsampling=sub)
+            ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+            got = decode_image(data).astype(int)
+            assert got.shape == ref.shape
+            diff = np.abs(got - ref)
+            # Decoders differ by IDCT / upsampling rounding only (libjpeg-turbo vs zune-jpeg).
+            assert diff.max() <= 8 and diff.mean() < 0.5, (seed, sub, diff.max(), diff.mean())
+
+
+def test_grey_and_cmyk_free_modes_become_rgb():
+    grey = smooth_image(40, 50, 1)[..., 0]
+    data = jpeg_bytes(grey)
+    got = decode_image(data)
+    ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    assert got.shape == (40, 50, 3) and np.abs(got.astype(int) - ref).max() <= 2
+
+
+def test_png_modes_are_exact():
+    rgb = smooth_image(33, 21, 2)
+    rgba = Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)]), "RGBA")
+    for im in [Image.fromarray(rgb), rgba, Image.fromarray(rgb[..., 0], "L"), Image.fromarray(rgb).convert("P"), Image.fromarray(rgb).convert("LA")]:
+        data = png_bytes(im)
+        ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert np.array_equal(decode_image(data), ref), im.mode
+
+
+def test_bad_image_bytes_say_what_is_wrong():
+    data = jpeg_bytes(smooth_image(64, 64, 3))
+    with pytest.raises(ValueError, match=rf"truncated JPEG: the data ends at byte {len(data) // 2}"):
+        decode_image(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="GIF"):
+        decode_image(b"GIF89a\x01\x00\x01\x00")
+    with pytest.raises(ValueError, match="not a JPEG or PNG"):
+        decode_image(b"user_id,item_id\n1,2\n")
+    with pytest.raises(ValueError, match="empty"):
+        decode_image(b"")
+
+
+def test_real_fashion_photos_match_pillow():
+    folder = data_dir("fashion-product-images-small") / "images"
+    paths = sorted(folder.glob("*.jpg"))[:200]
+    bank = fr.ImageBank.from_files(paths, size=224, progress=False)
+    ref = np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)) for p in paths])
+    diff = np.abs(bank.array().astype(int) - ref)
+    assert diff.max() <= 8 and diff.mean() < 0.2, (diff.max(), diff.mean())
+
+
+def test_large_hm_photos_are_resized_like_pillow():
+    folder = data_dir("hm-sample") / "images"
+    paths = sorted(folder.glob("*.jpg"))[:12]
+    bank = fr.ImageBank.from_files(paths, size=(224, 160), filter="bicubic", progress=False)
+    for k, p in enumerate(paths):
+        # Resize what we decoded with PIL: equal if the resize is Pillow's.
+        ours = decode_image(p.read_bytes())
+        assert ours.shape[0] > 1000
+        ref = np.asarray(Image.fromarray(ours).resize((160, 224), Image.Resampling.BICUBIC))
+        assert np.array_equal(bank.array()[k], ref), p.name
+
+
+# -- the bank ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"img{i:02d}.jpg"
+        p.write_bytes(jpeg_bytes(smooth_image(80 + i, 60 + 2 * i, i)))
+        paths.append(p)
+    return tmp_path, paths
+
+
+def test_bank_array_is_a_read_only_view_and_batches_are_normalised(image_dir):
+    _, paths = image_dir
+    bank = fr.ImageBank.from_files(paths, size=32, ids=[f"sku{i}" for i in range(12)], progress=False)
+    a, b = bank.array(), bank.array()
+    assert a.shape == (12, 32, 32, 3) and a.dtype == np.uint8
+    assert np.shares_memory(a, b) and not a.flags.writeable and a.base is not None
+    with pytest.raises(ValueError):
+        a[0, 0, 0, 0] = 1
+    del bank
+    assert a.sum() > 0  # the view keeps the bank alive
+    bank = fr.ImageBank.from_files(paths, size=(32, 24), progress=False)
+    assert bank.size == (32, 24) and len(bank) == 12 and bank.cache_path is None and bank.cache_status is None
+    x = bank.batch([3, 0])
+    assert tuple(x.shape) == (2, 3, 32, 24) and str(x.dtype) == "torch.float32"
+    expect = bank.array()[[3, 0]].transpose(0, 3, 1, 2) / 127.5 - 1
+    assert np.allclose(x.numpy(), expect, atol=1e-6)
+    assert float(x.min()) >= -1 and float(x.max()) <= 1
+    assert np.array_equal(bank.images([5, 5]), bank.array()[[5, 5]])
+    with pytest.raises(ValueError, match="out of range"):
+        bank.images([12])
+
+
+def test_bank_errors_name_the_item_and_file_or_are_listed(image_dir):
+    folder, paths = image_dir
+    bad = folder / "img05.jpg"
+    bad.write_bytes(bad.read_bytes()[:300])
+    (folder / "notes.jpg").write_text("not an image")
+    paths = paths + [folder / "notes.jpg", folder / "missing.jpg"]
+    with pytest.raises(ValueError, match=r"image of item 5 \(.*img05\.jpg\): truncated JPEG: the data ends at byte 300"):
+        fr.ImageBank.from_files(paths, size=16, progress=False)
+    with pytest.warns(UserWarning, match="3 of 14 images could not be decoded"):
+        bank = fr.ImageBank.from_files(paths, size=16, ids=range(100, 114), on_error="skip", progress=False)
+    skipped = dict(bank.skipped)
+    assert sorted(skipped) == [105, 112, 113]
+    assert "truncated JPEG" in skipped[105] and "img05.jpg" in skipped[105]
+    assert "not a JPEG or PNG" in skipped[112]
+    assert "cannot read the file" in skipped[113] and "missing.jpg" in skipped[113]
+    assert bank.array()[[5, 12, 13]].max() == 0 and bank.array()[4].max() > 0
+    with pytest.raises(ValueError, match="on_error must be"):
+        fr.ImageBank.from_files(paths, size=16, on_error="ignore", progress=False)
+
+
+def test_cache_is_reused_rebuilt_and_opened(image_dir):
+    folder, paths = image_dir
+    cache = folder / "bank.frb"
+    a = fr.ImageBank.from_files(paths, size=20, cache=cache, progress=False)
+    assert a.cache_status == "built" and a.cache_path == cache
+    t = time.perf_counter()
+    b = fr.ImageBank.from_files(paths, size=20, cache=cache, progress=False)
+    assert b.cache_status == "reused" and np.array_equal(a.array(), b.array())
+    assert not b.array().flags.writeable
+    opened = fr.ImageBank.open(cache)
+    assert opened.cache_status == "opened" and np.array_equal(opened.array(), a.array())
+    # A changed source image makes the cache stale: rebuilt, with a warning.
+    os.utime(paths[2], ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.warns(UserWarning, match="rebuilt: the source images changed"):
+        c = fr.ImageBank.from_files(paths, size=20, cache=cache, progress=False)
+    assert c.cache_status == "rebuilt"
+    with pytest.warns(UserWarning, match="rebuilt: it holds 20x20"):
+        fr.ImageBank.from_files(paths, size=24, cache=cache, progress=False)
+    assert time.perf_counter() - t < 60
+    # cache=True: a file next to the images.
+    d = fr.ImageBank.from_files(paths, size=20, cache=True, progress=False)
+    assert d.cache_path.parent == folder and d.cache_path.name.startswith(".fr-images-20x20-bilinear")
+    # A damaged cache file is named.
+    cache.write_bytes(cache.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="bank.frb: truncated or damaged image bank"):
+        fr.ImageBank.open(cache)
+    with pytest.raises(ValueError, match="not a fashionrec image bank"):
+        fr.ImageBank.open(paths[0])
+
+
+def test_cancelled_build_leaves_no_file(image_dir):
+    folder, paths = image_dir
+    src = fr.ImageSource.from_files(paths * 50)  # 600 images: two progress reports
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    before = set(os.listdir(folder))
+    with pytest.raises(KeyboardInterrupt):
+        _core.ImageBank.build(src.core(), 8, 8, cache=str(folder / "c.frb"), progress=stop)
+    assert set(os.listdir(folder)) == before
+
+
+def test_image_source_reads_and_locates(image_dir):
+    _, paths = image_dir
+    src = fr.ImageSource.from_files(paths, ids=np.arange(12) * 10)
+    assert len(src) == 12 and src.ids[3] == 30 and src.container is None
+    assert src.read(4) == paths[4].read_bytes() and src.locate(4) == str(paths[4])
+    with pytest.raises(IndexError):
+        src.read(12)
+    with pytest.raises(ValueError, match="ids has 2 entries for 12 images"):
+        fr.ImageSource.from_files(paths, ids=[1, 2])
+
+
+def test_show_draws_a_grid(image_dir):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, paths = image_dir
+    bank = fr.ImageBank.from_files(paths, size=16, progress=False)
+    fig = bank.show(range(10), ncols=4)
+    assert len(fig.axes) == 12 and fig.axes[0].get_title() == "0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
