@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::decode::decode_rgb;
+use super::decode::{decode_into, Placed};
 use super::resize::{resize_rgb, Filter};
 use super::source::ImageSource;
 use crate::error::{Error, Result};
@@ -333,7 +333,14 @@ fn fill(
             block
                 .par_chunks_mut(row)
                 .enumerate()
-                .filter_map(|(k, dst)| load_into(source, first + k, spec, dst).err().map(|e| (first + k, e)))
+                .map_init(Scratch::default, |scratch, (k, dst)| {
+                    // A failed decode may have written part of the row: skipped rows are black.
+                    load_into(source, first + k, spec, dst, scratch).err().map(|e| {
+                        dst.fill(0);
+                        (first + k, e)
+                    })
+                })
+                .flatten()
                 .collect()
         });
         source.release(first..first + block.len() / row);
@@ -354,19 +361,34 @@ fn fill(
     Ok(())
 }
 
-/// Decode item `i` and resize it into `dst`; `dst` is left untouched on error.
-fn load_into(source: &ImageSource, i: usize, spec: BankSpec, dst: &mut [u8]) -> std::result::Result<(), String> {
-    let bytes = source.read(i).map_err(|e| match e {
-        Error::Io { message, .. } => format!("cannot read the file: {message}"),
-        other => other.to_string(),
-    })?;
-    let img = decode_rgb(&bytes).map_err(|m| match source.container() {
-        // Offsets inside the container file help find the bytes with a hex viewer.
-        Some(_) => format!("{m} (the image starts at byte offset {} of the file)", source.base_offset(i)),
-        None => m,
-    })?;
-    resize_rgb(&img.data, img.width, img.height, dst, spec.width, spec.height, spec.filter);
-    Ok(())
+/// Buffers a worker reuses from image to image (file bytes, decoded pixels).
+#[derive(Default)]
+struct Scratch {
+    file: Vec<u8>,
+    pixels: Vec<u8>,
+}
+
+/// Decode item `i` and resize it into `dst`.
+fn load_into(source: &ImageSource, i: usize, spec: BankSpec, dst: &mut [u8], scratch: &mut Scratch) -> std::result::Result<(), String> {
+    let Scratch { file, pixels } = scratch;
+    let decoded = source
+        .with_bytes(i, file, |bytes| decode_into(bytes, Some((&mut *dst, spec.width, spec.height)), pixels))
+        .map_err(|e| match e {
+            Error::Io { message, .. } => format!("cannot read the file: {message}"),
+            other => other.to_string(),
+        })?;
+    match decoded {
+        Ok(Placed::Target) => Ok(()),
+        Ok(Placed::Scratch(w, h)) => {
+            resize_rgb(&pixels[..w * h * 3], w, h, dst, spec.width, spec.height, spec.filter);
+            Ok(())
+        }
+        // Offsets inside a container file help find the bytes with a hex viewer.
+        Err(m) => Err(match source.container() {
+            Some(_) => format!("{m} (the image starts at byte offset {} of the file)", source.base_offset(i)),
+            None => m,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -42,37 +42,76 @@ const MAX_SIDE: usize = 1 << 15;
 /// Decode JPEG or PNG bytes to RGB. The error says what is wrong (not where: the caller knows
 /// which item and file the bytes came from).
 pub fn decode_rgb(bytes: &[u8]) -> Result<Rgb8, String> {
+    let mut data = Vec::new();
+    let (width, height) = match decode_into(bytes, None, &mut data)? {
+        Placed::Scratch(w, h) => (w, h),
+        Placed::Target => unreachable!("no target was given"),
+    };
+    Ok(Rgb8 { width, height, data })
+}
+
+/// Where [`decode_into`] put the pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// In the target: the image had exactly the target's size.
+    Target,
+    /// In the scratch buffer, `width x height` RGB.
+    Scratch(usize, usize),
+}
+
+/// Decode into `target = (pixels, width, height)` when the image has exactly that size (no
+/// intermediate copy: the common case of a catalogue already at the model's size), else into
+/// `scratch` (resized as needed, its allocation reused across calls).
+pub fn decode_into(bytes: &[u8], target: Option<(&mut [u8], usize, usize)>, scratch: &mut Vec<u8>) -> Result<Placed, String> {
     let options = DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(MAX_SIDE)
         .set_max_height(MAX_SIDE);
     match sniff(bytes) {
-        Some(Format::Jpeg) => decode_jpeg(bytes, options),
-        Some(Format::Png) => decode_png(bytes, options),
+        Some(Format::Jpeg) => decode_jpeg(bytes, options, target, scratch),
+        Some(Format::Png) => decode_png(bytes, options, scratch),
         None if bytes.is_empty() => Err("empty image data (0 bytes)".into()),
         None => Err(format!("not a JPEG or PNG image (it starts with {})", describe_magic(bytes))),
     }
 }
 
-fn decode_jpeg(bytes: &[u8], options: DecoderOptions) -> Result<Rgb8, String> {
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(ColorSpace::RGB));
-    let data = dec.decode().map_err(|e| {
-        let msg = format!("{e:?}");
-        if msg.contains("Exhausted data") || msg.contains("Not enough bytes") {
-            format!("truncated JPEG: the data ends at byte {} before the image is complete", bytes.len())
-        } else {
-            format!("corrupt JPEG: {}", msg.trim())
-        }
-    })?;
-    let info = dec.info().ok_or("corrupt JPEG: no image header")?;
-    let (width, height) = (info.width as usize, info.height as usize);
-    match dec.output_colorspace() {
-        Some(ColorSpace::RGB) if data.len() == width * height * 3 => Ok(Rgb8 { width, height, data }),
-        cs => Err(format!("unsupported JPEG colour space {cs:?} ({} bytes for {width}x{height})", data.len())),
+fn jpeg_error(e: zune_jpeg::errors::DecodeErrors, len: usize) -> String {
+    let msg = format!("{e:?}");
+    if msg.contains("Exhausted data") || msg.contains("Not enough bytes") {
+        format!("truncated JPEG: the data ends at byte {len} before the image is complete")
+    } else {
+        format!("corrupt JPEG: {}", msg.trim())
     }
 }
 
-fn decode_png(bytes: &[u8], options: DecoderOptions) -> Result<Rgb8, String> {
+fn decode_jpeg(
+    bytes: &[u8],
+    options: DecoderOptions,
+    target: Option<(&mut [u8], usize, usize)>,
+    scratch: &mut Vec<u8>,
+) -> Result<Placed, String> {
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(ColorSpace::RGB));
+    dec.decode_headers().map_err(|e| jpeg_error(e, bytes.len()))?;
+    let info = dec.info().ok_or("corrupt JPEG: no image header")?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    let size = dec.output_buffer_size().ok_or("corrupt JPEG: no image size")?;
+    if dec.output_colorspace() != Some(ColorSpace::RGB) || size != width * height * 3 {
+        return Err(format!("unsupported JPEG colour space {:?} ({size} bytes for {width}x{height})", dec.output_colorspace()));
+    }
+    match target {
+        Some((out, w, h)) if (w, h) == (width, height) => {
+            dec.decode_into(out).map_err(|e| jpeg_error(e, bytes.len()))?;
+            Ok(Placed::Target)
+        }
+        _ => {
+            scratch.resize(size, 0);
+            dec.decode_into(scratch).map_err(|e| jpeg_error(e, bytes.len()))?;
+            Ok(Placed::Scratch(width, height))
+        }
+    }
+}
+
+fn decode_png(bytes: &[u8], options: DecoderOptions, scratch: &mut Vec<u8>) -> Result<Placed, String> {
     let mut dec = zune_png::PngDecoder::new_with_options(ZCursor::new(bytes), options.png_set_strip_to_8bit(true));
     let raw = dec.decode_raw().map_err(|e| {
         let msg = format!("{e:?}");
@@ -93,13 +132,14 @@ fn decode_png(bytes: &[u8], options: DecoderOptions) -> Result<Rgb8, String> {
     if raw.len() != width * height * channels {
         return Err(format!("corrupt PNG: {} bytes of pixels for {width}x{height}x{channels}", raw.len()));
     }
-    let data = match channels {
-        3 => raw,
-        4 => raw.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
-        1 => raw.iter().flat_map(|&g| [g, g, g]).collect(),
-        _ => raw.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
-    };
-    Ok(Rgb8 { width, height, data })
+    scratch.clear();
+    match channels {
+        3 => scratch.extend_from_slice(&raw),
+        4 => scratch.extend(raw.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]])),
+        1 => scratch.extend(raw.iter().flat_map(|&g| [g, g, g])),
+        _ => scratch.extend(raw.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]])),
+    }
+    Ok(Placed::Scratch(width, height))
 }
 
 fn describe_magic(bytes: &[u8]) -> String {

@@ -77,6 +77,21 @@ impl ImageSource {
         }
     }
 
+    /// Calls `f` with the encoded bytes of item `i`: borrowed from the map, or read from its
+    /// file into `buf` (whose allocation is reused across calls).
+    pub fn with_bytes<R>(&self, i: usize, buf: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        match &self.kind {
+            Kind::Files(paths) => {
+                use std::io::Read;
+                let p = &paths[i];
+                buf.clear();
+                std::fs::File::open(p).and_then(|mut file| file.read_to_end(buf)).map_err(|e| Error::io(p, &e))?;
+                Ok(f(buf))
+            }
+            Kind::Spans { .. } => Ok(f(&self.read(i)?)),
+        }
+    }
+
     /// Where item `i`'s image is, for messages: the file, or the byte range in the container.
     pub fn locate(&self, i: usize) -> String {
         match &self.kind {
