@@ -34,10 +34,9 @@ pub struct Pairs {
     pub items: Vec<u32>,
 }
 
-/// A DVBPR file, read.
-#[derive(Debug)]
-pub struct DvbprData {
-    pub path: PathBuf,
+/// What a DVBPR file holds, apart from the image bytes themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
     pub n_users: usize,
     pub n_items: usize,
     /// user_train, user_validation, user_test.
@@ -48,11 +47,18 @@ pub struct DvbprData {
     pub categories: Option<Vec<i64>>,
     /// Each item's ASIN, when every item carries one.
     pub item_asins: Option<Vec<String>>,
+}
+
+/// A DVBPR file, read.
+#[derive(Debug)]
+pub struct DvbprData {
+    pub path: PathBuf,
+    pub layout: Layout,
     /// The file's memory map (the image spans point into it).
     pub map: Arc<Mmap>,
 }
 
-impl DvbprData {
+impl Layout {
     /// The three splits as Interactions over one shared id space (ids = the file's indices).
     /// Repeated (user, item) pairs are merged; the second value is how many were merged per split.
     pub fn interactions(&self) -> Result<(Vec<Interactions>, [usize; 3])> {
@@ -71,14 +77,6 @@ impl DvbprData {
 /// Read a DVBPR file. Errors name the file, the byte offset and what was expected there.
 pub fn read(path: &Path) -> Result<DvbprData> {
     let map = Arc::new(super::map_file(path)?);
-    let fail = |msg: String| Error::file(path, msg);
-    let header = npy::read_header(&map).map_err(fail)?;
-    if !header.is_object() {
-        return Err(fail(format!(
-            "holds a '{}' array of shape {:?}, not the object array of a DVBPR data set",
-            header.descr, header.shape
-        )));
-    }
     // Drop the pages behind the parse position as it goes: the JPEGs are only located here,
     // and the resident set stays small however large the file.
     let released = std::cell::Cell::new(0usize);
@@ -90,8 +88,23 @@ pub fn read(path: &Path) -> Result<DvbprData> {
             released.set(hi);
         }
     };
-    let p = Pickle::parse_releasing(&map, header.data_offset, &release).map_err(|e| fail(e.to_string()))?;
+    let layout = parse(&map, path, &release)?;
     release(map.len());
+    Ok(DvbprData { path: path.to_path_buf(), layout, map })
+}
+
+/// The layout of a whole DVBPR file held in `bytes` (`path` names it in errors; `release` as
+/// for [`Pickle::parse_releasing`]).
+pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layout> {
+    let fail = |msg: String| Error::file(path, msg);
+    let header = npy::read_header(bytes).map_err(fail)?;
+    if !header.is_object() {
+        return Err(fail(format!(
+            "holds a '{}' array of shape {:?}, not the object array of a DVBPR data set",
+            header.descr, header.shape
+        )));
+    }
+    let p = Pickle::parse_releasing(bytes, header.data_offset, release).map_err(|e| fail(e.to_string()))?;
     let at = |v: Value, msg: String| match p.origin(v) {
         Some(o) => fail(format!("byte offset {o}: {msg}")),
         None => fail(msg),
@@ -127,8 +140,7 @@ pub fn read(path: &Path) -> Result<DvbprData> {
     let reader = Reader { p: &p, path, n_users, n_items };
     let splits = [reader.split(elems[0], 0)?, reader.split(elems[1], 1)?, reader.split(elems[2], 2)?];
     let (images, categories, item_asins) = reader.items(elems[3])?;
-    drop(p);
-    Ok(DvbprData { path: path.to_path_buf(), n_users, n_items, splits, images, categories, item_asins, map })
+    Ok(Layout { n_users, n_items, splits, images, categories, item_asins })
 }
 
 struct Reader<'p, 'a> {
@@ -543,14 +555,15 @@ mod tests {
         let input = WriteInput { splits: [&s[0], &s[1], &s[2]], images: &refs, categories: Some(&cats), item_asins: Some(&asins) };
         let n = write(&path, &input).unwrap();
         assert_eq!(n, std::fs::metadata(&path).unwrap().len());
-        let d = read(&path).unwrap();
+        let data = read(&path).unwrap();
+        let d = &data.layout;
         assert_eq!((d.n_users, d.n_items), (4, 5));
         assert_eq!(d.splits[0].users, vec![0, 0, 1, 3, 3]);
         assert_eq!(d.splits[0].items, vec![1, 2, 0, 3, 4]);
         assert_eq!(d.splits[2], Pairs { users: vec![0, 3], items: vec![4, 0] });
         for (i, span) in d.images.iter().enumerate() {
             let s = span.unwrap();
-            assert_eq!(&d.map[s.start as usize..s.end() as usize], &jpegs[i][..]);
+            assert_eq!(&data.map[s.start as usize..s.end() as usize], &jpegs[i][..]);
         }
         assert_eq!(d.categories.as_deref(), Some(&cats[..]));
         assert_eq!(d.item_asins.as_deref(), Some(&asins[..]));
@@ -600,5 +613,155 @@ mod tests {
         let e = read(&path).unwrap_err().to_string();
         assert!(e.contains("user_train[0][0]: productid 9 is outside 0..item_num (2)"), "{e}");
         assert!(e.contains(&format!("byte offset {}", start + 8)), "{e}");
+    }
+}
+
+/// Property tests: the reader never panics on damaged files (every error names the file),
+/// and what the writer writes reads back the same. `PROPTEST_CASES` raises the case count
+/// for a long fuzzing run (`benches/README` has the command).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn splits(n_users: usize, n_items: usize, pairs: &[(usize, usize, u8)]) -> Vec<Interactions> {
+        let ids = IdMaps::new(IdMap::Range(n_users), IdMap::Range(n_items));
+        (0..3u8)
+            .map(|k| {
+                let (u, i): (Vec<u32>, Vec<u32>) = pairs
+                    .iter()
+                    .filter(|p| p.2 % 3 == k)
+                    .map(|&(u, i, _)| ((u % n_users) as u32, (i % n_items) as u32))
+                    .unzip();
+                let csr = Csr::from_coo(n_users, &u, &i, None, Duplicates::Sum).unwrap();
+                Interactions::from_csr(csr, ids.clone()).unwrap()
+            })
+            .collect()
+    }
+
+    /// A valid file's bytes (written once).
+    fn sample_file() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.npy");
+        let pairs: Vec<(usize, usize, u8)> = (0..40).map(|k| (k * 7, k * 13, (k % 5) as u8)).collect();
+        let s = splits(9, 11, &pairs);
+        let imgs: Vec<Vec<u8>> = (0..11).map(|i| vec![i as u8; 30 + 60 * i]).collect();
+        let refs: Vec<&[u8]> = imgs.iter().map(|v| v.as_slice()).collect();
+        let cats: Vec<i64> = (0..11).map(|i| i % 3 - 1).collect();
+        let asins: Vec<String> = (0..11).map(|i| format!("A{i}")).collect();
+        let input = WriteInput { splits: [&s[0], &s[1], &s[2]], images: &refs, categories: Some(&cats), item_asins: Some(&asins) };
+        write(&path, &input).unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    /// Byte-level damage: overwrite, insert, delete, truncate.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Set(usize, u8),
+        Insert(usize, Vec<u8>),
+        Delete(usize, usize),
+        Truncate(usize),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            4 => (any::<usize>(), any::<u8>()).prop_map(|(p, b)| Edit::Set(p, b)),
+            1 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..9)).prop_map(|(p, b)| Edit::Insert(p, b)),
+            1 => (any::<usize>(), 1usize..40).prop_map(|(p, n)| Edit::Delete(p, n)),
+            1 => any::<usize>().prop_map(Edit::Truncate),
+        ]
+    }
+
+    fn apply(mut b: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+        for e in edits {
+            if b.is_empty() {
+                break;
+            }
+            match e {
+                Edit::Set(p, v) => {
+                    let n = b.len();
+                    b[p % n] = *v;
+                }
+                Edit::Insert(p, v) => {
+                    let at = p % b.len();
+                    b.splice(at..at, v.iter().copied());
+                }
+                Edit::Delete(p, n) => {
+                    let at = p % b.len();
+                    let end = (at + n).min(b.len());
+                    b.drain(at..end);
+                }
+                Edit::Truncate(p) => {
+                    let n = b.len();
+                    b.truncate(p % n);
+                }
+            }
+        }
+        b
+    }
+
+    fn check(bytes: &[u8]) {
+        let path = Path::new("fuzz.npy");
+        match parse(bytes, path, &|_| {}) {
+            Ok(layout) => {
+                let _ = layout.interactions();
+                assert!(layout.images.iter().flatten().all(|s| s.end() <= bytes.len() as u64));
+            }
+            Err(e) => assert!(e.to_string().starts_with("fuzz.npy: "), "{e}"),
+        }
+    }
+
+    thread_local! {
+        static SAMPLE: Vec<u8> = sample_file();
+    }
+
+    proptest! {
+        #[test]
+        fn damaged_files_never_panic(edits in proptest::collection::vec(edit(), 1..6)) {
+            let bytes = SAMPLE.with(|s| apply(s.clone(), &edits));
+            check(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_pickles_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut bytes = npy::write_header("|O", false, &[6]);
+            bytes.extend_from_slice(&[0x80, 2]);
+            bytes.extend_from_slice(&tail);
+            check(&bytes);
+            if let Err(e) = Pickle::parse(&tail, 0) {
+                prop_assert!(e.offset <= tail.len() as u64);
+            }
+        }
+
+        #[test]
+        fn written_files_read_back(
+            n_users in 1usize..12,
+            n_items in 1usize..15,
+            pairs in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<u8>()), 0..60),
+            sizes in proptest::collection::vec(0usize..700, 15),
+            with_cats in any::<bool>(),
+        ) {
+            let s = splits(n_users, n_items, &pairs);
+            let imgs: Vec<Vec<u8>> = (0..n_items).map(|i| vec![(i * 31) as u8; sizes[i]]).collect();
+            let refs: Vec<&[u8]> = imgs.iter().map(|v| v.as_slice()).collect();
+            let cats: Vec<i64> = (0..n_items as i64).map(|i| (i * 7) % 4 - 1).collect();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("r.npy");
+            let input = WriteInput { splits: [&s[0], &s[1], &s[2]], images: &refs, categories: with_cats.then_some(&cats[..]), item_asins: None };
+            write(&path, &input).unwrap();
+            let d = read(&path).unwrap();
+            let (parts, merged) = d.layout.interactions().unwrap();
+            prop_assert_eq!(merged, [0, 0, 0]);
+            for k in 0..3 {
+                prop_assert_eq!(parts[k].by_user(), s[k].by_user());
+            }
+            for (i, span) in d.layout.images.iter().enumerate() {
+                let sp = span.unwrap();
+                prop_assert_eq!(&d.map[sp.start as usize..sp.end() as usize], &imgs[i][..]);
+            }
+            let expect_cats = with_cats.then(|| if cats.iter().all(|&c| c < 0) { vec![-1; n_items] } else { cats.clone() });
+            prop_assert_eq!(d.layout.categories, expect_cats);
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::io::dvbpr;
 fn read_dvbpr(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
     let (data, parts, merged) = py.allow_threads(|| -> crate::Result<_> {
         let data = dvbpr::read(&path)?;
-        let (parts, merged) = data.interactions()?;
+        let (parts, merged) = data.layout.interactions()?;
         Ok((data, parts, merged))
     })?;
     let d = PyDict::new(py);
@@ -28,11 +28,12 @@ fn read_dvbpr(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
         d.set_item(name, PyInteractions { inner: Arc::new(x) })?;
     }
     d.set_item("merged", merged.to_vec())?;
-    d.set_item("n_users", data.n_users)?;
-    d.set_item("n_items", data.n_items)?;
-    d.set_item("categories", data.categories.map(|c| PyArray1::from_vec(py, c)))?;
-    d.set_item("item_asins", data.item_asins)?;
-    let source = ImageSource::spans(data.path, data.map, data.images)?;
+    let layout = data.layout;
+    d.set_item("n_users", layout.n_users)?;
+    d.set_item("n_items", layout.n_items)?;
+    d.set_item("categories", layout.categories.map(|c| PyArray1::from_vec(py, c)))?;
+    d.set_item("item_asins", layout.item_asins)?;
+    let source = ImageSource::spans(data.path, data.map, layout.images)?;
     d.set_item("images", PyImageSource { inner: Arc::new(source) })?;
     Ok(d)
 }
