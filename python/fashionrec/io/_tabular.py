@@ -324,9 +324,13 @@ def read_text(path: str | os.PathLike) -> str:
         raise ValueError(f"{path}: line {line}: bytes that are not UTF-8 ({e.reason})") from None
 
 
-def csv_records(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+def csv_records(
+    path: str | os.PathLike, columns: Sequence[str], blank_is_field: bool = False
+) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of a small CSV whose header must be ``columns``; a record with another
-    number of fields is a ValueError naming the file and line. Quoting as in RFC 4180."""
+    number of fields is a ValueError naming the file and line. Quoting as in RFC 4180. Blank
+    lines hold no record, except with ``blank_is_field`` (a one-column file, where a blank
+    line is an empty value and skipping it would shift every later row)."""
     path = Path(path)
     reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
     try:
@@ -346,6 +350,8 @@ def csv_records(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tup
             return
         except csv.Error as e:
             raise ValueError(f"{path}: line {line}: {e}") from None
+        if not fields and blank_is_field:
+            fields = [""]
         if fields:
             if len(fields) != n:
                 hint = " (a truncated line?)" if len(fields) < n else ""
