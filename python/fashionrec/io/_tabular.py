@@ -206,6 +206,10 @@ def read_interactions_csv(
         print(rep)   # rating.csv: 7,813,737 rows, kept 6,337,241 (...); dropped 1,476,496 ...
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a file")
+    if min_value is not None and not np.isfinite(min_value):
+        raise ValueError(f"min_value must be a finite number, not {min_value!r}")
     if like is not None and (user_ids is not None or item_ids is not None):
         raise ValueError("give like= or the catalogues user_ids/item_ids, not both")
     if like is not None and not isinstance(like, Interactions):
