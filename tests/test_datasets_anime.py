@@ -70,6 +70,18 @@ def test_real_anime_csv():
     assert not items["name"].str.contains("&#039;").any()
 
 
+def test_real_anime_with_generated_ratings(tmp_path):
+    anime_csv = data_dir("anime-recommendations") / "anime.csv"
+    items = fr.datasets.anime(anime_csv).items
+    path = fr.datasets.write_anime_ratings(tmp_path / "rating.csv", items, n_users=200, seed=3)
+    data = fr.datasets.anime(anime_csv, path, types="TV", min_item_ratings=3)
+    assert set(items.loc[data.ratings.item_ids, "type"]) == {"TV"}
+    assert (data.ratings.item_counts() >= 3).all()
+    r = data.report
+    assert r.rows == r.kept + r.dropped_values + r.dropped_items + r.dropped_min_item_rows
+    assert r.dropped_values > 0 and r.dropped_items > 0 and r.dropped_min_item_rows > 0
+
+
 def test_generator_is_deterministic_and_realistic():
     items = catalogue()
     a = fr.datasets.synthetic_anime_ratings(items, n_users=400, seed=7)

@@ -231,6 +231,8 @@ def test_arrow_ids_sliced_chunked_large_and_bad():
     assert arrow_ids(chunked, "c", "f").to_list() == ["a", "b", "c"]
     assert arrow_ids(pa.array([3, 1], pa.int32()), "c", "f").tolist() == [3, 1]
     assert arrow_ids(pa.array(["p", "q", "p"]).dictionary_encode(), "c", "f").to_list() == ["p", "q", "p"]
+    if hasattr(pa, "string_view"):
+        assert arrow_ids(pa.array(["v", "w"], pa.string_view()), "c", "f").to_list() == ["v", "w"]
     with pytest.raises(ValueError, match=r"f.parquet: column 'c', row 1: the id is missing \(null\)"):
         arrow_ids(pa.array(["a", None]), "c", "f.parquet")
     with pytest.raises(ValueError, match=r"f: column 'c' must hold string ids, found int64"):

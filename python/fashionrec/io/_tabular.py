@@ -203,7 +203,7 @@ def read_interactions_csv(
 
         ratings, rep = fr.io.read_interactions_csv(
             "rating.csv", "user_id", "anime_id", "rating", drop_values=[-1], report=True)
-        print(rep)   # rating.csv: 7,813,737 rows, kept 6,337,241 (...); dropped 1,476,496 ...
+        print(rep)   # rating.csv: rows read, kept, pairs; what each filter dropped
     """
     path = Path(path)
     if path.is_dir():
@@ -278,6 +278,9 @@ def arrow_ids(
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
+    view = [getattr(pa.types, f"is_{k}_view", None) for k in ("string", "binary")]
+    if any(f is not None and f(arr.type) for f in view):  # views have no offsets buffer
+        arr = arr.cast(pa.large_binary())
     if arr.null_count:
         row = int(pc.index(arr.is_null(), True).as_py())
         raise ValueError(f"{source}: column {name!r}, row {row}: the id is missing (null)")
