@@ -172,3 +172,34 @@ def default_config(kind: str) -> str: ...
 def model_kinds() -> list[str]: ...
 def cuda_info() -> tuple[bool, int, bool]: ...
 def threads_info() -> tuple[int, int]: ...
+
+# -- tabular files (src/python/tabular.rs) ---------------------------------------------------
+
+class Utf8Column:
+    """String ids in Arrow's layout: id k is data[offsets[k]:offsets[k+1]] (UTF-8)."""
+    def __init__(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]) -> None: ...
+    def __len__(self) -> int: ...
+    def to_list(self) -> list[str]: ...
+
+def read_interactions_csv(
+    path: str,
+    user_col: str | int,
+    item_col: str | int,
+    value_col: str | int | None = None,
+    header: bool = True,
+    delimiter: str = ",",
+    user_type: str = "auto",
+    item_type: str = "auto",
+    min_value: float | None = None,
+    drop_values: Sequence[float] = ...,
+    keep_items: IdsIn | Utf8Column | None = None,
+    drop_items: IdsIn | Utf8Column | None = None,
+    min_item_rows: int | None = None,
+    like: Interactions | None = None,
+    user_ids: IdsIn | Utf8Column | None = None,
+    item_ids: IdsIn | Utf8Column | None = None,
+    unknown: str = "error",
+    duplicates: str = "sum",
+) -> tuple[Interactions, dict[str, Any]]: ...
+def read_id_list(path: str, id_type: str = "auto", header: bool = False) -> IdsOut: ...
+def write_int_csv(path: str, header: list[str], columns: list[npt.NDArray[np.int64]]) -> None: ...

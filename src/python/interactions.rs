@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -19,10 +19,12 @@ pub struct PyInteractions {
 /// Three arrays of a sparse matrix (CSR: indptr, indices, values; COO: rows, cols, values).
 type Sparse<'py, T> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<T>>, Option<Bound<'py, PyArray1<f32>>>);
 
-/// Raw ids held for the duration of a call: an int64 numpy array or a list of str.
+/// Raw ids held for the duration of a call: an int64 numpy array, a list of str, or a
+/// `Utf8Column` (string ids in Arrow's offsets + bytes layout, no Python str per id).
 pub(crate) enum HeldIds<'py> {
     Int(PyReadonlyArray1<'py, i64>),
     Str(Vec<PyBackedStr>),
+    Utf8 { offsets: PyReadonlyArray1<'py, i64>, data: PyReadonlyArray1<'py, u8>, column: String },
 }
 
 impl<'py> HeldIds<'py> {
@@ -30,10 +32,19 @@ impl<'py> HeldIds<'py> {
         if let Ok(a) = ob.extract::<PyReadonlyArray1<'py, i64>>() {
             return Ok(HeldIds::Int(a));
         }
+        if let Ok(c) = ob.downcast::<super::tabular::PyUtf8Column>() {
+            let c = c.get();
+            let py = ob.py();
+            return Ok(HeldIds::Utf8 {
+                offsets: c.offsets.bind(py).try_readonly()?,
+                data: c.data.bind(py).try_readonly()?,
+                column: column.to_string(),
+            });
+        }
         match ob.extract::<Vec<PyBackedStr>>() {
             Ok(v) => Ok(HeldIds::Str(v)),
             Err(_) => Err(PyTypeError::new_err(format!(
-                "column '{column}': ids must be a 1-D int64 array or a list of str"
+                "column '{column}': ids must be a 1-D int64 array, a list of str or a Utf8Column"
             ))),
         }
     }
@@ -44,6 +55,10 @@ impl<'py> HeldIds<'py> {
             HeldIds::Int(a) => Ok(RawIds::Int(a.as_slice()?)),
             HeldIds::Str(v) => {
                 strs.extend(v.iter().map(|s| &**s));
+                Ok(RawIds::Str(strs))
+            }
+            HeldIds::Utf8 { offsets, data, column } => {
+                super::tabular::utf8_views(offsets.as_slice()?, data.as_slice()?, column, strs)?;
                 Ok(RawIds::Str(strs))
             }
         }
@@ -73,7 +88,7 @@ pub(crate) fn index_of<'py>(
 }
 
 /// An id map from a list of catalogue ids (sorted, duplicates merged).
-fn catalogue(ids: &Bound<'_, PyAny>, what: &str) -> PyResult<IdMap> {
+pub(crate) fn catalogue(ids: &Bound<'_, PyAny>, what: &str) -> PyResult<IdMap> {
     let held = HeldIds::extract(ids, what)?;
     let mut strs = Vec::new();
     let raw = held.raw(&mut strs)?;

@@ -1,6 +1,6 @@
 """Loaders for real data sets, and the built-in synthetic data."""
 
-from .anime import anime
+from .anime import anime, synthetic_anime_ratings, write_anime_ratings
 from .asos import asos
 from .catalogues import fashion_products, hm
 from .dvbpr import dvbpr
@@ -18,4 +18,6 @@ __all__ = [
     "movielens_100k_features",
     "read_movielens_ratings",
     "synthetic",
+    "synthetic_anime_ratings",
+    "write_anime_ratings",
 ]
