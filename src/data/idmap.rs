@@ -5,7 +5,7 @@
 //! indices mean the same thing and results can be mapped back to raw ids.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{Error, Result};
 
@@ -83,15 +83,13 @@ impl IdMap {
     pub fn build(raw: RawIds<'_>) -> Self {
         match raw {
             RawIds::Int(v) => {
-                let mut ids = v.to_vec();
+                let mut ids = distinct(v);
                 ids.par_sort_unstable();
-                ids.dedup();
                 Self::from_unique_int(ids)
             }
             RawIds::Str(v) => {
-                let mut ids: Vec<&str> = v.to_vec();
+                let mut ids = distinct(v);
                 ids.par_sort_unstable();
-                ids.dedup();
                 Self::from_unique_str(ids.into_iter().map(str::to_owned).collect())
             }
         }
@@ -191,6 +189,25 @@ impl IdMap {
             _ => None,
         }
     }
+}
+
+/// The distinct values of `v`, in no order. Interaction columns repeat each id many times:
+/// hashing them first leaves only the distinct ids to sort.
+fn distinct<T: Copy + Eq + std::hash::Hash + Send + Sync>(v: &[T]) -> Vec<T> {
+    v.par_chunks(1 << 16)
+        .fold(FxHashSet::default, |mut set, chunk| {
+            set.extend(chunk.iter().copied());
+            set
+        })
+        .reduce(FxHashSet::default, |mut a, mut b| {
+            if a.len() < b.len() {
+                std::mem::swap(&mut a, &mut b);
+            }
+            a.extend(b);
+            a
+        })
+        .into_iter()
+        .collect()
 }
 
 /// A raw id of a column, quoted when it is a string.
