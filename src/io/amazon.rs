@@ -790,7 +790,7 @@ mod tests {
         let text = b"{'asin': 'A'}\n{'asin': 'B', 'title': 'oops}\n{'asin': 'C'}\n{'title': 'no asin'}\n";
         let p = write_file(dir.path(), "meta.json", text);
         let e = read_metadata(&p, ReadOptions::default()).unwrap_err().to_string();
-        assert!(e.contains("meta.json") && e.contains("line 2, byte column 30") && e.contains("unterminated"), "{e}");
+        assert!(e.contains("meta.json") && e.contains("line 2, byte column 24") && e.contains("unterminated"), "{e}");
         let m = read_metadata(&p, ReadOptions { on_error: OnError::Skip, ..Default::default() }).unwrap();
         assert_eq!(m.products.iter().map(|p| p.asin.as_str()).collect::<Vec<_>>(), ["A", "C"]);
         assert_eq!(m.skipped.len(), 2);

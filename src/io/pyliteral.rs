@@ -966,8 +966,8 @@ impl<'t> Cursor<'t, '_> {
             }
             self.scratch.extend_from_slice(&t[run_start..i]);
             let Some(&b) = t.get(i) else {
-                return Err(self.error_at(t.len(), format!(
-                    "unterminated string: the text ends before the closing {} (the string starts at byte {lit_start})",
+                return Err(self.error_at(lit_start, format!(
+                    "unterminated string: no closing {} before the end of the text",
                     if triple { if quote == b'"' { "\"\"\"" } else { "'''" } } else if quote == b'"' { "\"" } else { "'" }
                 )));
             };
@@ -986,9 +986,7 @@ impl<'t> Cursor<'t, '_> {
                 }
                 b'\n' | b'\r' => {
                     if !triple {
-                        return Err(self.error_at(i, format!(
-                            "unterminated string: a line break before the closing quote (the string starts at byte {lit_start})"
-                        )));
+                        return Err(self.error_at(lit_start, "unterminated string: a line break comes before the closing quote"));
                     }
                     // Python reads source with universal newlines.
                     self.scratch.push(b'\n');
@@ -1175,7 +1173,7 @@ impl<'t> Cursor<'t, '_> {
         let mut escapes = false;
         loop {
             match t.get(i) {
-                None => return Err(self.error_at(t.len(), format!("unterminated string (it starts at byte {start})"))),
+                None => return Err(self.error_at(start, "unterminated string: no closing '\"' before the end of the text")),
                 Some(b'"') => break,
                 Some(b'\\') => {
                     escapes = true;
@@ -1413,12 +1411,12 @@ mod tests {
 
     #[test]
     fn python_string_errors_have_offsets() {
+        // Unterminated strings point at their opening quote.
         let e = py_err("['abc");
-        assert_eq!(e.offset, 5);
+        assert_eq!(e.offset, 1);
         assert!(e.message.contains("unterminated"), "{e}");
-        assert!(e.message.contains("byte 1"), "{e}");
-        let e = py_err("'ab\ncd'");
-        assert_eq!(e.offset, 3);
+        let e = py_err("[1, u'ab\ncd']");
+        assert_eq!(e.offset, 4);
         assert!(e.message.contains("line break"));
         assert!(py_err("'abc\\").message.contains("backslash"));
         assert!(py_err("r'\\'").message.contains("unterminated"));
