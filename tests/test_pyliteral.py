@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import warnings
 from typing import Any
 
 import pytest
@@ -141,10 +142,12 @@ _TOKENS = [
 
 
 def _python_eval(text: str) -> tuple[bool, Any]:
-    try:
-        return True, ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning: invalid escape sequence
+        try:
+            return True, ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False, None
 
 
 def _ours(text: str) -> tuple[bool, Any]:
@@ -158,8 +161,8 @@ def test_random_token_texts_are_accepted_and_rejected_like_python():
     rng = random.Random(SEED + 2)
     for case in range(CASES * 4):
         text = "".join(rng.choice(_TOKENS) for _ in range(rng.randrange(1, 12)))
-        if "ur'" in text or 'ur"' in text:
-            continue  # Python 2's ur'' prefix: accepted on purpose
+        if "ur'" in text or 'ur"' in text or "..." in text:
+            continue  # Python 2's ur'' prefix (accepted on purpose); Ellipsis (not data)
         ok_py, v_py = _python_eval(text)
         ok_us, v_us = _ours(text)
         assert ok_py == ok_us, f"case {case}: {text!r}: python {'accepts' if ok_py else 'rejects'}, ours {'accepts' if ok_us else 'rejects'}"
@@ -172,6 +175,11 @@ def test_regressions_found_by_fuzzing():
     text = "b'\\x41'b'a','\\x41','\\x41'"
     assert _core.parse_literal(text) == ast.literal_eval(text) == (b"Aa", "A", "A")
     assert _core.parse_literal("1,") == (1,)
+    # A sign before a parenthesised number.
+    assert _core.parse_literal("-(1)") == ast.literal_eval("-(1)") == -1
+    # \N in a text string is Python 3's named escape: an error, not a different string.
+    with pytest.raises(ValueError, match="N"):
+        _core.parse_literal("'\\Nonebx'")
 
 
 def test_documented_differences_from_python3():
@@ -183,6 +191,12 @@ def test_documented_differences_from_python3():
     assert ast.literal_eval("'\\xe2\\x80\\x99'") == "\xe2\x80\x99"
     # ... but never for u'' strings.
     assert _core.parse_literal("u'\\xe2\\x80\\x99'") == "\xe2\x80\x99"
+
+
+def test_ellipsis_is_not_a_data_literal():
+    assert ast.literal_eval("...") is Ellipsis
+    with pytest.raises(ValueError, match="byte 0"):
+        _core.parse_literal("...")
 
 
 def test_lone_surrogates_are_an_error():

@@ -21,12 +21,14 @@
 //! * A surrogate pair written as two escapes (`\ud83d\ude00`, as Python 2 narrow builds and JSON
 //!   write non-BMP characters) is combined into one character; a lone surrogate cannot be held
 //!   in UTF-8 text and is an error. `\N{name}` escapes are not supported in text strings (an
-//!   error; in Python 2 byte strings and in bytes `\N` is kept as written, as Python does).
+//!   error, also in unprefixed strings: Python 3 reads a named escape there, and a Python 2
+//!   writer never leaves a bare backslash; in bytes `\N` is kept as written, as Python does).
 //! * integers (`0x`, `0o`, `0b`, `_` between digits, Python 2 `L` suffix and `017` octal, one
 //!   leading sign) — outside i64 they become [`Literal::BigInt`] in decimal; floats (`1.`, `.5`,
 //!   `1e-3`, `1_0.5`); `True`, `False`, `None`; lists, tuples (`()`, `(1,)`), dicts, sets
-//!   (`{1, 2}`, `set()`), trailing commas, `#` comments. Complex numbers, `nan`/`inf` names
-//!   and any expression are errors (`ast.literal_eval` rejects them too).
+//!   (`{1, 2}`, `set()`), trailing commas, `#` comments, a top-level tuple without parentheses
+//!   (`1, 2`). Complex numbers, `nan`/`inf` names and any expression are errors
+//!   (`ast.literal_eval` rejects them too), and so is `...` (Ellipsis, never data).
 //!
 //! # JSON dialect
 //! Strict RFC 8259: `"` strings that must be valid UTF-8 with no raw control characters,
@@ -687,12 +689,34 @@ impl<'t> Cursor<'t, '_> {
             }
             _ => false,
         };
+        // After a sign, the number may be parenthesised: `-(1)` (not `-(-1)`, not `-(1,)`).
+        let mut parens = 0;
         if self.pos > start {
             self.skip_ws();
+            while self.peek() == Some(b'(') {
+                self.pos += 1;
+                self.enter()?;
+                parens += 1;
+                self.skip_ws();
+            }
             if !matches!(self.peek(), Some(b'0'..=b'9' | b'.')) {
                 return Err(self.error_expected("a number after the sign"));
             }
         }
+        let value = self.python_unsigned(negative, keep)?;
+        for _ in 0..parens {
+            self.skip_ws();
+            if self.peek() != Some(b')') {
+                return Err(self.error_expected("')' after the number"));
+            }
+            self.pos += 1;
+            self.depth -= 1;
+        }
+        Ok(value)
+    }
+
+    /// A number without its sign at `pos` (`negative`: a '-' came before it).
+    fn python_unsigned(&mut self, negative: bool, keep: bool) -> PResult<Literal> {
         let num_start = self.pos;
         // Radix prefixes.
         if self.peek() == Some(b'0') {
@@ -1185,7 +1209,10 @@ impl<'t> Cursor<'t, '_> {
                 Ok(i + 4)
             }
             b'u' | b'U' if kind != StrKind::Bytes => self.unicode_escape(i, if c == b'u' { 4 } else { 8 }),
-            b'N' if kind == StrKind::Unicode => {
+            // Python 3 reads `\N{name}`; a Python 2 byte string keeps `\N` as written, but a
+            // Python 2 writer never leaves a bare backslash there, so the text is Python 3's:
+            // an error rather than a string other than Python's.
+            b'N' if kind != StrKind::Bytes => {
                 Err(self.error_at(i, "named \\N{...} escapes are not supported (write the character or \\uXXXX)"))
             }
             _ => {
@@ -1411,7 +1438,11 @@ mod tests {
         assert_eq!(py("'a\\\nb'"), st("ab"));
         assert_eq!(py("'a\\\r\nb'"), st("ab"));
         // Unknown escapes are kept, as Python does.
-        assert_eq!(py(r"'\q\8\N'"), st("\\q\\8\\N"));
+        assert_eq!(py(r"'\q\8'"), st("\\q\\8"));
+        assert_eq!(py(r"b'\N'"), Bytes(b"\\N".to_vec()));
+        // Regression (differential fuzzing): \N in a text string was kept as written, where
+        // Python reads a named escape; now an error rather than a different string.
+        assert!(py_err(r"'\N'").message.contains("\\N"));
         assert_eq!(py(r"b'\u1234'"), Bytes(b"\\u1234".to_vec()));
         // Surrogate pairs are combined; lone surrogates are an error.
         assert_eq!(py(r"u'\ud83d\ude00'"), st("😀"));
@@ -1462,6 +1493,13 @@ mod tests {
         assert_eq!(py("0"), Int(0));
         assert_eq!(py("-17"), Int(-17));
         assert_eq!(py("+ 5"), Int(5));
+        // Regression (differential fuzzing): a sign before a parenthesised number.
+        assert_eq!(py("-(1)"), Int(-1));
+        assert_eq!(py("+ ( (2.5) )"), Float(2.5));
+        assert_eq!(py("-(9223372036854775808)"), Int(i64::MIN));
+        for bad in ["-(-1)", "-(1,)", "-(1", "-()", "-(True)"] {
+            assert!(parse(bad.as_bytes(), Dialect::Python).is_err(), "{bad}");
+        }
         assert_eq!(py("1_000"), Int(1000));
         assert_eq!(py("0x_ff"), Int(255));
         assert_eq!(py("0XFFL"), Int(255));
