@@ -201,19 +201,27 @@ impl Parser {
         let mut out: Vec<Option<Field>> = vec![None; keys.len()];
         let mut cur = Cursor { text, pos: 0, dialect: self.dialect, depth: 0, scratch: &mut self.scratch };
         cur.skip_ws();
+        // `({...})` is a dict too.
+        let mut parens = 0;
+        while cur.dialect == Dialect::Python && cur.peek() == Some(b'(') {
+            cur.pos += 1;
+            cur.enter()?;
+            parens += 1;
+            cur.skip_ws();
+        }
         if cur.peek() != Some(b'{') {
             return Err(cur.error_expected("a dict ('{')"));
         }
         cur.pos += 1;
-        cur.depth = 1;
+        cur.enter()?;
         cur.skip_ws();
+        let mut first = true;
+        let mut empty = false;
         if cur.peek() == Some(b'}') {
             cur.pos += 1;
-            cur.expect_end()?;
-            return Ok(out);
+            empty = true;
         }
-        let mut first = true;
-        loop {
+        while !empty {
             // The key: compared in its decoded form without building a String.
             let wanted = if cur.at_string_start() {
                 let (kind, data) = cur.string_run()?;
@@ -267,6 +275,13 @@ impl Parser {
                 }
                 _ => return Err(cur.error_expected("',' or '}' after a dict value")),
             }
+        }
+        for _ in 0..parens {
+            cur.skip_ws();
+            if cur.peek() != Some(b')') {
+                return Err(cur.error_expected("')'"));
+            }
+            cur.pos += 1;
         }
         cur.expect_end()?;
         Ok(out)
@@ -1637,6 +1652,12 @@ mod tests {
         let e2 = parse(bad, Dialect::Python).unwrap_err();
         assert_eq!(e1, e2);
         assert!(p.parse_dict_fields(b"[1]", &["asin"]).unwrap_err().message.contains("a dict"));
+        // Regression (proptest campaign): a parenthesised dict is a dict to parse, so to this.
+        let f = p.parse_dict_fields(b" ( ({'asin': 'P'}) ) ", &["asin"]).unwrap();
+        assert_eq!(f[0].as_ref().unwrap().value, st("P"));
+        assert_eq!(p.parse_dict_fields(b"({})", &["asin"]).unwrap(), vec![Option::None]);
+        assert!(p.parse_dict_fields(b"({'asin': 'P'},)", &["asin"]).is_err());
+        assert!(p.parse_dict_fields(b"({'asin': 'P'}", &["asin"]).is_err());
         assert!(p.parse_dict_fields(b"{} x", &["asin"]).is_err());
         let mut j = Parser::new(Dialect::Json);
         let f = j.parse_dict_fields(br#"{"asin": "A\u0042", "n": [1, 2]}"#, &["asin"]).unwrap();
