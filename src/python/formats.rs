@@ -304,9 +304,14 @@ impl PyImageFeatures {
     /// The given rows as a new contiguous (k, dim) float32 array (gathered in parallel).
     fn rows<'py>(&self, py: Python<'py>, rows: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let idx = rows.as_slice()?;
-        let k = idx.len();
-        let v = py.allow_threads(|| self.inner.gather(idx))?;
-        PyArray1::from_vec(py, v).reshape([k, self.inner.dim()])
+        // numpy's allocation (huge pages), filled without the GIL.
+        let out = PyArray2::<f32>::zeros(py, [idx.len(), self.inner.dim()], false);
+        {
+            let mut rw = out.readwrite();
+            let buf = rw.as_slice_mut()?;
+            py.allow_threads(|| self.inner.gather_into(idx, buf))?;
+        }
+        Ok(out)
     }
 
     /// ValueError naming the first record / ASIN / column holding NaN or an infinity.
