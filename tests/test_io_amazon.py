@@ -294,3 +294,17 @@ def test_parse_literal_public_helper():
         fr.io.parse_literal("NaN", "json")
     with pytest.raises(ValueError, match="dialect"):
         fr.io.parse_literal("1", "yaml")  # type: ignore[arg-type]
+
+
+def test_python2_string_repr_matches_bytes_repr():
+    # Python 2 printed a str (bytes) exactly as Python 3 prints bytes, minus the b prefix.
+    from fashionrec.io._amazon import _py2_str
+
+    import random
+
+    rng = random.Random(5)
+    alphabet = "ab '\"\\\t\n\r\x00\x7fé’😀"
+    for _ in range(500):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 10)))
+        assert _py2_str(s) == repr(s.encode("utf-8"))[1:], s
+        assert fr.io.parse_literal(_py2_str(s)) == s

@@ -216,64 +216,63 @@ impl Parser {
         cur.enter()?;
         cur.skip_ws();
         let mut first = true;
-        let mut empty = false;
         if cur.peek() == Some(b'}') {
             cur.pos += 1;
-            empty = true;
-        }
-        while !empty {
-            // The key: compared in its decoded form without building a String.
-            let wanted = if cur.at_string_start() {
-                let (kind, data) = cur.string_run()?;
-                if kind == StrKind::Bytes {
-                    None
+        } else {
+            loop {
+                // The key: compared in its decoded form without building a String.
+                let wanted = if cur.at_string_start() {
+                    let (kind, data) = cur.string_run()?;
+                    if kind == StrKind::Bytes {
+                        None
+                    } else {
+                        let decoded: &[u8] = match data {
+                            StrData::Slice(a, b) => &cur.text[a..b],
+                            StrData::Scratch => cur.scratch,
+                        };
+                        keys.iter().position(|k| k.as_bytes() == decoded)
+                    }
                 } else {
-                    let decoded: &[u8] = match data {
-                        StrData::Slice(a, b) => &cur.text[a..b],
-                        StrData::Scratch => cur.scratch,
-                    };
-                    keys.iter().position(|k| k.as_bytes() == decoded)
-                }
-            } else {
-                if cur.dialect == Dialect::Json {
-                    // The messages of `dict_or_set`, so both paths report the same error.
-                    return Err(cur.error_expected(if first { "a string key ('\"') or '}'" } else { "a string key ('\"')" }));
-                }
-                cur.value(false)?;
-                None
-            };
-            cur.skip_ws();
-            if cur.peek() != Some(b':') {
-                return Err(cur.error_expected("':' after a dict key"));
-            }
-            cur.pos += 1;
-            cur.skip_ws();
-            let value_start = cur.pos;
-            match wanted {
-                Some(i) => out[i] = Some(Field { offset: value_start, value: cur.value(true)? }),
-                None => {
+                    if cur.dialect == Dialect::Json {
+                        // The messages of `dict_or_set`, so both paths report the same error.
+                        return Err(cur.error_expected(if first { "a string key ('\"') or '}'" } else { "a string key ('\"')" }));
+                    }
                     cur.value(false)?;
+                    None
+                };
+                cur.skip_ws();
+                if cur.peek() != Some(b':') {
+                    return Err(cur.error_expected("':' after a dict key"));
                 }
-            }
-            cur.skip_ws();
-            match cur.peek() {
-                Some(b',') => {
-                    cur.pos += 1;
-                    cur.skip_ws();
-                    if cur.peek() == Some(b'}') {
-                        if cur.dialect == Dialect::Json {
-                            return Err(cur.error_at(cur.pos, "trailing comma before '}' (not JSON)"));
+                cur.pos += 1;
+                cur.skip_ws();
+                let value_start = cur.pos;
+                match wanted {
+                    Some(i) => out[i] = Some(Field { offset: value_start, value: cur.value(true)? }),
+                    None => {
+                        cur.value(false)?;
+                    }
+                }
+                cur.skip_ws();
+                match cur.peek() {
+                    Some(b',') => {
+                        cur.pos += 1;
+                        cur.skip_ws();
+                        if cur.peek() == Some(b'}') {
+                            if cur.dialect == Dialect::Json {
+                                return Err(cur.error_at(cur.pos, "trailing comma before '}' (not JSON)"));
+                            }
+                            cur.pos += 1;
+                            break;
                         }
+                        first = false;
+                    }
+                    Some(b'}') => {
                         cur.pos += 1;
                         break;
                     }
-                    first = false;
+                    _ => return Err(cur.error_expected("',' or '}' after a dict value")),
                 }
-                Some(b'}') => {
-                    cur.pos += 1;
-                    break;
-                }
-                _ => return Err(cur.error_expected("',' or '}' after a dict value")),
             }
         }
         for _ in 0..parens {

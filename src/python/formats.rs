@@ -106,6 +106,32 @@ fn opt_str<'py>(py: Python<'py>, s: Option<String>) -> Bound<'py, PyAny> {
     }
 }
 
+/// Pauses Python's cyclic garbage collector while millions of lists and dicts are made
+/// (none can form a cycle; otherwise each batch of allocations triggers a scan of all of
+/// them, which cost more than the whole parse), and restores its state on drop.
+struct GcPause<'py> {
+    gc: Option<Bound<'py, PyModule>>,
+}
+
+impl<'py> GcPause<'py> {
+    fn new(py: Python<'py>) -> PyResult<Self> {
+        let gc = py.import("gc")?;
+        if gc.call_method0("isenabled")?.extract::<bool>()? {
+            gc.call_method0("disable")?;
+            return Ok(GcPause { gc: Some(gc) });
+        }
+        Ok(GcPause { gc: None })
+    }
+}
+
+impl Drop for GcPause<'_> {
+    fn drop(&mut self) {
+        if let Some(gc) = &self.gc {
+            let _ = gc.call_method0("enable");
+        }
+    }
+}
+
 /// The columns of a metadata file: a dict of lists (and a float64 `price` array), plus
 /// `skipped` [(line, message)], `format` and `lines`.
 #[pyfunction]
@@ -120,6 +146,7 @@ fn read_amazon_metadata<'py>(
     let opts = ReadOptions { format: format.parse::<Format>()?, on_error: on_error.parse::<OnError>()?, description };
     let meta = py.allow_threads(|| amazon::read_metadata(&path, opts))?;
     let n = meta.products.len();
+    let _gc = GcPause::new(py)?;
     let mut intern = Interned { py, cache: FxHashMap::default() };
     let mut asin = Vec::with_capacity(n);
     let mut title = Vec::with_capacity(n);
@@ -208,6 +235,9 @@ fn for_each_asin(cell: &Bound<'_, PyAny>, column: &str, row: usize, mut f: impl 
     Ok(())
 }
 
+/// (i, j, counts) of [`compatibility_pairs`].
+type IndexPairs<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>);
+
 /// (i, j, counts): edges record -> related ASIN as indices into `asins` (see
 /// `amazon::CompatibilityPairs`). `related` holds one column (a list of lists) per relation.
 #[pyfunction]
@@ -216,7 +246,7 @@ fn compatibility_pairs<'py>(
     sources: &Bound<'py, PyList>,
     related: Vec<(String, Bound<'py, PyList>)>,
     asins: Vec<PyBackedStr>,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
+) -> PyResult<IndexPairs<'py>> {
     let keys: Vec<&str> = asins.iter().map(|s| &**s).collect();
     let mut pairs = CompatibilityPairs::new(&keys)?;
     for (name, column) in &related {

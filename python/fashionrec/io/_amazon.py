@@ -259,6 +259,12 @@ def write_amazon_metadata(
 
 def _py2_str(s: str | bytes) -> str:
     """``repr`` of a Python 2 byte string holding ``s`` (UTF-8 encoded)."""
+    if isinstance(s, str) and s.isascii() and s.isprintable() and "\\" not in s:
+        # Fast path: nothing to escape unless the text holds both kinds of quote.
+        if "'" not in s:
+            return "'" + s + "'"
+        if '"' not in s:
+            return '"' + s + '"'
     data = s.encode("utf-8") if isinstance(s, str) else s
     quote = '"' if b"'" in data and b'"' not in data else "'"
     parts = []
