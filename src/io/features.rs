@@ -190,6 +190,23 @@ impl ImageFeatures {
     /// The rows `rows` as one contiguous row-major buffer (len * dim), gathered in parallel.
     /// An out-of-range row is an error naming its position.
     pub fn gather(&self, rows: &[i64]) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; rows.len() * self.dim];
+        self.gather_into(rows, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::gather`] into a caller's buffer (`rows.len() * dim` long): the bindings pass
+    /// numpy's memory, which numpy backs with huge pages (a fresh Vec's page faults cost more
+    /// than the copy).
+    pub fn gather_into(&self, rows: &[i64], out: &mut [f32]) -> Result<()> {
+        if out.len() != rows.len() * self.dim {
+            return Err(Error::invalid(format!(
+                "output buffer of {} values for {} rows of {}",
+                out.len(),
+                rows.len(),
+                self.dim
+            )));
+        }
         if let Some((pos, &r)) = rows.iter().enumerate().find(|(_, &r)| r < 0 || r as usize >= self.len) {
             return Err(Error::invalid(format!(
                 "row {r} (position {pos}) is out of range: {} has {} records",
@@ -198,13 +215,8 @@ impl ImageFeatures {
             )));
         }
         let dim = self.dim;
-        let mut out = vec![0f32; rows.len() * dim];
-        out.par_chunks_mut(dim).zip(rows.par_iter()).for_each(|(dst, &r)| {
-            for (d, s) in dst.iter_mut().zip(self.raw_row(r as usize).chunks_exact(4)) {
-                *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-            }
-        });
-        Ok(out)
+        out.par_chunks_mut(dim).zip(rows.par_iter()).for_each(|(dst, &r)| copy_le_f32(self.raw_row(r as usize), dst));
+        Ok(())
     }
 
     /// Check every value is finite (in parallel, at memory speed); the error names the first
@@ -239,6 +251,22 @@ impl ImageFeatures {
                 self.raw_row(r).chunks_exact(4).map(|s| f32::from_le_bytes([s[0], s[1], s[2], s[3]])).sum::<f32>() as f64
             })
             .sum()
+    }
+}
+
+/// Little-endian float32 bytes (any alignment) into `dst` (`src.len() == 4 * dst.len()`).
+fn copy_le_f32(src: &[u8], dst: &mut [f32]) {
+    assert_eq!(src.len(), 4 * dst.len());
+    #[cfg(target_endian = "little")]
+    // SAFETY: the lengths match (checked above), the regions cannot overlap (one is the
+    // read-only map, the other a fresh Vec), byte copies need no alignment, and every bit
+    // pattern is a valid f32. One memcpy instead of a per-value loop.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len());
+    }
+    #[cfg(not(target_endian = "little"))]
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
     }
 }
 
