@@ -53,7 +53,7 @@ pub struct Product {
     /// Category paths, root first. A 2018 `category` (one flat list) is one path.
     pub categories: Vec<Vec<String>>,
     /// ASINs per relation, in [`RELATIONS`] order; empty when absent.
-    pub related: [Vec<String>; 4],
+    pub related: [StrList; 4],
     /// (category, rank) pairs: the 2014 `salesRank` dict, or the 2018 `rank` text(s) of the
     /// form `[#]1,234 in Category [(...)]` (a text of another form is not a rank and is left
     /// out, like an unparseable price).
@@ -65,6 +65,43 @@ pub struct Product {
     /// Only when asked for (it is the bulk of the text): a 2018 list of paragraphs is joined
     /// with newlines.
     pub description: Option<String>,
+}
+
+/// Strings stored back to back in one buffer. The related-ASIN lists hold most of a file's
+/// strings (tens per record); one allocation per list instead of one per ASIN makes reading
+/// and converting them much cheaper.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StrList {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl StrList {
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.ends.len()).map(move |i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+            &self.text[start..self.ends[i] as usize]
+        })
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<[S]> for StrList {
+    fn eq(&self, other: &[S]) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b.as_ref())
+    }
 }
 
 /// `format=` of [`read_metadata`].
@@ -180,15 +217,15 @@ pub fn parse_record(parser: &mut Parser, line: &[u8], description: bool) -> std:
     let im_url = opt_str(next(), "imUrl")?;
     let high_res = first_url(next(), "imageURLHighRes")?;
     let low_res = first_url(next(), "imageURL")?;
-    let mut related: [Vec<String>; 4] = Default::default();
+    let mut related: [StrList; 4] = Default::default();
     if let Some(f) = next() {
         read_related(f, &mut related)?;
     }
     if let Some(f) = next() {
-        related[0].extend(str_list(f, "also_buy")?);
+        str_list_into(f, "also_buy", &mut related[0])?;
     }
     if let Some(f) = next() {
-        related[1].extend(str_list(f, "also_view")?);
+        str_list_into(f, "also_view", &mut related[1])?;
     }
     let mut sales_rank = Vec::new();
     if let Some(f) = next() {
@@ -254,6 +291,26 @@ fn str_list(f: Field, key: &str) -> std::result::Result<Vec<String>, LineError> 
     }
 }
 
+/// A list (or tuple) of str, appended to `out`.
+fn str_list_into(f: Field, key: &str, out: &mut StrList) -> std::result::Result<(), LineError> {
+    let offset = f.offset;
+    match f.value {
+        Literal::None => Ok(()),
+        Literal::List(items) | Literal::Tuple(items) => {
+            for (i, v) in items.into_iter().enumerate() {
+                match v {
+                    Literal::Str(s) => out.push(&s),
+                    other => {
+                        return Err(LineError::new(offset, format!("'{key}' item {i} is {}, expected a str", other.type_name())))
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Err(wrong(&f, key, "a list of str")),
+    }
+}
+
 fn first_url(f: Option<Field>, key: &str) -> std::result::Result<Option<String>, LineError> {
     match f {
         None => Ok(None),
@@ -290,7 +347,7 @@ pub fn parse_price(text: &str) -> f64 {
     }
 }
 
-fn read_related(f: Field, related: &mut [Vec<String>; 4]) -> std::result::Result<(), LineError> {
+fn read_related(f: Field, related: &mut [StrList; 4]) -> std::result::Result<(), LineError> {
     let offset = f.offset;
     match f.value {
         Literal::None => Ok(()),
@@ -298,8 +355,7 @@ fn read_related(f: Field, related: &mut [Vec<String>; 4]) -> std::result::Result
             for (k, v) in pairs {
                 let Literal::Str(name) = k else { continue };
                 if let Some(r) = RELATIONS.iter().position(|x| *x == name) {
-                    let list = str_list(Field { offset, value: v }, &format!("related.{name}"))?;
-                    related[r].extend(list);
+                    str_list_into(Field { offset, value: v }, &format!("related.{name}"), &mut related[r])?;
                 }
             }
             Ok(())
@@ -702,8 +758,8 @@ mod tests {
         assert_eq!(r.asin, "0000031852");
         assert_eq!(r.title.as_deref(), Some("Girls Ballet Tutu Zebra Hot Pink"));
         assert_eq!(r.price, 3.17);
-        assert_eq!(r.related[0], vec!["B00JHONN1S", "B002BZX8Z6"]);
-        assert_eq!(r.related[2], vec!["B002BZX8Z6"]);
+        assert_eq!(r.related[0], ["B00JHONN1S", "B002BZX8Z6"][..]);
+        assert_eq!(r.related[2], ["B002BZX8Z6"][..]);
         assert!(r.related[3].is_empty());
         assert_eq!(r.sales_rank, vec![("Toys & Games".to_string(), 211836)]);
         assert_eq!(r.categories, vec![vec!["Sports & Outdoors", "Other Sports", "Dance"]]);
@@ -719,8 +775,8 @@ mod tests {
         let r = parse_record(&mut p, LINE_2018.as_bytes(), true).unwrap();
         assert_eq!(r.asin, "B000000001");
         assert_eq!(r.price, 1012.99);
-        assert_eq!(r.related[0], vec!["B1", "B2"]);
-        assert_eq!(r.related[1], vec!["B3"]);
+        assert_eq!(r.related[0], ["B1", "B2"][..]);
+        assert_eq!(r.related[1], ["B3"][..]);
         assert_eq!(r.categories, vec![vec!["Clothing, Shoes & Jewelry", "Women"]]);
         assert_eq!(r.sales_rank, vec![("Clothing, Shoes & Jewelry".to_string(), 2345)]);
         assert_eq!(r.main_cat.as_deref(), Some("Fashion"));
@@ -780,7 +836,7 @@ mod tests {
             assert_eq!(m.lines, 3002);
             assert_eq!(m.products[11].line, 14);
             assert_eq!(m.products[11].asin, "A000000011");
-            assert_eq!(m.products[2999].related[0], vec!["A000000000"]);
+            assert_eq!(m.products[2999].related[0], ["A000000000"][..]);
         }
     }
 

@@ -79,23 +79,30 @@ fn parse_literal<'py>(py: Python<'py>, text: &Bound<'py, PyAny>, dialect: &str) 
 
 // -- Amazon metadata ---------------------------------------------------------------------
 
-/// Python str objects for repeated text (ASINs, category names), made once each.
+/// Python str objects for repeated text (ASINs, category names), made once each. ASINs
+/// (10 bytes) are keyed by value, without a heap key or a memcmp call.
 struct Interned<'py> {
     py: Python<'py>,
-    cache: FxHashMap<Box<str>, Bound<'py, PyString>>,
+    asins: FxHashMap<[u8; 10], Bound<'py, PyString>>,
+    other: FxHashMap<Box<str>, Bound<'py, PyString>>,
 }
 
 impl<'py> Interned<'py> {
     fn get(&mut self, s: &str) -> Bound<'py, PyString> {
-        if let Some(v) = self.cache.get(s) {
+        let py = self.py;
+        if let Ok(key) = <[u8; 10]>::try_from(s.as_bytes()) {
+            return self.asins.entry(key).or_insert_with(|| PyString::new(py, s)).clone();
+        }
+        if let Some(v) = self.other.get(s) {
             return v.clone();
         }
-        let v = PyString::new(self.py, s);
-        self.cache.insert(s.into(), v.clone());
+        let v = PyString::new(py, s);
+        self.other.insert(s.into(), v.clone());
         v
     }
-    fn list(&mut self, items: &[String]) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(self.py, items.iter().map(|s| self.get(s)))
+    fn list<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a str>) -> PyResult<Bound<'py, PyList>> {
+        let objs: Vec<Bound<'py, PyString>> = items.map(|s| self.get(s)).collect();
+        PyList::new(self.py, objs)
     }
 }
 
@@ -147,7 +154,7 @@ fn read_amazon_metadata<'py>(
     let meta = py.allow_threads(|| amazon::read_metadata(&path, opts))?;
     let n = meta.products.len();
     let _gc = GcPause::new(py)?;
-    let mut intern = Interned { py, cache: FxHashMap::default() };
+    let mut intern = Interned { py, asins: FxHashMap::default(), other: FxHashMap::default() };
     let mut asin = Vec::with_capacity(n);
     let mut title = Vec::with_capacity(n);
     let mut brand = Vec::with_capacity(n);
@@ -166,10 +173,10 @@ fn read_amazon_metadata<'py>(
         title.push(opt_str(py, p.title));
         brand.push(opt_str(py, p.brand));
         price.push(p.price);
-        let paths = p.categories.iter().map(|c| intern.list(c)).collect::<PyResult<Vec<_>>>()?;
+        let paths = p.categories.iter().map(|c| intern.list(c.iter().map(String::as_str))).collect::<PyResult<Vec<_>>>()?;
         categories.push(PyList::new(py, paths)?);
         for (out, list) in related.iter_mut().zip(&p.related) {
-            out.push(intern.list(list)?);
+            out.push(intern.list(list.iter())?);
         }
         let ranks = PyDict::new(py);
         for (cat, rank) in &p.sales_rank {

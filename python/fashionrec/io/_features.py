@@ -63,7 +63,7 @@ class ImageFeatures:
             self._core.check_finite()
         n_dup, first = self._core.duplicates()
         if n_dup:
-            asin = self._core.asins()[first]
+            asin = self.asins[first]
             warnings.warn(
                 f"{path}: {n_dup} records repeat an earlier ASIN (the first is record {first}, {asin!r}); "
                 "all rows are kept and the index maps each ASIN to its first record",
