@@ -386,7 +386,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn set_items(&mut self, target: Value, kv: Vec<Value>) -> Step<()> {
-        if kv.len() % 2 != 0 {
+        if !kv.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of keys and values");
         }
         let pairs = kv.chunks_exact(2).map(|p| (p[0], p[1]));
@@ -846,10 +846,10 @@ pub mod write {
         if (0..256).contains(&v) {
             w.write_all(&[b'K', v as u8])
         } else if (0..65536).contains(&v) {
-            w.write_all(&[b'M'])?;
+            w.write_all(b"M")?;
             w.write_all(&(v as u16).to_le_bytes())
         } else if i32::try_from(v).is_ok() {
-            w.write_all(&[b'J'])?;
+            w.write_all(b"J")?;
             w.write_all(&(v as i32).to_le_bytes())
         } else {
             let b = v.to_le_bytes();
@@ -869,7 +869,7 @@ pub mod write {
             w.write_all(&[b'U', len as u8])
         } else {
             let n = i32::try_from(len).map_err(|_| io::Error::other("a string over 2 GiB cannot be pickled in protocol 2"))?;
-            w.write_all(&[b'T'])?;
+            w.write_all(b"T")?;
             w.write_all(&n.to_le_bytes())
         }
     }
@@ -888,7 +888,7 @@ pub mod write {
         if id < 256 {
             w.write_all(&[b'q', id as u8])
         } else {
-            w.write_all(&[b'r'])?;
+            w.write_all(b"r")?;
             w.write_all(&id.to_le_bytes())
         }
     }
@@ -898,7 +898,7 @@ pub mod write {
         if id < 256 {
             w.write_all(&[b'h', id as u8])
         } else {
-            w.write_all(&[b'j'])?;
+            w.write_all(b"j")?;
             w.write_all(&id.to_le_bytes())
         }
     }
