@@ -21,6 +21,7 @@ use super::decode::{decode_into, Placed};
 use super::resize::{resize_rgb, Filter};
 use super::source::ImageSource;
 use crate::error::{Error, Result};
+pub use crate::io::OnError;
 use crate::train::ThreadPool;
 
 /// The size and filter images are stored at.
@@ -34,26 +35,6 @@ pub struct BankSpec {
 impl BankSpec {
     pub fn image_bytes(&self) -> usize {
         self.height * self.width * 3
-    }
-}
-
-/// What to do with an image that cannot be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Stop with an error naming the item, where its bytes are, and why.
-    Raise,
-    /// Leave its row black and list it in [`ImageBank::skipped`].
-    Skip,
-}
-
-impl std::str::FromStr for OnError {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "raise" => Ok(OnError::Raise),
-            "skip" => Ok(OnError::Skip),
-            _ => Err(Error::invalid(format!("on_error must be 'raise' or 'skip', not {s:?}"))),
-        }
     }
 }
 

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::pyliteral::{Dialect, Field, Literal, Parser};
+pub use super::OnError;
 use crate::error::{Error, Result};
 
 /// The relations a record lists, in [`Product::related`] order (2014 names; the 2018 files'
@@ -127,25 +128,6 @@ impl FromStr for Format {
 }
 
 /// What a malformed line does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// The read fails with the first malformed line (file, line, byte column, reason).
-    Raise,
-    /// The line is left out and listed in [`Metadata::skipped`].
-    Skip,
-}
-
-impl FromStr for OnError {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "raise" => Ok(OnError::Raise),
-            "skip" => Ok(OnError::Skip),
-            _ => Err(Error::invalid(format!("on_error must be 'raise' or 'skip', not {s:?}"))),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
     pub format: Format,

@@ -25,6 +25,27 @@ use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 
+/// What a reader does with a bad record (a malformed metadata line, an image that does not
+/// decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop with an error naming the record, where it is, and why.
+    Raise,
+    /// Leave it out (an image: a black row) and list it with the reason.
+    Skip,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "raise" => Ok(OnError::Raise),
+            "skip" => Ok(OnError::Skip),
+            _ => Err(Error::invalid(format!("on_error must be 'raise' or 'skip', not {s:?}"))),
+        }
+    }
+}
+
 /// A read-only memory map of a whole file. Errors name the file; an empty file is an error
 /// (nothing to map, and no format here is valid empty).
 pub fn map_file(path: &Path) -> Result<Mmap> {
