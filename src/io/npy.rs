@@ -1,7 +1,7 @@
 //! numpy's `.npy` container (magic, version, header dict) and the numpy objects found inside
 //! pickles: arrays rebuilt by `_reconstruct`, dtypes and scalars, read as data.
 
-use super::pickle::{Object, Pickle, Value};
+use super::pickle::{Pickle, Value};
 use super::pyliteral::{self, Dialect, Literal};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -233,11 +233,6 @@ pub fn int_of(p: &Pickle<'_>, v: Value) -> Option<i64> {
             }
         }
     }
-}
-
-/// True when `v` is a big integer object (a Python long outside i64).
-pub fn is_big_int(p: &Pickle<'_>, v: Value) -> bool {
-    matches!(p.object(v), Some(Object::BigInt(_)))
 }
 
 #[cfg(test)]
