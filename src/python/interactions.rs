@@ -98,6 +98,27 @@ pub(crate) fn catalogue(ids: &Bound<'_, PyAny>, what: &str) -> PyResult<IdMap> {
     Ok(IdMap::build(raw))
 }
 
+/// Optional (users, items) id maps.
+type GivenMaps = (Option<Arc<IdMap>>, Option<Arc<IdMap>>);
+
+/// The id maps a new Interactions takes, per side: `like`'s, else a catalogue's (sorted,
+/// duplicates merged), else None (built from the data).
+pub(crate) fn given_id_maps(
+    like: Option<&PyInteractions>,
+    user_ids: Option<&Bound<'_, PyAny>>,
+    item_ids: Option<&Bound<'_, PyAny>>,
+) -> PyResult<GivenMaps> {
+    let side = |from_like: Option<&Arc<IdMap>>, ids: Option<&Bound<'_, PyAny>>, what: &str| -> PyResult<Option<Arc<IdMap>>> {
+        match (from_like, ids) {
+            (Some(m), _) => Ok(Some(m.clone())),
+            (None, Some(ids)) => Ok(Some(Arc::new(catalogue(ids, what)?))),
+            _ => Ok(None),
+        }
+    };
+    let maps = like.map(|l| l.inner.ids());
+    Ok((side(maps.map(|m| &m.users), user_ids, "user_ids")?, side(maps.map(|m| &m.items), item_ids, "item_ids")?))
+}
+
 fn opt_slice<'a>(v: &'a Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Option<&'a [f32]>> {
     v.as_ref().map(|a| a.as_slice().map_err(PyErr::from)).transpose()
 }
@@ -152,16 +173,7 @@ impl PyInteractions {
         let (mut su, mut si) = (Vec::new(), Vec::new());
         let (ru, ri) = (hu.raw(&mut su)?, hi.raw(&mut si)?);
         let v = opt_slice(&values)?;
-        let user_map = match (&like, user_ids) {
-            (Some(l), _) => Some(l.inner.ids().users.clone()),
-            (None, Some(ids)) => Some(Arc::new(catalogue(ids, "user_ids")?)),
-            _ => None,
-        };
-        let item_map = match (&like, item_ids) {
-            (Some(l), _) => Some(l.inner.ids().items.clone()),
-            (None, Some(ids)) => Some(Arc::new(catalogue(ids, "item_ids")?)),
-            _ => None,
-        };
+        let (user_map, item_map) = given_id_maps(like.as_deref(), user_ids, item_ids)?;
         let cols = Columns { user: user_col, item: item_col, value: value_col };
         let (x, dropped) =
             py.allow_threads(|| Interactions::from_raw(ru, ri, v, user_map, item_map, unknown, dup, cols))?;

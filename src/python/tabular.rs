@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use super::interactions::{catalogue, HeldIds, PyInteractions};
+use super::interactions::{given_id_maps, HeldIds, PyInteractions};
 use crate::data::{Duplicates, IdKind, Unknown};
 use crate::io::tabular::{self, Col, CsvOptions, CsvReport, IdColumn, IdSet, IdType};
 
@@ -163,16 +163,7 @@ fn read_interactions_csv<'py>(
         min_item_rows,
     };
     let (dup, unknown): (Duplicates, Unknown) = (duplicates.parse()?, unknown.parse()?);
-    let user_map = match (&like, user_ids) {
-        (Some(l), _) => Some(l.inner.ids().users.clone()),
-        (None, Some(ids)) => Some(Arc::new(catalogue(ids, "user_ids")?)),
-        _ => None,
-    };
-    let item_map = match (&like, item_ids) {
-        (Some(l), _) => Some(l.inner.ids().items.clone()),
-        (None, Some(ids)) => Some(Arc::new(catalogue(ids, "item_ids")?)),
-        _ => None,
-    };
+    let (user_map, item_map) = given_id_maps(like.as_deref(), user_ids, item_ids)?;
     let (x, report) =
         py.allow_threads(|| tabular::read_interactions(&path, &opts, user_map, item_map, unknown, dup))?;
     Ok((PyInteractions { inner: Arc::new(x) }, report_dict(py, &report)?))
