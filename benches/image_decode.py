@@ -1,123 +1,222 @@
-"""Decode + resize to 224x224 of the fashion-product JPEGs: fashionrec's image bank vs PIL.
+"""Decode + resize to 224x224: fashionrec's image bank vs Pillow and libjpeg-turbo, one table.
 
-PIL is timed the way the seed notebooks use it, ``Image.open(path).convert("RGB").resize((224,
-224), Image.BILINEAR)`` per image (PIL returns a copy when the size already matches, as
-fashionrec does), on one process and on a pool of processes; fashionrec builds a bank (in RAM)
-on 1 thread and on every core. Two like-for-like rows separate decoding from keeping: the
-same Python loop with fashionrec's decode + resize (each result dropped, as the PIL loop drops
-its), and PIL keeping every result in one (N, 224, 224, 3) array, as a bank does. Keeping
-1.4 GB costs fresh pages the kernel must zero, whoever decodes. The files are read once first
-so every run finds them in the page cache. Pixel agreement with PIL is reported too (the
-resize is Pillow's exact algorithm; the JPEG decoders differ by rounding).
+Every contender runs in its own fresh Python process (a user builds a bank once per catalogue,
+in a fresh process: the first build is what they pay), ``--runs`` times; the table gives the
+range over runs. Two photo sets: the 224-px fashion-product JPEGs and the full-size H&M photos
+(1028x1750, listed ``--hm-repeat`` times so a run lasts long enough to time). Contenders:
 
-    python benches/image_decode.py              # all 9,583 images
-    python benches/image_decode.py --limit 2000 --repeats 5
-    python benches/image_decode.py --folder ../shared/data/hm-sample/images   # large photos
+* ``pil``: ``Image.open(p).convert("RGB").resize((224, 224), BILINEAR)`` per image, dropped;
+* ``pil-draft``: the same after ``im.draft("RGB", (224, 224))`` (libjpeg decodes at 1/2, 1/4 or
+  1/8 scale inside the IDCT, as ``Image.thumbnail`` does), dropped;
+* ``pil-kept``: ``pil-draft`` keeping every image in one (N, 224, 224, 3) array, as a bank does;
+* ``simplejpeg`` / ``simplejpeg-scaled``: libjpeg-turbo decoding alone, full size or scaled
+  (``min_width=min_height=224``), no resize: the decoder's limit (``pip install simplejpeg``);
+* ``bank``: ``fr.ImageBank.from_files(paths, 224)`` (DCT-domain downscaling on), first build in
+  the process, then ``bank, warm``: the same build again in the same process;
+* ``bank, reduce=False``: full decode then resize (Pillow's full-decode pixels).
+
+"all cores" rows: the bank with ``workers=cores``; Pillow and simplejpeg over a fork pool of
+``cores`` processes (created before the clock starts). The files are read once first, so every
+run finds them in the page cache.
+
+    python benches/image_decode.py                     # both sets, 1 worker and all cores
+    python benches/image_decode.py --runs 5 --limit 2000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = Path(os.environ.get("FASHIONREC_DATA", ROOT.parent / "shared" / "data")) / "fashion-product-images-small" / "images"
+DATA = Path(os.environ.get("FASHIONREC_DATA", ROOT.parent / "shared" / "data"))
+SETS = {
+    "224-px": DATA / "fashion-product-images-small" / "images",
+    "H&M": DATA / "hm-sample" / "images",
+}
+SIZE = 224
 
 
-def pil_one(path: str) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+def paths_of(name: str, limit: int, hm_repeat: int) -> list[str]:
+    paths = sorted(str(p) for p in SETS[name].glob("*.jpg"))
+    if name == "H&M":
+        paths = paths * hm_repeat
+    return paths[:limit] if limit else paths
 
 
-def pil_kept(paths: list[str]) -> np.ndarray:
-    out = np.empty((len(paths), 224, 224, 3), np.uint8)
-    for k, p in enumerate(paths):
-        out[k] = pil_one(p)
-    return out
+# -- contenders (run inside the child process) ---------------------------------------------
 
 
-def fr_loop(paths: list[str]) -> None:
-    from fashionrec.images import decode_image, resize_image
+def pil_one(path: str, draft: bool) -> np.ndarray:
+    from PIL import Image
 
+    im = Image.open(path)
+    if draft:
+        im.draft("RGB", (SIZE, SIZE))
+    return np.asarray(im.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+
+
+def pil_chunk(args: tuple[list[str], bool]) -> int:
+    paths, draft = args
     for p in paths:
-        with open(p, "rb") as f:
-            resize_image(decode_image(f.read()), 224)
-
-
-def pil_chunk(paths: list[str]) -> int:
-    for p in paths:
-        pil_one(p)
+        pil_one(p, draft)
     return len(paths)
 
 
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
+def sj_chunk(args: tuple[list[str], bool]) -> int:
+    import simplejpeg
+
+    paths, scaled = args
+    kw = {"min_width": SIZE, "min_height": SIZE} if scaled else {}
+    for p in paths:
+        with open(p, "rb") as f:
+            simplejpeg.decode_jpeg(f.read(), **kw)
+    return len(paths)
+
+
+def pooled(fn, paths: list[str], flag: bool, workers: int) -> float:
+    """Seconds to run ``fn`` over ``paths`` on ``workers`` processes (1: in this process)."""
+    if workers == 1:
         t = time.perf_counter()
-        fn()
+        fn((paths, flag))
+        return time.perf_counter() - t
+    with mp.get_context("fork").Pool(workers) as pool:
+        chunks = [(paths[k :: workers * 8], flag) for k in range(workers * 8)]
+        pool.map(fn, [(c[0][:1], flag) for c in chunks[:workers]])  # start the workers
+        t = time.perf_counter()
+        pool.map(fn, chunks)
+        return time.perf_counter() - t
+
+
+def child(contender: str, paths: list[str], workers: int) -> dict:
+    if contender in ("pil", "pil-draft"):
+        return {"s": pooled(pil_chunk, paths, contender == "pil-draft", workers)}
+    if contender in ("simplejpeg", "simplejpeg-scaled"):
+        return {"s": pooled(sj_chunk, paths, contender == "simplejpeg-scaled", workers)}
+    if contender == "pil-kept":
+        t = time.perf_counter()
+        out = np.empty((len(paths), SIZE, SIZE, 3), np.uint8)
+        for k, p in enumerate(paths):
+            out[k] = pil_one(p, True)
+        return {"s": time.perf_counter() - t}
+    import fashionrec as fr
+
+    reduce = contender != "bank-full"
+    times = []
+    for _ in range(2):  # the first build in this process, then a warm one
+        t = time.perf_counter()
+        bank = fr.ImageBank.from_files(paths, SIZE, workers=workers, reduce=reduce, progress=False)
         times.append(time.perf_counter() - t)
-    return min(times)
+        del bank
+    return {"s": times[0], "warm": times[1]}
+
+
+# -- the parent: fresh processes, one table ------------------------------------------------
+
+
+def run_child(contender: str, name: str, workers: int, args) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", contender, "--set", name, "--workers", str(workers)]
+    cmd += ["--limit", str(args.limit), "--hm-repeat", str(args.hm_repeat)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"  {contender} on {name} failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def span(rates: list[float]) -> str:
+    return f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-"
+
+
+def pixel_check(paths: list[str]) -> str:
+    """How far the bank's pixels are from Pillow's, with and without reduction."""
+    import fashionrec as fr
+
+    out = []
+    for reduce, draft in ((False, False), (True, True)):
+        bank = fr.ImageBank.from_files(paths, SIZE, reduce=reduce, progress=False)
+        ref = np.stack([pil_one(p, draft) for p in paths])
+        d = np.abs(bank.array().astype(int) - ref)
+        what = "reduce=True vs Pillow draft" if reduce else "reduce=False vs Pillow full decode"
+        out.append(f"{what}: mean |diff| {d.mean():.3f}, max {d.max()}, {(d > 0).mean() * 100:.1f}% differ")
+    return "; ".join(out)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folder", type=Path, default=DEFAULT)
-    ap.add_argument("--limit", type=int, default=0, help="use the first N images (0: all)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="fresh processes per contender")
+    ap.add_argument("--limit", type=int, default=2000, help="images per set (0: all)")
+    ap.add_argument("--hm-repeat", type=int, default=4, help="times the 100 H&M photos are listed")
+    ap.add_argument("--sets", default="224-px,H&M")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--set", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import fashionrec as fr
+    if args.child:
+        print(json.dumps(child(args.child, paths_of(args.set, args.limit, args.hm_repeat), args.workers)))
+        return 0
 
-    paths = sorted(str(p) for p in args.folder.glob("*.jpg"))
-    if args.limit:
-        paths = paths[: args.limit]
-    if not paths:
-        print(f"no JPEGs in {args.folder}")
-        return 1
+    try:
+        import simplejpeg  # noqa: F401
+
+        have_sj = True
+    except ImportError:
+        have_sj = False
+        print("simplejpeg is not installed (pip install simplejpeg): libjpeg-turbo rows skipped")
     cores = os.cpu_count() or 1
-    for p in paths:  # warm the page cache
-        Path(p).read_bytes()
-    n = len(paths)
-    print(f"{n} images from {args.folder}, {cores} cores, best of {args.repeats}")
+    contenders = ["pil", "pil-draft", "pil-kept"] + (["simplejpeg", "simplejpeg-scaled"] if have_sj else [])
+    contenders += ["bank", "bank-full"]
+    print(f"{cores} cores, {args.runs} fresh processes per row, load {os.getloadavg()[0]:.1f}")
+    table = []
+    for name in args.sets.split(","):
+        paths = paths_of(name, args.limit, args.hm_repeat)
+        if not paths:
+            print(f"no JPEGs in {SETS[name]}: {name} skipped")
+            continue
+        for p in set(paths):  # warm the page cache
+            Path(p).read_bytes()
+        n = len(paths)
+        for workers in sorted({1, cores}):
+            for c in contenders:
+                if c == "pil-kept" and workers > 1:
+                    continue
+                got = [r for r in (run_child(c, name, workers, args) for _ in range(args.runs)) if r]
+                rates = [n / r["s"] for r in got]
+                table.append((name, workers, c, rates))
+                if got and "warm" in got[0]:
+                    table.append((name, workers, c + ", warm", [n / r["warm"] for r in got]))
+        table.append((name, 0, pixel_check(paths[: min(n, 100)]), []))
 
-    rows = []
-    t = best_of(args.repeats, lambda: pil_chunk(paths))
-    rows.append(("PIL, 1 process", 1, n / t))
-    with mp.get_context("fork").Pool(cores) as pool:
-        chunks = [paths[k::cores * 8] for k in range(cores * 8)]
-        t = best_of(args.repeats, lambda: sum(pool.map(pil_chunk, chunks)))
-    rows.append((f"PIL, {cores} processes", cores, n / t))
-    t = best_of(args.repeats, lambda: fr_loop(paths))
-    rows.append(("fashionrec loop, dropped", 1, n / t))
-    t = best_of(args.repeats, lambda: pil_kept(paths))
-    rows.append(("PIL, kept in an array", 1, n / t))
-    banks = []
-    for workers in sorted({1, cores}):
-        t = best_of(args.repeats, lambda: fr.ImageBank.from_files(paths, 224, workers=workers, progress=False))
-        rows.append((f"fashionrec bank, {workers} thread{'s' if workers > 1 else ''}", workers, n / t))
-        banks.append(n / t)
+    print(f"\n{'set':<8}{'workers':>8}  {'contender':<26}{'images/s':>16}")
+    for name, workers, c, rates in table:
+        if workers == 0:
+            print(f"{name:<8}  pixels: {c}")
+            continue
+        print(f"{name:<8}{workers:>8}  {c:<26}{span(rates):>16}")
 
-    pil_1 = rows[0][2]
-    print(f"\n{'':<28}{'images/s':>10}{'per core':>10}{'vs PIL loop':>13}")
-    for name, c, rate in rows:
-        print(f"{name:<28}{rate:>10.0f}{rate / c:>10.0f}{rate / c / pil_1:>12.2f}x")
-    print(f"like for like: dropped {rows[2][2] / pil_1:.2f}x, kept {banks[0] / rows[3][2]:.2f}x (bank on 1 thread vs PIL kept)")
-    if cores > 1:
-        print(f"fashionrec scaling 1 -> {cores} threads: {banks[-1] / banks[0]:.2f}x")
+    def best(name, workers, c):
+        for s, w, cc, r in table:
+            if (s, w, cc) == (name, workers, c) and r:
+                return sorted(r)[len(r) // 2]
+        return float("nan")
 
-    sample = paths[: min(n, 500)]
-    bank = fr.ImageBank.from_files(sample, 224, progress=False)
-    ref = np.stack([pil_one(p) for p in sample])
-    diff = np.abs(bank.array().astype(int) - ref)
-    print(
-        f"pixels vs PIL on {len(sample)} images: mean |diff| {diff.mean():.3f}, max {diff.max()}, "
-        f"{(diff > 0).mean() * 100:.1f}% of values differ"
-    )
+    print("\nratios (medians):")
+    for name in args.sets.split(","):
+        b1 = best(name, 1, "bank")
+        print(
+            f"  {name}: bank / Pillow draft {b1 / best(name, 1, 'pil-draft'):.2f}x, "
+            f"/ Pillow kept {b1 / best(name, 1, 'pil-kept'):.2f}x, "
+            f"first build / warm {b1 / best(name, 1, 'bank, warm'):.2f}, "
+            f"scaling 1 -> {cores} workers {best(name, cores, 'bank') / b1:.2f}x"
+        )
     return 0
 
 

@@ -130,13 +130,105 @@ def test_real_fashion_photos_match_pillow():
 def test_large_hm_photos_are_resized_like_pillow():
     folder = data_dir("hm-sample") / "images"
     paths = sorted(folder.glob("*.jpg"))[:12]
-    bank = fr.ImageBank.from_files(paths, size=(224, 160), filter="bicubic", progress=False)
+    full = fr.ImageBank.from_files(paths, size=(224, 160), filter="bicubic", reduce=False, progress=False)
+    reduced = fr.ImageBank.from_files(paths, size=(224, 160), filter="bicubic", progress=False)
+    assert not full.reduce and reduced.reduce
     for k, p in enumerate(paths):
         # Resize what we decoded with PIL: equal if the resize is Pillow's.
         ours = decode_image(p.read_bytes())
         assert ours.shape[0] > 1000
         ref = np.asarray(Image.fromarray(ours).resize((160, 224), Image.Resampling.BICUBIC))
-        assert np.array_equal(bank.array()[k], ref), p.name
+        assert np.array_equal(full.array()[k], ref), p.name
+        small = decode_image(p.read_bytes(), reduce_to=(224, 160))
+        assert small.shape[0] < ours.shape[0] // 2
+        ref = np.asarray(Image.fromarray(small).resize((160, 224), Image.Resampling.BICUBIC))
+        assert np.array_equal(reduced.array()[k], ref), p.name
+        # The reduced decode is Pillow's draft decode.
+        im = Image.open(p)
+        im.draft("RGB", (160, 224))
+        draft = np.asarray(im.convert("RGB")).astype(int)
+        assert draft.shape == small.shape and np.abs(draft - small).mean() < 0.05, p.name
+
+
+@pytest.mark.parametrize("mode,sub", [("RGB", 2), ("RGB", 0), ("L", 0)])
+def test_large_jpegs_are_decoded_at_reduced_scale_as_pillow_draft(mode, sub):
+    img = smooth_image(700, 1000, 5)
+    data = jpeg_bytes(img if mode == "RGB" else img[..., 1], subsampling=sub)
+    for target, scale in [((300, 300), 2), ((160, 224), 4), ((64, 64), 8), ((351, 100), 1)]:
+        got = decode_image(data, reduce_to=target)
+        assert got.shape == (-(-700 // scale), -(-1000 // scale), 3), (target, got.shape)
+        im = Image.open(io.BytesIO(data))
+        im.draft("RGB", target[::-1])
+        ref = np.asarray(im.convert("RGB")).astype(int)
+        assert ref.shape == got.shape
+        diff = np.abs(got.astype(int) - ref)
+        if scale > 1:  # libjpeg's reduced IDCT, with the settings of Pillow's draft mode
+            if (sub, scale) == (2, 2):
+                # 4:2:0 at 1/2: Pillow's libjpeg-turbo 3 upsamples chroma with other rounding.
+                assert diff.max() <= 2 and diff.mean() < 0.5, (target, diff.max(), diff.mean())
+            else:
+                assert diff.max() == 0, (target, diff.max(), diff.mean())
+    assert decode_image(data).shape == (700, 1000, 3)
+
+
+def test_reduced_decoding_is_as_strict_as_the_full_one():
+    data = jpeg_bytes(smooth_image(640, 640, 7))
+    for cut in (len(data) // 3, len(data) - 40, len(data) - 2):
+        with pytest.raises(ValueError, match=rf"truncated JPEG: the data ends at byte {cut}"):
+            decode_image(data[:cut], reduce_to=64)
+    bad = bytearray(data)
+    bad[len(bad) // 2 : len(bad) // 2 + 64] = b"\xff\xd9" * 32  # end-of-image markers mid-scan
+    with pytest.raises(ValueError, match="JPEG"):
+        decode_image(bytes(bad), reduce_to=64)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height (and no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
+    """``data`` with its frame header (SOF0) claiming width x height."""
+    at = data.index(b"\xff\xc0") + 5
+    return data[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[at + 4 :]
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path):
+    with pytest.raises(ValueError, match=r"PNG header declares 60000x60000 = 3600000000 pixels, above the limit"):
+        decode_image(_png_header_only(60000, 60000))
+    jpeg = _jpeg_with_size(jpeg_bytes(smooth_image(16, 16, 1)), 60000, 60000)
+    with pytest.raises(ValueError, match=r"JPEG header declares 60000x60000 .* raise max_pixels"):
+        decode_image(jpeg)
+    small = jpeg_bytes(smooth_image(40, 50, 1))
+    with pytest.raises(ValueError, match="40 = 2000 pixels, above the limit of 1999"):
+        decode_image(small, max_pixels=1999)
+    assert decode_image(small, max_pixels=None).shape == (40, 50, 3)
+    p = tmp_path / "a.jpg"
+    p.write_bytes(small)
+    with pytest.raises(ValueError, match=r"image of item 0 .*a\.jpg.*above the limit of 1000"):
+        fr.ImageBank.from_files([p], size=8, max_pixels=1000, progress=False)
+    assert len(fr.ImageBank.from_files([p], size=8, max_pixels=2000, progress=False)) == 1
+    with pytest.raises(ValueError, match="max_pixels must be"):
+        decode_image(small, max_pixels=0)
+
+
+def test_huge_targets_are_refused_before_allocating(tmp_path):
+    img = np.zeros((4, 4, 3), np.uint8)
+    for size in [(10**6, 10**6), 10**5, (1, 10**12), 10**30]:
+        with pytest.raises(ValueError, match="size"):
+            resize_image(img, size)
+    p = tmp_path / "a.jpg"
+    p.write_bytes(jpeg_bytes(smooth_image(40, 50, 1)))
+    for size in [(10**6, 10**6), 10**30]:
+        with pytest.raises(ValueError, match="size"):
+            fr.ImageBank.from_files([p], size=size, progress=False)
 
 
 # -- the bank ------------------------------------------------------------------------------
@@ -222,6 +314,23 @@ def test_cache_is_reused_rebuilt_and_opened(image_dir):
         fr.ImageBank.open(cache)
     with pytest.raises(ValueError, match="not a fashionrec image bank"):
         fr.ImageBank.open(paths[0])
+
+
+def test_cache_path_of_another_kind_is_refused_not_overwritten(image_dir):
+    folder, paths = image_dir
+    notes = folder / "notes.csv"
+    notes.write_text("user,item\n1,2\n")
+    with pytest.raises(ValueError, match="notes.csv exists and is not a fashionrec image bank: refusing"):
+        fr.ImageBank.from_files(paths, size=8, cache=notes, progress=False)
+    assert notes.read_text() == "user,item\n1,2\n"
+    with pytest.raises(ValueError, match="is a directory"):
+        fr.ImageBank.from_files(paths, size=8, cache=folder, progress=False)
+    # Switching reduce rebuilds the bank's own cache (the pixels differ).
+    cache = folder / "bank.frb"
+    fr.ImageBank.from_files(paths, size=8, cache=cache, progress=False)
+    with pytest.warns(UserWarning, match="rebuilt: it was built with reduced-scale JPEG decoding, not with full"):
+        b = fr.ImageBank.from_files(paths, size=8, cache=cache, reduce=False, progress=False)
+    assert not b.reduce and not fr.ImageBank.open(cache).reduce
 
 
 def test_cancelled_build_leaves_no_file(image_dir):

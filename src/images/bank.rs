@@ -5,7 +5,7 @@
 //!
 //! Cache file: a 4096-byte header (magic, where the pixels and the metadata trailer are), the
 //! pixels from offset 4096 (page-aligned), then a JSON trailer (size, filter, source
-//! fingerprint, skipped items). It is written under a temporary name and renamed when
+//! fingerprint, skipped items, whether JPEGs were decoded at reduced scale). It is written under a temporary name and renamed when
 //! complete, so an interrupted build never leaves a cache that looks valid.
 
 use std::fs::File;
@@ -17,24 +17,40 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::decode::{decode_into, Placed};
+use super::decode::{decode_into, DecodeOptions, Placed};
 use super::resize::{resize_rgb, Filter};
 use super::source::ImageSource;
 use crate::error::{Error, Result};
 pub use crate::io::OnError;
 use crate::train::ThreadPool;
 
-/// The size and filter images are stored at.
+/// The size and filter images are stored at, and whether large JPEGs are decoded at reduced
+/// scale first (which changes their pixels: see [`super::decode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BankSpec {
     pub height: usize,
     pub width: usize,
     pub filter: Filter,
+    pub reduce: bool,
 }
 
 impl BankSpec {
+    /// Bytes of one image (checked against the pixel limit when a bank is built or opened).
     pub fn image_bytes(&self) -> usize {
         self.height * self.width * 3
+    }
+
+    /// Why this size cannot be a bank's (zero, or above `max_pixels`), before anything is
+    /// allocated for it.
+    fn check(&self, max_pixels: u64) -> std::result::Result<(), String> {
+        let pixels = (self.height as u64).checked_mul(self.width as u64);
+        if self.height == 0 || self.width == 0 {
+            Err(format!("image size must be positive, not {}x{}", self.height, self.width))
+        } else if pixels.is_none_or(|p| p > max_pixels) {
+            Err(format!("image size {}x{} is above the limit of {max_pixels} pixels an image", self.height, self.width))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -79,6 +95,9 @@ struct Trailer {
     height: usize,
     width: usize,
     filter: String,
+    /// Absent in files written before reduced decoding existed (they decoded in full).
+    #[serde(default)]
+    reduce: bool,
     fingerprint: u64,
     skipped: Vec<(usize, String)>,
 }
@@ -86,26 +105,36 @@ struct Trailer {
 impl ImageBank {
     /// Decode every image of `source` once (in parallel on `threads` threads, 0 = all cores),
     /// resized to `spec`. With `cache`, the pixels go to that file, which is reused as is when
-    /// it was built from the same source at the same size. `progress(done, total)` is called
-    /// between blocks of images; returning false cancels the build.
+    /// it was built from the same source at the same size; a path holding anything else is
+    /// refused, never overwritten. Images (and the size asked for) above `max_pixels` are
+    /// refused. `progress(done, total)` is called between blocks of images; returning false
+    /// cancels the build.
     pub fn build(
         source: &ImageSource,
         spec: BankSpec,
         on_error: OnError,
+        max_pixels: u64,
         cache: Option<&Path>,
         threads: usize,
         progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<(ImageBank, CacheUse)> {
-        if spec.height == 0 || spec.width == 0 {
-            return Err(Error::invalid(format!("image size must be positive, not {}x{}", spec.height, spec.width)));
-        }
+        spec.check(max_pixels).map_err(Error::invalid)?;
         if source.is_empty() {
             return Err(Error::invalid("the image source has no images"));
         }
         let fingerprint = cache.map(|_| source.fingerprint()).transpose()?;
         let mut reason = None;
         if let Some(path) = cache {
+            if path.is_dir() {
+                return Err(Error::invalid(format!("cache {} is a directory; give a file path", path.display())));
+            }
             if path.exists() {
+                if !is_bank_file(path) {
+                    return Err(Error::invalid(format!(
+                        "cache {} exists and is not a fashionrec image bank: refusing to overwrite it (remove it or choose another path)",
+                        path.display()
+                    )));
+                }
                 match Self::open(path) {
                     Ok(bank) => {
                         match stale(&bank, source.len(), spec, fingerprint.unwrap()) {
@@ -121,11 +150,12 @@ impl ImageBank {
         let row = spec.image_bytes();
         let total = n.checked_mul(row).ok_or_else(|| Error::invalid("the bank would be too large"))?;
         let pool = ThreadPool::new(threads)?;
+        let decode = DecodeOptions { max_pixels, reduce: spec.reduce };
         let mut skipped = Vec::new();
         let bank = match cache {
             None => {
                 let mut map = huge_zeroed(total)?;
-                fill(source, spec, on_error, &pool, Sink::Memory(&mut map), &mut skipped, progress)?;
+                fill(source, spec, decode, on_error, &pool, Sink::Memory(&mut map), &mut skipped, progress)?;
                 ImageBank { spec, n, pixels: Pixels::Memory(map), skipped, cache: None, fingerprint: None }
             }
             Some(path) => {
@@ -139,7 +169,7 @@ impl ImageBank {
                         .open(&tmp)
                         .map_err(|e| Error::io(&tmp, &e))?;
                     file.set_len((PIXEL_OFFSET + total) as u64).map_err(|e| Error::io(&tmp, &e))?;
-                    fill(source, spec, on_error, &pool, Sink::File { file: &file, path: &tmp }, &mut skipped, progress)?;
+                    fill(source, spec, decode, on_error, &pool, Sink::File { file: &file, path: &tmp }, &mut skipped, progress)?;
                     // SAFETY: the file was just created by this process under a private name.
                     let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(&tmp, &e))?;
                     let trailer = Trailer {
@@ -147,6 +177,7 @@ impl ImageBank {
                         height: spec.height,
                         width: spec.width,
                         filter: spec.filter.name().into(),
+                        reduce: spec.reduce,
                         fingerprint: fingerprint.unwrap(),
                         skipped: skipped.clone(),
                     };
@@ -195,9 +226,16 @@ impl ImageBank {
         }
         let t: Trailer = serde_json::from_slice(&map[trailer_offset..])
             .map_err(|e| bad(format!("damaged image bank metadata at byte offset {trailer_offset}: {e}")))?;
-        let spec = BankSpec { height: t.height, width: t.width, filter: t.filter.parse()? };
-        if PIXEL_OFFSET + t.n * spec.image_bytes() != trailer_offset {
+        let filter = t.filter.parse().map_err(|e| bad(format!("damaged image bank metadata: {e}")))?;
+        let spec = BankSpec { height: t.height, width: t.width, filter, reduce: t.reduce };
+        // Every size in the trailer is checked against the file before it is used.
+        spec.check(u64::MAX).map_err(|e| bad(format!("damaged image bank metadata: {e}")))?;
+        let pixel_bytes = t.n.checked_mul(t.height).and_then(|v| v.checked_mul(t.width)).and_then(|v| v.checked_mul(3));
+        if pixel_bytes.and_then(|b| b.checked_add(PIXEL_OFFSET)) != Some(trailer_offset) {
             return Err(bad(format!("damaged image bank: {} images of {}x{} do not fill its pixel data", t.n, t.height, t.width)));
+        }
+        if let Some((i, _)) = t.skipped.iter().find(|(i, _)| *i >= t.n) {
+            return Err(bad(format!("damaged image bank metadata: skipped item {i} is out of range for {} images", t.n)));
         }
         Ok(ImageBank {
             spec,
@@ -272,7 +310,10 @@ impl ImageBank {
 /// Why a cache file does not fit this build (None: it does).
 fn stale(bank: &ImageBank, n: usize, spec: BankSpec, fingerprint: u64) -> Option<String> {
     let have = bank.spec;
-    if have != spec {
+    if have.reduce != spec.reduce {
+        let how = |r: bool| if r { "with reduced-scale JPEG decoding" } else { "with full JPEG decoding" };
+        Some(format!("it was built {}, not {}", how(have.reduce), how(spec.reduce)))
+    } else if have != spec {
         Some(format!(
             "it holds {}x{} images ({}), not {}x{} ({})",
             have.height,
@@ -289,6 +330,13 @@ fn stale(bank: &ImageBank, n: usize, spec: BankSpec, fingerprint: u64) -> Option
     } else {
         None
     }
+}
+
+/// Whether `path` starts as a bank file does (damaged or not: then it is ours to rebuild).
+fn is_bank_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == MAGIC
 }
 
 fn partial_name(path: &Path) -> PathBuf {
@@ -316,9 +364,11 @@ enum Sink<'a> {
 }
 
 /// Decode `source` (N rows) into `sink`, block by block.
+#[allow(clippy::too_many_arguments)]
 fn fill(
     source: &ImageSource,
     spec: BankSpec,
+    decode: DecodeOptions,
     on_error: OnError,
     pool: &ThreadPool,
     mut sink: Sink<'_>,
@@ -335,7 +385,7 @@ fn fill(
                 out[first * row..(first + count) * row]
                     .par_chunks_mut(row)
                     .enumerate()
-                    .map_init(Scratch::default, |scratch, (k, dst)| load_row(source, first + k, spec, dst, scratch))
+                    .map_init(Scratch::default, |scratch, (k, dst)| load_row(source, first + k, spec, decode, dst, scratch))
                     .flatten()
                     .collect()
             }),
@@ -347,7 +397,7 @@ fn fill(
                         .map_init(Scratch::default, |scratch, i| {
                             let mut dst = std::mem::take(&mut scratch.row);
                             dst.resize(row, 0);
-                            let failed = load_row(source, i, spec, &mut dst, scratch);
+                            let failed = load_row(source, i, spec, decode, &mut dst, scratch);
                             let at = (PIXEL_OFFSET + i * row) as u64;
                             let done = file.write_all_at(&dst, at).map_err(|e| Error::io(path, &e));
                             scratch.row = dst;
@@ -378,8 +428,8 @@ fn fill(
 
 /// [`load_into`] item `i`; a failure leaves `dst` black (a failed decode may have written part
 /// of it, and a reused buffer holds the last image) and returns why.
-fn load_row(source: &ImageSource, i: usize, spec: BankSpec, dst: &mut [u8], scratch: &mut Scratch) -> Option<(usize, String)> {
-    load_into(source, i, spec, dst, scratch).err().map(|e| {
+fn load_row(source: &ImageSource, i: usize, spec: BankSpec, decode: DecodeOptions, dst: &mut [u8], scratch: &mut Scratch) -> Option<(usize, String)> {
+    load_into(source, i, spec, decode, dst, scratch).err().map(|e| {
         dst.fill(0);
         (i, e)
     })
@@ -394,10 +444,18 @@ struct Scratch {
 }
 
 /// Decode item `i` and resize it into `dst`.
-fn load_into(source: &ImageSource, i: usize, spec: BankSpec, dst: &mut [u8], scratch: &mut Scratch) -> std::result::Result<(), String> {
+fn load_into(
+    source: &ImageSource,
+    i: usize,
+    spec: BankSpec,
+    decode: DecodeOptions,
+    dst: &mut [u8],
+    scratch: &mut Scratch,
+) -> std::result::Result<(), String> {
     let Scratch { file, pixels, .. } = scratch;
+    let size = Some((spec.width, spec.height));
     let decoded = source
-        .with_bytes(i, file, |bytes| decode_into(bytes, Some((&mut *dst, spec.width, spec.height)), pixels))
+        .with_bytes(i, file, |bytes| decode_into(bytes, size, Some(&mut *dst), decode, pixels))
         .map_err(|e| match e {
             Error::Io { message, .. } => format!("cannot read the file: {message}"),
             other => other.to_string(),
@@ -437,18 +495,20 @@ mod tests {
         ImageSource::files(paths)
     }
 
+    const MAXPX: u64 = crate::images::DEFAULT_MAX_PIXELS;
+
     fn spec() -> BankSpec {
-        BankSpec { height: 2, width: 2, filter: Filter::Bilinear }
+        BankSpec { height: 2, width: 2, filter: Filter::Bilinear, reduce: true }
     }
 
     #[test]
     fn memory_bank_skip_and_raise() {
         let dir = tempfile::tempdir().unwrap();
         let src = source(dir.path(), 700, Some(600));
-        let e = ImageBank::build(&src, spec(), OnError::Raise, None, 2, &mut |_, _| true).err().unwrap().to_string();
+        let e = ImageBank::build(&src, spec(), OnError::Raise, MAXPX, None, 2, &mut |_, _| true).err().unwrap().to_string();
         assert!(e.contains("image of item 600") && e.contains("600.png") && e.contains("PNG"), "{e}");
         let mut calls = 0;
-        let (bank, used) = ImageBank::build(&src, spec(), OnError::Skip, None, 2, &mut |_, _| {
+        let (bank, used) = ImageBank::build(&src, spec(), OnError::Skip, MAXPX, None, 2, &mut |_, _| {
             calls += 1;
             true
         })
@@ -474,17 +534,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = source(dir.path(), 5, None);
         let cache = dir.path().join("bank.bin");
-        let (a, used) = ImageBank::build(&src, spec(), OnError::Raise, Some(&cache), 1, &mut |_, _| true).unwrap();
+        let (a, used) = ImageBank::build(&src, spec(), OnError::Raise, MAXPX, Some(&cache), 1, &mut |_, _| true).unwrap();
         assert_eq!(used, CacheUse::Built);
-        let (b, used) = ImageBank::build(&src, spec(), OnError::Raise, Some(&cache), 1, &mut |_, _| panic!("decoded")).unwrap();
+        let (b, used) = ImageBank::build(&src, spec(), OnError::Raise, MAXPX, Some(&cache), 1, &mut |_, _| panic!("decoded")).unwrap();
         assert_eq!(used, CacheUse::Reused);
         assert_eq!(a.pixels(), b.pixels());
         let other = BankSpec { height: 3, ..spec() };
-        let (c, used) = ImageBank::build(&src, other, OnError::Raise, Some(&cache), 1, &mut |_, _| true).unwrap();
+        let (c, used) = ImageBank::build(&src, other, OnError::Raise, MAXPX, Some(&cache), 1, &mut |_, _| true).unwrap();
         assert!(matches!(used, CacheUse::Rebuilt(ref r) if r.contains("2x2")), "{used:?}");
         assert_eq!(c.pixels().len(), 5 * 3 * 2 * 3);
         // A cancelled build leaves no file behind and the previous cache intact.
-        let e = ImageBank::build(&src, spec(), OnError::Raise, Some(&cache), 1, &mut |_, _| false).err().unwrap();
+        let e = ImageBank::build(&src, spec(), OnError::Raise, MAXPX, Some(&cache), 1, &mut |_, _| false).err().unwrap();
         assert!(e.to_string().contains("cancelled"));
         assert_eq!(ImageBank::open(&cache).unwrap().spec(), other);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
@@ -492,5 +552,36 @@ mod tests {
         let bytes = std::fs::read(&cache).unwrap();
         std::fs::write(&cache, &bytes[..bytes.len() - 3]).unwrap();
         assert!(ImageBank::open(&cache).err().unwrap().to_string().contains("truncated or damaged"));
+    }
+
+    #[test]
+    fn cache_of_another_kind_is_refused_and_huge_sizes_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), 3, None);
+        let other = dir.path().join("notes.csv");
+        std::fs::write(&other, "user,item\n1,2\n").unwrap();
+        let e = ImageBank::build(&src, spec(), OnError::Raise, MAXPX, Some(&other), 1, &mut |_, _| true).err().unwrap().to_string();
+        assert!(e.contains("not a fashionrec image bank: refusing to overwrite"), "{e}");
+        assert_eq!(std::fs::read(&other).unwrap(), b"user,item\n1,2\n");
+        let e = ImageBank::build(&src, spec(), OnError::Raise, MAXPX, Some(dir.path()), 1, &mut |_, _| true).err().unwrap().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        let huge = BankSpec { height: usize::MAX / 2, width: 3, ..spec() };
+        let e = ImageBank::build(&src, huge, OnError::Raise, MAXPX, None, 1, &mut |_, _| true).err().unwrap().to_string();
+        assert!(e.contains("above the limit"), "{e}");
+        // Sizes in a trailer that would overflow, or skipped items past the end, are damage.
+        let cache = dir.path().join("bank.bin");
+        ImageBank::build(&src, spec(), OnError::Raise, MAXPX, Some(&cache), 1, &mut |_, _| true).unwrap();
+        let bytes = std::fs::read(&cache).unwrap();
+        let at = u64::from_le_bytes(bytes[16..24].try_into().unwrap()) as usize;
+        let json = String::from_utf8(bytes[at..].to_vec()).unwrap();
+        for (from, to) in [("\"n\":3", "\"n\":6148914691236517206"), ("\"skipped\":[]", "\"skipped\":[[9,\"x\"]]"), ("bilinear", "nearest")] {
+            let damaged = json.replace(from, to);
+            let mut b = bytes[..at].to_vec();
+            b.extend_from_slice(damaged.as_bytes());
+            b[24..32].copy_from_slice(&(damaged.len() as u64).to_le_bytes());
+            std::fs::write(&cache, &b).unwrap();
+            let e = ImageBank::open(&cache).err().unwrap().to_string();
+            assert!(e.contains("bank.bin") && e.contains("damaged image bank"), "{from}: {e}");
+        }
     }
 }

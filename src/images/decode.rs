@@ -3,9 +3,21 @@
 //! JPEG: zune-jpeg (SIMD, pure Rust) in strict mode, so a truncated file is an error instead of
 //! a half-grey image. Its pixels differ from libjpeg-turbo's (Pillow's decoder) by rounding
 //! only: on the fashion-product photos 6% of values differ, by 1-5 levels (IDCT and chroma
-//! upsampling rounding; `benches/image_decode.py` measures it). PNG: zune-png, exact; alpha is
-//! dropped and grey replicated as Pillow's `convert("RGB")` does, 16-bit samples keep their
-//! high byte.
+//! upsampling rounding; `benches/image_decode.py` measures it).
+//!
+//! A JPEG at least twice the target size in both sides is decoded at 1/2, 1/4 or 1/8 scale
+//! inside the IDCT (jpeg-decoder's scaled IDCT, as libjpeg's and Pillow's draft mode do: the
+//! largest such scale that keeps both sides at or above the target); the bank then resizes the
+//! rest. Most of a full decode's cost is the IDCT, upsampling and colour conversion of pixels a
+//! downscale would throw away. [`DecodeOptions::reduce`] turns it off.
+//!
+//! PNG: zune-png, exact; alpha is dropped and grey replicated as Pillow's `convert("RGB")`
+//! does, 16-bit samples keep their high byte. PNG has no reduced-resolution decode (every
+//! row is deflated and unfiltered in full), so large PNGs are decoded in full, then resized.
+//!
+//! Both formats refuse an image whose header declares more than
+//! [`DecodeOptions::max_pixels`] pixels before allocating anything for it (PIL's
+//! decompression-bomb guard).
 
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
@@ -36,18 +48,61 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     }
 }
 
-/// Largest side accepted (zune's default is lower; real product photos can be large).
-const MAX_SIDE: usize = 1 << 15;
+/// Largest side the decoders are allowed (the pixel limit is the real guard; JPEG's own limit
+/// is 65,535).
+const MAX_SIDE: usize = 1 << 16;
 
-/// Decode JPEG or PNG bytes to RGB. The error says what is wrong (not where: the caller knows
-/// which item and file the bytes came from).
-pub fn decode_rgb(bytes: &[u8]) -> Result<Rgb8, String> {
+/// PIL raises `DecompressionBombError` above twice `Image.MAX_IMAGE_PIXELS` (89,478,485).
+pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// What a decode may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Refuse an image whose header declares more pixels than this.
+    pub max_pixels: u64,
+    /// Decode a JPEG at 1/2, 1/4 or 1/8 scale when that stays at or above the target size.
+    pub reduce: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions { max_pixels: DEFAULT_MAX_PIXELS, reduce: true }
+    }
+}
+
+impl DecodeOptions {
+    fn check_pixels(&self, kind: &str, width: usize, height: usize) -> Result<(), String> {
+        let pixels = width as u64 * height as u64;
+        if pixels > self.max_pixels {
+            return Err(format!(
+                "the {kind} header declares {width}x{height} = {pixels} pixels, above the limit of {} \
+                 (a decompression bomb?); raise max_pixels to decode it",
+                self.max_pixels
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decode JPEG or PNG bytes to RGB; with `reduce_to = Some((width, height))` and
+/// `options.reduce`, a large JPEG comes out at the reduced scale (see the module notes). The
+/// error says what is wrong (not where: the caller knows which item and file the bytes came
+/// from).
+pub fn decode_rgb(bytes: &[u8], reduce_to: Option<(usize, usize)>, options: DecodeOptions) -> Result<Rgb8, String> {
     let mut data = Vec::new();
-    let (width, height) = match decode_into(bytes, None, &mut data)? {
+    let (width, height) = match decode_into(bytes, reduce_to, None, options, &mut data)? {
         Placed::Scratch(w, h) => (w, h),
         Placed::Target => unreachable!("no target was given"),
     };
     Ok(Rgb8 { width, height, data })
+}
+
+/// The IDCT scale denominator for an image of `width x height` going to `target`: Pillow's
+/// draft rule, the largest of 8, 4, 2 that both `width / tw` and `height / th` reach, else 1.
+pub fn reduction(width: usize, height: usize, target: (usize, usize)) -> usize {
+    let (tw, th) = (target.0.max(1), target.1.max(1));
+    let room = (width / tw).min(height / th);
+    [8, 4, 2].into_iter().find(|&a| room >= a).unwrap_or(1)
 }
 
 /// Where [`decode_into`] put the pixels.
@@ -59,17 +114,24 @@ pub enum Placed {
     Scratch(usize, usize),
 }
 
-/// Decode into `target = (pixels, width, height)` when the image has exactly that size (no
-/// intermediate copy: the common case of a catalogue already at the model's size), else into
-/// `scratch` (resized as needed, its allocation reused across calls).
-pub fn decode_into(bytes: &[u8], target: Option<(&mut [u8], usize, usize)>, scratch: &mut Vec<u8>) -> Result<Placed, String> {
-    let options = DecoderOptions::default()
+/// Decode for a target of `size = (width, height)`: straight into `direct` (its pixels) when the
+/// image has exactly that size (no intermediate copy: the common case of a catalogue already at
+/// the model's size), else into `scratch` (resized as needed, its allocation reused across
+/// calls), at a reduced scale where `options.reduce` allows.
+pub fn decode_into(
+    bytes: &[u8],
+    size: Option<(usize, usize)>,
+    direct: Option<&mut [u8]>,
+    options: DecodeOptions,
+    scratch: &mut Vec<u8>,
+) -> Result<Placed, String> {
+    let zune = DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(MAX_SIDE)
         .set_max_height(MAX_SIDE);
     match sniff(bytes) {
-        Some(Format::Jpeg) => decode_jpeg(bytes, options, target, scratch),
-        Some(Format::Png) => decode_png(bytes, options, scratch),
+        Some(Format::Jpeg) => decode_jpeg(bytes, zune, size, direct, options, scratch),
+        Some(Format::Png) => decode_png(bytes, zune, options, scratch),
         None if bytes.is_empty() => Err("empty image data (0 bytes)".into()),
         None => Err(format!("not a JPEG or PNG image (it starts with {})", describe_magic(bytes))),
     }
@@ -86,42 +148,64 @@ fn jpeg_error(e: zune_jpeg::errors::DecodeErrors, len: usize) -> String {
 
 fn decode_jpeg(
     bytes: &[u8],
-    options: DecoderOptions,
-    target: Option<(&mut [u8], usize, usize)>,
+    zune: DecoderOptions,
+    size: Option<(usize, usize)>,
+    direct: Option<&mut [u8]>,
+    options: DecodeOptions,
     scratch: &mut Vec<u8>,
 ) -> Result<Placed, String> {
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(ColorSpace::RGB));
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), zune.jpeg_set_out_colorspace(ColorSpace::RGB));
     dec.decode_headers().map_err(|e| jpeg_error(e, bytes.len()))?;
     let info = dec.info().ok_or("corrupt JPEG: no image header")?;
     let (width, height) = (info.width as usize, info.height as usize);
-    let size = dec.output_buffer_size().ok_or("corrupt JPEG: no image size")?;
-    if dec.output_colorspace() != Some(ColorSpace::RGB) || size != width * height * 3 {
-        return Err(format!("unsupported JPEG colour space {:?} ({size} bytes for {width}x{height})", dec.output_colorspace()));
+    options.check_pixels("JPEG", width, height)?;
+    if let Some(target) = size.filter(|_| options.reduce) {
+        let denom = reduction(width, height, target);
+        if denom > 1 {
+            if let Some(placed) = super::scaled::decode_scaled(bytes, width, height, denom, scratch)? {
+                return Ok(placed);
+            }
+        }
     }
-    match target {
-        Some((out, w, h)) if (w, h) == (width, height) => {
+    let bytes_out = dec.output_buffer_size().ok_or("corrupt JPEG: no image size")?;
+    if dec.output_colorspace() != Some(ColorSpace::RGB) || bytes_out != width * height * 3 {
+        return Err(format!("unsupported JPEG colour space {:?} ({bytes_out} bytes for {width}x{height})", dec.output_colorspace()));
+    }
+    match direct {
+        Some(out) if size == Some((width, height)) => {
             dec.decode_into(out).map_err(|e| jpeg_error(e, bytes.len()))?;
             Ok(Placed::Target)
         }
         _ => {
-            scratch.resize(size, 0);
+            reserve(scratch, bytes_out)?;
+            scratch.resize(bytes_out, 0);
             dec.decode_into(scratch).map_err(|e| jpeg_error(e, bytes.len()))?;
             Ok(Placed::Scratch(width, height))
         }
     }
 }
 
-fn decode_png(bytes: &[u8], options: DecoderOptions, scratch: &mut Vec<u8>) -> Result<Placed, String> {
-    let mut dec = zune_png::PngDecoder::new_with_options(ZCursor::new(bytes), options.png_set_strip_to_8bit(true));
-    let raw = dec.decode_raw().map_err(|e| {
-        let msg = format!("{e:?}");
-        if msg.contains("No more bytes") || msg.contains("Not enough bytes") || msg.contains("exhausted") {
-            format!("truncated PNG: the data ends at byte {} before the image is complete", bytes.len())
-        } else {
-            format!("corrupt PNG: {}", msg.trim())
-        }
-    })?;
+/// Grows `buf` to hold `len` bytes, or says the memory is not there (a `Vec` would abort).
+pub(crate) fn reserve(buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
+    buf.clear();
+    buf.try_reserve_exact(len).map_err(|_| format!("cannot allocate {len} bytes for the decoded image"))
+}
+
+fn png_error(e: zune_png::error::PngDecodeErrors, len: usize) -> String {
+    let msg = format!("{e:?}");
+    if msg.contains("No more bytes") || msg.contains("Not enough bytes") || msg.contains("exhausted") {
+        format!("truncated PNG: the data ends at byte {len} before the image is complete")
+    } else {
+        format!("corrupt PNG: {}", msg.trim())
+    }
+}
+
+fn decode_png(bytes: &[u8], zune: DecoderOptions, options: DecodeOptions, scratch: &mut Vec<u8>) -> Result<Placed, String> {
+    let mut dec = zune_png::PngDecoder::new_with_options(ZCursor::new(bytes), zune.png_set_strip_to_8bit(true));
+    dec.decode_headers().map_err(|e| png_error(e, bytes.len()))?;
     let (width, height) = dec.dimensions().ok_or("corrupt PNG: no image header")?;
+    options.check_pixels("PNG", width, height)?;
+    let raw = dec.decode_raw().map_err(|e| png_error(e, bytes.len()))?;
     let channels = match dec.colorspace() {
         Some(ColorSpace::Luma) => 1,
         Some(ColorSpace::LumaA) => 2,
@@ -132,9 +216,13 @@ fn decode_png(bytes: &[u8], options: DecoderOptions, scratch: &mut Vec<u8>) -> R
     if raw.len() != width * height * channels {
         return Err(format!("corrupt PNG: {} bytes of pixels for {width}x{height}x{channels}", raw.len()));
     }
-    scratch.clear();
+    if channels == 3 {
+        // Already RGB: keep the decoder's buffer (no copy).
+        *scratch = raw;
+        return Ok(Placed::Scratch(width, height));
+    }
+    reserve(scratch, width * height * 3)?;
     match channels {
-        3 => scratch.extend_from_slice(&raw),
         4 => scratch.extend(raw.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]])),
         1 => scratch.extend(raw.iter().flat_map(|&g| [g, g, g])),
         _ => scratch.extend(raw.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]])),
@@ -207,13 +295,14 @@ pub(crate) mod tests {
     #[test]
     fn png_is_exact() {
         let px = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
-        let img = decode_rgb(&tiny_png(&px)).unwrap();
+        let img = decode_rgb(&tiny_png(&px), None, DecodeOptions::default()).unwrap();
         assert_eq!((img.width, img.height), (2, 2));
         assert_eq!(img.data, px);
     }
 
     #[test]
     fn bad_bytes_say_what_they_are() {
+        let decode_rgb = |b: &[u8]| decode_rgb(b, None, DecodeOptions::default());
         assert!(decode_rgb(b"").unwrap_err().contains("empty"));
         assert!(decode_rgb(b"GIF89a....").unwrap_err().contains("GIF"));
         assert!(decode_rgb(b"hello world").unwrap_err().contains("not a JPEG or PNG"));
@@ -222,5 +311,22 @@ pub(crate) mod tests {
         assert!(e.contains("PNG"), "{e}");
         let e = decode_rgb(&[0xff, 0xd8, 0xff, 0xe0, 0, 16, b'J']).unwrap_err();
         assert!(e.contains("JPEG"), "{e}");
+    }
+
+    #[test]
+    fn pixel_limit_is_checked_on_the_header() {
+        let small = DecodeOptions { max_pixels: 3, ..DecodeOptions::default() };
+        let e = decode_rgb(&tiny_png(&[0; 12]), None, small).unwrap_err();
+        assert!(e.contains("2x2 = 4 pixels, above the limit of 3"), "{e}");
+    }
+
+    #[test]
+    fn reduction_is_pillows_draft_rule() {
+        assert_eq!(reduction(1028, 1750, (224, 224)), 4);
+        assert_eq!(reduction(224, 224, (224, 224)), 1);
+        assert_eq!(reduction(447, 1000, (224, 224)), 1);
+        assert_eq!(reduction(448, 1000, (224, 224)), 2);
+        assert_eq!(reduction(4000, 4000, (224, 224)), 8);
+        assert_eq!(reduction(4000, 4000, (0, 0)), 8);
     }
 }

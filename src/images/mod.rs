@@ -5,9 +5,10 @@
 pub mod bank;
 pub mod decode;
 pub mod resize;
+mod scaled;
 pub mod source;
 
 pub use bank::{BankSpec, ImageBank, OnError};
-pub use decode::{decode_rgb, Rgb8};
+pub use decode::{decode_rgb, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
 pub use resize::Filter;
 pub use source::ImageSource;

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::images::bank::CacheUse;
-use crate::images::{decode_rgb, BankSpec, Filter, ImageBank, ImageSource, OnError};
+use crate::images::{decode_rgb, BankSpec, DecodeOptions, Filter, ImageBank, ImageSource, OnError, DEFAULT_MAX_PIXELS};
 
 #[pyclass(name = "ImageSource", module = "fashionrec._core", frozen)]
 pub struct PyImageSource {
@@ -64,7 +64,7 @@ impl PyImageBank {
     /// Decode `source` into a bank. `progress(done, total)` is called between blocks; returns
     /// (bank, how the cache was used: "none", "built", "reused" or "rebuilt", reason or None).
     #[staticmethod]
-    #[pyo3(signature = (source, height, width, filter="bilinear", on_error="raise", cache=None, threads=0, progress=None))]
+    #[pyo3(signature = (source, height, width, filter="bilinear", on_error="raise", cache=None, threads=0, progress=None, reduce=true, max_pixels=DEFAULT_MAX_PIXELS))]
     #[allow(clippy::too_many_arguments)]
     fn build(
         py: Python<'_>,
@@ -76,8 +76,10 @@ impl PyImageBank {
         cache: Option<PathBuf>,
         threads: usize,
         progress: Option<PyObject>,
+        reduce: bool,
+        max_pixels: u64,
     ) -> PyResult<(Self, &'static str, Option<String>)> {
-        let spec = BankSpec { height, width, filter: filter.parse()? };
+        let spec = BankSpec { height, width, filter: filter.parse()?, reduce };
         let on_error: OnError = on_error.parse()?;
         let src = source.inner.clone();
         let mut pending: Option<PyErr> = None;
@@ -96,7 +98,7 @@ impl PyImageBank {
                 }
             })
         };
-        let built = py.allow_threads(|| ImageBank::build(&src, spec, on_error, cache.as_deref(), threads, &mut report));
+        let built = py.allow_threads(|| ImageBank::build(&src, spec, on_error, max_pixels, cache.as_deref(), threads, &mut report));
         if let Some(e) = pending {
             return Err(e);
         }
@@ -141,6 +143,12 @@ impl PyImageBank {
         self.inner.skipped().to_vec()
     }
 
+    /// Whether large JPEGs were decoded at reduced scale.
+    #[getter]
+    fn reduce(&self) -> bool {
+        self.inner.spec().reduce
+    }
+
     #[getter]
     fn cache_path(&self) -> Option<PathBuf> {
         self.inner.cache_path().map(|p| p.to_path_buf())
@@ -175,10 +183,20 @@ impl PyImageBank {
     }
 }
 
-/// JPEG/PNG bytes to a uint8 (H, W, 3) array, as PIL's `Image.open(...).convert("RGB")`.
+/// JPEG/PNG bytes to a uint8 (H, W, 3) array, as PIL's `Image.open(...).convert("RGB")`;
+/// with `reduce_to = (height, width)` a large JPEG is decoded at reduced scale, as after PIL's
+/// `im.draft("RGB", (width, height))`.
 #[pyfunction]
-fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyArray3<u8>>> {
-    let img = py.allow_threads(|| decode_rgb(data)).map_err(PyValueError::new_err)?;
+#[pyo3(signature = (data, reduce_to=None, max_pixels=DEFAULT_MAX_PIXELS))]
+fn decode_image<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    reduce_to: Option<(usize, usize)>,
+    max_pixels: u64,
+) -> PyResult<Bound<'py, PyArray3<u8>>> {
+    let options = DecodeOptions { max_pixels, reduce: reduce_to.is_some() };
+    let size = reduce_to.map(|(h, w)| (w, h));
+    let img = py.allow_threads(|| decode_rgb(data, size, options)).map_err(PyValueError::new_err)?;
     PyArray1::from_vec(py, img.data).reshape([img.height, img.width, 3])
 }
 
@@ -200,8 +218,18 @@ fn resize_image<'py>(
     if height == 0 || width == 0 {
         return Err(PyValueError::new_err("the target size must be positive"));
     }
+    // Checked before anything is allocated for it.
+    let pixels = (height as u64).saturating_mul(width as u64);
+    if pixels > DEFAULT_MAX_PIXELS {
+        return Err(PyValueError::new_err(format!(
+            "size: {height}x{width} = {pixels} pixels is above the limit of {DEFAULT_MAX_PIXELS}"
+        )));
+    }
     let src = image.as_slice()?;
-    let mut out = vec![0u8; height * width * 3];
+    let mut out = Vec::new();
+    out.try_reserve_exact(height * width * 3)
+        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(format!("cannot allocate a {height}x{width} image")))?;
+    out.resize(height * width * 3, 0);
     py.allow_threads(|| crate::images::resize::resize_rgb(src, shape[1], shape[0], &mut out, width, height, f));
     PyArray1::from_vec(py, out).reshape([height, width, 3])
 }
