@@ -64,6 +64,7 @@ class Context:
     quick: bool
     data: Path
     repeats: int
+    epochs: int | None = None  # None: each model's default
     cache: dict = field(default_factory=dict)
 
     @property
@@ -81,7 +82,8 @@ class Context:
                 train, test = fr.datasets.movielens_100k(self.data, split="u1", min_rating=4)
                 self.cache["ratings"] = ("movielens", train, test)
             else:
-                data = fr.datasets.synthetic(600, 400, mean_items_per_user=25, seed=5)
+                n_users, n_items = (300, 200) if self.quick else (2000, 1000)
+                data = fr.datasets.synthetic(n_users, n_items, mean_items_per_user=25, seed=5)
                 train, test = fr.split.random_split(data, 0.2, seed=5)
                 self.cache["ratings"] = ("synthetic", train, test)
         return self.cache["ratings"]
@@ -153,12 +155,16 @@ def cuda_available(ctx: Context) -> list[Row]:
 def bpr_rows(ctx: Context, label: str, **params) -> list[Row]:
     """One model on the device against the native CPU kernel, same seed and settings."""
     kind, train, test = ctx.ratings()
+    if ctx.epochs is not None:
+        params = {"epochs": ctx.epochs, **params}
     cpu_s, cpu = fit_timed(ctx, lambda: fr.BPR(factors=64, device="cpu", backend="native", **params), train)
     dev_s, dev = fit_timed(ctx, lambda: fr.BPR(factors=64, **ctx.device_params(), **params), train)
     ref = fr.evaluate(cpu, test, train=train, metrics=METRICS)
     got = fr.evaluate(dev, test, train=train, metrics=METRICS)
     where = "MovieLens u1" if kind == "movielens" else f"synthetic (MovieLens not found at {ctx.data})"
+    settings = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
     rows = [(f"{label} data", f"{where}: {train.n_users} users, {train.n_items} items, {ref['users']} test users", INFO),
+            (f"{label} settings", f"factors=64, {settings}", INFO),
             (f"{label} trained on", dev.device, PASS if dev.device.startswith(ctx.device.split(":")[0]) else FAIL)]
     rows += compare_metrics(kind, label, ref, got)
     rows.append((f"{label} fit s (median of {ctx.repeats})", f"{dev.device} {dev_s:.3f}, CPU kernel {cpu_s:.3f}", INFO))
@@ -237,7 +243,7 @@ def run(ctx: Context, only: set[str] | None) -> list[tuple[str, str, float, Row]
             rows = fn(ctx)
         except Exception as e:  # one failing check must not stop the others
             first = (str(e).strip().splitlines() or [""])[0][:160]
-            rows = [(name, f"{type(e).__name__}: {first}", FAIL)]
+            rows = [(f"{name} raised", f"{type(e).__name__}: {first}", FAIL)]
             if os.environ.get("GPU_CHECK_TRACEBACK"):
                 traceback.print_exc()
         seconds = time.perf_counter() - t
@@ -261,9 +267,10 @@ def print_table(results) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu: libtorch on the CPU stands in)")
-    p.add_argument("--quick", action="store_true", help="one fit per model, small images (a smoke test)")
+    p.add_argument("--quick", action="store_true", help="one fit per model, 10 epochs, small data and images")
     p.add_argument("--data", default=os.environ.get("FASHIONREC_ML100K", str(DEFAULT_DATA)), help="ml-100k folder")
     p.add_argument("--repeats", type=int, default=None, help="fits per model for the median (default 3, 1 with --quick)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every model (default: the models' own, 10 with --quick)")
     p.add_argument("--only", default="", help="comma-separated sections or check names")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
@@ -273,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{section}/{name}: {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
         return 0
     repeats = args.repeats or (1 if args.quick else 3)
-    ctx = Context(device=args.device, quick=args.quick, data=Path(args.data), repeats=repeats)
+    epochs = args.epochs or (10 if args.quick else None)
+    ctx = Context(device=args.device, quick=args.quick, data=Path(args.data), repeats=repeats, epochs=epochs)
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
     t0 = time.perf_counter()
     results = run(ctx, only)

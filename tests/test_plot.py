@@ -26,10 +26,6 @@ def points(ax):
     return {c.get_label(): (len(c.get_offsets()), tuple(c.get_facecolor()[0])) for c in ax.collections}
 
 
-def item_vectors(model):
-    return model.item_vectors() if hasattr(model, "item_vectors") else model._core.item_vectors()
-
-
 def test_embeddings_by_label(fitted):
     ids = fitted.item_ids
     labels = {int(i): ("even" if i % 2 == 0 else "odd") for i in ids[:-10]}  # the last 10: no label
@@ -49,7 +45,7 @@ def test_embeddings_pca_coordinates(fitted):
     fig = plot.embeddings(fitted)
     (collection,) = fig.axes[0].collections
     xy = np.asarray(collection.get_offsets())
-    v = item_vectors(fitted).astype(np.float64)
+    v = fitted.item_vectors().astype(np.float64)
     # Principal axes: centred, uncorrelated, the first with the largest variance there is.
     assert np.allclose(xy.mean(axis=0), 0, atol=1e-6)
     cov = np.cov(xy.T)

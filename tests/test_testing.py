@@ -60,7 +60,7 @@ def test_assert_same_scores(tmp_path, small, fitted):
     # The worst place it names is the real one.
     a, b = fitted.score(fitted.user_ids[:5]), other.score(fitted.user_ids[:5])
     r, c = np.unravel_index(np.argmax(np.abs(a - b)), a.shape)
-    assert f"user {fitted.user_ids[r]!r}, item {fitted.item_ids[c]!r}" in text
+    assert f"user {int(fitted.user_ids[r])}, item {int(fitted.item_ids[c])}" in text
     assert f"{np.abs(a - b).max():.6g}" in text
 
 
@@ -94,13 +94,14 @@ def test_assert_recommendations_valid_catches_broken_recommend(small, fitted, mo
     train, _ = small
     user = fitted.user_ids[0]
     good_items, good_scores = fitted.recommend([user], k=5, exclude=train)
+    deeper, deeper_scores = fitted.recommend([user], k=6, exclude=train)
     seen = train.items_of(user)
 
     def broken(items, scores):
         monkeypatch.setattr(fitted, "recommend", lambda *a, **kw: (items, scores))
 
     broken(np.array([[seen[0], *good_items[0, 1:]]]), good_scores)
-    with pytest.raises(AssertionError, match=f"item {seen[0]!r} is in exclude"):
+    with pytest.raises(AssertionError, match=f"item {int(seen[0])} is in exclude"):
         assert_recommendations_valid(fitted, [user], k=5, exclude=train)
     broken(good_items[:, ::-1].copy(), good_scores[:, ::-1].copy())
     with pytest.raises(AssertionError, match="not in decreasing order"):
@@ -109,7 +110,6 @@ def test_assert_recommendations_valid_catches_broken_recommend(small, fitted, mo
     with pytest.raises(AssertionError, match="recommend says .* score says"):
         assert_recommendations_valid(fitted, [user], k=5, exclude=train)
     # A top-5 that skips the best candidate (shifted by one) leaves out a better item.
-    deeper, deeper_scores = fitted.recommend([user], k=6, exclude=train)
     broken(deeper[:, 1:].copy(), deeper_scores[:, 1:].copy())
     with pytest.raises(AssertionError, match="above the last recommended .* but was left out"):
         assert_recommendations_valid(fitted, [user], k=5, exclude=train)

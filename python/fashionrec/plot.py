@@ -99,7 +99,9 @@ def project(vectors: np.ndarray, method: Method = "pca", *, seed: int = 0) -> np
     if method == "tsne":
         TSNE = _optional("sklearn.manifold", "scikit-learn", "t-SNE").TSNE
         perplexity = min(30.0, max(1.0, (len(x) - 1) / 3))
-        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
+        # Exact gradients below a few hundred points: faster there than Barnes-Hut's tree.
+        exact = "exact" if len(x) <= 500 else "barnes_hut"
+        return TSNE(n_components=2, init="pca", perplexity=perplexity, method=exact, random_state=seed).fit_transform(x)
     if method == "umap":
         umap = _optional("umap", "umap-learn", "UMAP")
         return umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), random_state=seed).fit_transform(x)
@@ -121,25 +123,15 @@ def _optional(module: str, package: str, what: str) -> Any:
 def _vectors(model: Recommender, ids: Sequence[Any] | None, users: bool) -> tuple[np.ndarray, np.ndarray]:
     """(raw ids, their vectors) of the model's items or users."""
     if users:
-        method = getattr(model, "user_vectors", None)
-        if method is None:
-            state = model._core.state()
-            if "user_factors" not in state:
-                raise ValueError(f"{type(model).__name__} has no user vectors to plot")
-            all_vectors = state["user_factors"]
-        else:
-            all_vectors = method()
-        all_ids, index = model.user_ids, model._core.user_index
+        all_ids, all_vectors, index, what = model.user_ids, model.user_vectors(), model._core.user_index, "users"
     else:
-        method = getattr(model, "item_vectors", None)
-        all_vectors = method() if method is not None else model._core.item_vectors()
-        all_ids, index = model.item_ids, model._core.item_index
+        all_ids, all_vectors, index, what = model.item_ids, model.item_vectors(), model._core.item_index, "items"
     all_vectors = np.asarray(all_vectors)
     if ids is None:
         return all_ids, all_vectors
     from ._ids import id_column
 
-    rows = index(id_column(ids, "items" if not users else "users"), "items" if not users else "users")
+    rows = index(id_column(ids, what), what)
     return all_ids[rows], all_vectors[rows]
 
 

@@ -55,11 +55,14 @@ def assert_metrics(
     ``tolerance`` of the expected value. ``tolerance`` is one number or one per metric.
     ``model`` may also be a scoring function of user indices, as for
     :func:`fashionrec.evaluate_scores`. Other keywords (``exclude``, ``users``, ``seed``,
-    ``sampled_negatives``) go to the evaluation.
+    ``sampled_negatives``) go to the evaluation. ``expected`` may be an earlier result of
+    :func:`fashionrec.evaluate` (its ``"users"`` entry is ignored).
 
     Returns the measured metrics. On failure the message lists every expected metric with
     its measured value and difference, and marks the ones that failed.
     """
+    # A result of fr.evaluate may serve as expected: its "users" count is not a metric.
+    expected = {name: value for name, value in expected.items() if name != "users"}
     if not expected:
         raise ValueError("expected must name at least one metric, e.g. {'auc': 0.9}")
     if compare not in ("at_least", "close"):
@@ -128,7 +131,7 @@ def assert_same_scores(
         block = ids[start : start + step]
         a, b = model_a.score(block), model_b.score(block)
         total += a.size
-        _compare_block(a, b, atol, rtol, lambda r, block=block: f"user {block[r]!r}", lambda c: f"item {item_ids[c]!r}", worst)
+        _compare_block(a, b, atol, rtol, lambda r, block=block: f"user {_show(block[r])}", lambda c: f"item {_show(item_ids[c])}", worst)
     return worst.report(total)
 
 
@@ -150,6 +153,8 @@ def assert_recommendations_valid(
     """
     users = list(users)
     items, scores = model.recommend(users, k=k, exclude=exclude)
+    if exclude is not None:  # in the model's ids (its catalogue may have grown from side data)
+        exclude = model._aligned(exclude, "exclude")
     expected_shape = (len(users), min(k, model.n_items))
     if items.shape != expected_shape or scores.shape != expected_shape:
         raise AssertionError(f"recommend returned items {items.shape}, scores {scores.shape}; expected {expected_shape}")
@@ -158,7 +163,7 @@ def assert_recommendations_valid(
     for row, user in enumerate(users):
         candidates = np.ones(model.n_items, dtype=bool)
         seen: set = set()
-        if exclude is not None:  # same ids as the model (recommend checked): index = column
+        if exclude is not None:  # same ids as the model: an item index is a score column
             excluded = exclude._core.user_items(int(exclude.user_index([user])[0]))
             candidates[excluded] = False
             seen = {_key(i) for i in model.item_ids[excluded]}
@@ -166,26 +171,26 @@ def assert_recommendations_valid(
         found, got = items[row], scores[row]
         pad = found[n_slots:]
         if not all(p is None or p == -1 for p in pad) or not np.isneginf(got[n_slots:]).all():
-            raise AssertionError(f"user {user!r}: {n_slots} candidates, but the slots after them are not padding: {pad!r}")
+            raise AssertionError(f"user {_show(user)}: {n_slots} candidates, but the slots after them are not padding: {_show(pad)}")
         found, got = found[:n_slots], got[:n_slots]
         cols = []
         for rank, item in enumerate(found):
             c = column.get(_key(item))
             if c is None:
-                raise AssertionError(f"user {user!r}, rank {rank + 1}: item {item!r} is not one of the model's items")
+                raise AssertionError(f"user {_show(user)}, rank {rank + 1}: item {_show(item)} is not one of the model's items")
             if _key(item) in seen:
-                raise AssertionError(f"user {user!r}, rank {rank + 1}: item {item!r} is in exclude")
+                raise AssertionError(f"user {_show(user)}, rank {rank + 1}: item {_show(item)} is in exclude")
             if c in cols:
-                raise AssertionError(f"user {user!r}, rank {rank + 1}: item {item!r} recommended twice")
+                raise AssertionError(f"user {_show(user)}, rank {rank + 1}: item {_show(item)} recommended twice")
             cols.append(c)
         if np.any(np.diff(got) > 0):
-            raise AssertionError(f"user {user!r}: scores not in decreasing order: {got!r}")
+            raise AssertionError(f"user {_show(user)}: scores not in decreasing order: {got!r}")
         true = full[row, cols]
         bad = np.flatnonzero(~np.isclose(got, true, atol=atol, rtol=0))
         if bad.size:
             r = int(bad[0])
             raise AssertionError(
-                f"user {user!r}, rank {r + 1}, item {found[r]!r}: recommend says {got[r]:.6g}, score says {true[r]:.6g}"
+                f"user {_show(user)}, rank {r + 1}, item {_show(found[r])}: recommend says {got[r]:.6g}, score says {true[r]:.6g}"
             )
         left = candidates.copy()
         left[cols] = False
@@ -193,8 +198,8 @@ def assert_recommendations_valid(
             best_left = int(np.argmax(np.where(left, full[row], -np.inf)))
             if full[row, best_left] > got[-1] + atol:
                 raise AssertionError(
-                    f"user {user!r}: item {model.item_ids[best_left]!r} scores {full[row, best_left]:.6g}, above the "
-                    f"last recommended ({found[-1]!r}, {got[-1]:.6g}), but was left out"
+                    f"user {_show(user)}: item {_show(model.item_ids[best_left])} scores {full[row, best_left]:.6g}, above the "
+                    f"last recommended ({_show(found[-1])}, {got[-1]:.6g}), but was left out"
                 )
     return items, scores
 
@@ -224,6 +229,13 @@ def _check_same_ids(a: Recommender, b: Recommender) -> None:
                 f"the models have other {what} ids ({len(x)} vs {len(y)}; first difference at index {diff}): "
                 "compare models fitted on the same data"
             )
+
+
+def _show(x: Any) -> str:
+    """An id as the user wrote it (42, 'u3'), not as numpy shows it (np.int64(42))."""
+    if isinstance(x, np.ndarray):
+        return repr([_key(v) for v in x])
+    return repr(_key(x))
 
 
 def _key(x: Any) -> Any:
