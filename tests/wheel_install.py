@@ -119,22 +119,25 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fashionrec-wheel-"))
     try:
         venv = tmp / "venv"
-        sh([sys.executable, "-m", "venv", str(venv)])  # no system site-packages
+        # No system site-packages; no pip of its own (ensurepip takes seconds): this pip
+        # installs into it with --python.
+        sh([sys.executable, "-m", "venv", "--without-pip", str(venv)])
         py = venv / "bin" / "python"
+        pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet"]
         site = Path(sh([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).strip())
         if args.torch == "link":
             n = link_torch(tmp / "torch-only")
             (site / "zz-build-env-torch.pth").write_text(str(tmp / "torch-only") + "\n")
             print(f"torch: {n} entries of torch's dependency closure linked from {Path(metadata.distribution('torch').locate_file(''))}")
         else:
-            sh([str(py), "-m", "pip", "install", "--quiet", "torch==2.11.0"])
-        sh([str(py), "-m", "pip", "install", "--quiet", str(wheel)])
+            sh([*pip, "torch==2.11.0"])
+        sh([*pip, str(wheel)])
         # Run outside the checkout: nothing from the source tree may be importable.
-        where = sh([str(py), "-c", "import fashionrec, fashionrec._core as c; print(fashionrec.__file__); print(c.__file__)"], cwd=tmp)
+        imports = "import fashionrec, fashionrec._core as c, fashionrec.testing, fashionrec.plot; print(fashionrec.__file__, c.__file__)"
+        where = sh([str(py), "-c", imports], cwd=tmp)
         for line in where.split():
             if not line.startswith(str(site)):
                 raise SystemExit(f"fashionrec was imported from {line}, not from the fresh venv's {site}")
-        sh([str(py), "-c", "import fashionrec.testing, fashionrec.plot, fashionrec.io, fashionrec.datasets"], cwd=tmp)
         demo = sh([str(py), "-m", "fashionrec", "demo", "--quiet", "--epochs", "20"], cwd=tmp)
         print(demo)
         if not re.search(r"^BPR\s+\S+\s+0\.[5-9]", demo, re.M):

@@ -71,10 +71,11 @@ def embeddings(
         names = _labels_for(ids, labels)
         for name, colour, mask in _groups(names):
             ax.scatter(coords[mask, 0], coords[mask, 1], s=point_size, color=colour, label=f"{name} ({mask.sum()})")
-        ax.legend(loc="best", fontsize=7, markerscale=2, frameon=False)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=2, frameon=False)
     ax.set_title(f"{type(model).__name__} {what} vectors ({_METHOD_NAMES[method]}, {len(ids)} {what}s)")
     ax.set_xticks([])
     ax.set_yticks([])
+    fig.tight_layout()
     return fig
 
 
