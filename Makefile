@@ -48,7 +48,8 @@ TORCH ?= link
 test-wheel: wheel
 	$(ACTIVATE) && python tests/wheel_install.py --torch $(TORCH)
 
-test: build test-rust test-python test-wheel
+# pytest last, so its summary is the closing line CI reads.
+test: build test-rust test-wheel test-python
 
 # Every GPU-side check in one table (on a CUDA machine; DEVICE=cpu runs it here).
 DEVICE ?= cuda
