@@ -1,6 +1,8 @@
 # One entry point for a fresh machine (Rust, Python 3.11 and pip are all it needs):
 #   make demo    set up, build, and train + evaluate BPR on the built-in data
-#   make test    set up, build, and run the whole test suite (cargo test + pytest)
+#   make test    set up, build, and run the whole test suite (cargo test + pytest + the wheel)
+#   make wheel   build the abi3 wheel into dist/ (pip install it next to torch==2.11.0)
+#   make test-wheel   install that wheel into a fresh venv and run the demo there
 #   make bench   fashionrec BPR vs implicit's BPR on MovieLens 100k (needs ../shared/data)
 #   make bench-data   the data readers and the image bank vs numpy / pandas / PIL
 # Everything goes into .venv; libtorch is the one inside PyPI's torch==2.11.0 (never downloaded
@@ -10,7 +12,7 @@ PYTHON ?= python3
 VENV ?= .venv
 ACTIVATE = . $(VENV)/bin/activate
 
-.PHONY: setup build demo test test-rust test-python bench bench-data clean
+.PHONY: setup build demo wheel test test-rust test-python test-wheel bench bench-data gpu-check clean
 
 $(VENV)/.setup-done:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +35,26 @@ test-rust: setup
 test-python: build
 	$(ACTIVATE) && python -m pytest -q
 
-test: build test-rust test-python
+# The wheel users install: abi3 (CPython >= 3.11), no libtorch inside (torch==2.11.0 supplies
+# it). Built with the features of pyproject.toml; reuses the release build of `make build`.
+wheel: setup
+	rm -f dist/fashionrec-*.whl
+	$(ACTIVATE) && maturin build --release --out dist
+
+# A fresh venv (no system site-packages, run outside the checkout) gets the wheel and runs the
+# demo. TORCH=link (default) links the build's torch into it without copying; TORCH=pip
+# installs torch==2.11.0 there from pip (its cache, else 2.7 GB of downloads).
+TORCH ?= link
+test-wheel: wheel
+	$(ACTIVATE) && python tests/wheel_install.py --torch $(TORCH)
+
+# pytest last, so its summary is the closing line CI reads.
+test: build test-rust test-wheel test-python
+
+# Every GPU-side check in one table (on a CUDA machine; DEVICE=cpu runs it here).
+DEVICE ?= cuda
+gpu-check: build
+	$(ACTIVATE) && python benches/gpu_check.py --device $(DEVICE)
 
 bench: build
 	$(ACTIVATE) && python -m pip install --quiet "implicit==0.7.3" scipy
@@ -48,4 +69,4 @@ bench-data: build
 	$(ACTIVATE) && python benches/read_tabular.py
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) target dist

@@ -8,6 +8,7 @@ import pytest
 
 import fashionrec as fr
 from fashionrec import _core
+from fashionrec.testing import assert_metrics, assert_recommendations_valid, assert_same_scores
 
 METRICS = ["auc", "ndcg@10"]
 
@@ -15,8 +16,7 @@ METRICS = ["auc", "ndcg@10"]
 def test_bpr_learns_beyond_popularity(small, fitted):
     train, test = small
     pop = fr.evaluate(fr.Popularity().fit(train), test, train=train, metrics=METRICS)
-    bpr = fr.evaluate(fitted, test, train=train, metrics=METRICS)
-    assert bpr["auc"] > pop["auc"] + 0.05 and bpr["ndcg@10"] > pop["ndcg@10"]
+    assert_metrics(fitted, test, train=train, expected={"auc": pop["auc"] + 0.05, "ndcg@10": pop["ndcg@10"]})
     loss = fitted.history_["loss"]
     assert len(loss) == 20 and loss[-1] < 0.6 * loss[0] and loss[0] < np.log(2)
     assert fitted.history_["epoch"] == list(range(1, 21))
@@ -31,24 +31,20 @@ def test_single_thread_fit_is_reproducible_and_seeded(small):
     train, _ = small
     fit = lambda seed: fr.BPR(factors=8, epochs=3, threads=1, seed=seed, device="cpu").fit(train, progress=False)
     a, b, c = fit(0), fit(0), fit(1)
-    assert np.array_equal(a.score([0, 1]), b.score([0, 1]))
-    assert not np.array_equal(a.score([0, 1]), c.score([0, 1]))
+    assert_same_scores(a, b, atol=0)
+    with pytest.raises(AssertionError, match="scores differ"):
+        assert_same_scores(a, c, users=[0, 1], atol=0)
 
 
 def test_torch_backend_matches_native(small):
     train, test = small
     native = fr.evaluate(
-        fr.BPR(factors=16, epochs=20, device="cpu", seed=1).fit(train, progress=False), test, train=train
+        fr.BPR(factors=16, epochs=20, device="cpu", seed=1).fit(train, progress=False), test, train=train, metrics=METRICS
     )
-    torch = fr.evaluate(
-        fr.BPR(factors=16, epochs=20, device="cpu", backend="torch", seed=1).fit(train, progress=False),
-        test,
-        train=train,
-    )
-    assert abs(native["auc"] - torch["auc"]) < 0.02
-    assert abs(native["ndcg@10"] - torch["ndcg@10"]) < 0.04
+    torch = fr.BPR(factors=16, epochs=20, device="cpu", backend="torch", seed=1).fit(train, progress=False)
+    assert_metrics(torch, test, train=train, expected=native, tolerance={"auc": 0.02, "ndcg@10": 0.04}, compare="close")
     adam = fr.BPR(factors=16, epochs=20, device="cpu", optimizer="adam", lr=0.01, batch_size=256).fit(train, progress=False)
-    assert fr.evaluate(adam, test, train=train)["auc"] > 0.75
+    assert_metrics(adam, test, train=train, expected={"auc": 0.75})
     assert adam.device == "cpu"
 
 
@@ -124,7 +120,7 @@ def test_score_and_recommend_in_raw_ids():
     assert list(model.item_ids) == list(train.item_ids) and list(model.user_ids) == list(train.user_ids)
     scores = model.score(["u3", "u0"])
     assert scores.shape == (2, train.n_items) and scores.dtype == np.float32
-    items, top = model.recommend(["u3", "u0"], k=5, exclude=train)
+    items, top = assert_recommendations_valid(model, ["u3", "u0"], k=5, exclude=train)
     assert items.shape == (2, 5) and (np.diff(top, axis=1) <= 0).all()
     for row, user in zip(items, ["u3", "u0"]):
         assert not set(row) & set(train.items_of(user))
