@@ -23,7 +23,8 @@ from . import datasets, io, plot, split, testing  # noqa: E402
 from .evaluation import evaluate, evaluate_scores  # noqa: E402
 from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
-from .models import BPR, Popularity, Recommender, load  # noqa: E402
+from .inception import inception_features  # noqa: E402
+from .models import BPR, ConvAutoencoder, Popularity, Recommender, load  # noqa: E402
 
 __version__: str = _core.__version__
 
@@ -35,6 +36,7 @@ def cuda_available() -> bool:
 
 __all__ = [
     "BPR",
+    "ConvAutoencoder",
     "ImageBank",
     "ImageSource",
     "Interactions",
@@ -45,6 +47,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "evaluate_scores",
+    "inception_features",
     "io",
     "load",
     "plot",

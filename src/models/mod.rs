@@ -3,6 +3,7 @@
 //! adding one line to [`create`].
 
 pub mod bpr;
+pub mod cae;
 pub mod checkpoint;
 pub mod factors;
 pub mod popularity;

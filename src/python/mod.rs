@@ -1,6 +1,7 @@
 //! PyO3 bindings: conversions between numpy/Python objects and the core, nothing more.
 //! The typed, documented API users see is the `fashionrec` Python package on top of this.
 
+mod cae;
 mod datasets;
 mod formats;
 mod functions;
@@ -64,5 +65,6 @@ pub fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     images::register(m)?;
     formats::register(m)?;
     tabular::register(m)?;
+    cae::register(m)?;
     Ok(())
 }

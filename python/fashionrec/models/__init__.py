@@ -7,6 +7,7 @@ import os
 from .. import _core
 from .base import Recommender
 from .bpr import BPR
+from .cae import ConvAutoencoder
 from .popularity import Popularity
 
 #: Python class of each Rust registry name.
@@ -24,4 +25,4 @@ def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
     return MODELS[core.kind]._from_core(core)
 
 
-__all__ = ["BPR", "MODELS", "Popularity", "Recommender", "load"]
+__all__ = ["BPR", "ConvAutoencoder", "MODELS", "Popularity", "Recommender", "load"]
