@@ -8,6 +8,7 @@
 //! * [`train`]: the one training loop every model runs in.
 //! * [`models`]: the models, behind the [`models::Recommender`] trait, and their checkpoints.
 //! * [`metrics`]: ranking metrics and top-k selection.
+//! * [`limits`]: sizes and counts from users and files, checked before allocating.
 //!
 //! The Python bindings live apart in `python/` (compiled in, but the core never uses PyO3).
 
@@ -15,6 +16,7 @@ pub mod data;
 pub mod error;
 pub mod images;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod sampling;
