@@ -65,11 +65,8 @@ impl ImageFeatures {
         let map = super::map_file(path)?;
         let size = map.len();
         // Checked: a huge dim must not wrap around into a small record size.
-        let rec = dim.checked_mul(4).and_then(|b| b.checked_add(ASIN_LEN)).filter(|&r| r <= size).ok_or_else(|| {
-            Error::file(path, format!(
-                "dim={dim} asks for records of 10 + 4 x {dim} bytes, more than the whole file ({size} bytes): \
-                 is dim right?"
-            ))
+        let rec = dim.checked_mul(4).and_then(|b| b.checked_add(ASIN_LEN)).ok_or_else(|| {
+            Error::file(path, format!("dim={dim} asks for records of 10 + 4 x {dim} bytes, more than can be addressed: is dim right?"))
         })?;
         // The first ASIN first: a file of another type is reported as such, not as truncated.
         let head = &map[..size.min(ASIN_LEN)];
@@ -367,6 +364,9 @@ mod tests {
         let e = ImageFeatures::open(&jpeg, 4096).unwrap_err().to_string();
         assert!(e.contains("record 0 (byte offset 0)") && e.contains("ff d8 ff e0"), "{e}");
         assert!(e.contains("not an image-features file"), "{e}");
+        // A dim whose record size does not fit in usize is refused, never wrapped around.
+        let e = ImageFeatures::open(&jpeg, usize::MAX / 4 + 1).unwrap_err().to_string();
+        assert!(e.contains("more than can be addressed"), "{e}");
 
         let (path, _) = sample(dir.path(), &["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"], 2);
         let mut bytes = std::fs::read(&path).unwrap();

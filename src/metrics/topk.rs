@@ -88,8 +88,9 @@ mod tests {
 
     #[test]
     fn block_pads_when_few_candidates() {
-        let (it, sc) = top_k_block(&[1.0, 2.0], 2, &[0], 3, None).unwrap();
-        assert_eq!(it, vec![1, 0, -1]);
+        let seen = Interactions::from_indices(&[0], &[1], None, None, Some(3), crate::data::Duplicates::Sum, Default::default()).unwrap();
+        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5], 3, &[0], 3, Some(&seen)).unwrap();
+        assert_eq!(it, vec![0, 2, -1]);
         assert_eq!(sc[2], f32::NEG_INFINITY);
         assert!(top_k_block(&[1.0, f32::NAN], 2, &[0], 1, None).unwrap_err().to_string().contains("NaN"));
     }

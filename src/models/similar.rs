@@ -26,13 +26,13 @@ pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec
     let mut items = crate::limits::try_filled("the similar-item lists", slots, -1i64)?;
     let mut scores = crate::limits::try_filled("the similarities", slots, f32::NEG_INFINITY)?;
     let v = vectors.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
-    let unit = &v / v.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?;
+    let unit = v.f_div(&v.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?;
     if k == 0 {
         return Ok((items, scores));
     }
     for (b, block) in queries.chunks(QUERY_BLOCK).enumerate() {
-        let sims = tch::no_grad(|| unit.index_select(0, &Tensor::from_slice(block)).matmul(&unit.tr()));
-        let sims = Vec::<f32>::try_from(sims.contiguous().flatten(0, -1))?;
+        let sims = tch::no_grad(|| unit.f_index_select(0, &Tensor::from_slice(block))?.f_matmul(&unit.f_tr()?))?;
+        let sims = Vec::<f32>::try_from(sims.f_contiguous()?.f_flatten(0, -1)?)?;
         let off = b * QUERY_BLOCK * k;
         items[off..off + block.len() * k]
             .par_chunks_mut(k)
