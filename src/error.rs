@@ -15,6 +15,8 @@ pub enum Error {
     State(String),
     /// An error raised inside libtorch.
     Torch(String),
+    /// A size (from an argument or a file) that asks for more memory than there is.
+    Memory(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -37,7 +39,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidInput(m) | Error::State(m) => f.write_str(m),
+            Error::InvalidInput(m) | Error::State(m) | Error::Memory(m) => f.write_str(m),
             Error::File { path, message } | Error::Io { path, message } => write!(f, "{path}: {message}"),
             Error::Torch(m) => write!(f, "libtorch: {m}"),
         }
@@ -45,6 +47,22 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Bytes an error message quotes of a bad input at most.
+pub const QUOTE_BYTES: usize = 200;
+
+/// `text` for an error message: Debug-quoted, cut to about [`QUOTE_BYTES`] bytes (at a
+/// character boundary) with the full length said, so a huge bad input never floods a message.
+pub fn quote(text: &str) -> String {
+    if text.len() <= QUOTE_BYTES {
+        return format!("{text:?}");
+    }
+    let mut end = QUOTE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes in all)", &text[..end], text.len())
+}
 
 impl From<tch::TchError> for Error {
     fn from(e: tch::TchError) -> Self {

@@ -9,6 +9,7 @@
 //! * [`models`]: the models, behind the [`models::Recommender`] trait, and their checkpoints.
 //! * [`nets`]: libtorch networks (`nn::ModuleT` structs) and image towers.
 //! * [`metrics`]: ranking metrics and top-k selection.
+//! * [`limits`]: sizes and counts from users and files, checked before allocating.
 //!
 //! The Python bindings live apart in `python/` (compiled in, but the core never uses PyO3).
 
@@ -16,6 +17,7 @@ pub mod data;
 pub mod error;
 pub mod images;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod nets;

@@ -24,15 +24,26 @@ pub unsafe fn view_f32(data: &[f32], rows: usize, cols: usize) -> Tensor {
 
 /// The device named by `name`: "cpu", "cuda", "cuda:N", or "auto" (CUDA when available).
 pub fn parse_device(name: &str) -> Result<Device> {
+    check_device_name(name)?;
     match name {
         "cpu" => Ok(Device::Cpu),
         "auto" => Ok(Device::cuda_if_available()),
         "cuda" | "gpu" => cuda(0),
-        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) => cuda(n),
-            None => Err(Error::invalid(format!("device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {name:?}"))),
-        },
+        _ => cuda(cuda_ordinal(name).unwrap_or_default()),
     }
+}
+
+fn cuda_ordinal(name: &str) -> Option<usize> {
+    name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok())
+}
+
+/// Error unless `name` is a device name (whether that device exists here is not checked:
+/// a configuration names a device before it is used, possibly on another machine).
+pub fn check_device_name(name: &str) -> Result<()> {
+    if matches!(name, "cpu" | "auto" | "cuda" | "gpu") || cuda_ordinal(name).is_some() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!("device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {}", crate::error::quote(name))))
 }
 
 fn cuda(n: usize) -> Result<Device> {

@@ -106,6 +106,16 @@ fn checkpoint_round_trip_is_exact() {
     assert_eq!(a, b);
     assert!(loaded.ids().unwrap().same_as(parts[0].ids()));
 
+    // Any changed byte of the data (or of the metadata) is caught by the checksum.
+    let good = std::fs::read(&path).unwrap();
+    for at in [good.len() - 1, good.len() / 2] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x04;
+        std::fs::write(&path, &bad).unwrap();
+        let err = checkpoint::load(&path, None).err().unwrap().to_string();
+        assert!(err.contains("m.safetensors") && err.contains("checksum"), "{err}");
+    }
+
     std::fs::write(&path, b"\x08\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
     let err = checkpoint::load(&path, None).err().unwrap().to_string();
     assert!(err.contains("m.safetensors") && err.contains("not a fashionrec model"), "{err}");

@@ -59,7 +59,8 @@ def test_catalogue_ids_give_indices_to_items_without_interactions():
         ([], [], {}, "no interactions"),
         ([0, 1], [0], {}, "differ in length"),
         ([0, 1], [0, 1], {"values": [1.0, np.nan]}, r"column 'values', row 1: value NaN is not finite"),
-        ([0, 1.5], [0, 1], {}, r"column 'users', row 1: 1.5 is not an integer index"),
+        ([0, 1.5], [0, 1], {}, r"column 'users': indices must be integers, not float64"),
+        ([0.0, 1.0], [0, 1], {}, r"column 'users': indices must be integers, not float64"),
     ],
 )
 def test_from_arrays_errors_name_column_and_row(users, items, kwargs, message):

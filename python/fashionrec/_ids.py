@@ -15,6 +15,8 @@ def id_column(values: Any, column: str) -> np.ndarray | list[str]:
     """``values`` as an int64 array (integer ids) or a list of str (string ids)."""
     if hasattr(values, "cat") and hasattr(values, "dtype") and str(values.dtype) == "category":
         values = values.astype(values.cat.categories.dtype)
+    if isinstance(values, (list, tuple)):
+        _check_same_kind(values, column)  # numpy would turn [1, "a"] into strings silently
     arr = np.asarray(values)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -43,6 +45,22 @@ def id_column(values: Any, column: str) -> np.ndarray | list[str]:
     if kind == "O":
         return _object_ids(arr.tolist(), column)
     raise ValueError(f"column '{column}': ids must be integers or strings, not {arr.dtype}")
+
+
+_TEXT = (str, bytes, np.str_, np.bytes_)
+
+
+def _check_same_kind(values: list | tuple, column: str) -> None:
+    """Error unless every element of a list is text or every one is not (row 0 decides)."""
+    if not values:
+        return
+    text = isinstance(values[0], _TEXT)
+    for row, x in enumerate(values):
+        if isinstance(x, _TEXT) != text:
+            shown = repr(x)
+            shown = shown if len(shown) <= 100 else shown[:100] + "..."
+            kind = "a string" if text else "a number"
+            raise ValueError(f"column '{column}', row {row}: {shown} is not {kind} id like row 0 (a list mixing types)")
 
 
 def _object_ids(items: list[Any], column: str) -> np.ndarray | list[str]:

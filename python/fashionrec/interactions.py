@@ -81,7 +81,7 @@ class Interactions:
 
         The id maps are ``like``'s (to build a test set for a training set), else the given
         catalogues ``user_ids`` / ``item_ids`` (so users or items without interactions still
-        get an index), else the sorted distinct ids of the data. An id outside a given map is
+        get an index; each id listed once), else the sorted distinct ids of the data. An id outside a given map is
         a ValueError naming the column and row, or with ``unknown="drop"`` its row is dropped
         and a warning says how many were.
         """
@@ -237,11 +237,13 @@ def _index_array(x: Any, column: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise ValueError(f"column '{column}': expected a 1-D array of indices, got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.floor(arr))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"column '{column}', row {row}: {arr[row]} is not an integer index")
-    elif arr.dtype.kind not in "iu" and arr.size:
-        raise ValueError(f"column '{column}': indices must be integers, not {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(arr > np.iinfo(np.int64).max))
+        raise ValueError(f"column '{column}', row {row}: index {arr[row]} does not fit in int64")
+    if arr.dtype.kind not in "iu" and arr.size:
+        # Floats too: a float array of indices is usually a mistake upstream (a NaN-holding
+        # column), and casting it would hide that.
+        raise ValueError(
+            f"column '{column}': indices must be integers, not {arr.dtype} (convert with .astype(int) if meant)"
+        )
     return np.ascontiguousarray(arr, dtype=np.int64)

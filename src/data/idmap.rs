@@ -261,11 +261,28 @@ fn distinct<T: Copy + Eq + std::hash::Hash + Send + Sync>(v: &[T]) -> Vec<T> {
         .collect()
 }
 
+/// Rows (first, second) of the first id that `raw` holds twice, if any.
+pub fn first_repeat(raw: RawIds<'_>) -> Option<(usize, usize)> {
+    fn scan<T: std::hash::Hash + Eq>(v: impl Iterator<Item = T>) -> Option<(usize, usize)> {
+        let mut seen = rustc_hash::FxHashMap::default();
+        for (row, x) in v.enumerate() {
+            if let Some(first) = seen.insert(x, row) {
+                return Some((first, row));
+            }
+        }
+        None
+    }
+    match raw {
+        RawIds::Int(v) => scan(v.iter()),
+        RawIds::Str(v) => scan(v.iter()),
+    }
+}
+
 /// A raw id of a column, quoted when it is a string.
 pub fn display_raw(raw: RawIds<'_>, row: usize) -> String {
     match raw {
         RawIds::Int(v) => v[row].to_string(),
-        RawIds::Str(v) => format!("{:?}", v[row]),
+        RawIds::Str(v) => crate::error::quote(v[row]),
     }
 }
 

@@ -52,7 +52,8 @@ impl std::str::FromStr for Duplicates {
             "last" => Ok(Duplicates::Last),
             "error" => Ok(Duplicates::Error),
             _ => Err(Error::invalid(format!(
-                "duplicates must be one of 'sum', 'max', 'last', 'error', not {s:?}"
+                "duplicates must be one of 'sum', 'max', 'last', 'error', not {}",
+                crate::error::quote(s)
             ))),
         }
     }
@@ -72,7 +73,7 @@ impl std::str::FromStr for Unknown {
         match s {
             "error" => Ok(Unknown::Error),
             "drop" => Ok(Unknown::Drop),
-            _ => Err(Error::invalid(format!("unknown must be 'error' or 'drop', not {s:?}"))),
+            _ => Err(Error::invalid(format!("unknown must be 'error' or 'drop', not {}", crate::error::quote(s)))),
         }
     }
 }
@@ -129,7 +130,7 @@ impl Csr {
         dup: Duplicates,
     ) -> Result<Csr> {
         // Counting sort by row keeps input order inside a row (for `Last` and error rows).
-        let mut indptr = vec![0usize; n_rows + 1];
+        let mut indptr = crate::limits::try_filled("the row offsets", n_rows + 1, 0usize)?;
         for &r in rows {
             indptr[r as usize + 1] += 1;
         }
@@ -167,7 +168,17 @@ impl Csr {
                                  pass duplicates='sum', 'max' or 'last' to merge them"
                             )))
                         }
-                        Duplicates::Sum => v = v.map(|a| a + values.unwrap()[p]),
+                        Duplicates::Sum => {
+                            let sum = v.map(|a| a + values.unwrap()[p]);
+                            if sum.is_some_and(|x| !x.is_finite()) {
+                                return Err(Error::invalid(format!(
+                                    "rows {first} and {p} hold the same (user, item) pair and their values sum \
+                                     to {} (beyond float32); pass duplicates='max' or 'last', or scale the values",
+                                    sum.unwrap()
+                                )));
+                            }
+                            v = sum
+                        }
                         Duplicates::Max => v = v.map(|a| a.max(values.unwrap()[p])),
                         Duplicates::Last => v = values.map(|vs| vs[p]),
                     }
@@ -292,6 +303,9 @@ impl Interactions {
         }
         let n_users = n_users.unwrap_or_else(|| max_plus_one(&u));
         let n_items = n_items.unwrap_or_else(|| max_plus_one(&i));
+        // The CSR by user and its transpose hold one offset per user and per item.
+        crate::limits::bytes_for(&format!("n_users={n_users}"), n_users + 1, std::mem::size_of::<usize>())?;
+        crate::limits::bytes_for(&format!("n_items={n_items}"), n_items + 1, std::mem::size_of::<usize>())?;
         let csr = Csr::from_coo(n_users, &u, &i, values, dup)?;
         Self::from_csr(csr, IdMaps::new(IdMap::Range(n_users), IdMap::Range(n_items)))
     }
@@ -440,6 +454,13 @@ fn check_finite(values: &[f32], column: &str) -> Result<()> {
 }
 
 fn checked_indices(idx: &[i64], bound: Option<usize>, column: &str, bound_name: &str) -> Result<Vec<u32>> {
+    // Indices are u32: a larger count could never be indexed, and would be truncated.
+    if let Some(b) = bound.filter(|&b| b > u32::MAX as usize) {
+        return Err(Error::invalid(format!(
+            "{bound_name}={b} is more than the {} {bound_name} supported (indices are 32-bit)",
+            u32::MAX
+        )));
+    }
     let limit = bound.map(|b| b as i64).unwrap_or(u32::MAX as i64);
     if let Some(row) = idx.iter().position(|&x| x < 0 || x >= limit) {
         let x = idx[row];
@@ -465,6 +486,24 @@ mod tests {
 
     fn cols() -> Columns<'static> {
         Columns::default()
+    }
+
+    #[test]
+    fn counts_beyond_indices_or_memory_are_refused() {
+        let e = Interactions::from_indices(&[0], &[0], None, Some(10_000_000_000_000), None, Duplicates::Sum, cols());
+        assert!(e.unwrap_err().to_string().contains("n_users=10000000000000"));
+        // Within 32-bit indices but not within memory: 2^32 offsets of 8 bytes need 32 GiB.
+        let e = Interactions::from_indices(&[0], &[0], None, None, Some(u32::MAX as usize), Duplicates::Sum, cols());
+        if crate::limits::budget() < 32 << 30 {
+            let e = e.unwrap_err();
+            assert!(matches!(e, Error::Memory(_)) && e.to_string().contains("n_items=4294967295"), "{e}");
+        }
+    }
+
+    #[test]
+    fn summed_duplicates_must_stay_finite() {
+        let e = Interactions::from_indices(&[0, 0], &[1, 1], Some(&[3e38, 3e38]), None, None, Duplicates::Sum, cols());
+        assert!(e.unwrap_err().to_string().contains("sum to inf"));
     }
 
     #[test]

@@ -48,7 +48,15 @@ pub fn synthetic(cfg: &SyntheticConfig) -> Result<Interactions> {
     if cfg.mean_items_per_user.is_nan() || cfg.mean_items_per_user < 1.0 || !cfg.taste.is_finite() || !cfg.popularity.is_finite() {
         return Err(Error::invalid("synthetic data needs mean_items_per_user >= 1 and finite weights"));
     }
+    if cfg.n_users > u32::MAX as usize || cfg.n_items > u32::MAX as usize {
+        return Err(Error::invalid("synthetic data needs n_users and n_items below 2^32 (32-bit indices)"));
+    }
     let d = cfg.factors;
+    // Before anything is drawn: the item vectors, and each user's row (at least 5 items).
+    let what = format!("synthetic data with n_items={} and factors={d}", cfg.n_items);
+    crate::limits::bytes_for(&what, crate::limits::mul(&what, cfg.n_items, d)?, std::mem::size_of::<f64>())?;
+    let per_user = std::mem::size_of::<Vec<u32>>() + 5 * 4 + std::mem::size_of::<usize>();
+    crate::limits::bytes_for(&format!("synthetic data with n_users={}", cfg.n_users), cfg.n_users, per_user)?;
     let scale = cfg.taste / (d as f64).sqrt();
     let mut rng = stream_rng(cfg.seed, streams::SYNTHETIC, u64::MAX);
     let item_vecs: Vec<f64> = (0..cfg.n_items * d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();

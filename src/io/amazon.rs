@@ -122,7 +122,7 @@ impl FromStr for Format {
             "auto" => Ok(Format::Auto),
             "python" => Ok(Format::Python),
             "json" => Ok(Format::Json),
-            _ => Err(Error::invalid(format!("format must be 'auto', 'python' or 'json', not {s:?}"))),
+            _ => Err(Error::invalid(format!("format must be 'auto', 'python' or 'json', not {}", crate::error::quote(s)))),
         }
     }
 }
@@ -431,6 +431,8 @@ fn read_description(f: Option<Field>) -> std::result::Result<Option<String>, Lin
 /// Text per chunk handed to the parser threads (whole lines; a longer line makes a longer
 /// chunk).
 const CHUNK_BYTES: usize = 4 << 20;
+/// The longest line the reader takes (the longest real metadata line is a few hundred KiB).
+const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// Complete lines, and the number of the first.
 struct Chunk {
@@ -499,6 +501,15 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
                     break;
                 }
                 has_newline |= block[..n].contains(&b'\n');
+                // Without a line end, `text` is all one line: a gzip bomb (or a file of another
+                // kind) must not grow it until memory runs out.
+                if !has_newline && text.len() + n > MAX_LINE_BYTES {
+                    return Err(Error::file(path, format!(
+                        "line {line}: more than {} MiB with no line end; this is not a file of one \
+                         record per line (or it is corrupt)",
+                        MAX_LINE_BYTES >> 20
+                    )));
+                }
                 text.extend_from_slice(&block[..n]);
             }
             decompressed += text.len() as u64;

@@ -11,7 +11,7 @@
 //! second copy of the images is ever made. [`write`] produces the same layout, byte for byte
 //! the opcodes Python 2's cPickle writes, for tests and for converting other data.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -137,7 +137,19 @@ pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layou
     };
     let n_users = count(elems[4], "user_num")?;
     let n_items = count(elems[5], "item_num")?;
-    let reader = Reader { p: &p, path, n_users, n_items };
+    // Size claims, checked against the file before the tables they size are allocated: every
+    // user and item of a DVBPR file has an entry (an item its image), so each takes bytes.
+    for (name, n) in [("user_num", n_users), ("item_num", n_items)] {
+        if n > bytes.len() {
+            return Err(at(
+                p.root,
+                format!("{name} is {n}, more users or items than a {}-byte file can hold entries for", bytes.len()),
+            ));
+        }
+    }
+    let per_item = std::mem::size_of::<Option<Span>>() + std::mem::size_of::<Option<String>>() + 8;
+    crate::limits::bytes_for(&format!("{}: item_num={n_items}", path.display()), n_items, per_item)?;
+    let reader = Reader { p: &p, path, n_users, n_items, file_len: bytes.len() };
     let splits = [reader.split(elems[0], 0)?, reader.split(elems[1], 1)?, reader.split(elems[2], 2)?];
     let (images, categories, item_asins) = reader.items(elems[3])?;
     Ok(Layout { n_users, n_items, splits, images, categories, item_asins })
@@ -148,6 +160,8 @@ struct Reader<'p, 'a> {
     path: &'p Path,
     n_users: usize,
     n_items: usize,
+    /// The file's size: the most (user, item) pairs it can really hold.
+    file_len: usize,
 }
 
 impl Reader<'_, '_> {
@@ -194,6 +208,15 @@ impl Reader<'_, '_> {
             let entries = p.items(seq).ok_or_else(|| {
                 self.fail(seq, v, format!("{name}[{user}] is a {}, expected a list of dicts", p.type_name(seq)))
             })?;
+            // One list can be referenced many times through the pickle memo; each pair of a
+            // real file has its own bytes, so more pairs than bytes is a file built to expand.
+            if out.users.len() + entries.len() > self.file_len {
+                return Err(self.fail(seq, v, format!(
+                    "{name}[{user}]: the lists so far hold more (user, item) pairs than the file has bytes \
+                     ({}): lists shared through pickle memo references expand to more data than the file holds",
+                    self.file_len
+                )));
+            }
             for (pos, &e) in entries.iter().enumerate() {
                 // A dict with 'productid' (the real files), or the item index itself.
                 let item = match p.dict(e) {
@@ -250,7 +273,11 @@ impl Reader<'_, '_> {
                 categories.get_or_insert_with(|| vec![-1; self.n_items])[i] = cat;
             }
             if let Some(a) = p.get(d, "asin") {
-                asins[i] = p.bytes(a).map(|b| String::from_utf8_lossy(b).into_owned());
+                asins[i] = match p.bytes(a).map(std::str::from_utf8) {
+                    Some(Ok(s)) => Some(s.to_owned()),
+                    Some(Err(_)) => return Err(self.fail(a, d, format!("items[{i}]['asin'] is not UTF-8 text"))),
+                    None => None,
+                };
             }
         }
         let asins = asins.iter().all(Option::is_some).then(|| asins.into_iter().flatten().collect());
@@ -325,10 +352,8 @@ pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
             return Err(Error::invalid(format!("{} ASINs for {n_items} items", a.len())));
         }
     }
-    let tmp = path.with_extension("npy.partial");
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, &e))?;
-    let mut w = Py2Writer { w: BufWriter::with_capacity(1 << 20, file), memo: 0, keys: Default::default() };
-    let result = (|| -> std::io::Result<u64> {
+    super::write_replacing(path, |out| {
+        let mut w = Py2Writer { w: out, memo: 0, keys: Default::default() };
         w.w.write_all(&npy::write_header("|O", false, &[6]))?;
         w.array_prefix()?;
         w.op(pk::EMPTY_LIST)?;
@@ -343,19 +368,8 @@ pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
         w.op(pk::APPENDS)?;
         w.array_suffix()?;
         w.w.flush()?;
-        w.w.get_ref().sync_all()?;
         Ok(w.w.get_ref().metadata()?.len())
-    })();
-    match result {
-        Ok(n) => {
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))?;
-            Ok(n)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(Error::io(path, &e))
-        }
-    }
+    })
 }
 
 /// A writer of the opcodes Python 2's cPickle emits: every container and string memoized

@@ -63,8 +63,11 @@ impl ImageFeatures {
             return Err(Error::invalid("dim must be at least 1"));
         }
         let map = super::map_file(path)?;
-        let rec = ASIN_LEN + 4 * dim;
         let size = map.len();
+        // Checked: a huge dim must not wrap around into a small record size.
+        let rec = dim.checked_mul(4).and_then(|b| b.checked_add(ASIN_LEN)).ok_or_else(|| {
+            Error::file(path, format!("dim={dim} asks for records of 10 + 4 x {dim} bytes, more than can be addressed: is dim right?"))
+        })?;
         // The first ASIN first: a file of another type is reported as such, not as truncated.
         let head = &map[..size.min(ASIN_LEN)];
         if !is_printable_ascii(head) {
@@ -287,18 +290,18 @@ pub fn write(path: &Path, asins: &[&str], values: &[f32], dim: usize) -> Result<
             return Err(Error::invalid(format!("ASIN {a:?} (position {pos}) is not 10 printable ASCII characters")));
         }
     }
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, &e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut buf = Vec::with_capacity(ASIN_LEN + 4 * dim);
-    for (a, row) in asins.iter().zip(values.chunks_exact(dim.max(1))) {
-        buf.clear();
-        buf.extend_from_slice(a.as_bytes());
-        for v in row {
-            buf.extend_from_slice(&v.to_le_bytes());
+    super::write_replacing(path, |w| {
+        let mut buf = Vec::with_capacity(ASIN_LEN + 4 * dim);
+        for (a, row) in asins.iter().zip(values.chunks_exact(dim.max(1))) {
+            buf.clear();
+            buf.extend_from_slice(a.as_bytes());
+            for v in row {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            w.write_all(&buf)?;
         }
-        w.write_all(&buf).map_err(|e| Error::io(path, &e))?;
-    }
-    w.flush().map_err(|e| Error::io(path, &e))
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -361,6 +364,9 @@ mod tests {
         let e = ImageFeatures::open(&jpeg, 4096).unwrap_err().to_string();
         assert!(e.contains("record 0 (byte offset 0)") && e.contains("ff d8 ff e0"), "{e}");
         assert!(e.contains("not an image-features file"), "{e}");
+        // A dim whose record size does not fit in usize is refused, never wrapped around.
+        let e = ImageFeatures::open(&jpeg, usize::MAX / 4 + 1).unwrap_err().to_string();
+        assert!(e.contains("more than can be addressed"), "{e}");
 
         let (path, _) = sample(dir.path(), &["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"], 2);
         let mut bytes = std::fs::read(&path).unwrap();

@@ -19,7 +19,9 @@ pub mod pyliteral;
 pub mod tabular;
 
 use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::Mmap;
 
@@ -41,15 +43,37 @@ impl std::str::FromStr for OnError {
         match s {
             "raise" => Ok(OnError::Raise),
             "skip" => Ok(OnError::Skip),
-            _ => Err(Error::invalid(format!("on_error must be 'raise' or 'skip', not {s:?}"))),
+            _ => Err(Error::invalid(format!("on_error must be 'raise' or 'skip', not {}", crate::error::quote(s)))),
         }
     }
 }
 
+/// Open `path` for reading; a directory is refused as such (opening one succeeds on Linux,
+/// and reading or mapping it then fails with a message that does not say why).
+pub fn open_file(path: &Path) -> Result<File> {
+    let file = File::open(path).map_err(|e| Error::io(path, &e))?;
+    if file.metadata().map_err(|e| Error::io(path, &e))?.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    Ok(file)
+}
+
+/// The error for a directory where a file is expected.
+pub fn is_a_directory(path: &Path) -> Error {
+    Error::Io { path: path.display().to_string(), message: format!("{IS_A_DIRECTORY}, not a file") }
+}
+
+/// How [`is_a_directory`] errors start (the bindings raise IsADirectoryError for them).
+pub const IS_A_DIRECTORY: &str = "Is a directory";
+
 /// A read-only memory map of a whole file. Errors name the file; an empty file is an error
 /// (nothing to map, and no format here is valid empty).
+///
+/// A file truncated by another process while mapped ends this process with SIGBUS when a
+/// vanished page is touched, as with `numpy.memmap` (the README says so); our own writers
+/// never truncate in place (see [`write_replacing`]).
 pub fn map_file(path: &Path) -> Result<Mmap> {
-    let file = File::open(path).map_err(|e| Error::io(path, &e))?;
+    let file = open_file(path)?;
     let len = file.metadata().map_err(|e| Error::io(path, &e))?.len();
     if len == 0 {
         return Err(Error::file(path, "the file is empty"));
@@ -57,4 +81,69 @@ pub fn map_file(path: &Path) -> Result<Mmap> {
     // SAFETY: the map is read-only; a file truncated by another process while mapped would
     // fault on access, as for any reader of a file that changes underneath it.
     unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, &e))
+}
+
+/// Write `path` whole through a temporary file in the same folder, renamed over `path` only
+/// when `write` succeeded (and the data reached the disk). A reader that has the old file
+/// open or mapped keeps reading the old bytes: the file is replaced, never truncated in
+/// place. On failure the temporary file is removed and `path` is untouched.
+pub fn write_replacing<T>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<T>,
+) -> Result<T> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if path.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    let name = path.file_name().ok_or_else(|| Error::invalid(format!("{}: not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}-{}.partial",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let out = write(&mut w)?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        drop(w);
+        std::fs::rename(&tmp, path)?;
+        Ok(out)
+    })();
+    result.map_err(|e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, &e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_keeps_the_old_file_for_its_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        write_replacing(&path, |w| w.write_all(b"old bytes")).unwrap();
+        let map = map_file(&path).unwrap();
+        write_replacing(&path, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(&map[..], b"old bytes"); // the mapped old file is intact
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let failed = write_replacing(&path, |w| {
+            w.write_all(b"half")?;
+            Err::<(), _>(std::io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn a_directory_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        for e in [map_file(dir.path()).unwrap_err(), write_replacing(dir.path(), |_| Ok(())).unwrap_err()] {
+            assert!(e.to_string().contains("Is a directory, not a file"), "{e}");
+        }
+    }
 }

@@ -132,8 +132,11 @@ impl PickledArray<'_> {
             return Err("an object array, not a numeric one".into());
         };
         let Dtype { kind, size, big_endian } = self.dtype;
-        let n: usize = self.shape.iter().product();
-        if raw.len() != n * size {
+        if !(1..=8).contains(&size) {
+            return Err(format!("numeric dtype '{}{size}' is not supported (item size must be 1 to 8 bytes)", kind as char));
+        }
+        let n = element_count(&self.shape)?;
+        if n.checked_mul(size) != Some(raw.len()) {
             return Err(format!("array data has {} bytes for {n} items of {size} bytes", raw.len()));
         }
         let word = |c: &[u8]| {
@@ -172,9 +175,12 @@ pub fn dtype_of(p: &Pickle<'_>, v: Value) -> Result<Dtype, String> {
         .and_then(|&d| p.bytes(d))
         .and_then(|d| std::str::from_utf8(d).ok())
         .ok_or("a numpy dtype without its type string")?;
-    let (kind, size) = descr.split_at(1);
-    let kind = kind.as_bytes()[0];
-    let size = if size.is_empty() { 0 } else { size.parse::<usize>().map_err(|_| format!("dtype {descr:?}"))? };
+    let (&kind, size) = descr.as_bytes().split_first().ok_or("a numpy dtype with an empty type string")?;
+    let size = match std::str::from_utf8(size) {
+        Ok("") => 0,
+        Ok(digits) => digits.parse::<usize>().map_err(|_| format!("dtype {}", crate::error::quote(descr)))?,
+        Err(_) => return Err(format!("dtype {}", crate::error::quote(descr))),
+    };
     // The BUILD state's second item is the byte order: '<', '>', '|' or '='.
     let big_endian = state
         .and_then(|s| p.items(s))
@@ -207,13 +213,18 @@ pub fn array_of<'p>(p: &'p Pickle<'_>, v: Value) -> Option<Result<PickledArray<'
             ArrayData::Raw(p.any_bytes(s[4]).ok_or("a numeric array whose data is not bytes")?)
         };
         if let ArrayData::Objects(items) = data {
-            let n: usize = shape.iter().product();
+            let n = element_count(&shape)?;
             if items.len() != n {
                 return Err(format!("an object array of shape {shape:?} holds {} items", items.len()));
             }
         }
         Ok(PickledArray { shape, dtype, data })
     })())
+}
+
+/// The number of elements of `shape`, or an error when the product overflows.
+fn element_count(shape: &[usize]) -> Result<usize, String> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| format!("an ndarray of shape {shape:?} (too many elements)"))
 }
 
 /// An integer: a Python int or bool, or a numpy integer scalar.
@@ -238,6 +249,16 @@ pub fn int_of(p: &Pickle<'_>, v: Value) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_size_and_odd_dtypes_are_errors() {
+        for size in [0, 9, 16] {
+            let arr = PickledArray { shape: vec![3], dtype: Dtype { kind: b'i', size, big_endian: true }, data: ArrayData::Raw(&[]) };
+            assert!(arr.numbers().unwrap_err().contains("not supported"));
+        }
+        let arr = PickledArray { shape: vec![usize::MAX, 2], dtype: Dtype { kind: b'u', size: 1, big_endian: false }, data: ArrayData::Raw(&[]) };
+        assert!(arr.numbers().unwrap_err().contains("too many elements"));
+    }
 
     #[test]
     fn header_round_trip_and_alignment() {

@@ -11,7 +11,9 @@
 //! * **Python 2 string semantics.** A string without `u` or `b` is a Python 2 byte string: its
 //!   `\xhh` and `\ooo` escapes are raw bytes, so `'\xe2\x80\x99'` is `’`. The bytes are decoded
 //!   as UTF-8; a byte that is not part of a valid UTF-8 sequence becomes the character with the
-//!   same number (Latin-1), so `'caf\xe9'` is `café` and nothing is ever lost. (For the strings
+//!   same number (Latin-1), so `'caf\xe9'` is `café` and nothing is ever lost. This applies
+//!   to escaped bytes only: the text itself must be UTF-8, and a raw byte that is not is an
+//!   error at its offset (never silently reread as Latin-1). (For the strings
 //!   Python 3's `repr` writes, this gives the same text as Python 3 does: `repr` only escapes
 //!   control characters, which never form UTF-8 sequences.) `\uXXXX` is a code point in these
 //!   strings too (Python 3 meaning; a Python 2 writer never puts a bare `\u` in a byte string).
@@ -1037,6 +1039,16 @@ impl<'t> Cursor<'t, '_> {
                 }
                 i += 1;
             }
+            // Raw text must be UTF-8: only escaped bytes (`\xe9`) get the Python 2 rule of the
+            // module docs. (A run ends at an ASCII byte, so it never splits a character.)
+            if let Err(e) = std::str::from_utf8(&t[run_start..i]) {
+                let at = run_start + e.valid_up_to();
+                return Err(self.error_at(at, format!(
+                    "invalid UTF-8 (byte 0x{:02x}) in the text of a string; the file must be UTF-8 \
+                     (bytes written as \\x escapes are read as Python 2 did)",
+                    t[at]
+                )));
+            }
             self.scratch.extend_from_slice(&t[run_start..i]);
             let Some(&b) = t.get(i) else {
                 return Err(self.error_at(lit_start, format!(
@@ -1108,8 +1120,11 @@ impl<'t> Cursor<'t, '_> {
                     if c >= 0x80 && kind == StrKind::Bytes {
                         return Err(self.error_at(next, "bytes literals may only contain ASCII characters (use \\x escapes)"));
                     }
-                    self.scratch.push(c);
-                    next += 1;
+                    // A non-ASCII character is left to the next run (copied whole, checked).
+                    if c < 0x80 {
+                        self.scratch.push(c);
+                        next += 1;
+                    }
                 }
             }
         }
@@ -1481,9 +1496,12 @@ mod tests {
         assert_eq!(py(r"'\xe2\x80\x99 and \xff'"), st("’ and ÿ"));
         // In u'' strings, \xhh is the code point.
         assert_eq!(py(r"u'\xe2\x80\x99'"), st("\u{e2}\u{80}\u{99}"));
-        // Raw non-ASCII bytes in the text (not escaped) are decoded the same way.
-        assert_eq!(parse(b"'caf\xe9'", Dialect::Python).unwrap(), st("café"));
+        // Raw bytes in the text (not escaped) must be UTF-8: never silently reread as Latin-1.
+        let e = parse(b"'caf\xe9'", Dialect::Python).unwrap_err();
+        assert!(e.message.contains("invalid UTF-8") && e.offset == 4, "{e}");
+        assert!(parse(b"{'a': '\xff\xfe'}", Dialect::Python).unwrap_err().message.contains("UTF-8"));
         assert_eq!(py("'café'"), st("café"));
+        assert_eq!(py(r"r'\é'"), st(r"\é"));
         assert!(py_err("b'café'").message.contains("ASCII"));
         // Concatenated pieces are decoded together (one byte string in Python 2).
         assert_eq!(py(r"'\xe2\x80' '\x99'"), st("’"));

@@ -11,7 +11,6 @@
 //! name the file, the line (1-based, physical lines of the file), the column and the value.
 
 use std::borrow::Cow;
-use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,7 +44,7 @@ impl std::str::FromStr for IdType {
             "auto" => Ok(IdType::Auto),
             "int" => Ok(IdType::Int),
             "str" => Ok(IdType::Str),
-            _ => Err(Error::invalid(format!("id type must be 'auto', 'int' or 'str', not {s:?}"))),
+            _ => Err(Error::invalid(format!("id type must be 'auto', 'int' or 'str', not {}", crate::error::quote(s)))),
         }
     }
 }
@@ -1218,10 +1217,6 @@ pub fn write_int_csv(path: &Path, header: &[&str], columns: &[&[i64]]) -> Result
     if !header.is_empty() && header.len() != columns.len() {
         return Err(Error::invalid(format!("{} header names for {} columns", header.len(), columns.len())));
     }
-    let mut file = std::io::BufWriter::new(File::create(path).map_err(|e| Error::io(path, &e))?);
-    if !header.is_empty() {
-        writeln!(file, "{}", header.join(",")).map_err(|e| Error::io(path, &e))?;
-    }
     const BLOCK: usize = 1 << 16;
     let blocks: Vec<Vec<u8>> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
@@ -1239,10 +1234,15 @@ pub fn write_int_csv(path: &Path, header: &[&str], columns: &[&[i64]]) -> Result
             buf
         })
         .collect();
-    for b in blocks {
-        file.write_all(&b).map_err(|e| Error::io(path, &e))?;
-    }
-    file.flush().map_err(|e| Error::io(path, &e))
+    super::write_replacing(path, |file| {
+        if !header.is_empty() {
+            writeln!(file, "{}", header.join(","))?;
+        }
+        for b in blocks {
+            file.write_all(&b)?;
+        }
+        Ok(())
+    })
 }
 
 fn push_int(buf: &mut Vec<u8>, x: i64) {

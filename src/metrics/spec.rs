@@ -35,7 +35,7 @@ impl FromStr for Metric {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let name = s.trim().to_ascii_lowercase();
-        let unknown = || Error::invalid(format!("unknown metric {s:?}; known: {METRIC_HELP}"));
+        let unknown = || Error::invalid(format!("unknown metric {}; known: {METRIC_HELP}", crate::error::quote(s)));
         match name.as_str() {
             "auc" | "roc_auc" => return Ok(Metric::Auc),
             "sampled_auc" => return Ok(Metric::SampledAuc),

@@ -32,6 +32,8 @@ pub fn check_scores(scores: &[f32], user: u32) -> Result<()> {
 
 /// Top-k items for each row of a (users.len(), n_items) score block, skipping the user's items
 /// in `exclude`. Rows with fewer than k candidates are padded with item -1 and score -inf.
+/// `k` above `n_items` is taken as `n_items` (rows are `min(k, n_items)` long), so a huge k
+/// never asks for a huge buffer.
 pub fn top_k_block(
     scores: &[f32],
     n_items: usize,
@@ -46,8 +48,10 @@ pub fn top_k_block(
             users.len()
         )));
     }
-    let mut items = vec![-1i64; users.len() * k];
-    let mut best = vec![f32::NEG_INFINITY; users.len() * k];
+    let k = k.min(n_items);
+    let slots = users.len() * k; // <= scores.len()
+    let mut items = crate::limits::try_filled("the top-k item lists", slots, -1i64)?;
+    let mut best = crate::limits::try_filled("the top-k scores", slots, f32::NEG_INFINITY)?;
     if k == 0 {
         return Ok((items, best));
     }
@@ -84,9 +88,17 @@ mod tests {
 
     #[test]
     fn block_pads_when_few_candidates() {
-        let (it, sc) = top_k_block(&[1.0, 2.0], 2, &[0], 3, None).unwrap();
-        assert_eq!(it, vec![1, 0, -1]);
+        let seen = Interactions::from_indices(&[0], &[1], None, None, Some(3), crate::data::Duplicates::Sum, Default::default()).unwrap();
+        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5], 3, &[0], 3, Some(&seen)).unwrap();
+        assert_eq!(it, vec![0, 2, -1]);
         assert_eq!(sc[2], f32::NEG_INFINITY);
         assert!(top_k_block(&[1.0, f32::NAN], 2, &[0], 1, None).unwrap_err().to_string().contains("NaN"));
+    }
+
+    #[test]
+    fn huge_k_is_the_whole_catalogue() {
+        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5, 0.0], 2, &[0, 1], usize::MAX, None).unwrap();
+        assert_eq!(it, vec![1, 0, 0, 1]);
+        assert_eq!(sc, vec![2.0, 1.0, 0.5, 0.0]);
     }
 }

@@ -16,7 +16,7 @@ use tch::{Device, Kind, Tensor};
 use super::factors::{FactorHandles, Factors};
 use super::{check_side, not_fitted, validator, Recommender};
 use crate::data::{IdMaps, Interactions, Need, SideInfo, SideNeeds};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::metrics::Validation;
 use crate::sampling::{Choice, SamplerConfig, TripleBatch, TripleSampler};
 use crate::tensors::{cpu_f32_ptr, device_name, parse_device};
@@ -95,13 +95,16 @@ impl BprConfig {
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1".into());
         }
+        crate::limits::check_threads("threads", self.threads)?;
+        crate::tensors::check_device_name(&self.device)?;
         for (name, v, strictly) in [
             ("lr", self.lr, true),
             ("init_std", self.init_std, true),
             ("reg", self.reg, false),
             ("bias_reg", self.bias_reg, false),
         ] {
-            if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
+            // f32 is what the kernels compute in: a finite f64 beyond it would become inf there.
+            if !v.is_finite() || v.abs() > f32::MAX as f64 || v < 0.0 || (strictly && v == 0.0) {
                 return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
             }
         }
@@ -109,10 +112,10 @@ impl BprConfig {
             return bad(format!("lr_final must be in (0, 1], got {}", self.lr_final));
         }
         if !["sgd", "adam"].contains(&self.optimizer.as_str()) {
-            return bad(format!("optimizer must be 'sgd' or 'adam', not {:?}", self.optimizer));
+            return bad(format!("optimizer must be 'sgd' or 'adam', not {}", quote(&self.optimizer)));
         }
         if !["auto", "native", "torch"].contains(&self.backend.as_str()) {
-            return bad(format!("backend must be 'auto', 'native' or 'torch', not {:?}", self.backend));
+            return bad(format!("backend must be 'auto', 'native' or 'torch', not {}", quote(&self.backend)));
         }
         self.sampler.validate()?;
         if self.backend == "native" && self.optimizer != "sgd" {

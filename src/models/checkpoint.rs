@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
@@ -16,8 +17,12 @@ use crate::error::{Error, Result};
 use crate::train::EpochLog;
 
 const FORMAT: &str = "fashionrec";
-const FORMAT_VERSION: &str = "1";
+/// 2 adds the `checksum` metadata; version 1 files (no checksum) are still read.
+const FORMAT_VERSION: &str = "2";
+const READS_VERSIONS: &[&str] = &["1", "2"];
 const IDS_PREFIX: &str = "__ids__.";
+/// Metadata key of the CRC-32 over the tensors and the other metadata (see [`checksum`]).
+const CHECKSUM: &str = "checksum";
 
 struct Owned {
     dtype: Dtype,
@@ -106,13 +111,56 @@ pub fn save(model: &dyn Recommender, path: &Path) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let tmp = path.with_extension("fashionrec-tmp");
+    let mut metadata = metadata;
+    let sum = checksum(
+        tensors.iter().map(|(n, o)| (n.as_str(), format!("{:?}", o.dtype), o.shape.as_slice(), o.data.as_slice())),
+        &metadata,
+    );
+    metadata.insert(CHECKSUM.to_string(), sum);
     let views = tensors.iter().map(|(n, o)| (n.as_str(), o));
-    safetensors::serialize_to_file(views, &Some(metadata), &tmp).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(io) => Error::io(path, &io),
-        e => Error::file(path, format!("cannot write: {e:?}")),
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
+    let bytes = safetensors::serialize(views, &Some(metadata))
+        .map_err(|e| Error::file(path, format!("cannot write: {e:?}")))?;
+    // Through a temporary file renamed over `path`: a failed save leaves no half file, and a
+    // reader of the old file keeps its bytes.
+    crate::io::write_replacing(path, |w| w.write_all(&bytes))
+}
+
+/// "crc32:xxxxxxxx" over every tensor in name order (name, dtype, shape, data) and every other
+/// metadata entry in key order, so a flipped bit anywhere that matters is an error on load.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, String, &'a [usize], &'a [u8])>, meta: &HashMap<String, String>) -> String {
+    let mut tensors: Vec<_> = tensors.collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    for (name, dtype, shape, data) in tensors {
+        for part in [name.as_bytes(), b"\0", dtype.as_bytes(), b"\0"] {
+            h.update(part);
+        }
+        for &d in shape {
+            h.update(&(d as u64).to_le_bytes());
+        }
+        h.update(data);
+    }
+    let mut keys: Vec<&String> = meta.keys().filter(|k| k.as_str() != CHECKSUM).collect();
+    keys.sort();
+    for k in keys {
+        for part in [k.as_bytes(), b"\0", meta[k].as_bytes(), b"\0"] {
+            h.update(part);
+        }
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
+
+/// Error naming the tensor and the position of its first NaN or infinity (float tensors).
+fn check_finite(name: &str, dtype: Dtype, data: &[u8]) -> std::result::Result<(), String> {
+    let first_bad = match dtype {
+        Dtype::F32 => data.chunks_exact(4).position(|c| !f32::from_le_bytes(c.try_into().unwrap()).is_finite()),
+        Dtype::F64 => data.chunks_exact(8).position(|c| !f64::from_le_bytes(c.try_into().unwrap()).is_finite()),
+        _ => None,
+    };
+    match first_bad {
+        Some(i) => Err(format!("tensor '{name}' holds a value that is not finite (NaN or inf) at flat position {i}")),
+        None => Ok(()),
+    }
 }
 
 /// Read a model written by [`save`]. `device` overrides the saved configuration's device.
@@ -128,8 +176,24 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
         return Err(bad("not a fashionrec model file".into()));
     }
     let version = get("format_version")?;
-    if version != FORMAT_VERSION {
-        return Err(bad(format!("model file format {version} is not supported by this version (reads {FORMAT_VERSION})")));
+    if !READS_VERSIONS.contains(&version.as_str()) {
+        return Err(bad(format!(
+            "model file format {} is not supported by this version of fashionrec (it reads formats {}); \
+             upgrade fashionrec to read it",
+            crate::error::quote(&version),
+            READS_VERSIONS.join(", ")
+        )));
+    }
+    if version != "1" {
+        let stored = get(CHECKSUM)?;
+        let views = st.tensors();
+        let sum = checksum(views.iter().map(|(n, v)| (n.as_str(), format!("{:?}", v.dtype()), v.shape(), v.data())), &meta);
+        if stored != sum {
+            return Err(bad(format!(
+                "checksum mismatch (stored {}, computed {sum}): the file is corrupt (a changed byte)",
+                crate::error::quote(&stored)
+            )));
+        }
     }
     let mut model = create(&get("model")?, &get("config")?).map_err(|e| bad(e.to_string()))?;
     let history: Vec<EpochLog> =
@@ -147,9 +211,14 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
             Dtype::F64 => Kind::Double,
             Dtype::I64 => Kind::Int64,
             Dtype::U8 => Kind::Uint8,
-            d => return Err(bad(format!("tensor '{name}' has unsupported dtype {d:?}"))),
+            d => {
+                return Err(bad(format!(
+                    "tensor '{name}' has dtype {d:?}, which no fashionrec model saves (float32, float64, int64 or uint8)"
+                )))
+            }
         };
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        check_finite(&name, view.dtype(), view.data()).map_err(bad)?;
         let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
         state.insert(name, t);
     }

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::sampling::rng::{stream_rng, streams};
 use crate::tensors::{from_f32, parse_device};
 
@@ -34,16 +35,21 @@ impl Factors {
     /// seed gives the same start on every device and thread count).
     pub fn random(n_users: usize, n_items: usize, dim: usize, std: f64, seed: u64, device: Device) -> Result<Self> {
         let normal = Normal::new(0.0f32, std as f32).map_err(|e| Error::invalid(format!("init_std: {e}")))?;
-        let draw = |rows: usize, offset: u64| -> Vec<f32> {
-            let mut out = vec![0f32; rows * dim];
+        // Checked before anything is drawn: each factor is held three times on the way (the
+        // draw, the tensor, the variable's copy).
+        let what = format!("factors={dim} for {n_users} users and {n_items} items");
+        let values = limits::mul(&what, n_users.saturating_add(n_items), dim)?;
+        limits::bytes_for(&what, values, 3 * std::mem::size_of::<f32>())?;
+        let draw = |rows: usize, offset: u64| -> Result<Vec<f32>> {
+            let mut out = limits::try_filled(&what, rows * dim, 0f32)?;
             out.par_chunks_mut(dim.max(1)).enumerate().for_each(|(r, row)| {
                 let mut rng = stream_rng(seed, streams::INIT, offset + r as u64);
                 row.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
             });
-            out
+            Ok(out)
         };
-        let users = from_f32(&draw(n_users, 0), &[n_users as i64, dim as i64]);
-        let items = from_f32(&draw(n_items, 1 << 40), &[n_items as i64, dim as i64]);
+        let users = from_f32(&draw(n_users, 0)?, &[n_users as i64, dim as i64]);
+        let items = from_f32(&draw(n_items, 1 << 40)?, &[n_items as i64, dim as i64]);
         let bias = Tensor::zeros([n_items as i64], (Kind::Float, Device::Cpu));
         Ok(Self::from_tensors(&users, &items, &bias, device))
     }
@@ -64,6 +70,11 @@ impl Factors {
             state.get(name).ok_or_else(|| Error::state(format!("saved model has no tensor '{name}'")))
         };
         let (u, i, b) = (get(USERS)?, get(ITEMS)?, get(ITEM_BIAS)?);
+        for (name, t) in [(USERS, u), (ITEMS, i), (ITEM_BIAS, b)] {
+            if t.kind() != Kind::Float {
+                return Err(Error::state(format!("saved tensor '{name}' holds {:?} values, not float32", t.kind())));
+            }
+        }
         let (us, is, bs) = (u.size(), i.size(), b.size());
         if us.len() != 2 || is.len() != 2 || us[1] != is[1] || bs != [is[0]] {
             return Err(Error::state(format!(

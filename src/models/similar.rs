@@ -9,8 +9,9 @@ use crate::metrics::top_k;
 /// Queries per matrix product, to bound memory on large catalogues.
 const QUERY_BLOCK: usize = 1024;
 
-/// The `k` items most cosine-similar to each query item (itself left out), best first;
-/// padded with -1 / -inf when the catalogue is smaller than k + 1.
+/// The `k` items most cosine-similar to each query item (itself left out), best first.
+/// `k` is at most `n_items - 1` (a larger k is taken as that, so a huge k never asks for a
+/// huge buffer); rows are that long.
 pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec<i64>, Vec<f32>)> {
     let size = vectors.size();
     if size.len() != 2 {
@@ -20,16 +21,18 @@ pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec
     if let Some(&bad) = queries.iter().find(|&&q| q < 0 || q >= n) {
         return Err(Error::invalid(format!("item index {bad} out of range for {n} items")));
     }
-    let v = vectors.to_device(Device::Cpu).to_kind(Kind::Float);
-    let unit = &v / v.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
-    let mut items = vec![-1i64; queries.len() * k];
-    let mut scores = vec![f32::NEG_INFINITY; queries.len() * k];
+    let k = effective_k(k, n as usize);
+    let slots = crate::limits::mul("similar_items: queries x k", queries.len(), k)?;
+    let mut items = crate::limits::try_filled("the similar-item lists", slots, -1i64)?;
+    let mut scores = crate::limits::try_filled("the similarities", slots, f32::NEG_INFINITY)?;
+    let v = vectors.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
+    let unit = v.f_div(&v.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?;
     if k == 0 {
         return Ok((items, scores));
     }
     for (b, block) in queries.chunks(QUERY_BLOCK).enumerate() {
-        let sims = tch::no_grad(|| unit.index_select(0, &Tensor::from_slice(block)).matmul(&unit.tr()));
-        let sims = Vec::<f32>::try_from(sims.contiguous().flatten(0, -1))?;
+        let sims = tch::no_grad(|| unit.f_index_select(0, &Tensor::from_slice(block))?.f_matmul(&unit.f_tr()?))?;
+        let sims = Vec::<f32>::try_from(sims.f_contiguous()?.f_flatten(0, -1)?)?;
         let off = b * QUERY_BLOCK * k;
         items[off..off + block.len() * k]
             .par_chunks_mut(k)
@@ -48,6 +51,11 @@ pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec
     Ok((items, scores))
 }
 
+/// The k of [`similar_items`] for a catalogue of `n_items`: at most every other item.
+pub fn effective_k(k: usize, n_items: usize) -> usize {
+    k.min(n_items.saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +66,7 @@ mod tests {
         let (it, sc) = similar_items(&v, &[0], 2).unwrap();
         assert_eq!(it, vec![3, 1]);
         assert!((sc[0] - 1.0).abs() < 1e-6);
+        let (it, _) = similar_items(&v, &[0, 1], usize::MAX).unwrap();
+        assert_eq!(it.len(), 2 * 3);
     }
 }

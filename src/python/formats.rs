@@ -57,7 +57,7 @@ fn dialect(name: &str) -> PyResult<Dialect> {
     match name {
         "python" => Ok(Dialect::Python),
         "json" => Ok(Dialect::Json),
-        _ => Err(PyValueError::new_err(format!("dialect must be 'python' or 'json', not {name:?}"))),
+        _ => Err(PyValueError::new_err(format!("dialect must be 'python' or 'json', not {}", crate::error::quote(name)))),
     }
 }
 

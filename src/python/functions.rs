@@ -66,6 +66,9 @@ fn sample_triples<'py>(
     stream: u64,
 ) -> PyResult<Triples<'py>> {
     let d = data.inner.clone();
+    // Users, positives and n_negatives negatives per sample, as i64.
+    let what = format!("sample_triples(n={n}, n_negatives={n_negatives})");
+    crate::limits::bytes_for(&what, crate::limits::mul(&what, n, n_negatives.saturating_add(2))?, 8)?;
     let batch = py.allow_threads(|| -> crate::Result<TripleBatch> {
         let sampler = TripleSampler::new(&d, n_negatives)?;
         let mut b = TripleBatch::default();
@@ -215,7 +218,7 @@ fn top_k_block<'py>(
     let u = user_slice(&users)?;
     let ex = exclude.as_ref().map(|x| x.inner.clone());
     let (items, best) = py.allow_threads(|| topk_core(s, n_items, &u, k, ex.as_deref()))?;
-    let n = u.len();
+    let (n, k) = (u.len(), k.min(n_items)); // the core's row length
     Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, best).reshape([n, k])?))
 }
 
@@ -235,7 +238,7 @@ fn similar_items<'py>(
         let t = unsafe { crate::tensors::view_f32(v, shape[0], shape[1]) };
         models::similar::similar_items(&t, q, k)
     })?;
-    let n = q.len();
+    let (n, k) = (q.len(), models::similar::effective_k(k, shape[0])); // the core's row length
     Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, sims).reshape([n, k])?))
 }
 

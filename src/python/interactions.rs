@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyList;
 
+use crate::data::idmap::{display_raw, first_repeat};
 use crate::data::{Columns, Duplicates, IdKind, IdMap, Interactions, RawIds, Unknown};
 
 #[pyclass(name = "Interactions", module = "fashionrec._core", frozen)]
@@ -87,13 +88,20 @@ pub(crate) fn index_of<'py>(
     Ok(PyArray1::from_vec(py, idx.into_iter().map(|i| i as i64).collect()))
 }
 
-/// An id map from a list of catalogue ids (sorted, duplicates merged).
+/// An id map from a list of catalogue ids (sorted; an id listed twice is an error).
 pub(crate) fn catalogue(ids: &Bound<'_, PyAny>, what: &str) -> PyResult<IdMap> {
     let held = HeldIds::extract(ids, what)?;
     let mut strs = Vec::new();
     let raw = held.raw(&mut strs)?;
     if raw.is_empty() {
         return Err(pyo3::exceptions::PyValueError::new_err(format!("{what} is empty")));
+    }
+    // A catalogue lists each id once (as an id-list file must): a repeat is a mistake upstream.
+    if let Some((first, second)) = first_repeat(raw) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what}: id {} appears twice (positions {first} and {second})",
+            display_raw(raw, second)
+        )));
     }
     Ok(IdMap::build(raw))
 }
@@ -102,7 +110,7 @@ pub(crate) fn catalogue(ids: &Bound<'_, PyAny>, what: &str) -> PyResult<IdMap> {
 type GivenMaps = (Option<Arc<IdMap>>, Option<Arc<IdMap>>);
 
 /// The id maps a new Interactions takes, per side: `like`'s, else a catalogue's (sorted,
-/// duplicates merged), else None (built from the data).
+/// an id listed twice is an error), else None (built from the data).
 pub(crate) fn given_id_maps(
     like: Option<&PyInteractions>,
     user_ids: Option<&Bound<'_, PyAny>>,

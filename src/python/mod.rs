@@ -13,7 +13,7 @@ mod tabular;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::Error;
@@ -39,15 +39,34 @@ pub(crate) fn metric_options(metrics: &[String], sampled_negatives: usize, seed:
     Ok((parsed, EvalOptions { sampled_negatives, seed }))
 }
 
+/// The longest message an exception carries: a bound even where a message quotes input that
+/// no check cut short (the places that quote input use `error::quote`).
+const MAX_MESSAGE_BYTES: usize = 2000;
+
+fn bounded(msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE_BYTES {
+        return msg;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... (message cut: {} bytes in all)", &msg[..end], msg.len())
+}
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
-        let msg = e.to_string();
+        let msg = bounded(e.to_string());
         match e {
             Error::InvalidInput(_) | Error::File { .. } => PyValueError::new_err(msg),
             Error::Io { message, .. } if message.contains("No such file") => PyFileNotFoundError::new_err(msg),
+            Error::Io { message, .. } if message.starts_with(crate::io::IS_A_DIRECTORY) => {
+                PyIsADirectoryError::new_err(msg)
+            }
             Error::Io { .. } => PyOSError::new_err(msg),
             Error::Torch(m) if m.contains("out of memory") || m.contains("OutOfMemory") => PyMemoryError::new_err(msg),
             Error::State(_) | Error::Torch(_) => PyRuntimeError::new_err(msg),
+            Error::Memory(_) => PyMemoryError::new_err(msg),
         }
     }
 }

@@ -149,7 +149,7 @@ pub fn fit_loop<S: BatchSource>(
                 }
                 Ok(b)
             })?;
-            let samples = (done * cfg.batch_size).min(total);
+            let samples = done.saturating_mul(cfg.batch_size).min(total);
             if done < n_batches && observer(&Event::Progress { epoch: epoch + 1, samples, total }) == Control::Stop {
                 report.stopped = true;
                 return Ok(report);
@@ -182,6 +182,7 @@ pub struct ThreadPool(rayon::ThreadPool);
 
 impl ThreadPool {
     pub fn new(threads: usize) -> Result<Self> {
+        crate::limits::check_threads("threads", threads)?;
         let n = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Seq
 import numpy as np
 
 from .. import _core
+from .._files import replacing
 from .._ids import id_column
 
 if TYPE_CHECKING:
@@ -250,7 +251,8 @@ def write_amazon_metadata(
         raise ValueError(f"format must be 'python' or 'json', not {format!r}")
     render = _py2_repr if format == "python" else json.dumps
     opener = _gzip.open if gzip else open
-    with opener(path, "wb") as out:  # type: ignore[operator]
+    # A new file renamed over the old one: a reader of the old file keeps its bytes.
+    with replacing(path) as tmp, opener(tmp, "wb") as out:  # type: ignore[operator]
         for n, rec in enumerate(records):
             if not isinstance(rec, Mapping):
                 raise TypeError(f"record {n}: expected a dict, got {type(rec).__name__}")

@@ -8,6 +8,7 @@ page cache), viewed in place by numpy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Any, Sequence
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _core
+from .._files import replacing
 from .._ids import id_column
 
 ASIN_BYTES = 10
@@ -193,7 +195,10 @@ def write_image_features(
     dim = feats.shape[1]
     record = np.dtype([("asin", f"S{ASIN_BYTES}"), ("values", "<f4", (dim,))])
     step = max(1, (64 << 20) // record.itemsize)
-    with open(path, "ab" if append else "wb") as out:
+    # Appending grows the file (a reader's map stays valid); a new file replaces the old one
+    # by rename rather than truncating it under a reader.
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(path, "ab") if append else open(stack.enter_context(replacing(path)), "wb"))
         for start in range(0, len(encoded), step):
             block = np.empty(min(step, len(encoded) - start), dtype=record)
             block["asin"] = encoded[start : start + len(block)]

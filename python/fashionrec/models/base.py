@@ -14,6 +14,7 @@ from .. import _core
 from .._ids import id_column, ids_to_array, is_scalar
 from .._progress import EpochCallback, FitProgress
 from ..interactions import Interactions
+from ._params import core_model
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +33,7 @@ class Recommender:
 
     def __init__(self, **params: Any):
         self._params = dict(params)
-        self._core = _core.Model(self.kind, json.dumps(self._params))
+        self._core = core_model(self.kind, self._params)
         self.history_: dict[str, list] = {"epoch": [], "loss": [], "seconds": []}
         self._ids_cache: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -189,8 +190,7 @@ class Recommender:
         slots hold item -1 (None for string ids) and score -inf. With ``as_frame=True``: a
         DataFrame with columns user, rank, item, score (missing slots left out).
         """
-        if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+        k = _check_k(k)
         single = is_scalar(users)
         idx = self._core.user_index(id_column(users, "users"), "users")
         if exclude is not None:
@@ -207,8 +207,7 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray] | pd.DataFrame:
         """The ``k`` items most similar (cosine of the model's item vectors) to each raw item
         id, the item itself left out. Returns ``(items, similarities)`` like ``recommend``."""
-        if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+        k = _check_k(k)
         single = is_scalar(items)
         idx = self._core.item_index(id_column(items, "items"), "items")
         k_eff = min(k, max(self.n_items - 1, 0))
@@ -305,6 +304,15 @@ def sampler_config(sampler: str | dict[str, Any] | None, kind: str = "bpr") -> d
             raise ValueError(f"unknown sampler option(s) {sorted(unknown)}; known: {sorted(out)}")
         return {**out, **sampler}
     raise TypeError(f"sampler must be a name or a dict, not {type(sampler).__name__}")
+
+
+def _check_k(k: Any) -> int:
+    """``k`` as an int >= 0 (a float or a bool is refused; a huge k means every item)."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k must be an integer, not {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    return int(k)
 
 
 def _raw_items(item_ids: np.ndarray, items: np.ndarray) -> np.ndarray:

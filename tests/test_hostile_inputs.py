@@ -1,0 +1,421 @@
+"""Hostile inputs: nothing a user passes from Python may kill, hang or exhaust the interpreter.
+
+Every case runs in a child process (with its address space capped), because the failures
+these tests guard against are aborts, out-of-memory kills and Rust panics, which would take
+the test run down with them. One child runs the cases in order and reports each as a JSON
+line; when it dies, the case it was running is recorded as the crash and a new child goes on
+with the rest. Each case must raise an exception that ``except Exception`` catches, of the
+expected type, whose message names the argument (or the file and the place).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import resource
+import struct
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import fashionrec as fr
+
+# Address-space head-room the child gets above what it uses after importing torch.
+CHILD_HEADROOM = 3 << 30
+
+CASES: dict[str, tuple[Callable[[Path], object], tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def case(*types: str, contains: tuple[str, ...] = ()):
+    """Register a case: it must raise one of the exception types named (by class name; "ok"
+    when it must return normally) with every string of ``contains`` in its message."""
+
+    def register(f):
+        CASES[f.__name__] = (f, types, contains)
+        return f
+
+    return register
+
+
+def tiny() -> fr.Interactions:
+    return fr.Interactions.from_arrays([0, 1, 2, 0, 1], [0, 1, 2, 1, 2])
+
+
+def fitted() -> fr.BPR:
+    return fr.BPR(factors=4, epochs=1, device="cpu", threads=1).fit(tiny(), progress=False)
+
+
+@case("ValueError", contains=("long.json.gz", "line 1"))
+def metadata_gzip_line_without_end(tmp):
+    """400 MiB of text with no line end, in a 400 KB file (one small gzip member, repeated):
+    refused after a bounded read, not held whole in memory. (First of the cases, so that the
+    peak memory it measures is its own.)"""
+    path = tmp / "long.json.gz"
+    member = gzip.compress(b"a" * (1 << 20), compresslevel=9)
+    path.write_bytes(member * 400)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        fr.io.read_amazon_metadata(path)
+    finally:
+        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) >> 10
+        assert grown < 300, f"reading one 400 MiB line raised the peak memory by {grown} MiB"
+
+
+# -- sizes from hyper-parameters and arguments -----------------------------------------------
+
+
+@case("MemoryError", "ValueError", contains=("factors",))
+def bpr_huge_factors(tmp):
+    fr.BPR(factors=10**9, epochs=1, device="cpu").fit(tiny(), progress=False)
+
+
+@case("ValueError", contains=("factors",))
+def bpr_factors_beyond_u64(tmp):
+    fr.BPR(factors=10**30)
+
+
+@case("ValueError", contains=("factors",))
+def bpr_negative_factors(tmp):
+    fr.BPR(factors=-1)
+
+
+@case("ValueError", contains=("lr", "finite"))
+def bpr_nan_lr(tmp):
+    fr.BPR(lr=float("nan"))
+
+
+@case("ValueError", contains=("reg", "finite"))
+def bpr_inf_reg(tmp):
+    fr.BPR(reg=float("inf"))
+
+
+@case("ValueError", contains=("epochs",))
+def bpr_epochs_wrong_type(tmp):
+    fr.BPR(epochs="ten")
+
+
+@case("ValueError", contains=("threads",))
+def bpr_huge_threads(tmp):
+    fr.BPR(threads=10**6, device="cpu")
+
+
+@case("ok")
+def bpr_huge_batch_size(tmp):
+    """Batches are cut to the data, so a huge batch_size asks for nothing huge."""
+    fr.BPR(batch_size=10**15, epochs=1, device="cpu").fit(tiny(), progress=False)
+
+
+@case("ValueError", contains=("device",))
+def bpr_long_device_string_quoted_briefly(tmp):
+    try:
+        fr.BPR(device="x" * 1_000_000)
+    except ValueError as e:
+        assert len(str(e)) < 1000, f"message of {len(str(e))} characters"
+        raise
+
+
+@case("ValueError", contains=("n_users",))
+def from_arrays_huge_n_users(tmp):
+    fr.Interactions.from_arrays([0, 1], [0, 1], n_users=10**13)
+
+
+@case("ValueError", contains=("n_items",))
+def from_arrays_huge_n_items(tmp):
+    fr.Interactions.from_arrays([0, 1], [0, 1], n_items=10**13)
+
+
+@case("MemoryError", contains=("n_users",))
+def from_arrays_n_users_beyond_memory(tmp):
+    fr.Interactions.from_arrays([0, 1], [0, 1], n_users=2**32 - 1)
+
+
+@case("ok")
+def recommend_huge_k(tmp):
+    items, scores = fitted().recommend([0, 1], k=10**12)
+    assert items.shape == (2, 3), items.shape
+
+
+@case("ok")
+def similar_items_huge_k(tmp):
+    items, sims = fitted().similar_items([0], k=10**12)
+    assert items.shape == (1, 2), items.shape
+
+
+@case("ValueError", "MemoryError", "ok", contains=("k",))
+def core_top_k_huge_k(tmp):
+    scores = np.zeros((2, 3), dtype=np.float32)
+    items, _ = fr._core.top_k_block(scores, np.array([0, 1]), 10**15)
+    assert items.shape == (2, 3), items.shape
+
+
+@case("ValueError", "MemoryError", "ok", contains=("k",))
+def core_similar_items_huge_k(tmp):
+    vectors = np.ones((3, 2), dtype=np.float32)
+    items, _ = fr._core.similar_items(vectors, np.array([0]), 10**15)
+    assert items.shape == (1, 2), items.shape
+
+
+@case("MemoryError", "ValueError", contains=("n_users",))
+def synthetic_huge_n_users(tmp):
+    fr.datasets.synthetic(10**12, 20)
+
+
+@case("MemoryError", contains=("sample_triples", "n="))
+def sample_triples_huge_n(tmp):
+    fr._core.sample_triples(tiny()._core, 10**13)
+
+
+# -- ids and indices ---------------------------------------------------------------------------
+
+
+@case("ValueError", contains=("users", "int64"))
+def uint64_index_beyond_int64(tmp):
+    fr.Interactions.from_arrays(np.array([0, 2**63], dtype=np.uint64), [0, 1])
+
+
+@case("ValueError", contains=("user", "int64"))
+def uint64_id_beyond_int64(tmp):
+    fr.Interactions.from_ids(np.array([1, 2**64 - 1], dtype=np.uint64), [1, 2])
+
+
+@case("ValueError", contains=("user", "row 1"))
+def mixed_id_types(tmp):
+    fr.Interactions.from_ids([1, "a"], [1, 2])
+
+
+@case("ValueError", contains=("users", "float"))
+def float_indices_refused(tmp):
+    fr.Interactions.from_arrays(np.array([0.0, 1.0]), [0, 1])
+
+
+@case("ValueError", contains=("item_ids", "twice"))
+def repeated_catalogue_id(tmp):
+    fr.Interactions.from_ids([1, 2], [5, 6], item_ids=[5, 6, 5])
+
+
+@case("ValueError", contains=("value", "inf"))
+def duplicates_sum_overflows(tmp):
+    fr.Interactions.from_arrays([0, 0], [0, 0], values=[3e38, 3e38], duplicates="sum")
+
+
+# -- files: size claims, malformed fields, writers ----------------------------------------------
+
+
+def _dvbpr_npy(path: Path, elems: list) -> Path:
+    arr = np.empty(len(elems), dtype=object)
+    arr[:] = elems
+    np.save(path, arr, allow_pickle=True)
+    return path
+
+
+@case("ValueError", "MemoryError", contains=("big.npy", "item_num"))
+def dvbpr_huge_item_num(tmp):
+    path = _dvbpr_npy(tmp / "big.npy", [{}, {}, {}, {}, 2, 2**32 - 1])
+    fr.datasets.dvbpr(path)
+
+
+@case("ValueError", contains=("memo.npy", "user_train", "byte offset"))
+def dvbpr_memo_references_expand(tmp):
+    shared = [{"productid": 0}] * 2000
+    train = {u: shared for u in range(20_000)}  # one list, pickled once, referenced 20k times
+    path = _dvbpr_npy(tmp / "memo.npy", [train, {}, {}, {0: {"imgs": b"x"}}, 20_000, 1])
+    fr.datasets.dvbpr(path)
+
+
+@case("ValueError", contains=("zero.npy", "byte offset"))
+def pickle_zero_size_dtype(tmp):
+    items = {0: {"imgs": b"x", "c": np.zeros(4, dtype="V0")}}  # a one-hot category of no bytes
+    path = _dvbpr_npy(tmp / "zero.npy", [{}, {}, {}, items, 1, 1])
+    fr.datasets.dvbpr(path)
+
+
+@case("ValueError", contains=("bad.json", "line 2", "UTF-8"))
+def metadata_invalid_utf8(tmp):
+    path = tmp / "bad.json"
+    path.write_bytes(b"{'asin': 'A1'}\n{'asin': 'A2', 'title': 'caf\xe9'}\n")
+    fr.io.read_amazon_metadata(path, format="python")
+
+
+@case("ValueError", contains=("dim",))
+def image_features_huge_dim(tmp):
+    path = tmp / "f.b"
+    fr.io.write_image_features(path, ["B000000001"], np.zeros((1, 4)))
+    fr.io.read_image_features(path, dim=2**62)
+
+
+@case("IsADirectoryError", "ValueError", contains=("directory",))
+def directory_where_file_expected(tmp):
+    fr.io.read_image_features(tmp, dim=4)
+
+
+@case("ok")
+def writers_replace_not_truncate(tmp):
+    """A reader that holds the old file open (or mapped) keeps its bytes: each writer writes
+    a new file and renames it over the old one."""
+    feats = tmp / "w.b"
+    fr.io.write_image_features(feats, ["B000000001"], np.ones((1, 4)))
+    meta = tmp / "w.json.gz"
+    fr.io.write_amazon_metadata(meta, [{"asin": "A1"}])
+    model = tmp / "w.fashionrec"
+    m = fitted()
+    m.save(model)
+    csv = tmp / "w.csv"
+    fr.io._tabular.write_int_csv(csv, {"a": [1, 2]})
+    olds = {p: (os.stat(p).st_ino, p.read_bytes()) for p in (feats, meta, model, csv)}
+    fr.io.write_image_features(feats, ["B000000002"], np.zeros((1, 4)))
+    fr.io.write_amazon_metadata(meta, [{"asin": "A2"}])
+    m.save(model)
+    fr.io._tabular.write_int_csv(csv, {"a": [3]})
+    for p, (ino, _) in olds.items():
+        assert os.stat(p).st_ino != ino, f"{p.name} was rewritten in place"
+    assert sorted(x.name for x in tmp.iterdir()) == sorted(p.name for p in olds), "temporary files left behind"
+
+
+# -- model files -------------------------------------------------------------------------------
+
+
+def _saved(tmp: Path) -> Path:
+    path = tmp / "m.fashionrec"
+    fitted().save(path)
+    return path
+
+
+@case("ValueError", contains=("m.fashionrec", "checksum"))
+def model_flipped_bit(tmp):
+    path = _saved(tmp)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x10  # inside the last tensor's data
+    path.write_bytes(bytes(data))
+    fr.load(path)
+
+
+def _edit_tensor(path: Path, name: str, edit: Callable[[bytearray], None], kind: str | None = None) -> None:
+    """Change tensor `name` of a saved model in place (its bytes, or its dtype name), keeping
+    the file's checksum right, so that only the edit itself can be refused."""
+    import zlib
+
+    raw = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    a, b = header[name]["data_offsets"]
+    body = raw[8 + n :]
+    data = bytearray(body[a:b])
+    edit(data)
+    body[a:b] = data
+    if kind is not None:
+        header[name]["dtype"] = kind
+    # The checksum the core writes: tensors in name order (name, dtype, shape, data), then
+    # the other metadata in key order.
+    h = 0
+    for key in sorted(k for k in header if k != "__metadata__"):
+        t = header[key]
+        h = zlib.crc32(key.encode() + b"\0" + t["dtype"].encode() + b"\0", h)
+        for d in t["shape"]:
+            h = zlib.crc32(struct.pack("<Q", d), h)
+        a, b = t["data_offsets"]
+        h = zlib.crc32(bytes(body[a:b]), h)
+    meta = header["__metadata__"]
+    for key in sorted(k for k in meta if k != "checksum"):
+        h = zlib.crc32(key.encode() + b"\0" + meta[key].encode() + b"\0", h)
+    meta["checksum"] = f"crc32:{h:08x}"
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(body))
+
+
+@case("ValueError", contains=("m.fashionrec", "item_factors", "finite"))
+def model_nan_factors(tmp):
+    path = _saved(tmp)
+    _edit_tensor(path, "item_factors", lambda d: d.__setitem__(slice(4, 8), struct.pack("<f", float("nan"))))
+    fr.load(path)
+
+
+@case("ValueError", contains=("m.fashionrec", "item_factors", "float32"))
+def model_wrong_dtype(tmp):
+    path = _saved(tmp)
+    _edit_tensor(path, "item_factors", lambda d: None, kind="I32")
+    fr.load(path)
+
+
+@case("ValueError", contains=("m.fashionrec",))
+def model_truncated(tmp):
+    path = _saved(tmp)
+    path.write_bytes(path.read_bytes()[:-10])
+    fr.load(path)
+
+
+# -- the child process ---------------------------------------------------------------------------
+
+
+def _child(tmp: Path, names: list[str]) -> None:
+    """Run `names` in order, one JSON line per case on stdout."""
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    limit = vm + CHILD_HEADROOM
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    for name in names:
+        func, _, _ = CASES[name]
+        where = tmp / name
+        where.mkdir()
+        try:
+            func(where)
+            out = {"name": name, "type": "ok", "message": "", "exception": True}
+        except BaseException as e:  # noqa: BLE001 - recording what escapes is the point
+            out = {
+                "name": name,
+                "type": type(e).__name__,
+                "message": str(e)[:4000],
+                "exception": isinstance(e, Exception),
+                "trace": traceback.format_exc()[-2000:] if isinstance(e, AssertionError) else "",
+            }
+        print(json.dumps(out), flush=True)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, dict]:
+    tmp = tmp_path_factory.mktemp("hostile")
+    todo = list(CASES)
+    results: dict[str, dict] = {}
+    while todo:
+        proc = subprocess.run(
+            [sys.executable, __file__, str(tmp), *todo],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for line in proc.stdout.splitlines():
+            rec = json.loads(line)
+            results[rec["name"]] = rec
+        done = [n for n in todo if n in results]
+        todo = todo[len(done) :]
+        if todo:  # the child died in todo[0]
+            results[todo[0]] = {
+                "name": todo[0],
+                "type": f"child died (exit status {proc.returncode})",
+                "message": proc.stderr[-3000:],
+                "exception": False,
+            }
+            todo = todo[1:]
+    return results
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input(name, outcomes):
+    _, types, contains = CASES[name]
+    got = outcomes[name]
+    what = f"{got['type']}: {got['message']}{got.get('trace', '')}"
+    assert got["exception"], f"{name}: not an Exception: {what}"
+    assert got["type"] in types, f"{name}: expected {' or '.join(types)}, got {what}"
+    for s in contains if got["type"] != "ok" else ():
+        assert s.lower() in got["message"].lower(), f"{name}: message does not name {s!r}: {what}"
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]), sys.argv[2:])
