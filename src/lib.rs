@@ -10,6 +10,7 @@
 //! * [`nets`]: libtorch networks (`nn::ModuleT` structs) and image towers.
 //! * [`metrics`]: ranking metrics and top-k selection.
 //! * [`limits`]: sizes and counts from users and files, checked before allocating.
+//! * [`nets`]: networks (MLP, feature embedder, ...) as `nn::ModuleT` structs.
 //!
 //! The Python bindings live apart in `python/` (compiled in, but the core never uses PyO3).
 

@@ -24,7 +24,7 @@ from .evaluation import evaluate, evaluate_scores  # noqa: E402
 from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
 from .inception import inception_features  # noqa: E402
-from .models import BPR, ConvAutoencoder, Popularity, Recommender, load  # noqa: E402
+from .models import BPR, ConvAutoencoder, DeepTripletModel, HybridBPR, Popularity, Recommender, TripletModel, load  # noqa: E402
 
 __version__: str = _core.__version__
 
@@ -37,11 +37,14 @@ def cuda_available() -> bool:
 __all__ = [
     "BPR",
     "ConvAutoencoder",
+    "DeepTripletModel",
+    "HybridBPR",
     "ImageBank",
     "ImageSource",
     "Interactions",
     "Popularity",
     "Recommender",
+    "TripletModel",
     "__version__",
     "cuda_available",
     "datasets",

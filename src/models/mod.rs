@@ -6,8 +6,11 @@ pub mod bpr;
 pub mod cae;
 pub mod checkpoint;
 pub mod factors;
+pub mod hybrid;
 pub mod popularity;
+pub mod rated_below;
 pub mod similar;
+pub mod triplet;
 
 use std::collections::HashMap;
 
@@ -108,18 +111,24 @@ pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
     match kind {
         "bpr" => Ok(Box::new(bpr::Bpr::new(parse_config(kind, config_json)?)?)),
         "popularity" => Ok(Box::new(popularity::Popularity::new(parse_config(kind, config_json)?)?)),
+        "hybrid_bpr" => Ok(Box::new(hybrid::HybridBpr::new(parse_config(kind, config_json)?)?)),
+        "triplet" => Ok(Box::new(triplet::Triplet::new(parse_config(kind, config_json)?)?)),
+        "deep_triplet" => Ok(Box::new(triplet::DeepTriplet::new(parse_config(kind, config_json)?)?)),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", ")))),
     }
 }
 
 /// Registry names accepted by [`create`].
-pub const KINDS: &[&str] = &["bpr", "popularity"];
+pub const KINDS: &[&str] = &["bpr", "popularity", "hybrid_bpr", "triplet", "deep_triplet"];
 
 /// The default configuration of `kind`, as JSON.
 pub fn default_config(kind: &str) -> Result<String> {
     match kind {
         "bpr" => Ok(serde_json::to_string(&bpr::BprConfig::default()).unwrap()),
         "popularity" => Ok(serde_json::to_string(&popularity::PopularityConfig::default()).unwrap()),
+        "hybrid_bpr" => Ok(serde_json::to_string(&hybrid::HybridConfig::default()).unwrap()),
+        "triplet" => Ok(serde_json::to_string(&triplet::TripletConfig::default()).unwrap()),
+        "deep_triplet" => Ok(serde_json::to_string(&triplet::DeepTripletConfig::default()).unwrap()),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?}"))),
     }
 }

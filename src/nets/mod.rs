@@ -4,13 +4,17 @@
 //! normalise them themselves: each backbone has its own convention ([-1, 1] for the
 //! autoencoder, ImageNet mean/std for Inception), and the bank stays 4x smaller than floats.
 //!
+//! * [`mlp`]: a multi-layer perceptron (dense layers, ReLU, dropout).
+//! * [`embedder`]: categorical + continuous feature columns to one vector.
 //! * [`cae`]: a convolutional autoencoder (encoder to a latent vector, decoder back).
 //! * [`inception`]: a headless Inception v3 with torchvision's parameter names.
 //! * [`towers`]: image towers for the Siamese models (frozen backbone + trainable head).
 //! * [`weights`]: reading and writing named tensors (safetensors), with checked names and shapes.
 
 pub mod cae;
+pub mod embedder;
 pub mod inception;
+pub mod mlp;
 pub mod towers;
 pub mod weights;
 

@@ -8,10 +8,12 @@ from .. import _core
 from .base import Recommender
 from .bpr import BPR
 from .cae import ConvAutoencoder
+from .hybrid import HybridBPR
 from .popularity import Popularity
+from .triplet import DeepTripletModel, TripletModel
 
 #: Python class of each Rust registry name.
-MODELS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (BPR, Popularity)}
+MODELS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel)}
 
 
 def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
@@ -25,4 +27,4 @@ def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
     return MODELS[core.kind]._from_core(core)
 
 
-__all__ = ["BPR", "ConvAutoencoder", "MODELS", "Popularity", "Recommender", "load"]
+__all__ = ["BPR", "ConvAutoencoder", "DeepTripletModel", "HybridBPR", "MODELS", "Popularity", "Recommender", "TripletModel", "load"]

@@ -1,0 +1,91 @@
+"""Hybrid BPR (the hybrid recommender notebook): users and items represented from their side
+features, so the model scores users and items never seen in training."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+from .base import Recommender, sampler_config
+
+
+class HybridBPR(Recommender):
+    """BPR on feature towers: each user (item) is its categorical columns embedded (one table
+    per column; values unseen in training share an "unknown" code) and its continuous columns
+    standardised with the training rows' mean and std, concatenated and through shared dense
+    layers (the notebook's embedding 32, dense 64-32-``factors``) into one latent space;
+    ``score(u, i) = user_tower(u) . item_tower(i) + b_i``, trained with the BPR loss and Adam.
+
+    ``fit(train, user_features=users_df, item_features=items_df)``: DataFrames indexed by raw
+    id; object / category / bool columns are categorical, numeric columns continuous (NaN is
+    scaled to 0, i.e. the mean). ``score(users, user_features=df)`` scores users that were
+    not in training from their features alone. The vocabularies and scaling statistics are
+    saved with the model.
+
+    Args:
+        factors: latent dimension (the towers' output).
+        embed_dim: width of each categorical column's embedding.
+        hidden: hidden layer widths of both towers.
+        dropout: dropout after each hidden layer while training.
+        id_embeddings: add a per-id embedding for the users and items seen in training (the
+            usual hybrid); new users and items get none.
+        item_bias: learn a per-item bias (items' popularity), zero for unseen items.
+        loss: ``"bpr"`` (the notebook's: one negative per positive) or ``"softmax"``: the
+            cross-entropy of each positive among ``n_negatives`` negatives shared by the batch
+            (a sampled softmax; with about as many negatives as items it is the full softmax
+            over the catalogue, which ranks best for cold users in ``benches/hybrid_cold_users.py``).
+        n_negatives: negatives per positive (1 for ``"bpr"``).
+        negatives: ``"sampled"`` (by ``sampler``) or ``"rated_below"``: the negatives of a
+            user are the items they rated below ``min_rating`` (``train`` then holds every
+            rating as its value), or sampled ones for users who have none.
+        min_rating: with ``negatives="rated_below"``, ratings ``>= min_rating`` are the
+            positives.
+        sampler: ``"uniform"``, ``"popularity"``, ``"cosine"`` (the negative most similar to
+            the positive by item features, among candidates: the notebook's hard negatives),
+            ``"warp"``, ``"best_of_n"`` or a dict of sampler options.
+        epochs, lr, batch_size, reg, device, seed, threads: training settings (``reg`` is an
+            L2 weight on the tower outputs of each batch).
+    """
+
+    kind = "hybrid_bpr"
+
+    def __init__(
+        self,
+        factors: int = 32,
+        embed_dim: int = 32,
+        hidden: Sequence[int] = (64, 32),
+        dropout: float = 0.0,
+        id_embeddings: bool = False,
+        item_bias: bool = True,
+        loss: Literal["bpr", "softmax"] = "bpr",
+        n_negatives: int = 1,
+        negatives: Literal["sampled", "rated_below"] = "sampled",
+        min_rating: float = 4.0,
+        sampler: str | dict[str, Any] = "uniform",
+        epochs: int = 20,
+        lr: float = 0.001,
+        batch_size: int = 1024,
+        reg: float = 0.0,
+        device: str = "auto",
+        seed: int = 0,
+        threads: int = 0,
+    ):
+        super().__init__(
+            factors=factors,
+            embed_dim=embed_dim,
+            hidden=[int(h) for h in hidden],
+            dropout=dropout,
+            id_embeddings=id_embeddings,
+            item_bias=item_bias,
+            loss=loss,
+            n_negatives=n_negatives,
+            negatives=negatives,
+            min_rating=min_rating,
+            sampler=sampler_config(sampler),
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            reg=reg,
+            device=device,
+            seed=seed,
+            threads=threads,
+        )

@@ -1,0 +1,124 @@
+"""Triplet-loss models (the anime triplet-loss notebook): margin loss on user and item
+embeddings, with a similarity or an MLP as the match score."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+from .base import Recommender, sampler_config
+
+
+class TripletModel(Recommender):
+    """User and item embeddings trained with the margin (triplet) loss
+    ``max(0, margin + s(u, j) - s(u, i))`` on sampled (user, positive, negative) triples,
+    Adam, on libtorch (CPU or CUDA).
+
+    Args:
+        factors: embedding width of users and items.
+        similarity: ``"cosine"`` (the notebook's) or ``"dot"``.
+        margin: the loss margin.
+        reg: L2 weight on the embedding rows a batch touches.
+        epochs: passes over the training interactions.
+        lr: Adam learning rate.
+        batch_size: triples per step.
+        init_std: standard deviation of the initial embeddings.
+        sampler: how negatives are drawn: ``"uniform"``, ``"popularity"``, ``"warp"``,
+            ``"best_of_n"``, ... or a dict with the sampler's options (see the samplers).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: seeds the initial embeddings and the sampled triples.
+        threads: CPU threads for sampling; 0 uses every core.
+    """
+
+    kind = "triplet"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        similarity: Literal["cosine", "dot"] = "cosine",
+        margin: float = 1.0,
+        reg: float = 0.0,
+        epochs: int = 20,
+        lr: float = 0.01,
+        batch_size: int = 1024,
+        init_std: float = 0.05,
+        sampler: str | dict[str, Any] = "uniform",
+        device: str = "auto",
+        seed: int = 0,
+        threads: int = 0,
+    ):
+        super().__init__(
+            factors=factors,
+            similarity=similarity,
+            margin=margin,
+            reg=reg,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            init_std=init_std,
+            sampler=sampler_config(sampler),
+            device=device,
+            seed=seed,
+            threads=threads,
+        )
+
+    @property
+    def user_embeddings(self):
+        """User embeddings, float32 ``(n_users, factors)`` (a copy)."""
+        return self._core.state()["user_embeddings"]
+
+    @property
+    def item_embeddings(self):
+        """Item embeddings, float32 ``(n_items, factors)`` (a copy)."""
+        return self._core.state()["item_embeddings"]
+
+
+class DeepTripletModel(Recommender):
+    """The notebook's deep variant: user and item embeddings concatenated and through an MLP
+    (ReLU, dropout) whose output is the match score, trained with the same margin loss.
+    Every (user, item) pair goes through the network: scoring runs in blocks of users on the
+    device. ``similar_items`` uses the cosine of the item embeddings.
+
+    Args:
+        user_factors, item_factors: embedding widths.
+        hidden: hidden layer widths of the MLP (then one output unit).
+        dropout: dropout after each hidden layer while training.
+        margin, reg, epochs, lr, batch_size, init_std, sampler, device, seed, threads: as
+            in :class:`TripletModel`.
+    """
+
+    kind = "deep_triplet"
+
+    def __init__(
+        self,
+        user_factors: int = 32,
+        item_factors: int = 64,
+        hidden: Sequence[int] = (128,),
+        dropout: float = 0.1,
+        margin: float = 1.0,
+        reg: float = 0.0,
+        epochs: int = 20,
+        lr: float = 0.003,
+        batch_size: int = 1024,
+        init_std: float = 0.05,
+        sampler: str | dict[str, Any] = "uniform",
+        device: str = "auto",
+        seed: int = 0,
+        threads: int = 0,
+    ):
+        super().__init__(
+            user_factors=user_factors,
+            item_factors=item_factors,
+            hidden=[int(h) for h in hidden],
+            dropout=dropout,
+            margin=margin,
+            reg=reg,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            init_std=init_std,
+            sampler=sampler_config(sampler),
+            device=device,
+            seed=seed,
+            threads=threads,
+        )
+

@@ -1,0 +1,614 @@
+//! Hybrid BPR (the hybrid recommender notebook): users and items represented from their side
+//! features (each a [`FeatureEmbedder`]: categorical columns embedded, continuous columns
+//! standardised, dense layers into one latent space), optionally plus a per-id embedding, and
+//! an item bias; score(u, i) = user(u) . item(i) + b_i, trained through the shared libtorch
+//! step with the BPR loss (or a softmax over sampled negatives) and Adam. New users are scored
+//! from their features alone ([`Recommender::score_new_users`]).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::triplet::copy_state;
+use super::{check_side, not_fitted, validator, Recommender};
+use crate::data::{FeatureTable, IdMaps, Interactions, Need, SideInfo, SideNeeds, Vocab};
+use crate::error::{Error, Result};
+use crate::metrics::Validation;
+use crate::nets::embedder::{ContinuousStats, EmbedderSpec, FeatureEmbedder};
+use crate::sampling::{SamplerConfig, TripleSampler};
+use crate::tensors::{device_name, parse_device};
+use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
+use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+
+use super::rated_below::{split_ratings, RatedBelow, RatedBelowStep};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HybridConfig {
+    /// Latent dimension (the towers' output).
+    pub factors: usize,
+    /// Width of each categorical column's embedding.
+    pub embed_dim: usize,
+    /// Hidden dense layers of both towers.
+    pub hidden: Vec<usize>,
+    pub dropout: f64,
+    /// A per-id embedding added to the feature tower for users and items seen in training.
+    pub id_embeddings: bool,
+    /// A learnt per-item bias.
+    pub item_bias: bool,
+    /// "bpr" (one negative per positive) or "softmax" (cross-entropy of the positive among
+    /// `n_negatives` negatives shared by the batch).
+    pub loss: String,
+    /// Negatives per positive ("softmax": the batch's shared negatives).
+    pub n_negatives: usize,
+    /// "sampled" (by `sampler`) or "rated_below" (the user's items rated < `min_rating`).
+    pub negatives: String,
+    pub min_rating: f64,
+    pub sampler: SamplerConfig,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    /// L2 weight on the user and item vectors of each batch (mean over the batch).
+    pub reg: f64,
+    pub device: String,
+    pub seed: u64,
+    pub threads: usize,
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        HybridConfig {
+            factors: 32,
+            embed_dim: 32,
+            hidden: vec![64, 32],
+            dropout: 0.0,
+            id_embeddings: false,
+            item_bias: true,
+            loss: "bpr".into(),
+            n_negatives: 1,
+            negatives: "sampled".into(),
+            min_rating: 4.0,
+            sampler: SamplerConfig::default(),
+            epochs: 20,
+            lr: 0.001,
+            batch_size: 1024,
+            reg: 0.0,
+            device: "auto".into(),
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+impl HybridConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        if self.factors == 0 || self.embed_dim == 0 || self.hidden.contains(&0) {
+            return bad(format!("factors, embed_dim and hidden widths must be >= 1 (got {}, {}, {:?})", self.factors, self.embed_dim, self.hidden));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !["bpr", "softmax"].contains(&self.loss.as_str()) {
+            return bad(format!("loss must be 'bpr' or 'softmax', not {:?}", self.loss));
+        }
+        if !["sampled", "rated_below"].contains(&self.negatives.as_str()) {
+            return bad(format!("negatives must be 'sampled' or 'rated_below', not {:?}", self.negatives));
+        }
+        if self.n_negatives == 0 || self.n_negatives > crate::sampling::negatives::MAX_CANDIDATES {
+            return bad(format!("n_negatives must be in 1..={}, got {}", crate::sampling::negatives::MAX_CANDIDATES, self.n_negatives));
+        }
+        if self.loss == "bpr" && self.n_negatives != 1 {
+            return bad("loss='bpr' trains on one negative per positive: set n_negatives=1 or loss='softmax'".into());
+        }
+        if self.negatives == "rated_below" && (self.loss != "bpr" || self.sampler.candidates() != 1) {
+            return bad("negatives='rated_below' works with loss='bpr' and a one-candidate sampler".into());
+        }
+        for (name, v, strictly) in [("lr", self.lr, true), ("reg", self.reg, false)] {
+            if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
+                return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
+            }
+        }
+        if !self.min_rating.is_finite() {
+            return bad(format!("min_rating must be finite, got {}", self.min_rating));
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+        self.sampler.validate()?;
+        parse_device(&self.device).map(|_| ())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One side (users or items): features encoded once, on the device, and the tower over them.
+// ---------------------------------------------------------------------------------------------
+
+/// The feature rows of one side and how new rows are encoded.
+struct Features {
+    cat_names: Vec<String>,
+    cont_names: Vec<String>,
+    vocabs: Vec<Vocab>,
+    /// (n, n_categorical) int64 codes and (n, n_continuous) raw values, on the device.
+    codes: Tensor,
+    cont: Tensor,
+    embedder: FeatureEmbedder,
+}
+
+/// Names of a table's continuous columns (x0, x1, ... for an unnamed numpy block).
+fn continuous_names(table: &FeatureTable) -> Vec<String> {
+    match &table.continuous {
+        Some(m) if m.names.len() == m.cols => m.names.clone(),
+        Some(m) => (0..m.cols).map(|j| format!("x{j}")).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Codes and continuous values of a table, checked against the fitted columns.
+fn encode(table: &FeatureTable, cat_names: &[String], cont_names: &[String], vocabs: &[Vocab], what: &str) -> Result<(Vec<i64>, Vec<f32>)> {
+    let got_cat: Vec<&str> = table.categorical.iter().map(|c| c.name.as_str()).collect();
+    let got_cont = continuous_names(table);
+    if got_cat != cat_names || got_cont != cont_names {
+        return Err(Error::invalid(format!(
+            "{what}: columns {got_cat:?} (categorical) and {got_cont:?} (continuous) differ from fit's {cat_names:?} and {cont_names:?}"
+        )));
+    }
+    let n = table.n_rows;
+    let c = vocabs.len();
+    let mut codes = vec![0i64; n * c];
+    for (k, (col, vocab)) in table.categorical.iter().zip(vocabs).enumerate() {
+        for (r, code) in vocab.encode(col)?.into_iter().enumerate() {
+            codes[r * c + k] = code;
+        }
+    }
+    let cont = table.continuous.as_ref().map(|m| m.data.clone()).unwrap_or_default();
+    Ok((codes, cont))
+}
+
+fn table_tensors(codes: &[i64], cont: &[f32], n: usize, c: usize, k: usize, device: Device) -> Result<(Tensor, Tensor)> {
+    let codes = Tensor::from_slice(codes).f_reshape([n as i64, c as i64])?.f_to_device(device)?;
+    let cont = Tensor::from_slice(cont).f_reshape([n as i64, k as i64])?.f_to_device(device)?;
+    Ok((codes, cont))
+}
+
+impl Features {
+    /// Fit vocabularies and scaling on `table` and build the tower under `path`.
+    fn fit(path: &nn::Path, table: &FeatureTable, cfg: &HybridConfig) -> Result<Self> {
+        let vocabs: Vec<Vocab> = table.categorical.iter().map(Vocab::fit).collect();
+        let cat_names: Vec<String> = table.categorical.iter().map(|c| c.name.clone()).collect();
+        let cont_names = continuous_names(table);
+        let stats = match &table.continuous {
+            Some(m) => ContinuousStats::fit(&m.data, m.cols, None)?,
+            None => ContinuousStats { mean: vec![], std: vec![] },
+        };
+        Self::build(path, cat_names, cont_names, vocabs, Some(&stats), table, cfg)
+    }
+
+    fn build(
+        path: &nn::Path,
+        cat_names: Vec<String>,
+        cont_names: Vec<String>,
+        vocabs: Vec<Vocab>,
+        stats: Option<&ContinuousStats>,
+        table: &FeatureTable,
+        cfg: &HybridConfig,
+    ) -> Result<Self> {
+        let spec = EmbedderSpec {
+            cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
+            n_continuous: cont_names.len() as i64,
+            embed_dim: cfg.embed_dim as i64,
+            hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
+            out_dim: cfg.factors as i64,
+            dropout: cfg.dropout,
+        };
+        let embedder = FeatureEmbedder::new(path, spec, stats)?;
+        let (codes, cont) = encode(table, &cat_names, &cont_names, &vocabs, "features")?;
+        embedder.check_codes(&codes)?;
+        let (codes, cont) = table_tensors(&codes, &cont, table.n_rows, vocabs.len(), cont_names.len(), path.device())?;
+        Ok(Features { cat_names, cont_names, vocabs, codes, cont, embedder })
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Features {
+            cat_names: self.cat_names.clone(),
+            cont_names: self.cont_names.clone(),
+            vocabs: self.vocabs.clone(),
+            codes: self.codes.shallow_clone(),
+            cont: self.cont.shallow_clone(),
+            embedder: self.embedder.shallow_clone(),
+        }
+    }
+
+    /// Tower outputs of new rows.
+    fn embed_table(&self, table: &FeatureTable, what: &str, train: bool) -> Result<Tensor> {
+        let (codes, cont) = encode(table, &self.cat_names, &self.cont_names, &self.vocabs, what)?;
+        self.embedder.check_codes(&codes)?;
+        let (codes, cont) = table_tensors(&codes, &cont, table.n_rows, self.vocabs.len(), self.cont_names.len(), self.codes.device())?;
+        self.embedder.embed(&codes, Some(&cont), train)
+    }
+
+    fn state(&self, side: &str) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            (format!("{side}.codes"), self.codes.shallow_clone()),
+            (format!("{side}.cont"), self.cont.shallow_clone()),
+        ];
+        out.extend(strings_state(&format!("{side}.categorical_columns"), &self.cat_names));
+        out.extend(strings_state(&format!("{side}.continuous_columns"), &self.cont_names));
+        for (k, v) in self.vocabs.iter().enumerate() {
+            out.extend(v.state(&format!("{side}.vocab{k}")));
+        }
+        out
+    }
+
+    fn from_state(path: &nn::Path, side: &str, state: &HashMap<String, Tensor>, cfg: &HybridConfig) -> Result<Option<Self>> {
+        if !state.contains_key(&format!("{side}.codes")) {
+            return Ok(None);
+        }
+        let cat_names = strings_from_state(state, &format!("{side}.categorical_columns"))?;
+        let cont_names = strings_from_state(state, &format!("{side}.continuous_columns"))?;
+        let vocabs = (0..cat_names.len()).map(|k| Vocab::from_state(state, &format!("{side}.vocab{k}"))).collect::<Result<Vec<_>>>()?;
+        let spec = EmbedderSpec {
+            cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
+            n_continuous: cont_names.len() as i64,
+            embed_dim: cfg.embed_dim as i64,
+            hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
+            out_dim: cfg.factors as i64,
+            dropout: cfg.dropout,
+        };
+        let embedder = FeatureEmbedder::new(path, spec, None)?;
+        let get = |n: &str| state.get(&format!("{side}.{n}")).ok_or_else(|| Error::state(format!("saved model has no tensor '{side}.{n}'")));
+        let codes = get("codes")?.f_to_kind(Kind::Int64)?;
+        let cont = get("cont")?.f_to_kind(Kind::Float)?;
+        if codes.size().len() != 2 || codes.size()[1] != vocabs.len() as i64 || cont.size().len() != 2 || cont.size()[1] != cont_names.len() as i64 || cont.size()[0] != codes.size()[0] {
+            return Err(Error::state(format!("saved {side} feature rows have shapes {:?} and {:?}", codes.size(), cont.size())));
+        }
+        embedder.check_codes(&Vec::<i64>::try_from(codes.f_flatten(0, -1)?)?)?;
+        let device = path.device();
+        Ok(Some(Features { cat_names, cont_names, vocabs, codes: codes.f_to_device(device)?, cont: cont.f_to_device(device)?, embedder }))
+    }
+}
+
+/// A list of strings as tensors (UTF-8 bytes and offsets), as [`Vocab::state`] stores values.
+fn strings_state(name: &str, values: &[String]) -> Vec<(String, Tensor)> {
+    let mut offsets = vec![0i64];
+    let mut bytes = Vec::new();
+    for s in values {
+        bytes.extend_from_slice(s.as_bytes());
+        offsets.push(bytes.len() as i64);
+    }
+    vec![(format!("{name}.offsets"), Tensor::from_slice(&offsets)), (format!("{name}.bytes"), Tensor::from_slice(&bytes))]
+}
+
+fn strings_from_state(state: &HashMap<String, Tensor>, name: &str) -> Result<Vec<String>> {
+    let get = |s: &str| state.get(&format!("{name}.{s}")).ok_or_else(|| Error::state(format!("saved model has no '{name}'")));
+    let offsets = Vec::<i64>::try_from(get("offsets")?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?;
+    let bytes = Vec::<u8>::try_from(get("bytes")?.f_to_kind(Kind::Uint8)?.f_flatten(0, -1)?)?;
+    offsets
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            if a < 0 || a > b || b as usize > bytes.len() {
+                return Err(Error::state(format!("'{name}': offsets out of range")));
+            }
+            String::from_utf8(bytes[a as usize..b as usize].to_vec()).map_err(|_| Error::state(format!("'{name}': invalid UTF-8")))
+        })
+        .collect()
+}
+
+/// One tower: features through the embedder, plus an id embedding, either or both.
+struct Tower {
+    features: Option<Features>,
+    ids: Option<Tensor>,
+}
+
+impl Tower {
+    fn vectors(&self, idx: &Tensor, train: bool) -> Result<Tensor> {
+        let from_features = match &self.features {
+            Some(f) => Some(f.embedder.embed(&f.codes.f_index_select(0, idx)?, Some(&f.cont.f_index_select(0, idx)?), train)?),
+            None => None,
+        };
+        let from_ids = match &self.ids {
+            Some(e) => Some(e.f_index_select(0, idx)?),
+            None => None,
+        };
+        match (from_features, from_ids) {
+            (Some(a), Some(b)) => Ok(a + b),
+            (Some(a), None) | (None, Some(a)) => Ok(a),
+            (None, None) => Err(Error::state("a HybridBPR tower has neither features nor id embeddings")),
+        }
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Tower { features: self.features.as_ref().map(Features::shallow_clone), ids: self.ids.as_ref().map(Tensor::shallow_clone) }
+    }
+}
+
+struct Params {
+    vs: nn::VarStore,
+    user: Tower,
+    item: Tower,
+    bias: Option<Tensor>,
+    n_users: usize,
+    n_items: usize,
+}
+
+const ID_INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.05 };
+
+impl Params {
+    fn new(cfg: &HybridConfig, n_users: usize, n_items: usize, side: &SideInfo, device: Device) -> Result<Self> {
+        tch::manual_seed(cfg.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg)).transpose()?;
+        let item_f = side.item_features.as_ref().map(|t| Features::fit(&(&root / "item"), t, cfg)).transpose()?;
+        drop(root);
+        Self::assemble(vs, cfg, n_users, n_items, user_f, item_f)
+    }
+
+    fn assemble(vs: nn::VarStore, cfg: &HybridConfig, n_users: usize, n_items: usize, user_f: Option<Features>, item_f: Option<Features>) -> Result<Self> {
+        let root = vs.root();
+        let d = cfg.factors as i64;
+        let ids = |name: &str, n: usize| -> Result<Option<Tensor>> {
+            Ok(if cfg.id_embeddings { Some(root.f_var(name, &[n as i64, d], ID_INIT)?) } else { None })
+        };
+        let user = Tower { features: user_f, ids: ids("user_ids", n_users)? };
+        let item = Tower { features: item_f, ids: ids("item_ids", n_items)? };
+        let bias = if cfg.item_bias { Some(root.f_zeros("item_bias", &[n_items as i64])?) } else { None };
+        drop(root);
+        Ok(Params { vs, user, item, bias, n_users, n_items })
+    }
+
+    fn towers(&self, reg: f64) -> HybridTowers {
+        HybridTowers { user: self.user.shallow_clone(), item: self.item.shallow_clone(), bias: self.bias.as_ref().map(Tensor::shallow_clone), reg }
+    }
+
+    /// Every item's vector (eval mode), on the device.
+    fn all_items(&self) -> Result<Tensor> {
+        let idx = Tensor::f_arange(self.n_items as i64, (Kind::Int64, self.vs.device()))?;
+        self.item.vectors(&idx, false)
+    }
+
+    /// Scores of user vectors `u` (B, d) against every item.
+    fn scores_of(&self, u: &Tensor, items: &Tensor) -> Result<Tensor> {
+        let s = u.f_matmul(&items.f_tr()?)?;
+        Ok(match &self.bias {
+            Some(b) => s + b.f_unsqueeze(0)?,
+            None => s,
+        })
+    }
+}
+
+struct HybridTowers {
+    user: Tower,
+    item: Tower,
+    bias: Option<Tensor>,
+    reg: f64,
+}
+
+impl TwoTower for HybridTowers {
+    fn user_vectors(&self, users: &Tensor, train: bool) -> Result<Tensor> {
+        self.user.vectors(users, train)
+    }
+
+    fn item_vectors(&self, items: &Tensor, train: bool) -> Result<Tensor> {
+        self.item.vectors(items, train)
+    }
+
+    fn item_bias(&self, items: &Tensor) -> Result<Option<Tensor>> {
+        match &self.bias {
+            Some(b) => Ok(Some(b.f_index_select(0, &items.f_flatten(0, -1)?)?.f_view_as(items)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn penalty(&self, g: &Gathered<'_>) -> Result<Option<Tensor>> {
+        if self.reg == 0.0 {
+            return Ok(None);
+        }
+        let sq = |t: &Tensor| -> Result<Tensor> { Ok(t.f_square()?.f_sum(Kind::Float)?) };
+        let total = sq(g.u)? + sq(g.i_pos)? + sq(g.i_neg)?;
+        Ok(Some(total * (self.reg / g.users.size()[0].max(1) as f64)))
+    }
+}
+
+pub struct HybridBpr {
+    config: HybridConfig,
+    params: Option<Params>,
+    /// Every item's vector, computed once after fit / restore (scoring reuses it).
+    item_cache: Option<Tensor>,
+    ids: Option<IdMaps>,
+    history: Vec<EpochLog>,
+}
+
+impl HybridBpr {
+    pub fn new(config: HybridConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(HybridBpr { config, params: None, item_cache: None, ids: None, history: Vec::new() })
+    }
+
+    fn fitted(&self) -> Result<&Params> {
+        self.params.as_ref().ok_or_else(|| not_fitted("HybridBPR"))
+    }
+
+    fn items(&self) -> Result<Tensor> {
+        match &self.item_cache {
+            Some(t) => Ok(t.shallow_clone()),
+            None => tch::no_grad(|| -> Result<Tensor> { self.fitted()?.all_items() }),
+        }
+    }
+
+    fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
+        let p = self.fitted()?;
+        let n = p.n_users as i64;
+        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
+            return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
+        }
+        tch::no_grad(|| -> Result<Tensor> {
+            let idx = Tensor::from_slice(users).f_to_device(p.vs.device())?;
+            p.scores_of(&p.user.vectors(&idx, false)?, &self.items()?)
+        })
+    }
+}
+
+impl Recommender for HybridBpr {
+    fn kind(&self) -> &'static str {
+        "hybrid_bpr"
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap()
+    }
+
+    fn needs(&self) -> SideNeeds {
+        // Features are optional with id embeddings (each side needs one or the other; fit says
+        // which is missing); the cosine sampler reads the item features too.
+        let features = if self.config.id_embeddings { Need::Optional } else { Need::Required };
+        SideNeeds {
+            user_features: features,
+            item_features: if self.config.sampler.needs_item_features() { Need::Required } else { features },
+            categories: if self.config.sampler.needs_categories() { Need::Required } else { Need::Unused },
+            ..Default::default()
+        }
+    }
+
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        side: &SideInfo,
+        validation: Option<&Validation<'_>>,
+        observer: &mut dyn FnMut(&Event<'_>) -> Control,
+    ) -> Result<FitReport> {
+        check_side(self, "HybridBPR", train, side)?;
+        let cfg = self.config.clone();
+        let device = parse_device(&cfg.device)?;
+        self.item_cache = None;
+        self.params = Some(Params::new(&cfg, train.n_users(), train.n_items(), side, device)?);
+        self.ids = Some(train.ids().clone());
+        self.history.clear();
+        let p = self.params.as_ref().unwrap();
+        let lr = cfg.lr;
+        let step_cfg = StepConfig {
+            loss: if cfg.loss == "softmax" { Loss::Softmax } else { Loss::Bpr },
+            reduction: Reduction::Mean,
+            optimizer: Optimizer::Adam,
+            lr: Box::new(move |_| lr),
+            choice: cfg.sampler.choice(),
+            n_items: train.n_items(),
+            shared_negatives: cfg.loss == "softmax",
+            log_q: None,
+        };
+        let mut step = TorchStep::new(p.towers(cfg.reg), &p.vs, step_cfg)?;
+        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
+        let this = &*self;
+        let mut validate = validator(train, validation, |u| Ok(this.score_on_device(u)?.f_to_device(Device::Cpu)?))?;
+        let report = if cfg.negatives == "rated_below" {
+            let (positives, below) = split_ratings(train, cfg.min_rating)?;
+            let source = RatedBelow::new(&positives, below, &cfg.sampler, side)?;
+            fit_loop(&mut RatedBelowStep(step), &source, &loop_cfg, &mut validate, observer)?
+        } else {
+            let sampler = TripleSampler::with_config(train, cfg.n_negatives, &cfg.sampler, side)?;
+            fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?
+        };
+        drop(validate);
+        self.item_cache = Some(tch::no_grad(|| -> Result<Tensor> { self.fitted()?.all_items() })?);
+        self.history = report.history.clone();
+        Ok(report)
+    }
+
+    fn ids(&self) -> Option<&IdMaps> {
+        self.ids.as_ref()
+    }
+
+    fn history(&self) -> &[EpochLog] {
+        &self.history
+    }
+
+    fn score(&self, users: &[i64]) -> Result<Tensor> {
+        Ok(self.score_on_device(users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
+    }
+
+    fn score_new_users(&self, users: &FeatureTable) -> Result<Tensor> {
+        let p = self.fitted()?;
+        let f = p.user.features.as_ref().ok_or_else(|| {
+            Error::invalid("this HybridBPR was fitted without user_features, so it cannot score users from features")
+        })?;
+        tch::no_grad(|| -> Result<Tensor> {
+            let u = f.embed_table(users, "user_features", false)?;
+            Ok(p.scores_of(&u, &self.items()?)?.f_to_device(Device::Cpu)?.f_contiguous()?)
+        })
+    }
+
+    fn embed_new_items(&self, side: &SideInfo) -> Result<Tensor> {
+        let p = self.fitted()?;
+        let f = p.item.features.as_ref().ok_or_else(|| {
+            Error::invalid("this HybridBPR was fitted without item_features, so it cannot embed items from features")
+        })?;
+        let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("embedding new items needs item_features"))?;
+        tch::no_grad(|| -> Result<Tensor> { Ok(f.embed_table(table, "item_features", false)?.f_to_device(Device::Cpu)?) })
+    }
+
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+        let p = self.fitted()?;
+        let n_items = p.n_items;
+        if p.vs.device() == Device::Cpu {
+            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score(b), &|s, b, k, ex| {
+                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
+                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
+            });
+        }
+        super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score_on_device(b), &super::device_top_k)
+    }
+
+    fn item_vectors(&self) -> Result<Tensor> {
+        Ok(self.items()?.f_to_device(Device::Cpu)?)
+    }
+
+    fn user_vectors(&self) -> Result<Tensor> {
+        let p = self.fitted()?;
+        tch::no_grad(|| -> Result<Tensor> {
+            let idx = Tensor::f_arange(p.n_users as i64, (Kind::Int64, p.vs.device()))?;
+            Ok(p.user.vectors(&idx, false)?.f_to_device(Device::Cpu)?)
+        })
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let p = self.fitted()?;
+        let mut out: Vec<(String, Tensor)> = p.vs.variables().into_iter().collect();
+        for (side, tower) in [("user", &p.user), ("item", &p.item)] {
+            if let Some(f) = &tower.features {
+                out.extend(f.state(side));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
+        let cfg = self.config.clone();
+        let device = parse_device(device.unwrap_or(&cfg.device))?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let user_f = Features::from_state(&(&root / "user"), "user", state, &cfg)?;
+        let item_f = Features::from_state(&(&root / "item"), "item", state, &cfg)?;
+        drop(root);
+        for (side, f, n) in [("user", &user_f, ids.users.len()), ("item", &item_f, ids.items.len())] {
+            if let Some(f) = f {
+                if f.codes.size()[0] != n as i64 {
+                    return Err(Error::state(format!("saved {side} features have {} rows for {n} saved ids", f.codes.size()[0])));
+                }
+            }
+        }
+        let p = Params::assemble(vs, &cfg, ids.users.len(), ids.items.len(), user_f, item_f)?;
+        copy_state(&p.vs, state)?;
+        self.item_cache = Some(tch::no_grad(|| -> Result<Tensor> { p.all_items() })?);
+        self.params = Some(p);
+        self.ids = Some(ids);
+        self.history = history;
+        Ok(())
+    }
+
+    fn device(&self) -> String {
+        self.params.as_ref().map(|p| device_name(p.vs.device())).unwrap_or_default()
+    }
+}

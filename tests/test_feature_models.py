@@ -1,0 +1,167 @@
+"""HybridBPR, TripletModel and DeepTripletModel: fit, score, cold users, save / load, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fashionrec as fr
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = fr.datasets.synthetic(n_users=300, n_items=200, seed=5)
+    return fr.split.random_split(x, test_fraction=0.2, seed=2)
+
+
+@pytest.fixture(scope="module")
+def taste():
+    """Users of two groups who like disjoint halves of the catalogue; the group is a user
+    feature and the half an item feature, so features alone predict the positives."""
+    rng = np.random.default_rng(0)
+    n_users, n_items = 240, 120
+    group = rng.integers(0, 2, n_users)
+    rows = []
+    for u in range(n_users):
+        half = np.arange(n_items // 2) + group[u] * (n_items // 2)
+        for i in rng.choice(half, 12, replace=False):
+            rows.append((u, int(i)))
+    df = pd.DataFrame(rows, columns=["user", "item"])
+    users = pd.DataFrame(
+        {"group": np.where(group == 1, "b", "a"), "age": rng.normal(35, 10, n_users)}, index=np.arange(n_users)
+    )
+    items = pd.DataFrame(
+        {"half": (np.arange(n_items) >= n_items // 2).astype(np.float32), "noise": rng.normal(size=n_items)},
+        index=np.arange(n_items),
+    )
+    warm = df[df.user < 200]
+    cold = df[df.user >= 200]
+    train = fr.Interactions.from_pandas(warm, "user", "item", item_ids=np.arange(n_items))
+    test = fr.Interactions.from_pandas(cold, "user", "item", user_ids=np.arange(200, n_users), item_ids=np.arange(n_items))
+    return train, test, users, items
+
+
+@pytest.mark.parametrize(
+    "cls, sampler",
+    [(fr.TripletModel, s) for s in ("uniform", "popularity", "warp", "best_of_n")]
+    + [(fr.DeepTripletModel, s) for s in ("uniform", "warp")],
+)
+def test_triplet_models_learn_with_the_samplers(data, cls, sampler):
+    train, test = data
+    model = cls(epochs=10, batch_size=256, device="cpu", sampler=sampler, seed=0, threads=1)
+    model.fit(train, progress=False)
+    res = fr.evaluate(model, test, train=train, metrics=["auc", "ndcg@10"])
+    assert res["auc"] > 0.75, (cls.__name__, sampler, res)
+    assert np.isfinite(model.history_["loss"]).all()
+    assert model.history_["loss"][-1] < model.history_["loss"][0]
+
+
+def test_deep_triplet_runs_with_best_of_n(data):
+    # It trains (finite, falling loss) but on this small synthetic set the hardest-of-10
+    # negatives are the popular items and the MLP does not get past popularity: no AUC claim.
+    train, _ = data
+    model = fr.DeepTripletModel(epochs=3, batch_size=256, device="cpu", sampler="best_of_n", seed=0, threads=1)
+    model.fit(train, progress=False)
+    assert np.isfinite(model.history_["loss"]).all()
+
+
+def test_triplet_similarities_and_vectors(data):
+    train, _ = data
+    model = fr.TripletModel(factors=8, epochs=3, device="cpu", seed=1).fit(train, progress=False)
+    s = model.score(train.user_ids[:4])
+    assert s.shape == (4, train.n_items) and np.abs(s).max() <= 1 + 1e-5  # cosines
+    v = model.item_vectors()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    items, sims = model.similar_items(train.item_ids[0], k=3)
+    assert len(items) == 3 and train.item_ids[0] not in items
+    dot = fr.TripletModel(factors=8, epochs=3, similarity="dot", device="cpu", seed=1).fit(train, progress=False)
+    assert np.abs(dot.score(train.user_ids[:4])).max() > 0
+
+
+@pytest.mark.parametrize("cls", [fr.TripletModel, fr.DeepTripletModel, fr.HybridBPR])
+def test_save_load_gives_identical_scores(data, taste, tmp_path, cls):
+    if cls is fr.HybridBPR:
+        train, _, users, items = taste
+        model = cls(epochs=2, device="cpu").fit(train, user_features=users.loc[train.user_ids], item_features=items, progress=False)
+    else:
+        train, _ = data
+        model = cls(epochs=2, device="cpu").fit(train, progress=False)
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    back = fr.load(path)
+    assert type(back) is cls
+    np.testing.assert_array_equal(back.score(train.user_ids[:5]), model.score(train.user_ids[:5]))
+    items_a, _ = model.recommend(train.user_ids[:3], k=5, exclude=train)
+    items_b, _ = back.recommend(train.user_ids[:3], k=5, exclude=train)
+    np.testing.assert_array_equal(items_a, items_b)
+
+
+def test_hybrid_scores_cold_users_from_features(taste):
+    train, test, users, items = taste
+    model = fr.HybridBPR(factors=8, embed_dim=4, hidden=(16,), epochs=15, lr=0.01, batch_size=256, device="cpu", seed=0)
+    model.fit(train, user_features=users.loc[train.user_ids], item_features=items, progress=False)
+    cold_ids = test.user_ids
+    scores = model.score(cold_ids, user_features=users.loc[cold_ids])
+    assert scores.shape == (len(cold_ids), train.n_items)
+    res = fr.evaluate_scores(lambda idx: scores[idx], test, metrics=["auc"])
+    # The half a user likes is decided by one feature; inside it, positives are random. Perfect
+    # halves give AUC (60 + 48 / 2) / 108 = 0.78 (popularity: about 0.5).
+    assert res["auc"] > 0.72, res
+    liked_b = (users.loc[cold_ids, "group"] == "b").to_numpy()
+    upper = items.loc[model.item_ids, "half"].to_numpy() == 1
+    gap = scores[:, upper].mean(1) - scores[:, ~upper].mean(1)
+    assert (np.sign(gap) == np.where(liked_b, 1, -1)).all(), "a cold user's liked half is not scored higher"
+    # A value never seen in training is the unknown code, not an error.
+    odd = users.loc[cold_ids[:2]].assign(group="z")
+    assert np.isfinite(model.score(cold_ids[:2], user_features=odd)).all()
+    # Other columns than fit's are an error naming them.
+    with pytest.raises(ValueError, match="differ from fit"):
+        model.score(cold_ids[:2], user_features=users.loc[cold_ids[:2], ["group"]])
+
+
+def test_hybrid_softmax_id_embeddings_and_cosine_sampler(taste):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    soft = fr.HybridBPR(factors=8, loss="softmax", n_negatives=50, epochs=5, device="cpu").fit(
+        train, user_features=u, item_features=items, progress=False
+    )
+    assert np.isfinite(soft.history_["loss"]).all()
+    hybrid = fr.HybridBPR(factors=8, id_embeddings=True, epochs=3, device="cpu", sampler="cosine").fit(
+        train, user_features=u, item_features=items, progress=False
+    )
+    assert hybrid.score(train.user_ids[:2]).shape == (2, train.n_items)
+    ids_only = fr.HybridBPR(factors=8, id_embeddings=True, epochs=2, device="cpu").fit(train, progress=False)
+    with pytest.raises(ValueError, match="without user_features"):
+        ids_only.score(test.user_ids[:1], user_features=users.loc[test.user_ids[:1]])
+    with pytest.raises(ValueError, match="needs user_features="):
+        fr.HybridBPR(epochs=1).fit(train, item_features=items, progress=False)
+
+
+def test_hybrid_rated_below_negatives(ml100k):
+    train, test = fr.datasets.movielens_100k(ml100k, split="u1", min_rating=None)
+    users, items = fr.datasets.movielens_100k_features(ml100k, ids_like=train)
+    users = users[["gender", "occupation", "age"]].astype({"gender": str, "occupation": str})
+    genres = items.drop(columns=["title", "release_date", "video_release_date", "imdb_url"]).astype(np.float32)
+    model = fr.HybridBPR(negatives="rated_below", min_rating=4, epochs=2, device="cpu")
+    model.fit(train, user_features=users, item_features=genres, progress=False)
+    assert np.isfinite(model.history_["loss"]).all()
+    positives_only = fr.datasets.movielens_100k(ml100k, split="u1", min_rating=4)[0]
+    with pytest.raises(ValueError, match="no rating is >= min_rating"):
+        fr.HybridBPR(negatives="rated_below", min_rating=6, epochs=1, device="cpu").fit(
+            train, user_features=users, item_features=genres, progress=False
+        )
+    assert len(positives_only) < len(train)
+
+
+def test_bad_parameters_name_themselves():
+    with pytest.raises(ValueError, match="similarity"):
+        fr.TripletModel(similarity="euclid")
+    with pytest.raises(ValueError, match="dropout"):
+        fr.DeepTripletModel(dropout=1.5)
+    with pytest.raises(ValueError, match="loss"):
+        fr.HybridBPR(loss="hinge")
+    with pytest.raises(ValueError, match="n_negatives"):
+        fr.HybridBPR(n_negatives=5)
+    with pytest.raises(ValueError, match="negatives"):
+        fr.HybridBPR(negatives="rated_below", loss="softmax", n_negatives=10)
