@@ -8,6 +8,7 @@
 //! * [`train`]: the one training loop every model runs in.
 //! * [`models`]: the models, behind the [`models::Recommender`] trait, and their checkpoints.
 //! * [`metrics`]: ranking metrics and top-k selection.
+//! * [`nets`]: image networks (CNN-F) behind the [`nets::ImageTower`] trait.
 //!
 //! The Python bindings live apart in `python/` (compiled in, but the core never uses PyO3).
 
@@ -17,6 +18,7 @@ pub mod images;
 pub mod io;
 pub mod metrics;
 pub mod models;
+pub mod nets;
 pub mod sampling;
 pub mod tensors;
 pub mod train;
