@@ -23,7 +23,7 @@ from . import datasets, io, split  # noqa: E402
 from .evaluation import evaluate, evaluate_scores  # noqa: E402
 from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
-from .models import BPR, Popularity, Recommender, load  # noqa: E402
+from .models import BPR, DVBPR, VBPR, Popularity, Recommender, load  # noqa: E402
 
 __version__: str = _core.__version__
 
@@ -35,11 +35,13 @@ def cuda_available() -> bool:
 
 __all__ = [
     "BPR",
+    "DVBPR",
     "ImageBank",
     "ImageSource",
     "Interactions",
     "Popularity",
     "Recommender",
+    "VBPR",
     "__version__",
     "cuda_available",
     "datasets",

@@ -318,7 +318,7 @@ impl Recommender for Dvbpr {
         };
         let loop_cfg = LoopConfig { epochs: cfg.epochs.saturating_sub(start), batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
         let result = if loop_cfg.epochs > 0 {
-            fit_loop(&mut step, &source, &loop_cfg, &mut validate, &mut wrapped)
+            fit_loop(&mut step, &source, &loop_cfg, &mut *validate, &mut wrapped)
         } else {
             Ok(FitReport::default())
         };
@@ -584,7 +584,7 @@ mod tests {
         let e = m.fit(&train, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap_err().to_string();
         assert!(e.contains("needs images"), "{e}");
         assert!(Dvbpr::new(DvbprConfig { tower: "vgg".into(), ..Default::default() }).is_err());
-        assert!(Dvbpr::new(DvbprConfig { image_size: 16, ..Default::default() }).unwrap_err().to_string().contains("too small"));
+        assert!(Dvbpr::new(DvbprConfig { image_size: 16, ..Default::default() }).err().unwrap().to_string().contains("too small"));
         assert!(Dvbpr::new(DvbprConfig { resume: true, ..Default::default() }).is_err());
     }
 }

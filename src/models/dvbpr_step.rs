@@ -83,6 +83,16 @@ impl ImageFeed {
     }
 }
 
+/// A host tensor on `device` without waiting for the device: a blocking copy would
+/// synchronise the stream every step (CUDA stages pageable memory at once, so the host
+/// buffer may be reused as soon as this returns).
+pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
+    if device == Device::Cpu {
+        return Ok(t.shallow_clone());
+    }
+    Ok(t.f_to_device_(device, t.kind(), true, false)?)
+}
+
 /// The trained parameters: the image network (under "tower") and one vector per user
 /// ("theta"), in one VarStore.
 pub struct Net {
@@ -108,7 +118,7 @@ impl Net {
         let _guard = tch::no_grad_guard();
         for start in (0..n_items).step_by(batch.max(1)) {
             let idx: Vec<i64> = (start as i64..(start + batch).min(n_items) as i64).collect();
-            let items = Tensor::from_slice(&idx).f_to_device(device)?;
+            let items = upload(&Tensor::from_slice(&idx), device)?;
             parts.push(self.phi(&feed.pixels(&items, &idx)?, false)?);
         }
         if parts.is_empty() {
@@ -255,8 +265,8 @@ impl DvbprStep {
         let b = batch.len() as i64;
         let host: Vec<i64> = batch.pos.iter().chain(batch.neg.iter().step_by(batch.n_neg.max(1) * batch.n_cand.max(1))).copied().collect();
         // SAFETY: the views are used (copied to the device) while `batch` is borrowed unchanged.
-        let users = unsafe { view_i64(&batch.users) }.f_to_device(device)?;
-        let items = unsafe { view_i64(&host) }.f_to_device(device)?;
+        let users = upload(unsafe { &view_i64(&batch.users) }, device)?;
+        let items = upload(unsafe { &view_i64(&host) }, device)?;
         let phi = self.net.phi(&self.feed.pixels(&items, &host)?, true)?;
         let theta = self.net.theta.f_index_select(0, &users)?;
         let diff = phi.f_narrow(0, 0, b)? - phi.f_narrow(0, b, b)?;

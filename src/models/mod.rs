@@ -4,9 +4,12 @@
 
 pub mod bpr;
 pub mod checkpoint;
+pub mod dvbpr;
+pub mod dvbpr_step;
 pub mod factors;
 pub mod popularity;
 pub mod similar;
+pub mod vbpr;
 
 use std::collections::HashMap;
 
@@ -107,18 +110,22 @@ pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
     match kind {
         "bpr" => Ok(Box::new(bpr::Bpr::new(parse_config(kind, config_json)?)?)),
         "popularity" => Ok(Box::new(popularity::Popularity::new(parse_config(kind, config_json)?)?)),
+        "dvbpr" => Ok(Box::new(dvbpr::Dvbpr::new(parse_config(kind, config_json)?)?)),
+        "vbpr" => Ok(Box::new(vbpr::Vbpr::new(parse_config(kind, config_json)?)?)),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", ")))),
     }
 }
 
 /// Registry names accepted by [`create`].
-pub const KINDS: &[&str] = &["bpr", "popularity"];
+pub const KINDS: &[&str] = &["bpr", "popularity", "dvbpr", "vbpr"];
 
 /// The default configuration of `kind`, as JSON.
 pub fn default_config(kind: &str) -> Result<String> {
     match kind {
         "bpr" => Ok(serde_json::to_string(&bpr::BprConfig::default()).unwrap()),
         "popularity" => Ok(serde_json::to_string(&popularity::PopularityConfig::default()).unwrap()),
+        "dvbpr" => Ok(serde_json::to_string(&dvbpr::DvbprConfig::default()).unwrap()),
+        "vbpr" => Ok(serde_json::to_string(&vbpr::VbprConfig::default()).unwrap()),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?}"))),
     }
 }

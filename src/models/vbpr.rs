@@ -264,7 +264,7 @@ impl Recommender for Vbpr {
             zero_cold(&view, &cold)?;
             view.scores(u)
         })?;
-        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer);
+        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut *validate, observer);
         drop(validate);
         drop(step);
         let report = report?;

@@ -250,7 +250,9 @@ mod tests {
         let mut net = CnnF::new(&vs.root(), CnnFConfig::new(64, 48, 8)).unwrap();
         let x = Tensor::randint(256, [3, 64, 48, 3], (Kind::Uint8, Device::Cpu));
         let run = |net: &CnnF| {
-            vs.zero_grad();
+            for mut v in vs.trainable_variables() {
+                v.zero_grad();
+            }
             let y = net.f_forward(&x, false).unwrap();
             y.square().sum(Kind::Float).backward();
             (y.detach(), net.conv[0].ws.grad().copy())

@@ -59,8 +59,8 @@ def visual_taste(
     """Synthetic users over the catalogue ``items`` (a DataFrame indexed by item id, with the
     ``attributes`` columns).
 
-    Items are grouped by their combination of attribute values; groups with fewer than
-    ``min_group`` items are left out of the catalogue. Each user picks ``tastes_per_user``
+    Items are grouped by their combination of attribute values; items missing a value, and
+    groups with fewer than ``min_group`` items, are left out of the catalogue. Each user picks ``tastes_per_user``
     groups (each group with probability proportional to its size) and interacts with
     ``items_per_user`` distinct items drawn uniformly from the union of its groups. A random
     ``cold_fraction`` of the catalogue's items are cold: their interactions form
@@ -76,7 +76,10 @@ def visual_taste(
     if n_users < 1 or items_per_user < 3 or tastes_per_user < 1:
         raise ValueError("n_users must be >= 1, items_per_user >= 3 and tastes_per_user >= 1")
     rng = np.random.default_rng(seed)
-    key = items[list(attributes)].astype(str).agg("|".join, axis=1)
+    items = items.dropna(subset=list(attributes))
+    key = items[attributes[0]].astype(object).astype(str)
+    for a in attributes[1:]:
+        key = key + "|" + items[a].astype(object).astype(str)
     sizes = key.value_counts()
     groups = sizes[sizes >= min_group].index.to_numpy()
     if len(groups) < tastes_per_user:
