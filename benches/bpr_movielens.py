@@ -7,6 +7,9 @@ median of --repeats runs. Every model is scored by the same Rust metrics
 (fashionrec.evaluate_scores), so only the models differ.
 
     python benches/bpr_movielens.py [--data ../shared/data/ml-100k] [--repeats 3] [--torch-backend]
+
+Rows: popularity, fashionrec BPR (uniform negatives, the defaults), fashionrec BPR with
+sampler="warp" (its defaults, chosen by benches/tune_warp.py on a split of u1.base), implicit.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def main() -> None:
     rows = [("popularity", "", 0.0, [], run_popularity(train, test))]
     fs, ts, res = run_fashionrec(train, test, args.repeats, threads=args.threads)
     rows.append(("fashionrec BPR", "defaults (factors=64)", fs, ts, res))
+    fs, ts, res = run_fashionrec(train, test, args.repeats, threads=args.threads, sampler="warp")
+    rows.append(("fashionrec BPR", "defaults, sampler='warp'", fs, ts, res))
     if args.torch_backend:
         device = "cuda" if fr.cuda_available() else "cpu"
         fs, ts, res = run_fashionrec(train, test, args.repeats, threads=args.threads, backend="torch", device=device)
@@ -97,7 +102,9 @@ def main() -> None:
     for name, settings, fs, ts, res in rows:
         print(f"{name:<16}{settings:<30}{fs:>8.3f}" + "".join(f"{res[m]:>14.4f}" for m in METRICS))
     print(f"\nusers evaluated: {rows[0][4]['users']}")
-    fr_row, imp_row = rows[1], rows[-1]
+    fr_row, warp_row, imp_row = rows[1], rows[2], rows[-1]
+    print(f"WARP / uniform: NDCG@10 {warp_row[4]['ndcg@10'] / fr_row[4]['ndcg@10']:.3f}x, "
+          f"fit time {warp_row[2] / fr_row[2]:.2f}x")
     print(f"fit time ratio fashionrec / implicit: {fr_row[2] / imp_row[2]:.2f} "
           f"(runs: fashionrec {[round(t, 3) for t in fr_row[3]]}, implicit {[round(t, 3) for t in imp_row[3]]})")
 

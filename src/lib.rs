@@ -7,8 +7,8 @@
 //! * [`sampling`]: seeded, parallel negative sampling.
 //! * [`train`]: the one training loop every model runs in.
 //! * [`models`]: the models, behind the [`models::Recommender`] trait, and their checkpoints.
+//! * [`nets`]: libtorch networks (`nn::ModuleT` structs) and image towers.
 //! * [`metrics`]: ranking metrics and top-k selection.
-//! * [`nets`]: image networks (CNN-F) behind the [`nets::ImageTower`] trait.
 //!
 //! The Python bindings live apart in `python/` (compiled in, but the core never uses PyO3).
 

@@ -72,7 +72,10 @@ impl Default for BprConfig {
             backend: "auto".into(),
             seed: 0,
             threads: 0,
-            sampler: SamplerConfig::default(),
+            // WARP's margin is on the score scale: 4 was chosen for these factors on a
+            // validation split of u1.base (benches/tune_warp.py); LightFM's 1 is too hard a
+            // margin for BPR's log loss (NDCG@10 0.180 against 0.235 there).
+            sampler: SamplerConfig { margin: 4.0, ..SamplerConfig::default() },
         }
     }
 }
@@ -407,6 +410,40 @@ impl Chooser {
     }
 }
 
+impl NativeSgd<'_> {
+    /// WARP as LightFM runs it: candidates are drawn one at a time until one violates the
+    /// margin (at most `max_sampled`), so an easy sample costs one draw. The same
+    /// distribution as the batched path, not the same draws.
+    fn warp_fused(&mut self, sampler: &TripleSampler<'_>, size: usize, seed: u64, batch_index: u64, margin: f32) -> Result<()> {
+        let (rows, lr, reg, breg) = (self.rows, self.lr, self.cfg.reg as f32, self.cfg.bias_reg as f32);
+        let (kernel, n_items, max_sampled) = (select_kernel(), self.n_items, sampler.n_candidates());
+        let loss: f64 = TripleSampler::chunks(size)
+            .map(|(chunk, len)| {
+                let mut rng = sampler.chunk_rng(seed, batch_index, chunk);
+                let mut loss = 0f64;
+                for _ in 0..len {
+                    let (u, i, row) = sampler.draw_positive(&mut rng);
+                    // SAFETY: indices from the sampler over this model's shapes (see
+                    // `sample_and_step`); j is never a positive of u, so never i.
+                    unsafe {
+                        let xi = rows.score(u, i);
+                        for t in 1..=max_sampled {
+                            let j = sampler.draw_negative(&mut rng, row, i) as usize;
+                            if rows.score(u, j) > xi - margin {
+                                loss += kernel(rows, u, i, j, lr, reg, breg, warp_weight(n_items, t));
+                                break;
+                            }
+                        }
+                    }
+                }
+                loss
+            })
+            .sum();
+        self.loss += loss;
+        Ok(())
+    }
+}
+
 impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
     fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
         self.lr = self.cfg.lr_at(epoch) as f32;
@@ -451,8 +488,11 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
         seed: u64,
         batch_index: u64,
     ) -> Result<()> {
+        if let Choice::Warp { margin } = self.choice {
+            return self.warp_fused(sampler, size, seed, batch_index, margin);
+        }
         if sampler.n_candidates() > 1 {
-            // WARP / best of n: the model picks among candidates; no prefetch ring.
+            // Best of n: the model picks among candidates; no prefetch ring.
             sampler.fill(batch, size, seed, batch_index);
             return self.step(batch);
         }

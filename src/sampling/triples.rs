@@ -213,6 +213,22 @@ impl<'a> TripleSampler<'a> {
         (u, pos)
     }
 
+    /// One positive: (user, item, the user's sorted items), for kernels that draw their
+    /// negatives one at a time (WARP stops at the first violator).
+    #[inline(always)]
+    pub fn draw_positive(&self, rng: &mut Rng) -> (usize, usize, &[u32]) {
+        let csr = self.data.by_user();
+        let e = below(rng, self.owner.len() as u64) as usize;
+        let u = self.owner[e] as usize;
+        (u, csr.indices[e] as usize, csr.row(u))
+    }
+
+    /// One negative candidate for the positive `pos` of the user whose items are `row`.
+    #[inline(always)]
+    pub fn draw_negative(&self, rng: &mut Rng, row: &[u32], pos: usize) -> u32 {
+        self.negative(rng, row, pos)
+    }
+
     /// One item that is not in `row` (the user's sorted positives).
     #[inline(always)]
     fn negative(&self, rng: &mut Rng, row: &[u32], pos: usize) -> u32 {

@@ -281,7 +281,7 @@ class Recommender:
 SAMPLERS = ("uniform", "popularity", "category", "cosine", "warp", "best_of_n")
 
 
-def sampler_config(sampler: str | dict[str, Any] | None) -> dict[str, Any]:
+def sampler_config(sampler: str | dict[str, Any] | None, kind: str = "bpr") -> dict[str, Any]:
     """``sampler=`` of a pairwise model as the core's nested configuration.
 
     A name (``"uniform"``, ``"popularity"``, ``"category"``, ``"cosine"``, ``"warp"``,
@@ -289,9 +289,10 @@ def sampler_config(sampler: str | dict[str, Any] | None) -> dict[str, Any]:
     count**exponent, default 0.75), ``n_candidates`` (cosine, best_of_n: 10), ``max_sampled``
     (warp: 10), ``margin`` (warp: 1.0), ``tries`` (category: draws before the uniform
     fallback, 10). ``"category"`` needs ``categories=`` in fit, ``"cosine"`` ``item_features=``.
+    Options not given take the defaults of model ``kind`` (its registry name).
     """
     # Every option filled in from the core's defaults, so get_params() shows them all.
-    out = json.loads(_core.default_config("bpr"))["sampler"]
+    out = json.loads(_core.default_config(kind))["sampler"]
     if sampler is None:
         return out
     if isinstance(sampler, str):
