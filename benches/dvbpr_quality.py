@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--users", type=int, default=600)
     p.add_argument("--items-per-user", type=int, default=20)
+    p.add_argument("--min-group", type=int, default=20, help="smallest colour x type group kept in the catalogue")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
@@ -79,7 +80,9 @@ def main() -> None:
     args = p.parse_args()
 
     items, source, what = catalogue(args.size, args.seed)
-    vt = fr.datasets.visual_taste(items, n_users=args.users, items_per_user=args.items_per_user, seed=args.seed)
+    vt = fr.datasets.visual_taste(
+        items, n_users=args.users, items_per_user=args.items_per_user, min_group=args.min_group, seed=args.seed
+    )
     ids = vt.train.item_ids
     bank = bank_for(source, ids, args.size)
     print(
