@@ -114,7 +114,8 @@ def main() -> None:
         if best is None or val > best[0]:
             best = (val, cand, model, secs)
     _, lr, model, secs = best
-    rows.append(scores(model, vt, f"DVBPR CNN-F (lr={lr:g}, chosen on validation)", secs))
+    how = "given" if args.lr else "chosen on validation"
+    rows.append(scores(model, vt, f"DVBPR CNN-F (lr={lr:g}, {how})", secs))
 
     # VBPR on fixed, model-free visual features: the photos' pixels mean-pooled to 8x8 (192-d).
     n, size = len(bank), args.size
