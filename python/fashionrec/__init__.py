@@ -24,7 +24,18 @@ from .evaluation import evaluate, evaluate_scores  # noqa: E402
 from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
 from .inception import inception_features  # noqa: E402
-from .models import BPR, ConvAutoencoder, DeepTripletModel, HybridBPR, Popularity, Recommender, TripletModel, load  # noqa: E402
+from .models import (  # noqa: E402
+    BPR,
+    DVBPR,
+    VBPR,
+    ConvAutoencoder,
+    DeepTripletModel,
+    HybridBPR,
+    Popularity,
+    Recommender,
+    TripletModel,
+    load,
+)
 
 __version__: str = _core.__version__
 
@@ -39,12 +50,14 @@ __all__ = [
     "ConvAutoencoder",
     "DeepTripletModel",
     "HybridBPR",
+    "DVBPR",
     "ImageBank",
     "ImageSource",
     "Interactions",
     "Popularity",
     "Recommender",
     "TripletModel",
+    "VBPR",
     "__version__",
     "cuda_available",
     "datasets",

@@ -5,12 +5,15 @@
 pub mod bpr;
 pub mod cae;
 pub mod checkpoint;
+pub mod dvbpr;
+pub mod dvbpr_step;
 pub mod factors;
 pub mod hybrid;
 pub mod popularity;
 pub mod rated_below;
 pub mod similar;
 pub mod triplet;
+pub mod vbpr;
 
 use std::collections::HashMap;
 
@@ -114,12 +117,14 @@ pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
         "hybrid_bpr" => Ok(Box::new(hybrid::HybridBpr::new(parse_config(kind, config_json)?)?)),
         "triplet" => Ok(Box::new(triplet::Triplet::new(parse_config(kind, config_json)?)?)),
         "deep_triplet" => Ok(Box::new(triplet::DeepTriplet::new(parse_config(kind, config_json)?)?)),
+        "dvbpr" => Ok(Box::new(dvbpr::Dvbpr::new(parse_config(kind, config_json)?)?)),
+        "vbpr" => Ok(Box::new(vbpr::Vbpr::new(parse_config(kind, config_json)?)?)),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", ")))),
     }
 }
 
 /// Registry names accepted by [`create`].
-pub const KINDS: &[&str] = &["bpr", "popularity", "hybrid_bpr", "triplet", "deep_triplet"];
+pub const KINDS: &[&str] = &["bpr", "popularity", "hybrid_bpr", "triplet", "deep_triplet", "dvbpr", "vbpr"];
 
 /// The default configuration of `kind`, as JSON.
 pub fn default_config(kind: &str) -> Result<String> {
@@ -129,6 +134,8 @@ pub fn default_config(kind: &str) -> Result<String> {
         "hybrid_bpr" => Ok(serde_json::to_string(&hybrid::HybridConfig::default()).unwrap()),
         "triplet" => Ok(serde_json::to_string(&triplet::TripletConfig::default()).unwrap()),
         "deep_triplet" => Ok(serde_json::to_string(&triplet::DeepTripletConfig::default()).unwrap()),
+        "dvbpr" => Ok(serde_json::to_string(&dvbpr::DvbprConfig::default()).unwrap()),
+        "vbpr" => Ok(serde_json::to_string(&vbpr::VbprConfig::default()).unwrap()),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?}"))),
     }
 }

@@ -6,12 +6,14 @@
 //!
 //! * [`mlp`]: a multi-layer perceptron (dense layers, ReLU, dropout).
 //! * [`embedder`]: categorical + continuous feature columns to one vector.
+//! * [`cnnf`]: CNN-F, DVBPR's network, with conv1 as a space-to-depth convolution.
 //! * [`cae`]: a convolutional autoencoder (encoder to a latent vector, decoder back).
 //! * [`inception`]: a headless Inception v3 with torchvision's parameter names.
 //! * [`towers`]: image towers for the Siamese models (frozen backbone + trainable head).
 //! * [`weights`]: reading and writing named tensors (safetensors), with checked names and shapes.
 
 pub mod cae;
+pub mod cnnf;
 pub mod embedder;
 pub mod inception;
 pub mod mlp;

@@ -6,8 +6,10 @@ from .catalogues import fashion_products, hm
 from .dvbpr import dvbpr
 from .movielens import movielens_100k, movielens_100k_features, read_movielens_ratings
 from .synthetic import demo, synthetic
+from .visual_taste import VisualTaste, synthetic_catalogue, visual_taste, write_pngs
 
 __all__ = [
+    "VisualTaste",
     "anime",
     "asos",
     "demo",
@@ -19,5 +21,8 @@ __all__ = [
     "read_movielens_ratings",
     "synthetic",
     "synthetic_anime_ratings",
+    "synthetic_catalogue",
+    "visual_taste",
     "write_anime_ratings",
+    "write_pngs",
 ]

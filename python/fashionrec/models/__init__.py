@@ -8,12 +8,16 @@ from .. import _core
 from .base import Recommender
 from .bpr import BPR
 from .cae import ConvAutoencoder
+from .dvbpr import DVBPR
 from .hybrid import HybridBPR
 from .popularity import Popularity
 from .triplet import DeepTripletModel, TripletModel
+from .vbpr import VBPR
 
 #: Python class of each Rust registry name.
-MODELS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel)}
+MODELS: dict[str, type[Recommender]] = {
+    cls.kind: cls for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel, DVBPR, VBPR)
+}
 
 
 def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
@@ -27,4 +31,4 @@ def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
     return MODELS[core.kind]._from_core(core)
 
 
-__all__ = ["BPR", "ConvAutoencoder", "DeepTripletModel", "HybridBPR", "MODELS", "Popularity", "Recommender", "TripletModel", "load"]
+__all__ = ["BPR", "ConvAutoencoder", "DVBPR", "DeepTripletModel", "HybridBPR", "MODELS", "Popularity", "Recommender", "TripletModel", "VBPR", "load"]

@@ -1,0 +1,162 @@
+"""DVBPR: visually-aware recommendation trained end to end from item photos."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+
+from .. import _core
+from .base import Recommender
+
+if TYPE_CHECKING:
+    from .._progress import EpochCallback
+    from ..images import ImageBank
+    from ..interactions import Interactions
+
+
+class DVBPR(Recommender):
+    """DVBPR (Kang et al. 2017): ``score(u, i) = theta_u . phi(image_i)``, where ``phi`` is an
+    image network trained together with the user vectors ``theta`` on sampled (user,
+    positive, negative) triples to minimise ``-sum ln sigmoid(theta_u . (phi(i) - phi(j)))``
+    plus ``lambda_cnn |conv weights|^2 + lambda_fc |fc weights|^2 + lambda_u |theta_u|^2``
+    (the batch's users), with Adam.
+
+    The network (``tower="cnnf"``) is the paper's CNN-F: conv 11x11x64 stride 4, max-pool,
+    conv 5x5x256, max-pool, 3x conv 3x3x256, max-pool, fc 4096, fc 4096, fc k; ReLU; dropout
+    0.5 on the fc 4096 layers while training. It takes the bank's uint8 images and
+    normalises them to [-1, 1] itself; ``image_size`` other than 224 works (the fc input
+    follows from it; 32 or 64 for quick runs on a CPU).
+
+    ``fit(train, images=bank)``: the catalogue is the bank's items, so items with a photo
+    and no interaction (cold items) are scored too; a training item without a photo is a
+    ValueError naming it. After every epoch ``phi`` is computed for every item in batches,
+    so scoring, validation and recommending never run the network per user. A saved model
+    holds the network and those embeddings: a loaded one scores without the images and
+    embeds new ones with :meth:`embed_images`.
+
+    On CUDA the bank is copied to the GPU once when it fits (each batch is gathered and
+    normalised there, with no per-step host work or synchronisation), else it is gathered on
+    the host into pinned memory per batch; bf16 and channels-last are on by default there.
+
+    Args:
+        k: dimension of ``theta_u`` and ``phi(image)``.
+        tower: the image network: ``"cnnf"``.
+        image_size: side of the square images (the bank must hold this size).
+        epochs: passes over the training interactions (one triple per interaction).
+        lr: Adam's learning rate.
+        batch_size: triples per step (two images each).
+        lambda_cnn, lambda_fc, lambda_u: L2 weights on the conv weights, the fc weights and
+            the batch's user vectors.
+        init_std: standard deviation of the initial user vectors.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: seeds the network, the user vectors, the triples and the dropout masks.
+        threads: CPU threads for sampling and gathering images; 0 uses every core.
+        fc_width: width of CNN-F's two hidden fc layers (4096, the paper's; a smaller width
+            is only for quick runs on a CPU, e.g. tests).
+        space_to_depth: run CNN-F's conv1 as the exactly equivalent stride-1 convolution
+            over 4x4 pixel blocks; None: on CUDA only (on the CPU the plain strided
+            convolution measured faster).
+        channels_last, bf16: activation layout and bfloat16 compute; None: on CUDA only.
+        resident_images: ``"auto"`` (the bank goes to the GPU when it fits), ``"device"``,
+            ``"host"``.
+        embed_batch: images per batch when embedding every item.
+    """
+
+    kind = "dvbpr"
+
+    def __init__(
+        self,
+        k: int = 50,
+        tower: Literal["cnnf"] = "cnnf",
+        image_size: int = 224,
+        epochs: int = 20,
+        lr: float = 1e-4,
+        batch_size: int = 128,
+        lambda_cnn: float = 1e-3,
+        lambda_fc: float = 1e-3,
+        lambda_u: float = 1.0,
+        init_std: float = 0.01,
+        device: str = "auto",
+        seed: int = 0,
+        threads: int = 0,
+        fc_width: int = 4096,
+        space_to_depth: bool | None = None,
+        channels_last: bool | None = None,
+        bf16: bool | None = None,
+        resident_images: Literal["auto", "device", "host"] = "auto",
+        embed_batch: int = 256,
+    ):
+        super().__init__(
+            k=k,
+            tower=tower,
+            image_size=image_size,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            lambda_cnn=lambda_cnn,
+            lambda_fc=lambda_fc,
+            lambda_u=lambda_u,
+            init_std=init_std,
+            device=device,
+            seed=seed,
+            threads=threads,
+            fc_width=fc_width,
+            space_to_depth=space_to_depth,
+            channels_last=channels_last,
+            bf16=bf16,
+            resident_images=resident_images,
+            embed_batch=embed_batch,
+        )
+
+    def fit(
+        self,
+        train: Interactions,
+        *,
+        images: ImageBank | None = None,
+        validation: Interactions | None = None,
+        metrics: Sequence[str] = ("auc", "ndcg@10"),
+        progress: bool = True,
+        callback: EpochCallback | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        **side: Any,
+    ) -> DVBPR:
+        """Train on ``train`` with the item photos ``images`` (an :class:`~fashionrec.ImageBank`
+        whose ``ids`` cover every training item); see :meth:`Recommender.fit` for
+        ``validation``, ``metrics``, ``progress`` and ``callback``.
+
+        ``checkpoint_dir``: after every epoch, the model, Adam's state and the epoch are
+        written there (one file, replaced each epoch). ``resume=True`` continues from that
+        checkpoint when it exists (same settings and data, else a ValueError): the result is
+        the one an uninterrupted fit gives (exactly, on the CPU).
+        """
+        if images is None:
+            raise ValueError("DVBPR needs images=: an ImageBank of the items' photos")
+        params = dict(self._params)
+        params["checkpoint_dir"] = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        params["resume"] = bool(resume)
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        self._core = _core.Model(self.kind, json.dumps(params))
+        super().fit(
+            train, validation=validation, metrics=metrics, progress=progress, callback=callback, images=images, **side
+        )
+        return self
+
+    def item_embeddings(self) -> np.ndarray:
+        """``phi(image)`` of every catalogue item, float32 ``(n_items, k)`` in ``item_ids`` order."""
+        return self._core.item_vectors()
+
+    def user_embeddings(self) -> np.ndarray:
+        """``theta_u`` of every user, float32 ``(n_users, k)`` in ``user_ids`` order."""
+        return self._core.user_vectors()
+
+    def embed_images(self, bank: ImageBank) -> np.ndarray:
+        """``phi`` of every image of ``bank`` (new products the model never saw), float32
+        ``(len(bank), k)`` in the bank's row order. Score them for a user with
+        ``model.user_embeddings()[u] @ model.embed_images(bank).T``."""
+        side = _core.SideInfo(images=bank._core)
+        return self._core.embed_new_items(side)

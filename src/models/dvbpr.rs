@@ -1,0 +1,590 @@
+//! DVBPR (Kang et al. 2017): visually-aware recommendation trained end to end from item
+//! images. score(u, i) = theta_u . phi(image_i), phi an image network (CNN-F by default),
+//! trained on (user, positive, negative) triples to minimise
+//! -sum ln sigmoid(theta_u . (phi(i) - phi(j))) + lambda_cnn |conv weights|^2
+//! + lambda_fc |fc weights|^2 + lambda_u |theta of the batch's users|^2, with Adam.
+//!
+//! The catalogue is the image bank's: every item with an image is scored, those without
+//! interactions (cold items) included. After each epoch phi is computed for every item in
+//! batches, so scoring, validation and recommending never run the network per user; a saved
+//! model holds the network and those embeddings, so a loaded one scores without the images.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::dvbpr_step::{DvbprStep, ImageFeed, Lambdas, Net, Offset};
+use super::{check_side, device_top_k, not_fitted, recommend_by_blocks, validator, Recommender};
+use crate::data::{IdMaps, Interactions, ItemImages, Need, SideInfo, SideNeeds};
+use crate::error::{Error, Result};
+use crate::metrics::Validation;
+use crate::nets::cnnf::{CnnF, CnnFConfig};
+use crate::nets::ImageTower;
+use crate::sampling::TripleSampler;
+use crate::tensors::{device_name, parse_device, to_vec_f32};
+use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DvbprConfig {
+    /// Dimension of theta_u and phi(image).
+    pub k: usize,
+    /// The image network: "cnnf".
+    pub tower: String,
+    /// Side of the (square) images the network takes; the bank must hold images of this size.
+    pub image_size: usize,
+    pub epochs: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Triples per step (two images each).
+    pub batch_size: usize,
+    pub lambda_cnn: f64,
+    pub lambda_fc: f64,
+    pub lambda_u: f64,
+    /// Standard deviation of the initial user vectors.
+    pub init_std: f64,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    pub seed: u64,
+    /// CPU threads for sampling and gathering images; 0 uses every core.
+    pub threads: usize,
+    /// CNN-F's fc 4096 layers' width (4096 as in the paper; smaller for quick CPU runs).
+    pub fc_width: usize,
+    /// CNN-F's conv1 as the equivalent space-to-depth convolution; None: on CUDA only
+    /// (on the CPU the plain strided convolution measured faster).
+    pub space_to_depth: Option<bool>,
+    /// Channels-last activations; None: on CUDA only.
+    pub channels_last: Option<bool>,
+    /// bfloat16 convolutions and fc layers (float32 weights); None: on CUDA only.
+    pub bf16: Option<bool>,
+    /// Where the images live during training: "auto" (copied to the GPU when they fit),
+    /// "device" (must fit), "host" (gathered per batch into pinned memory).
+    pub resident_images: String,
+    /// Images per batch when embedding every item.
+    pub embed_batch: usize,
+    /// Write a checkpoint (model, optimiser, epoch) there after every epoch.
+    pub checkpoint_dir: Option<String>,
+    /// Continue from the checkpoint in `checkpoint_dir` when there is one.
+    pub resume: bool,
+}
+
+impl Default for DvbprConfig {
+    fn default() -> Self {
+        DvbprConfig {
+            k: 50,
+            tower: "cnnf".into(),
+            image_size: 224,
+            epochs: 20,
+            lr: 1e-4,
+            batch_size: 128,
+            lambda_cnn: 1e-3,
+            lambda_fc: 1e-3,
+            lambda_u: 1.0,
+            init_std: 0.01,
+            device: "auto".into(),
+            seed: 0,
+            threads: 0,
+            fc_width: 4096,
+            space_to_depth: None,
+            channels_last: None,
+            bf16: None,
+            resident_images: "auto".into(),
+            embed_batch: 256,
+            checkpoint_dir: None,
+            resume: false,
+        }
+    }
+}
+
+/// Towers this build can construct.
+pub const TOWERS: &[&str] = &["cnnf"];
+
+impl DvbprConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        for (name, v) in [("k", self.k), ("fc_width", self.fc_width), ("batch_size", self.batch_size), ("embed_batch", self.embed_batch), ("image_size", self.image_size)] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be a finite number > 0, got {}", self.lr));
+        }
+        for (name, v) in [("lambda_cnn", self.lambda_cnn), ("lambda_fc", self.lambda_fc), ("lambda_u", self.lambda_u), ("init_std", self.init_std)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        if !TOWERS.contains(&self.tower.as_str()) {
+            return bad(format!("tower must be one of {}, not {:?}", TOWERS.join(", "), self.tower));
+        }
+        if self.tower == "cnnf" {
+            CnnF::final_size(self.image_size as i64, self.image_size as i64)?;
+        }
+        if !["auto", "device", "host"].contains(&self.resident_images.as_str()) {
+            return bad(format!("resident_images must be 'auto', 'device' or 'host', not {:?}", self.resident_images));
+        }
+        if self.resume && self.checkpoint_dir.is_none() {
+            return bad("resume=True needs checkpoint_dir".into());
+        }
+        Ok(())
+    }
+}
+
+/// The fitted state.
+struct Fitted {
+    net: Net,
+    /// phi of every catalogue item (n_items, k), on the model's device.
+    items: Tensor,
+}
+
+pub struct Dvbpr {
+    config: DvbprConfig,
+    fitted: Option<Fitted>,
+    ids: Option<IdMaps>,
+    history: Vec<EpochLog>,
+}
+
+const CHECKPOINT: &str = "dvbpr-checkpoint.safetensors";
+const ITEMS: &str = "item_embeddings";
+
+impl Dvbpr {
+    pub fn new(config: DvbprConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Dvbpr { config, fitted: None, ids: None, history: Vec::new() })
+    }
+
+    fn fitted(&self) -> Result<&Fitted> {
+        self.fitted.as_ref().ok_or_else(|| not_fitted("DVBPR"))
+    }
+
+    /// A new network and user vectors on `device` (seeded).
+    fn build_net(&self, device: Device, n_users: usize) -> Result<Net> {
+        let cfg = &self.config;
+        tch::manual_seed(crate::sampling::rng::sub_seed(cfg.seed, crate::sampling::rng::streams::INIT, 7) as i64 >> 1);
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let size = cfg.image_size as i64;
+        let tower: Box<dyn ImageTower> = match cfg.tower.as_str() {
+            "cnnf" => Box::new(CnnF::new(
+                &(&root / "tower"),
+                CnnFConfig {
+                    height: size,
+                    width: size,
+                    out_dim: cfg.k as i64,
+                    fc_width: cfg.fc_width as i64,
+                    space_to_depth: cfg.space_to_depth.unwrap_or(device.is_cuda()),
+                    channels_last: cfg.channels_last.unwrap_or(device.is_cuda()),
+                    bf16: cfg.bf16.unwrap_or(device.is_cuda()),
+                },
+            )?),
+            other => return Err(Error::invalid(format!("unknown tower {other:?}"))),
+        };
+        let theta = root.var("theta", &[n_users as i64, cfg.k as i64], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
+        Ok(Net { vs, tower, theta })
+    }
+
+    fn checkpoint_path(&self) -> Option<PathBuf> {
+        self.config.checkpoint_dir.as_ref().map(|d| Path::new(d).join(CHECKPOINT))
+    }
+
+    /// The configuration fields a checkpoint must agree on to be resumed.
+    fn resumable_config(&self) -> String {
+        let mut c = self.config.clone();
+        c.checkpoint_dir = None;
+        c.resume = false;
+        c.epochs = 0;
+        serde_json::to_string(&c).unwrap()
+    }
+}
+
+/// Checks every training item has a decoded image.
+fn check_training_images(train: &Interactions, images: &ItemImages) -> Result<()> {
+    if images.bank.skipped().is_empty() {
+        return Ok(());
+    }
+    let skipped: std::collections::HashSet<i64> = images.bank.skipped().iter().map(|s| s.0 as i64).collect();
+    let counts = train.item_counts();
+    for item in 0..train.n_items() {
+        let row = images.bank_rows(&[item as i64])?[0];
+        if counts[item] > 0 && skipped.contains(&row) {
+            return Err(Error::invalid(format!(
+                "training item {} has no image (its image could not be decoded: bank row {row})",
+                train.ids().items.display(item)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn scores(theta: &Tensor, items: &Tensor, users: &[i64]) -> Result<Tensor> {
+    let n = theta.size()[0];
+    if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
+        return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
+    }
+    let _guard = tch::no_grad_guard();
+    let idx = Tensor::from_slice(users).f_to_device(theta.device())?;
+    Ok(theta.f_index_select(0, &idx)?.f_matmul(&items.f_tr()?)?)
+}
+
+impl Recommender for Dvbpr {
+    fn kind(&self) -> &'static str {
+        "dvbpr"
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap()
+    }
+
+    fn needs(&self) -> SideNeeds {
+        SideNeeds { images: Need::Required, ..Default::default() }
+    }
+
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        side: &SideInfo,
+        validation: Option<&Validation<'_>>,
+        observer: &mut dyn FnMut(&Event<'_>) -> Control,
+    ) -> Result<FitReport> {
+        check_side(self, "DVBPR", train, side)?;
+        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR needs images="))?;
+        let cfg = self.config.clone();
+        let spec = images.bank.spec();
+        if spec.height != cfg.image_size || spec.width != cfg.image_size {
+            return Err(Error::invalid(format!(
+                "the image bank holds {}x{} images but image_size={}; build the bank with size={} (or set image_size)",
+                spec.height, spec.width, cfg.image_size, cfg.image_size
+            )));
+        }
+        check_training_images(train, images)?;
+        let device = parse_device(&cfg.device)?;
+        let sampler = TripleSampler::new(train, 1)?;
+        let net = self.build_net(device, train.n_users())?;
+        let feed = ImageFeed::new(images, device, &cfg.resident_images)?;
+        let lambdas = Lambdas { cnn: cfg.lambda_cnn, fc: cfg.lambda_fc, user: cfg.lambda_u };
+        let mut step = DvbprStep::new(net, feed, cfg.lr, lambdas, cfg.seed, train.n_items(), cfg.embed_batch)?;
+        self.fitted = None;
+        self.ids = Some(train.ids().clone());
+        self.history.clear();
+
+        // Resume: parameters, optimiser moments, history and the epoch to continue from.
+        let data_key = Tensor::from_slice(&[train.n_users() as i64, train.n_items() as i64, train.nnz() as i64]);
+        let mut start = 0;
+        if let (true, Some(path)) = (cfg.resume, self.checkpoint_path()) {
+            if path.exists() {
+                let (epoch, history) = read_checkpoint(&path, &mut step, &self.resumable_config(), &data_key)?;
+                start = epoch;
+                self.history = history;
+            }
+        }
+        let n_batches = sampler.epoch_len().div_ceil(cfg.batch_size) as u64;
+        step.epoch_offset = start;
+        let source = Offset { inner: &sampler, offset: start as u64 * n_batches, epoch_offset: start };
+        let slot = step.embeddings.clone();
+        let theta = step.net.theta.shallow_clone();
+        let mut validate = validator(train, validation, |u| {
+            let items = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let items = items.as_ref().ok_or_else(|| Error::state("no item embeddings yet"))?;
+            Ok(scores(&theta, items, u)?.f_to_device(Device::Cpu)?)
+        })?;
+        let snapshot: Arc<Mutex<Vec<(String, Tensor)>>> = Default::default();
+        if cfg.checkpoint_dir.is_some() {
+            step.snapshot = Some(snapshot.clone());
+        }
+        let ckpt = self.checkpoint_path();
+        let config_key = self.resumable_config();
+        let mut history = self.history.clone();
+        let mut wrapped = |e: &Event<'_>| -> Control {
+            match e {
+                Event::Progress { epoch, samples, total } => {
+                    observer(&Event::Progress { epoch: epoch + start, samples: *samples, total: *total })
+                }
+                Event::EpochEnd(log) => {
+                    let log = EpochLog { epoch: log.epoch + start, ..(*log).clone() };
+                    history.push(log.clone());
+                    if let Some(path) = &ckpt {
+                        let state = snapshot.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(err) = write_checkpoint(path, &state, log.epoch, &history, &config_key, &data_key) {
+                            eprintln!("DVBPR: could not write the checkpoint: {err}");
+                        }
+                    }
+                    observer(&Event::EpochEnd(&log))
+                }
+            }
+        };
+        let loop_cfg = LoopConfig { epochs: cfg.epochs.saturating_sub(start), batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
+        let result = if loop_cfg.epochs > 0 {
+            fit_loop(&mut step, &source, &loop_cfg, &mut *validate, &mut wrapped)
+        } else {
+            Ok(FitReport::default())
+        };
+        drop(validate);
+        drop(wrapped);
+        let mut report = result?;
+        // A fit stopped inside an epoch (or resumed at its end) has no fresh embeddings.
+        let items = match (report.stopped, step.take_embeddings()) {
+            (false, Some(e)) => e,
+            _ => step.net.embed_all(&step.feed, train.n_items(), cfg.embed_batch)?,
+        };
+        self.history = history;
+        report.history = self.history.clone();
+        self.fitted = Some(Fitted { net: step.net, items });
+        Ok(report)
+    }
+
+    fn ids(&self) -> Option<&IdMaps> {
+        self.ids.as_ref()
+    }
+
+    fn history(&self) -> &[EpochLog] {
+        &self.history
+    }
+
+    fn score(&self, users: &[i64]) -> Result<Tensor> {
+        let f = self.fitted()?;
+        Ok(scores(&f.net.theta, &f.items, users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
+    }
+
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+        let f = self.fitted()?;
+        let n_items = f.items.size()[0] as usize;
+        let score = |b: &[i64]| scores(&f.net.theta, &f.items, b);
+        if f.items.device().is_cuda() {
+            return recommend_by_blocks(users, k, n_items, exclude, &score, &device_top_k);
+        }
+        recommend_by_blocks(users, k, n_items, exclude, &score, &|s, b, k, ex| {
+            let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
+            crate::metrics::top_k_block(&to_vec_f32(&s)?, n_items, &idx, k, ex)
+        })
+    }
+
+    fn embed_new_items(&self, side: &SideInfo) -> Result<Tensor> {
+        let f = self.fitted()?;
+        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR embeds new items from images: pass images"))?;
+        let spec = images.bank.spec();
+        if spec.height != self.config.image_size || spec.width != self.config.image_size {
+            return Err(Error::invalid(format!(
+                "the images are {}x{}, this model takes {}x{}",
+                spec.height, spec.width, self.config.image_size, self.config.image_size
+            )));
+        }
+        let feed = ImageFeed::new(images, f.net.vs.device(), "host")?;
+        Ok(f.net.embed_all(&feed, images.len(), self.config.embed_batch)?.f_to_device(Device::Cpu)?)
+    }
+
+    fn item_vectors(&self) -> Result<Tensor> {
+        Ok(self.fitted()?.items.f_to_device(Device::Cpu)?)
+    }
+
+    fn user_vectors(&self) -> Result<Tensor> {
+        Ok(self.fitted()?.net.theta.detach().f_to_device(Device::Cpu)?)
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let f = self.fitted()?;
+        let mut out: Vec<(String, Tensor)> = f.net.vs.variables().into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push((ITEMS.into(), f.items.shallow_clone()));
+        Ok(out)
+    }
+
+    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
+        let device = parse_device(device.unwrap_or(&self.config.device))?;
+        let net = self.build_net(device, ids.users.len())?;
+        copy_vars(&net.vs, state, "saved model")?;
+        let items = state.get(ITEMS).ok_or_else(|| Error::state("saved model has no item_embeddings"))?;
+        if items.size() != [ids.items.len() as i64, self.config.k as i64] {
+            return Err(Error::state(format!("saved item embeddings have shape {:?}, expected ({}, {})", items.size(), ids.items.len(), self.config.k)));
+        }
+        let items = items.f_to_kind(Kind::Float)?.f_to_device(device)?;
+        self.fitted = Some(Fitted { net, items });
+        self.ids = Some(ids);
+        self.history = history;
+        Ok(())
+    }
+
+    fn device(&self) -> String {
+        self.fitted.as_ref().map(|f| device_name(f.net.vs.device())).unwrap_or_default()
+    }
+}
+
+/// Copy every variable of `vs` from `state` (same names and shapes).
+fn copy_vars(vs: &nn::VarStore, state: &HashMap<String, Tensor>, what: &str) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        let saved = state.get(&name).ok_or_else(|| Error::state(format!("{what} has no tensor '{name}'")))?;
+        if saved.size() != var.size() {
+            return Err(Error::state(format!("{what}: '{name}' has shape {:?}, the model {:?}", saved.size(), var.size())));
+        }
+        var.f_copy_(saved)?;
+    }
+    Ok(())
+}
+
+fn text_tensor(s: &str) -> Tensor {
+    Tensor::from_slice(s.as_bytes())
+}
+
+fn tensor_text(t: &Tensor, what: &str) -> Result<String> {
+    let bytes = Vec::<u8>::try_from(t.f_to_kind(Kind::Uint8)?.f_flatten(0, -1)?)?;
+    String::from_utf8(bytes).map_err(|_| Error::state(format!("checkpoint: {what} is not UTF-8")))
+}
+
+/// Write the snapshot of an epoch's end (parameters, Adam moments, item embeddings) with the
+/// epoch, history and what it was trained on, through a temporary file.
+fn write_checkpoint(path: &Path, state: &[(String, Tensor)], epoch: usize, history: &[EpochLog], config: &str, data: &Tensor) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+    }
+    let mut all: Vec<(String, Tensor)> = state.iter().map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu))).collect();
+    all.push(("ckpt.epoch".into(), Tensor::from_slice(&[epoch as i64])));
+    all.push(("ckpt.history".into(), text_tensor(&serde_json::to_string(history).unwrap())));
+    all.push(("ckpt.config".into(), text_tensor(config)));
+    all.push(("ckpt.data".into(), data.shallow_clone()));
+    let tmp = path.with_extension("partial");
+    Tensor::write_safetensors(&all, &tmp).map_err(|e| Error::file(&tmp, format!("cannot write the checkpoint: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
+}
+
+/// Put a checkpoint back into `step`; returns the epochs it had finished and their history.
+fn read_checkpoint(path: &Path, step: &mut DvbprStep, config: &str, data: &Tensor) -> Result<(usize, Vec<EpochLog>)> {
+    let bad = |m: String| Error::file(path, m);
+    let state: HashMap<String, Tensor> =
+        Tensor::read_safetensors(path).map_err(|e| bad(format!("not a DVBPR checkpoint: {e}")))?.into_iter().collect();
+    let get = |k: &str| state.get(k).ok_or_else(|| bad(format!("not a DVBPR checkpoint (no '{k}')")));
+    if tensor_text(get("ckpt.config")?, "config")? != config {
+        return Err(bad("the checkpoint was written with other settings than this model's; use another checkpoint_dir or resume=False".into()));
+    }
+    if !get("ckpt.data")?.equal(data) {
+        return Err(bad("the checkpoint was trained on other data (users, items or interactions differ)".into()));
+    }
+    copy_vars(&step.net.vs, &state, "the checkpoint").map_err(|e| bad(e.to_string()))?;
+    step.adam.restore(&state).map_err(|e| bad(e.to_string()))?;
+    if let Some(items) = state.get(ITEMS) {
+        *step.embeddings.lock().unwrap_or_else(|p| p.into_inner()) = Some(items.f_to_device(step.net.vs.device())?);
+    }
+    let epoch = get("ckpt.epoch")?.f_int64_value(&[0])? as usize;
+    let history: Vec<EpochLog> =
+        serde_json::from_str(&tensor_text(get("ckpt.history")?, "history")?).map_err(|e| bad(format!("bad history: {e}")))?;
+    Ok((epoch, history))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Duplicates;
+    use crate::images::bank::{BankSpec, ImageBank, OnError};
+    use crate::images::decode::tests::tiny_png;
+    use crate::images::resize::Filter;
+    use crate::images::source::ImageSource;
+
+    /// 24 items, red (even) or blue (odd) 2x2 patches upsampled to 32x32; item 23 has a
+    /// broken file when `broken`. 12 users: even users like red items, odd users blue ones.
+    fn data(dir: &Path, broken: bool) -> (Interactions, SideInfo) {
+        let paths = (0..24)
+            .map(|i| {
+                let (r, b) = if i % 2 == 0 { (200u8, 20u8) } else { (20, 200) };
+                let v = (i * 3) as u8;
+                let mut png = tiny_png(&[r, v, b, r, 40, b, r, v, b, r, 90, b]);
+                if broken && i == 23 {
+                    png.truncate(20);
+                }
+                let p = dir.join(format!("{i}.png"));
+                std::fs::write(&p, png).unwrap();
+                p
+            })
+            .collect();
+        let spec = BankSpec { height: 32, width: 32, filter: Filter::Bilinear };
+        let on_error = if broken { OnError::Skip } else { OnError::Raise };
+        let (bank, _) = ImageBank::build(&ImageSource::files(paths), spec, on_error, None, 1, &mut |_, _| true).unwrap();
+        let (mut us, mut is) = (Vec::new(), Vec::new());
+        for u in 0..12i64 {
+            // Items 0..20 are warm (interacted with); 20..24 are cold.
+            for i in (0..20i64).filter(|i| i % 2 == u % 2).take(6) {
+                us.push(u);
+                is.push(i);
+            }
+        }
+        if broken {
+            us.push(0);
+            is.push(23);
+        }
+        let train = Interactions::from_indices(&us, &is, None, Some(12), Some(24), Duplicates::Sum, Default::default()).unwrap();
+        let images = ItemImages::new(Arc::new(bank), None).unwrap();
+        (train, SideInfo { images: Some(images), ..Default::default() })
+    }
+
+    fn config(epochs: usize, checkpoint: Option<&Path>, resume: bool) -> DvbprConfig {
+        DvbprConfig {
+            k: 4,
+            image_size: 32,
+            epochs,
+            lr: 1e-3,
+            batch_size: 16,
+            device: "cpu".into(),
+            embed_batch: 10,
+            checkpoint_dir: checkpoint.map(|p| p.display().to_string()),
+            resume,
+            ..Default::default()
+        }
+    }
+
+    fn fit(cfg: DvbprConfig, train: &Interactions, side: &SideInfo) -> Dvbpr {
+        let mut m = Dvbpr::new(cfg).unwrap();
+        m.fit(train, side, None, &mut |_| Control::Continue).unwrap();
+        m
+    }
+
+    #[test]
+    fn fits_scores_cold_items_saves_and_resumes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (train, side) = data(dir.path(), false);
+        let full = fit(config(3, Some(&dir.path().join("a")), false), &train, &side);
+        let s = full.score(&[0, 1]).unwrap();
+        assert_eq!(s.size(), vec![2, 24]);
+        assert_eq!(full.item_vectors().unwrap().size(), vec![24, 4]);
+        assert_eq!(full.history().len(), 3);
+        assert!(full.history().iter().all(|h| h.loss.is_finite()));
+        // Interrupted after 2 epochs, then resumed to 3. Bit-for-bit equality with the
+        // uninterrupted fit is tested in tests/test_dvbpr_model.py: dropout draws from
+        // libtorch's global generator, which the other tests of this binary use concurrently.
+        let ck = dir.path().join("b");
+        let part = fit(config(2, Some(&ck), false), &train, &side);
+        let resumed = fit(config(3, Some(&ck), true), &train, &side);
+        assert_eq!(resumed.history().len(), 3);
+        assert_eq!(resumed.history()[..2], part.history()[..]);
+        // Other settings do not resume from that checkpoint.
+        let mut other = Dvbpr::new(DvbprConfig { lr: 5e-4, ..config(3, Some(&ck), true) }).unwrap();
+        let e = other.fit(&train, &side, None, &mut |_| Control::Continue).unwrap_err().to_string();
+        assert!(e.contains("other settings"), "{e}");
+        // Saved and loaded: same scores, without the images.
+        let path = dir.path().join("m.safetensors");
+        crate::models::checkpoint::save(&full, &path).unwrap();
+        let back = crate::models::checkpoint::load(&path, Some("cpu")).unwrap();
+        assert!(back.score(&[0, 1]).unwrap().equal(&s));
+        // New images embed as the catalogue's did.
+        let new = full.embed_new_items(&side).unwrap();
+        assert!((new - full.item_vectors().unwrap()).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (train, side) = data(dir.path(), true);
+        let mut m = Dvbpr::new(config(1, None, false)).unwrap();
+        let e = m.fit(&train, &side, None, &mut |_| Control::Continue).unwrap_err().to_string();
+        assert!(e.contains("training item 23 has no image"), "{e}");
+        let mut m = Dvbpr::new(DvbprConfig { image_size: 64, ..config(1, None, false) }).unwrap();
+        let e = m.fit(&train, &side, None, &mut |_| Control::Continue).unwrap_err().to_string();
+        assert!(e.contains("32x32") && e.contains("image_size=64"), "{e}");
+        let e = m.fit(&train, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap_err().to_string();
+        assert!(e.contains("needs images"), "{e}");
+        assert!(Dvbpr::new(DvbprConfig { tower: "vgg".into(), ..Default::default() }).is_err());
+        assert!(Dvbpr::new(DvbprConfig { image_size: 16, ..Default::default() }).err().unwrap().to_string().contains("too small"));
+        assert!(Dvbpr::new(DvbprConfig { resume: true, ..Default::default() }).is_err());
+    }
+}
