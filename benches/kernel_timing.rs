@@ -34,7 +34,7 @@ fn main() {
         for bs in [4096, 65536] {
             let cfg = BprConfig { device: "cpu".into(), threads, batch_size: bs, ..Default::default() };
             let dt = best_of(5, || {
-                Bpr::new(cfg.clone()).unwrap().fit(&data, None, &mut |_| Control::Continue).unwrap();
+                Bpr::new(cfg.clone()).unwrap().fit(&data, &fashionrec::data::SideInfo::default(), None, &mut |_| Control::Continue).unwrap();
             });
             println!("{threads} threads: fit, batch {bs:>5}: {:.1}", dt * 1e9 / samples);
         }

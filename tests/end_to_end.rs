@@ -3,7 +3,7 @@
 
 use fashionrec::data::split::leave_one_out;
 use fashionrec::data::synthetic::{synthetic, SyntheticConfig};
-use fashionrec::data::Interactions;
+use fashionrec::data::{Interactions, SideInfo};
 use fashionrec::metrics::{evaluate_block, EvalOptions, Metric, Validation};
 use fashionrec::models::{checkpoint, create, Recommender};
 use fashionrec::tensors::to_vec_f32;
@@ -19,7 +19,7 @@ fn mean_metrics(model: &dyn Recommender, train: &Interactions, test: &Interactio
     let idx: Vec<i64> = users.iter().map(|&u| u as i64).collect();
     let scores = to_vec_f32(&model.score(&idx).unwrap()).unwrap();
     let metrics = [Metric::Auc, Metric::Ndcg(10)];
-    let out = evaluate_block(&scores, &users, test, &[train], &metrics, EvalOptions::default()).unwrap();
+    let out = evaluate_block(&scores, &users, test, &[train], &metrics, EvalOptions::default(), None).unwrap();
     out.iter().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect()
 }
 
@@ -27,7 +27,7 @@ fn fit(kind: &str, config: &str, train: &Interactions) -> Box<dyn Recommender> {
     let mut model = create(kind, config).unwrap();
     let mut epochs = 0;
     model
-        .fit(train, None, &mut |e: &Event<'_>| {
+        .fit(train, &SideInfo::default(), None, &mut |e: &Event<'_>| {
             if let Event::EpochEnd(log) = e {
                 assert!(log.loss.is_finite());
                 epochs += 1;
@@ -58,7 +58,7 @@ fn observer_can_stop_training() {
     let parts = data();
     let mut model = create("bpr", r#"{"factors": 8, "epochs": 50, "device": "cpu"}"#).unwrap();
     let report = model
-        .fit(&parts[0], None, &mut |e: &Event<'_>| match e {
+        .fit(&parts[0], &SideInfo::default(), None, &mut |e: &Event<'_>| match e {
             Event::EpochEnd(log) if log.epoch == 4 => Control::Stop,
             _ => Control::Continue,
         })
@@ -79,7 +79,7 @@ fn validation_metrics_are_logged_every_epoch() {
         options: EvalOptions::default(),
     };
     let mut model = create("bpr", r#"{"factors": 16, "epochs": 5, "device": "cpu"}"#).unwrap();
-    model.fit(train, Some(&v), &mut |_: &Event<'_>| Control::Continue).unwrap();
+    model.fit(train, &SideInfo::default(), Some(&v), &mut |_: &Event<'_>| Control::Continue).unwrap();
     let h = model.history();
     assert_eq!(h.len(), 5);
     let auc: Vec<f64> = h.iter().map(|l| l.metrics["val_auc"]).collect();

@@ -14,9 +14,6 @@ if TYPE_CHECKING:
 
     from .models.base import Recommender
 
-#: Score blocks are cut to about this many float32 values (256 MB).
-_BLOCK_VALUES = 1 << 26
-
 DEFAULT_METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "hitrate@10")
 
 
@@ -28,6 +25,7 @@ def evaluate(
     exclude: Iterable[Interactions] = (),
     metrics: Sequence[str] = DEFAULT_METRICS,
     users: Sequence | None = None,
+    items: Sequence | None = None,
     sampled_negatives: int = 100,
     seed: int = 0,
     per_user: bool = False,
@@ -37,7 +35,9 @@ def evaluate(
 
     For each user, the candidates are all items except those in ``train`` (and in every
     set of ``exclude``, e.g. a validation split); the user's ``test`` items among them are
-    the positives. Metrics (names as in ``DEFAULT_METRICS``):
+    the positives. ``items`` (raw item ids) restricts the candidates, positives included, to
+    those items: e.g. only cold items, or only warm ones. Metrics (names as in
+    ``DEFAULT_METRICS``):
 
     * ``auc``: per-user ROC AUC over all candidates (ties count 1/2);
     * ``sampled_auc``: DVBPR's AUC, each positive against ``sampled_negatives`` random
@@ -46,25 +46,22 @@ def evaluate(
 
     Returns the mean of each metric over the users with at least one positive (restricted to
     raw ids ``users`` if given), plus ``"users"``, their number. With ``per_user=True``:
-    a DataFrame indexed by raw user id with one column per metric.
+    a DataFrame indexed by raw user id with one column per metric. Scoring, the block loop
+    and the metrics run in Rust with the GIL released.
     """
     for name, data in [("test", test), ("train", train), *(("exclude", x) for x in exclude)]:
-        if data is not None:
-            if not isinstance(data, Interactions):
-                raise TypeError(f"{name} must be an Interactions, not {type(data).__name__}")
-            model._check_same_ids(data, name)
-    return evaluate_scores(
-        model._score_indices,
-        test,
-        train=train,
-        exclude=exclude,
-        metrics=metrics,
-        users=users,
-        sampled_negatives=sampled_negatives,
-        seed=seed,
-        per_user=per_user,
-        progress=progress,
+        if data is not None and not isinstance(data, Interactions):
+            raise TypeError(f"{name} must be an Interactions, not {type(data).__name__}")
+    test = model._aligned(test, "test")
+    excluded = [model._aligned(x, "train" if k == 0 and train is not None else "exclude")
+                for k, x in enumerate(([train] if train is not None else []) + list(exclude))]
+    names = _core.canonical_metrics(list(metrics))
+    user_idx, candidates = _restrictions(test, users, items)
+    bar = _bar(progress)
+    result = model._core.evaluate(
+        test._core, [x._core for x in excluded], names, user_idx, candidates, sampled_negatives, seed, bar
     )
+    return _summarise(test, names, result, per_user, bar)
 
 
 def evaluate_scores(
@@ -75,6 +72,7 @@ def evaluate_scores(
     exclude: Iterable[Interactions] = (),
     metrics: Sequence[str] = DEFAULT_METRICS,
     users: Sequence | None = None,
+    items: Sequence | None = None,
     sampled_negatives: int = 100,
     seed: int = 0,
     per_user: bool = False,
@@ -82,28 +80,50 @@ def evaluate_scores(
 ) -> dict[str, float] | pd.DataFrame:
     """:func:`evaluate` for any scorer: ``score(user_indices)`` returns float32 scores of
     shape ``(len(user_indices), test.n_items)`` in ``test``'s item index order. Use it to
-    measure models from other libraries under exactly the same protocol."""
+    measure models from other libraries under exactly the same protocol (the same Rust loop
+    calls ``score`` block by block)."""
     names = _core.canonical_metrics(list(metrics))
-    exclude = list(exclude)
-    excluded = [x._core for x in ([train] if train is not None else []) + exclude]
-    active = test._core.active_users()
+    excluded = [x._core for x in ([train] if train is not None else []) + list(exclude)]
+    user_idx, candidates = _restrictions(test, users, items)
+    bar = _bar(progress)
+    result = _core.evaluate_scorer(score, test._core, excluded, names, user_idx, candidates, sampled_negatives, seed, bar)
+    return _summarise(test, names, result, per_user, bar)
+
+
+def _restrictions(test: Interactions, users: Sequence | None, items: Sequence | None):
+    user_idx = None
     if users is not None:
-        active = np.intersect1d(active, test.user_index(users))
-    step = max(1, _BLOCK_VALUES // max(test.n_items, 1))
-    blocks = [active[i : i + step] for i in range(0, len(active), step)]
-    if progress:
+        user_idx = np.intersect1d(test._core.active_users(), test.user_index(users)).astype(np.int64)
+    candidates = None
+    if items is not None:
+        candidates = np.zeros(test.n_items, dtype=bool)
+        candidates[test.item_index(items)] = True
+    return user_idx, candidates
+
+
+class _Bar:
+    def __init__(self):
         from tqdm.auto import tqdm
 
-        blocks = tqdm(blocks, desc="evaluate", unit="block")
-    columns: list[list[np.ndarray]] = [[] for _ in names]
-    for block in blocks:
-        scores = np.ascontiguousarray(score(block), dtype=np.float32)
-        if scores.shape != (len(block), test.n_items):
-            raise ValueError(f"score() returned shape {scores.shape}, expected {(len(block), test.n_items)}")
-        values = _core.evaluate_block(scores, block, test._core, excluded, names, sampled_negatives, seed)
-        for col, v in zip(columns, values):
-            col.append(v)
-    table = {n: (np.concatenate(c) if c else np.zeros(0)) for n, c in zip(names, columns)}
+        self._bar = tqdm(total=100, desc="evaluate", unit="%")
+
+    def __call__(self, done: float) -> None:
+        self._bar.n = round(100 * done)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _bar(progress: bool) -> _Bar | None:
+    return _Bar() if progress else None
+
+
+def _summarise(test: Interactions, names: list[str], result, per_user: bool, bar: _Bar | None):
+    if bar is not None:
+        bar.close()
+    active, values = result
+    table = dict(zip(names, values))
     # Users whose test items are all excluded have no positive: NaN in every metric.
     has_positive = ~np.isnan(table[names[0]]) if names else np.zeros(len(active), bool)
     if per_user:

@@ -182,6 +182,57 @@ impl IdMap {
         }
     }
 
+    /// This map followed by the ids of `extra` it does not hold yet (in their order, each once):
+    /// a catalogue grown by side data (items with images but no interaction). Existing ids
+    /// keep their indices. A repeated extra id is kept once; a kind mismatch is an error.
+    pub fn extended(&self, extra: RawIds<'_>, what: &str) -> Result<IdMap> {
+        let known = self.lookup(extra).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        match (self, extra) {
+            (IdMap::Str { ids, .. }, RawIds::Str(v)) => {
+                let mut ids = ids.clone();
+                let mut seen = FxHashSet::default();
+                for (k, s) in v.iter().enumerate() {
+                    if known[k] == UNKNOWN && seen.insert(*s) {
+                        ids.push(s.to_string());
+                    }
+                }
+                Ok(Self::from_unique_str(ids))
+            }
+            (_, RawIds::Int(v)) => {
+                let mut ids = self.int_ids().unwrap_or_default();
+                let n = ids.len();
+                let mut seen = FxHashSet::default();
+                for (k, &x) in v.iter().enumerate() {
+                    if known[k] == UNKNOWN && seen.insert(x) {
+                        ids.push(x);
+                    }
+                }
+                // Still 0..n in order: stay a range.
+                if matches!(self, IdMap::Range(_)) && ids[n..].iter().enumerate().all(|(k, &x)| x == (n + k) as i64) {
+                    return Ok(IdMap::Range(ids.len()));
+                }
+                Ok(Self::from_unique_int(ids))
+            }
+            _ => unreachable!("lookup refused the kind mismatch"),
+        }
+    }
+
+    /// True when this map's ids are the first `self.len()` of `other`'s, in order.
+    pub fn is_prefix_of(&self, other: &IdMap) -> bool {
+        if self.len() > other.len() {
+            return false;
+        }
+        match (self, other) {
+            (IdMap::Range(_), IdMap::Range(_)) => true,
+            (IdMap::Str { ids: a, .. }, IdMap::Str { ids: b, .. }) => b[..a.len()] == a[..],
+            (IdMap::Str { .. }, _) | (_, IdMap::Str { .. }) => false,
+            _ => {
+                let (a, b) = (self.int_ids().unwrap(), other.int_ids().unwrap());
+                b[..a.len()] == a[..]
+            }
+        }
+    }
+
     /// String ids in index order (None for integer ids).
     pub fn str_ids(&self) -> Option<&[String]> {
         match self {
@@ -247,6 +298,18 @@ mod tests {
         let m = IdMap::Range(3);
         assert_eq!(m.lookup(RawIds::Int(&[0, 2, 3, -1])).unwrap(), vec![0, 2, UNKNOWN, UNKNOWN]);
         assert_eq!(m, IdMap::build(RawIds::Int(&[2, 1, 0])));
+    }
+
+    #[test]
+    fn extended_keeps_indices_and_appends_new_ids() {
+        let m = IdMap::build(RawIds::Int(&[10, 20]));
+        let e = m.extended(RawIds::Int(&[20, 5, 5, 30]), "images").unwrap();
+        assert_eq!(e.int_ids().unwrap(), vec![10, 20, 5, 30]);
+        assert!(m.is_prefix_of(&e) && !e.is_prefix_of(&m));
+        assert_eq!(IdMap::Range(2).extended(RawIds::Int(&[2, 3]), "x").unwrap(), IdMap::Range(4));
+        let s = IdMap::build(RawIds::Str(&["a"])).extended(RawIds::Str(&["b", "a"]), "x").unwrap();
+        assert_eq!(s.str_ids().unwrap(), ["a", "b"]);
+        assert!(IdMap::Range(2).extended(RawIds::Str(&["a"]), "images").is_err());
     }
 
     #[test]

@@ -262,6 +262,18 @@ impl Interactions {
         Ok(Interactions { by_user, by_item: OnceLock::new(), ids })
     }
 
+    /// The same interactions over larger id maps that extend this one's (users or items with
+    /// no interaction appended: a catalogue that side data makes larger).
+    pub fn with_ids(&self, ids: IdMaps) -> Result<Self> {
+        if !self.ids.users.is_prefix_of(&ids.users) || !self.ids.items.is_prefix_of(&ids.items) {
+            return Err(Error::invalid("the new id maps must extend the interactions' own (same ids first, same order)"));
+        }
+        let mut csr = self.by_user.clone();
+        let last = *csr.indptr.last().unwrap();
+        csr.indptr.resize(ids.users.len() + 1, last);
+        Self::from_csr(csr, ids)
+    }
+
     /// From 0-based indices. `n_users`/`n_items` default to the largest index + 1.
     pub fn from_indices(
         users: &[i64],

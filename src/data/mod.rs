@@ -7,3 +7,5 @@ pub mod synthetic;
 
 pub use idmap::{IdKind, IdMap, RawIds};
 pub use interactions::{Columns, Csr, Duplicates, IdMaps, Interactions, Unknown};
+pub mod side;
+pub use side::{CategoricalColumn, DenseMatrix, FeatureTable, ItemImages, Need, SideInfo, SideNeeds, Vocab};

@@ -39,8 +39,19 @@ pub fn evaluate_block(
     exclude: &[&Interactions],
     metrics: &[Metric],
     opts: EvalOptions,
+    candidates: Option<&[bool]>,
 ) -> Result<Vec<Vec<f64>>> {
     let n_items = test.n_items();
+    if let Some(c) = candidates {
+        if c.len() != n_items {
+            return Err(Error::invalid(format!("the item restriction has {} entries for {n_items} items", c.len())));
+        }
+    }
+    // Items outside the restriction (e.g. only cold items) are never candidates.
+    let base: Vec<u8> = match candidates {
+        Some(c) => c.iter().map(|&keep| if keep { NEGATIVE } else { EXCLUDED }).collect(),
+        None => vec![NEGATIVE; n_items],
+    };
     if scores.len() != users.len() * n_items {
         return Err(Error::invalid(format!(
             "score block has {} values for {} users x {n_items} items",
@@ -59,11 +70,11 @@ pub fn evaluate_block(
         .par_iter()
         .enumerate()
         .map_init(
-            || (vec![NEGATIVE; n_items], Vec::new(), Vec::new()),
+            || (base.clone(), Vec::new(), Vec::new()),
             |(mask, buf, pos_scores), (r, &u)| {
                 let row = &scores[r * n_items..(r + 1) * n_items];
                 let out = user_metrics(row, u, test, exclude, metrics, max_k, opts, mask, buf, pos_scores);
-                mask.fill(NEGATIVE);
+                mask.copy_from_slice(&base);
                 out
             },
         )
@@ -208,7 +219,7 @@ mod tests {
         let scores = [5.0, 0.9, 0.8, 0.7, 0.6, 0.1];
         let metrics: Vec<Metric> =
             ["auc", "precision@2", "recall@2", "ndcg@3", "map@3", "hitrate@1"].iter().map(|s| s.parse().unwrap()).collect();
-        let out = evaluate_block(&scores, &[0], &test, &[&train], &metrics, EvalOptions::default()).unwrap();
+        let out = evaluate_block(&scores, &[0], &test, &[&train], &metrics, EvalOptions::default(), None).unwrap();
         let v: Vec<f64> = out.iter().map(|m| m[0]).collect();
         // AUC: negatives 1, 3, 5. pos 2 beats 3 and 5; pos 4 beats 5 -> 3 of 6.
         assert!((v[0] - 0.5).abs() < 1e-12);
@@ -224,7 +235,7 @@ mod tests {
     fn ties_count_half_and_empty_users_are_nan() {
         let test = inter(&[0, 0], &[0, 1], 2, 3);
         let scores = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
-        let out = evaluate_block(&scores, &[0, 1], &test, &[], &[Metric::Auc, Metric::SampledAuc], EvalOptions::default())
+        let out = evaluate_block(&scores, &[0, 1], &test, &[], &[Metric::Auc, Metric::SampledAuc], EvalOptions::default(), None)
             .unwrap();
         assert_eq!(out[0][0], 0.5);
         assert_eq!(out[1][0], 0.5);
@@ -238,7 +249,7 @@ mod tests {
         let scores: Vec<f32> = (0..n).map(|_| (rng.random_range(0..50) as f32) / 10.0).collect();
         let pos: Vec<i64> = (0..n as i64).filter(|i| i % 7 == 0).collect();
         let test = inter(&vec![0; pos.len()], &pos, 1, n);
-        let out = evaluate_block(&scores, &[0], &test, &[], &[Metric::Auc], EvalOptions::default()).unwrap();
+        let out = evaluate_block(&scores, &[0], &test, &[], &[Metric::Auc], EvalOptions::default(), None).unwrap();
         let (mut w, mut c) = (0.0, 0.0);
         for &p in &pos {
             for j in 0..n {
@@ -255,7 +266,7 @@ mod tests {
     #[test]
     fn nan_scores_are_an_error() {
         let test = inter(&[0], &[0], 1, 2);
-        let e = evaluate_block(&[f32::NAN, 0.0], &[0], &test, &[], &[Metric::Auc], EvalOptions::default()).unwrap_err();
+        let e = evaluate_block(&[f32::NAN, 0.0], &[0], &test, &[], &[Metric::Auc], EvalOptions::default(), None).unwrap_err();
         assert!(e.to_string().contains("NaN"));
     }
 }

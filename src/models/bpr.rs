@@ -11,16 +11,17 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::factors::{FactorHandles, Factors};
-use super::{not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions};
+use super::{check_side, not_fitted, validator, Recommender};
+use crate::data::{IdMaps, Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::metrics::Validation;
-use crate::sampling::{TripleBatch, TripleSampler};
-use crate::tensors::{cpu_f32_ptr, device_name, parse_device, view_i64};
-use crate::train::{fit_triples, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::sampling::{Choice, SamplerConfig, TripleBatch, TripleSampler};
+use crate::tensors::{cpu_f32_ptr, device_name, parse_device};
+use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
+use crate::train::{fit_loop, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +51,8 @@ pub struct BprConfig {
     pub seed: u64,
     /// CPU threads for sampling and the native kernel; 0 uses every core.
     pub threads: usize,
+    /// Which negatives to train on (see `crate::sampling::negatives`).
+    pub sampler: SamplerConfig,
 }
 
 impl Default for BprConfig {
@@ -69,6 +72,7 @@ impl Default for BprConfig {
             backend: "auto".into(),
             seed: 0,
             threads: 0,
+            sampler: SamplerConfig::default(),
         }
     }
 }
@@ -107,6 +111,7 @@ impl BprConfig {
         if !["auto", "native", "torch"].contains(&self.backend.as_str()) {
             return bad(format!("backend must be 'auto', 'native' or 'torch', not {:?}", self.backend));
         }
+        self.sampler.validate()?;
         if self.backend == "native" && self.optimizer != "sgd" {
             return bad("the native backend implements SGD only; use backend='torch' for Adam".into());
         }
@@ -173,15 +178,26 @@ impl Recommender for Bpr {
         serde_json::to_string(&self.config).unwrap()
     }
 
+    fn needs(&self) -> SideNeeds {
+        let s = &self.config.sampler;
+        SideNeeds {
+            categories: if s.needs_categories() { Need::Required } else { Need::Unused },
+            item_features: if s.needs_item_features() { Need::Required } else { Need::Unused },
+            ..Default::default()
+        }
+    }
+
     fn fit(
         &mut self,
         train: &Interactions,
+        side: &SideInfo,
         validation: Option<&Validation<'_>>,
         observer: &mut dyn FnMut(&Event<'_>) -> Control,
     ) -> Result<FitReport> {
+        check_side(self, "BPR", train, side)?;
         let cfg = self.config.clone();
         let (backend, device) = cfg.resolve()?;
-        let sampler = TripleSampler::new(train, 1)?;
+        let sampler = TripleSampler::with_config(train, 1, &cfg.sampler, side)?;
         // The model is usable (and reports what it has) even if training stops early.
         self.params = Some(Factors::random(train.n_users(), train.n_items(), cfg.factors, cfg.init_std, cfg.seed, device)?);
         self.ids = Some(train.ids().clone());
@@ -189,13 +205,12 @@ impl Recommender for Bpr {
         let params = self.params.as_ref().unwrap();
         let loop_cfg =
             LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let mut step: Box<dyn BatchStep + '_> = match (backend, cfg.optimizer.as_str()) {
-            (Backend::Native, _) => Box::new(NativeSgd::new(params, &cfg)?),
-            (Backend::Torch, "sgd") => Box::new(TorchSgd::new(params, &cfg)),
-            (Backend::Torch, _) => Box::new(TorchAdam::new(params, &cfg)?),
+        let mut step: Box<dyn BatchStep<TripleSampler<'_>> + '_> = match backend {
+            Backend::Native => Box::new(NativeSgd::new(params, &cfg)?),
+            Backend::Torch => Box::new(torch_step(params, &cfg, train.n_items())?),
         };
         let mut validate = validator(train, validation, |u| params.score(u))?;
-        let report = fit_triples(step.as_mut(), &sampler, &loop_cfg, &mut validate, observer)?;
+        let report = fit_loop(step.as_mut(), &sampler, &loop_cfg, &mut validate, observer)?;
         drop(validate);
         drop(step);
         self.history = report.history.clone();
@@ -214,8 +229,26 @@ impl Recommender for Bpr {
         self.fitted()?.score(users)
     }
 
+    /// On a GPU the scores stay there: excluded items are masked and the top k selected on
+    /// the device, and only (users, k) comes back.
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+        let f = self.fitted()?;
+        let n_items = f.n_items();
+        if f.device() == Device::Cpu {
+            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| f.score(b), &|s, b, k, ex| {
+                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
+                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
+            });
+        }
+        super::recommend_by_blocks(users, k, n_items, exclude, &|b| f.score_on_device(b), &super::device_top_k)
+    }
+
     fn item_vectors(&self) -> Result<Tensor> {
         Ok(self.fitted()?.items.detach().to_device(Device::Cpu))
+    }
+
+    fn user_vectors(&self) -> Result<Tensor> {
+        Ok(self.fitted()?.users.detach().to_device(Device::Cpu))
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
@@ -270,6 +303,18 @@ unsafe impl Send for SharedRows {}
 unsafe impl Sync for SharedRows {}
 
 impl SharedRows {
+    /// score(u, j) = p_u . q_j + b_j.
+    ///
+    /// # Safety
+    /// `u` and `j` in range of the matrices.
+    #[inline(always)]
+    unsafe fn score(&self, u: usize, j: usize) -> f32 {
+        let d = self.dim;
+        let pu = std::slice::from_raw_parts(self.users.add(u * d), d);
+        let qj = std::slice::from_raw_parts(self.items.add(j * d), d);
+        *self.bias.add(j) + pu.iter().zip(qj).map(|(a, b)| a * b).sum::<f32>()
+    }
+
     /// Hint the CPU to fetch the rows of triple (u, i, j) into cache.
     #[inline(always)]
     fn prefetch(&self, (u, i, j): (usize, usize, usize)) {
@@ -299,6 +344,8 @@ struct NativeSgd<'a> {
     cfg: &'a BprConfig,
     lr: f32,
     loss: f64,
+    choice: Choice,
+    n_items: usize,
     // Handles on the parameter tensors keep the memory behind `rows` alive.
     _params: FactorHandles,
 }
@@ -312,11 +359,55 @@ impl<'a> NativeSgd<'a> {
             bias: cpu_f32_ptr(&h.item_bias, "item bias")?,
             dim: p.dim(),
         };
-        Ok(NativeSgd { rows, cfg, lr: cfg.lr as f32, loss: 0.0, _params: h })
+        Ok(NativeSgd { rows, cfg, lr: cfg.lr as f32, loss: 0.0, choice: cfg.sampler.choice(), n_items: p.n_items(), _params: h })
     }
 }
 
-impl BatchStep for NativeSgd<'_> {
+/// WARP's rank weight for a violator found at draw `tries`: ln(floor((n_items - 1) / tries)),
+/// divided by its largest value ln(n_items - 1) so a violator found at once weighs 1 (the
+/// plain BPR step) and easier ones less. Unnormalised, the weight multiplies the learning
+/// rate by up to ln(n_items) (7.4 on MovieLens), which diverges at BPR's learning rates.
+pub fn warp_weight(n_items: usize, tries: usize) -> f32 {
+    let top = (n_items.saturating_sub(1).max(2) as f32).ln();
+    let rank = (n_items.saturating_sub(1) / tries.max(1)).max(1);
+    (rank as f32).ln() / top
+}
+
+/// What the native kernel needs to pick a negative among candidates (Copy, so rayon
+/// workers share it).
+#[derive(Clone, Copy)]
+struct Chooser {
+    rows: SharedRows,
+    choice: Choice,
+    n_items: usize,
+}
+
+impl Chooser {
+    /// The negative to train on among a sample's candidates, and the weight of its loss
+    /// (WARP's rank estimate); None when WARP found no violator (the sample is skipped).
+    ///
+    /// # Safety
+    /// Indices in range of the parameter matrices behind `rows`.
+    #[inline(always)]
+    unsafe fn choose(self, u: usize, i: usize, cands: &[i64]) -> Option<(usize, f32)> {
+        let rows = self.rows;
+        match self.choice {
+            Choice::Single => Some((cands[0] as usize, 1.0)),
+            Choice::BestOfN => {
+                let best = cands.iter().map(|&j| (rows.score(u, j as usize), j)).max_by(|a, b| a.0.total_cmp(&b.0));
+                best.map(|(_, j)| (j as usize, 1.0))
+            }
+            Choice::Warp { margin } => {
+                let xi = rows.score(u, i);
+                cands.iter().enumerate().find(|&(_, &j)| rows.score(u, j as usize) > xi - margin).map(|(t, &j)| {
+                    (j as usize, warp_weight(self.n_items, t + 1))
+                })
+            }
+        }
+    }
+}
+
+impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
     fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
         self.lr = self.cfg.lr_at(epoch) as f32;
         Ok(())
@@ -325,16 +416,23 @@ impl BatchStep for NativeSgd<'_> {
     fn step(&mut self, batch: &TripleBatch) -> Result<()> {
         let (rows, lr, reg, breg) = (self.rows, self.lr, self.cfg.reg as f32, self.cfg.bias_reg as f32);
         let kernel = select_kernel();
+        let width = batch.n_neg * batch.n_cand.max(1);
+        let this = Chooser { rows, choice: self.choice, n_items: self.n_items };
         let loss: f64 = batch
             .users
             .par_chunks(NATIVE_CHUNK)
             .zip(batch.pos.par_chunks(NATIVE_CHUNK))
-            .zip(batch.neg.par_chunks(NATIVE_CHUNK))
+            .zip(batch.neg.par_chunks(NATIVE_CHUNK * width))
             .map(|((us, ps), ns)| {
                 let mut loss = 0f64;
                 for k in 0..us.len() {
+                    let (u, i) = (us[k] as usize, ps[k] as usize);
                     // SAFETY: see `sample_and_step`.
-                    loss += unsafe { kernel(rows, us[k] as usize, ps[k] as usize, ns[k] as usize, lr, reg, breg) };
+                    unsafe {
+                        if let Some((j, w)) = this.choose(u, i, &ns[k * width..(k + 1) * width]) {
+                            loss += kernel(rows, u, i, j, lr, reg, breg, w);
+                        }
+                    }
                 }
                 loss
             })
@@ -348,16 +446,21 @@ impl BatchStep for NativeSgd<'_> {
     fn sample_and_step(
         &mut self,
         sampler: &TripleSampler<'_>,
-        _batch: &mut TripleBatch,
+        batch: &mut TripleBatch,
         size: usize,
         seed: u64,
-        stream: u64,
+        batch_index: u64,
     ) -> Result<()> {
+        if sampler.n_candidates() > 1 {
+            // WARP / best of n: the model picks among candidates; no prefetch ring.
+            sampler.fill(batch, size, seed, batch_index);
+            return self.step(batch);
+        }
         let (rows, lr, reg, breg) = (self.rows, self.lr, self.cfg.reg as f32, self.cfg.bias_reg as f32);
         let kernel = select_kernel();
         let loss: f64 = TripleSampler::chunks(size)
             .map(|(chunk, len)| {
-                let mut rng = sampler.chunk_rng(seed, stream, chunk);
+                let mut rng = sampler.chunk_rng(seed, batch_index, chunk);
                 let mut neg = [0i64; 1];
                 let mut draw = |rng: &mut _| {
                     let (u, i) = sampler.draw(rng, &mut neg);
@@ -383,7 +486,7 @@ impl BatchStep for NativeSgd<'_> {
                     // negative never a positive of the user (so never equal to i); the
                     // pointers are live for the step (see `_params`). Concurrent writes to one
                     // row from two threads are the Hogwild race, accepted by design.
-                    loss += unsafe { kernel(rows, u, i, j, lr, reg, breg) };
+                    loss += unsafe { kernel(rows, u, i, j, lr, reg, breg, 1.0) };
                 }
                 loss
             })
@@ -397,7 +500,7 @@ impl BatchStep for NativeSgd<'_> {
     }
 }
 
-type Kernel = unsafe fn(SharedRows, usize, usize, usize, f32, f32, f32) -> f64;
+type Kernel = unsafe fn(SharedRows, usize, usize, usize, f32, f32, f32, f32) -> f64;
 
 /// The update compiled for the best instruction set this CPU has (AVX2+FMA doubles the
 /// vector width of the default x86-64 build).
@@ -413,17 +516,20 @@ fn select_kernel() -> Kernel {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sgd_update_avx2(rows: SharedRows, u: usize, i: usize, j: usize, lr: f32, reg: f32, breg: f32) -> f64 {
-    sgd_update(rows, u, i, j, lr, reg, breg)
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgd_update_avx2(rows: SharedRows, u: usize, i: usize, j: usize, lr: f32, reg: f32, breg: f32, w: f32) -> f64 {
+    sgd_update(rows, u, i, j, lr, reg, breg, w)
 }
 
-/// One BPR SGD update; returns the sample's loss -ln sigmoid(x).
+/// One BPR SGD update with the loss weighted by `w` (1, or WARP's rank weight); returns the
+/// sample's weighted loss -w ln sigmoid(x).
 ///
 /// # Safety
 /// `u`, `i`, `j` must be in range of the parameter matrices behind `rows`, and `i != j`
 /// (a negative is never a positive of the same user).
 #[inline(always)]
-unsafe fn sgd_update(rows: SharedRows, u: usize, i: usize, j: usize, lr: f32, reg: f32, breg: f32) -> f64 {
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgd_update(rows: SharedRows, u: usize, i: usize, j: usize, lr: f32, reg: f32, breg: f32, w: f32) -> f64 {
     let d = rows.dim;
     // Distinct rows (users and items are different matrices, i != j), so these slices do not
     // overlap within a thread, which lets the compiler vectorise the loops below.
@@ -433,7 +539,8 @@ unsafe fn sgd_update(rows: SharedRows, u: usize, i: usize, j: usize, lr: f32, re
     let (bi, bj) = (&mut *rows.bias.add(i), &mut *rows.bias.add(j));
     let x = *bi - *bj + dot_diff(pu, qi, qj);
     // z = sigmoid(-x) = d(-ln sigmoid(x))/d(-x)
-    let z = 1.0 / (1.0 + x.exp());
+    let z0 = 1.0 / (1.0 + x.exp());
+    let z = w * z0;
     for ((uf, pf), qf) in pu.iter_mut().zip(qi.iter_mut()).zip(qj.iter_mut()) {
         let (u0, p0, q0) = (*uf, *pf, *qf);
         *uf = u0 + lr * (z * (p0 - q0) - reg * u0);
@@ -443,7 +550,7 @@ unsafe fn sgd_update(rows: SharedRows, u: usize, i: usize, j: usize, lr: f32, re
     *bi += lr * (z - breg * *bi);
     *bj += lr * (-z - breg * *bj);
     // -ln sigmoid(x) = ln(1 + e^x) - x = -ln(z) - x; past x = 30 it is e^-x, below f32 noise.
-    (if x > 30.0 { 0.0 } else { -z.ln() - x }) as f64
+    (w * if x > 30.0 { 0.0 } else { -z0.ln() - x }) as f64
 }
 
 /// a . (p - q) with eight partial sums, so the compiler can vectorise it.
@@ -464,126 +571,53 @@ fn dot_diff(a: &[f32], p: &[f32], q: &[f32]) -> f32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// libtorch backend.
+// libtorch backend: the shared step over the factors.
 // ---------------------------------------------------------------------------------------------
 
-/// Gathered rows of one batch and the summed BPR loss over them; `leaf` makes the gathered
-/// rows autograd leaves (for the sparse SGD update) instead of views of the parameters.
-struct Gathered {
-    idx: [Tensor; 3],
-    rows: [Tensor; 3],
-    bias: [Tensor; 2],
-    data_loss: Tensor,
-    total_loss: Tensor,
+/// Matrix factorisation as two towers: rows of the user and item matrices, the item bias, L2
+/// on the rows a batch touches (the native kernel's regularisation, so both learn the same).
+struct MfTowers {
+    p: FactorHandles,
+    reg: f64,
+    bias_reg: f64,
 }
 
-fn gather(p: &FactorHandles, batch: &TripleBatch, reg: f64, breg: f64, leaf: bool) -> Gathered {
-    let dev = p.device;
-    // SAFETY: the views live only inside this step, while `batch` is borrowed and unchanged.
-    let idx = unsafe { [view_i64(&batch.users), view_i64(&batch.pos), view_i64(&batch.neg)] }
-        .map(|t| t.to_device(dev));
-    let take = |w: &Tensor, i: &Tensor| {
-        let g = w.index_select(0, i);
-        if leaf {
-            g.detach().set_requires_grad(true)
-        } else {
-            g
-        }
+impl TwoTower for MfTowers {
+    fn user_vectors(&self, users: &Tensor, _train: bool) -> Result<Tensor> {
+        Ok(self.p.users.f_index_select(0, users)?)
+    }
+
+    fn item_vectors(&self, items: &Tensor, _train: bool) -> Result<Tensor> {
+        Ok(self.p.items.f_index_select(0, items)?)
+    }
+
+    fn item_bias(&self, items: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(self.p.item_bias.f_index_select(0, &items.f_flatten(0, -1)?)?.f_view_as(items)?))
+    }
+
+    fn penalty(&self, g: &Gathered<'_>) -> Result<Option<Tensor>> {
+        let sq = |t: &Tensor| t.f_square().and_then(|s| s.f_sum(Kind::Float));
+        let rows = sq(g.u)? + sq(g.i_pos)? + sq(g.i_neg)?;
+        let bias = |i: &Tensor| -> Result<Tensor> { Ok(sq(&self.p.item_bias.f_index_select(0, &i.f_flatten(0, -1)?)?)?) };
+        Ok(Some(rows * (0.5 * self.reg) + (bias(g.pos)? + bias(g.neg)?) * (0.5 * self.bias_reg)))
+    }
+}
+
+/// BPR on libtorch: SGD (dense gradients are zero outside the touched rows, so this is the
+/// per-sample sparse update of the native kernel on the summed loss) or Adam.
+fn torch_step(p: &Factors, cfg: &BprConfig, n_items: usize) -> Result<TorchStep<MfTowers>> {
+    let c = cfg.clone();
+    let step_cfg = StepConfig {
+        loss: Loss::Bpr,
+        reduction: Reduction::Sum,
+        optimizer: if cfg.optimizer == "sgd" { Optimizer::Sgd } else { Optimizer::Adam },
+        lr: Box::new(move |e| c.lr_at(e)),
+        choice: cfg.sampler.choice(),
+        n_items,
+        shared_negatives: false,
+        log_q: None,
     };
-    let rows = [take(&p.users, &idx[0]), take(&p.items, &idx[1]), take(&p.items, &idx[2])];
-    let bias = [take(&p.item_bias, &idx[1]), take(&p.item_bias, &idx[2])];
-    let x = (&rows[0] * (&rows[1] - &rows[2])).sum_dim_intlist(-1, false, Kind::Float) + &bias[0] - &bias[1];
-    let data_loss = (-x).softplus().sum(Kind::Float);
-    let sq = |t: &Tensor| t.square().sum(Kind::Float);
-    let reg_loss = (sq(&rows[0]) + sq(&rows[1]) + sq(&rows[2])) * (0.5 * reg) + (sq(&bias[0]) + sq(&bias[1])) * (0.5 * breg);
-    let total_loss = &data_loss + reg_loss;
-    Gathered { idx, rows, bias, data_loss, total_loss }
-}
-
-/// Per-sample-equivalent SGD: the summed loss's gradients on the gathered rows are added back
-/// with `index_add_`, so only touched rows move (as in the native kernel).
-struct TorchSgd<'a> {
-    p: FactorHandles,
-    cfg: &'a BprConfig,
-    lr: f64,
-    loss: Tensor,
-}
-
-impl<'a> TorchSgd<'a> {
-    fn new(p: &Factors, cfg: &'a BprConfig) -> Self {
-        TorchSgd { p: p.handles(), cfg, lr: cfg.lr, loss: zero_loss(p.device()) }
-    }
-}
-
-fn zero_loss(device: Device) -> Tensor {
-    Tensor::zeros([], (Kind::Double, device))
-}
-
-impl BatchStep for TorchSgd<'_> {
-    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
-        self.lr = self.cfg.lr_at(epoch);
-        Ok(())
-    }
-
-    fn step(&mut self, batch: &TripleBatch) -> Result<()> {
-        let g = gather(&self.p, batch, self.cfg.reg, self.cfg.bias_reg, true);
-        g.total_loss.f_backward()?;
-        tch::no_grad(|| -> Result<()> {
-            let lr = -self.lr;
-            let targets = [&self.p.users, &self.p.items, &self.p.items];
-            for ((w, i), r) in targets.into_iter().zip(&g.idx).zip(&g.rows) {
-                let _ = w.shallow_clone().f_index_add_(0, i, &(r.grad() * lr))?;
-            }
-            for (i, b) in g.idx[1..].iter().zip(&g.bias) {
-                let _ = self.p.item_bias.shallow_clone().f_index_add_(0, i, &(b.grad() * lr))?;
-            }
-            self.loss += g.data_loss.to_kind(Kind::Double);
-            Ok(())
-        })
-    }
-
-    fn take_loss(&mut self) -> Result<f64> {
-        let v = self.loss.double_value(&[]);
-        self.loss = zero_loss(self.p.device);
-        Ok(v)
-    }
-}
-
-/// Adam on the whole parameter tensors (libtorch's optimizer).
-struct TorchAdam<'a> {
-    p: FactorHandles,
-    cfg: &'a BprConfig,
-    opt: nn::Optimizer,
-    loss: Tensor,
-}
-
-impl<'a> TorchAdam<'a> {
-    fn new(p: &Factors, cfg: &'a BprConfig) -> Result<Self> {
-        let opt = nn::Adam::default().build(&p.vs, cfg.lr)?;
-        Ok(TorchAdam { p: p.handles(), cfg, opt, loss: zero_loss(p.device()) })
-    }
-}
-
-impl BatchStep for TorchAdam<'_> {
-    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
-        self.opt.set_lr(self.cfg.lr_at(epoch));
-        Ok(())
-    }
-
-    fn step(&mut self, batch: &TripleBatch) -> Result<()> {
-        let g = gather(&self.p, batch, self.cfg.reg, self.cfg.bias_reg, false);
-        self.opt.zero_grad();
-        g.total_loss.f_backward()?;
-        self.opt.step();
-        tch::no_grad(|| self.loss += g.data_loss.to_kind(Kind::Double));
-        Ok(())
-    }
-
-    fn take_loss(&mut self) -> Result<f64> {
-        let v = self.loss.double_value(&[]);
-        self.loss = zero_loss(self.p.device);
-        Ok(v)
-    }
+    TorchStep::new(MfTowers { p: p.handles(), reg: cfg.reg, bias_reg: cfg.bias_reg }, &p.vs, step_cfg)
 }
 
 #[cfg(test)]
@@ -610,7 +644,7 @@ mod tests {
         let (u0, i0, j0, b0) = (users.clone(), items[..3].to_vec(), items[3..].to_vec(), bias.clone());
         let x: f32 = b0[0] - b0[1] + (0..3).map(|f| u0[f] * (i0[f] - j0[f])).sum::<f32>();
         let z = 1.0 / (1.0 + x.exp());
-        let loss = unsafe { sgd_update(rows, 0, 0, 1, lr, reg, breg) };
+        let loss = unsafe { sgd_update(rows, 0, 0, 1, lr, reg, breg, 1.0) };
         assert!((loss - (1.0 + (-x as f64).exp()).ln()).abs() < 1e-6);
         for f in 0..3 {
             assert!((users[f] - (u0[f] + lr * (z * (i0[f] - j0[f]) - reg * u0[f]))).abs() < 1e-7);
@@ -660,6 +694,25 @@ mod tests {
         let (b, lb) = run(false);
         assert_eq!(a, b);
         assert_eq!(la, lb);
+    }
+
+    #[test]
+    fn device_top_k_matches_the_cpu_selection() {
+        use crate::data::synthetic::{synthetic, SyntheticConfig};
+        let data = synthetic(&SyntheticConfig { n_users: 30, n_items: 40, ..Default::default() }).unwrap();
+        let p = Factors::random(30, 40, 8, 0.1, 3, Device::Cpu).unwrap();
+        let users: Vec<i64> = (0..30).collect();
+        let s = p.score(&users).unwrap();
+        let cpu = crate::metrics::top_k_block(
+            &crate::tensors::to_vec_f32(&s).unwrap(),
+            40,
+            &(0..30).collect::<Vec<u32>>(),
+            35,
+            Some(&data),
+        )
+        .unwrap();
+        let dev = super::super::device_top_k(s, &users, 35, Some(&data)).unwrap();
+        assert_eq!(cpu, dev);
     }
 
     #[test]

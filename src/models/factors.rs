@@ -91,15 +91,19 @@ impl Factors {
 
     /// Scores of the given users for every item: a (users, items) f32 CPU tensor.
     pub fn score(&self, users: &[i64]) -> Result<Tensor> {
+        Ok(self.score_on_device(users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
+    }
+
+    /// The same scores, left on the parameters' device.
+    pub fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
         let n = self.n_users() as i64;
         if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
             return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
         }
-        Ok(tch::no_grad(|| {
-            let idx = Tensor::from_slice(users).to_device(self.device());
-            let s = self.users.index_select(0, &idx).matmul(&self.items.tr()) + self.item_bias.unsqueeze(0);
-            s.to_device(Device::Cpu).contiguous()
-        }))
+        tch::no_grad(|| -> Result<Tensor> {
+            let idx = Tensor::from_slice(users).f_to_device(self.device())?;
+            Ok(self.users.f_index_select(0, &idx)?.f_matmul(&self.items.f_tr()?)? + self.item_bias.f_unsqueeze(0)?)
+        })
     }
 
     pub fn handles(&self) -> FactorHandles {

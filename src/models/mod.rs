@@ -12,11 +12,15 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use crate::data::{IdMaps, Interactions};
+use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
+use crate::metrics::{top_k_block, Validation};
 use crate::train::{Control, EpochLog, Event, FitReport};
 
+/// A model. `&self` methods only read the model (libtorch reads of its tensors), so several
+/// threads may call them at once (the Python layer does, with the GIL released); only `fit`
+/// and `restore` change it. Implementations must keep it that way: no interior mutability
+/// behind `&self`.
 pub trait Recommender: Send {
     /// The registry name, as stored in checkpoints ("bpr", "popularity", ...).
     fn kind(&self) -> &'static str;
@@ -24,12 +28,19 @@ pub trait Recommender: Send {
     /// The configuration as JSON (every field, defaults filled in).
     fn config_json(&self) -> String;
 
-    /// Train from scratch on `train`. With `validation`, its metrics are computed after every
-    /// epoch (into the epoch logs, as "val_<metric>"). The observer sees progress and the
-    /// epoch logs and may stop training; the model is usable afterwards either way.
+    /// Which side data `fit` uses (checked against what it is given before training).
+    fn needs(&self) -> SideNeeds {
+        SideNeeds::default()
+    }
+
+    /// Train from scratch on `train`, with `side` data aligned to its indices (see
+    /// [`SideInfo`]). With `validation`, its metrics are computed after every epoch (into the
+    /// epoch logs, as "val_<metric>"). The observer sees progress and the epoch logs and may
+    /// stop training; the model is usable afterwards either way.
     fn fit(
         &mut self,
         train: &Interactions,
+        side: &SideInfo,
         validation: Option<&Validation<'_>>,
         observer: &mut dyn FnMut(&Event<'_>) -> Control,
     ) -> Result<FitReport>;
@@ -43,8 +54,37 @@ pub trait Recommender: Send {
     /// Scores of the given user indices for every item: a (users, items) f32 CPU tensor.
     fn score(&self, users: &[i64]) -> Result<Tensor>;
 
+    /// Scores of users the model was not trained on, from their features (one row of
+    /// `users` per user, columns as in fit's `user_features`), for every item.
+    fn score_new_users(&self, _users: &FeatureTable) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model cannot score new users from features", self.kind())))
+    }
+
+    /// Item vectors (n, d) of items given by their side data alone (new products: images,
+    /// features), in the space of [`Recommender::item_vectors`].
+    fn embed_new_items(&self, _side: &SideInfo) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model cannot embed new items from side data", self.kind())))
+    }
+
     /// One vector per item (n_items, d), for item-item similarity.
     fn item_vectors(&self) -> Result<Tensor>;
+
+    /// One vector per user (n_users, d), for plots.
+    fn user_vectors(&self) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model has no user vectors", self.kind())))
+    }
+
+    /// The top `k` items for each user index, best first, skipping each user's items in
+    /// `exclude`: (items, scores), row-major (users.len(), k), padded with -1 / -inf where
+    /// fewer candidates remain. Scores blocks of users and selects in Rust; models on a GPU
+    /// may override it to select on the device.
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+        let n_items = self.ids().ok_or_else(|| not_fitted(self.kind()))?.items.len();
+        recommend_by_blocks(users, k, n_items, exclude, &|b| self.score(b), &|s, b, k, ex| {
+            let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
+            top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
+        })
+    }
 
     /// Named tensors to save.
     fn state(&self) -> Result<Vec<(String, Tensor)>>;
@@ -85,6 +125,73 @@ pub fn default_config(kind: &str) -> Result<String> {
 
 fn parse_config<T: serde::de::DeserializeOwned>(kind: &str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("{kind} configuration: {e}")))
+}
+
+/// Scores on the device for one block of users, then the top-k selection: for [`Recommender::recommend`].
+type BlockTopK<'a> = dyn Fn(Tensor, &[i64], usize, Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> + 'a;
+
+/// Top-k over blocks of users: `score` gives a block's (users, items) scores, `select` picks
+/// (on the CPU with rayon, or on the device with [`device_top_k`]).
+pub fn recommend_by_blocks(
+    users: &[i64],
+    k: usize,
+    n_items: usize,
+    exclude: Option<&Interactions>,
+    score: &dyn Fn(&[i64]) -> Result<Tensor>,
+    select: &BlockTopK<'_>,
+) -> Result<(Vec<i64>, Vec<f32>)> {
+    let k = k.min(n_items);
+    if let Some(x) = exclude {
+        if x.n_items() != n_items {
+            return Err(Error::invalid(format!("exclude has {} items, the model {n_items}", x.n_items())));
+        }
+    }
+    let step = (crate::metrics::evaluate::BLOCK_VALUES / n_items.max(1)).max(1);
+    let total = users.len().checked_mul(k).ok_or_else(|| Error::invalid("k x users overflows"))?;
+    let (mut items, mut scores) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for block in users.chunks(step) {
+        let (it, sc) = select(score(block)?, block, k, exclude)?;
+        items.extend(it);
+        scores.extend(sc);
+    }
+    Ok((items, scores))
+}
+
+/// Top-k of a (users, items) score block where it lives (a GPU): each user's items in
+/// `exclude` set to -inf there, `topk` there, only (users, k) copied back. Slots without a
+/// candidate come back as item -1, score -inf.
+pub fn device_top_k(scores: Tensor, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+    let device = scores.device();
+    let mut scores = scores.f_contiguous()?;
+    if let Some(x) = exclude {
+        let (mut rows, mut cols) = (Vec::new(), Vec::new());
+        for (r, &u) in users.iter().enumerate() {
+            for &i in x.user_items(u as usize) {
+                rows.push(r as i64);
+                cols.push(i as i64);
+            }
+        }
+        if !rows.is_empty() {
+            let r = Tensor::from_slice(&rows).f_to_device(device)?;
+            let c = Tensor::from_slice(&cols).f_to_device(device)?;
+            let inf = Tensor::from_slice(&[f32::NEG_INFINITY]).f_to_device(device)?;
+            scores = scores.f_index_put_(&[Some(r), Some(c)], &inf, false)?;
+        }
+    }
+    if scores.f_isnan()?.f_any()?.f_int64_value(&[])? != 0 {
+        return Err(Error::invalid("the model's scores contain NaN"));
+    }
+    let (values, index) = scores.f_topk(k as i64, 1, true, true)?;
+    let values = crate::tensors::to_vec_f32(&values)?;
+    let index = Vec::<i64>::try_from(index.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?;
+    let items = index.iter().zip(&values).map(|(&i, &v)| if v == f32::NEG_INFINITY { -1 } else { i }).collect();
+    Ok((items, values))
+}
+
+/// Checks `side` against what `model` needs and that every part has one row per index.
+pub fn check_side(model: &dyn Recommender, name: &str, train: &Interactions, side: &SideInfo) -> Result<()> {
+    model.needs().check(name, side)?;
+    side.check_rows(train.n_users(), train.n_items())
 }
 
 /// The per-epoch validation closure for a model scored by `score`: metrics named "val_<m>".

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::{not_fitted, Recommender};
-use crate::data::{IdMaps, Interactions};
+use crate::data::{IdMaps, Interactions, SideInfo};
 use crate::error::{Error, Result};
 use crate::metrics::Validation;
 use crate::train::{Control, EpochLog, Event, FitReport};
@@ -42,9 +42,11 @@ impl Recommender for Popularity {
     fn fit(
         &mut self,
         train: &Interactions,
+        side: &SideInfo,
         _validation: Option<&Validation<'_>>,
         _observer: &mut dyn FnMut(&Event<'_>) -> Control,
     ) -> Result<FitReport> {
+        super::check_side(self, "Popularity", train, side)?;
         let counts: Vec<f32> = train.item_counts().into_iter().map(|c| c as f32).collect();
         self.counts = Some(Tensor::from_slice(&counts));
         self.ids = Some(train.ids().clone());

@@ -79,7 +79,7 @@ fn sample_triples<'py>(
     ))
 }
 
-fn user_slice(users: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u32>> {
+pub(crate) fn user_slice(users: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u32>> {
     users
         .as_slice()?
         .iter()
@@ -110,9 +110,88 @@ fn evaluate_block<'py>(
     let opts = EvalOptions { sampled_negatives, seed };
     let out = py.allow_threads(|| {
         let ex_refs: Vec<&Interactions> = ex.iter().map(|x| x.as_ref()).collect();
-        eval_core(s, &u, &t, &ex_refs, &parsed, opts)
+        eval_core(s, &u, &t, &ex_refs, &parsed, opts, None)
     })?;
     Ok(out.into_iter().map(|v| PyArray1::from_vec(py, v)).collect())
+}
+
+/// (user indices, [per-user values of each metric]).
+pub(crate) type PerUserPy<'py> = (Bound<'py, PyArray1<i64>>, Vec<Bound<'py, PyArray1<f64>>>);
+
+/// The one evaluation loop (Rust, blocks of users) for a model or a Python scorer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn evaluate_per_user<'py>(
+    py: Python<'py>,
+    score: &(dyn Fn(&[i64]) -> crate::Result<tch::Tensor> + Sync),
+    test: PyRef<'py, PyInteractions>,
+    exclude: Vec<PyRef<'py, PyInteractions>>,
+    metrics: Vec<String>,
+    users: Option<PyReadonlyArray1<'py, i64>>,
+    candidates: Option<PyReadonlyArray1<'py, bool>>,
+    sampled_negatives: usize,
+    seed: u64,
+    progress: Option<PyObject>,
+) -> PyResult<PerUserPy<'py>> {
+    let (parsed, opts) = super::metric_options(&metrics, sampled_negatives, seed)?;
+    let t = test.inner.clone();
+    let ex: Vec<Arc<Interactions>> = exclude.iter().map(|x| x.inner.clone()).collect();
+    let users = users.as_ref().map(user_slice).transpose()?;
+    let cands = candidates.as_ref().map(|c| c.as_slice()).transpose()?;
+    let out = py.allow_threads(|| {
+        super::guarded(|| {
+            let ex_refs: Vec<&Interactions> = ex.iter().map(|x| x.as_ref()).collect();
+            let mut on_block = |done: f64| -> crate::Result<()> {
+                let Some(p) = &progress else { return Ok(()) };
+                Python::with_gil(|py| {
+                    py.check_signals().and_then(|_| p.call1(py, (done,))).map(|_| ()).map_err(|e| crate::Error::state(e.to_string()))
+                })
+            };
+            crate::metrics::evaluate_users(score, &t, &ex_refs, &parsed, opts, users, cands, &mut on_block)
+        })
+    })?;
+    let idx: Vec<i64> = out.users.iter().map(|&u| u as i64).collect();
+    Ok((PyArray1::from_vec(py, idx), out.values.into_iter().map(|v| PyArray1::from_vec(py, v)).collect()))
+}
+
+/// Per-user metrics of any scorer: `score(user_indices)` returns float32 scores
+/// (len(users), test.n_items). The block loop runs in Rust; each block calls back into Python.
+#[pyfunction]
+#[pyo3(signature = (score, test, exclude, metrics, users=None, candidates=None, sampled_negatives=100, seed=0, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate_scorer<'py>(
+    py: Python<'py>,
+    score: PyObject,
+    test: PyRef<'py, PyInteractions>,
+    exclude: Vec<PyRef<'py, PyInteractions>>,
+    metrics: Vec<String>,
+    users: Option<PyReadonlyArray1<'py, i64>>,
+    candidates: Option<PyReadonlyArray1<'py, bool>>,
+    sampled_negatives: usize,
+    seed: u64,
+    progress: Option<PyObject>,
+) -> PyResult<PerUserPy<'py>> {
+    let n_items = test.inner.n_items();
+    let call = |idx: &[i64]| -> crate::Result<tch::Tensor> {
+        Python::with_gil(|py| -> PyResult<tch::Tensor> {
+            let arr = PyArray1::from_slice(py, idx);
+            let out = score.call1(py, (arr,))?;
+            let np = py.import("numpy")?;
+            let a = np.call_method1("ascontiguousarray", (out, "float32"))?;
+            let a: PyReadonlyArray2<'_, f32> = a.extract().map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err("score() must return a 2-D array of (users, items) scores")
+            })?;
+            if a.shape() != [idx.len(), n_items] {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "score() returned shape {:?}, expected ({}, {n_items})",
+                    a.shape(),
+                    idx.len()
+                )));
+            }
+            Ok(tch::Tensor::from_slice(a.as_slice()?).reshape([idx.len() as i64, n_items as i64]))
+        })
+        .map_err(|e| crate::Error::invalid(e.to_string()))
+    };
+    evaluate_per_user(py, &call, test, exclude, metrics, users, candidates, sampled_negatives, seed, progress)
 }
 
 /// Canonical metric names, e.g. "P@10" -> "precision@10"; ValueError for unknown names.
@@ -188,6 +267,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(synthetic_interactions, m)?)?;
     m.add_function(wrap_pyfunction!(sample_triples, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate_block, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate_scorer, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_block, m)?)?;
     m.add_function(wrap_pyfunction!(similar_items, m)?)?;

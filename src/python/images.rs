@@ -56,7 +56,7 @@ fn check_index(i: usize, n: usize) -> PyResult<()> {
 
 #[pyclass(name = "ImageBank", module = "fashionrec._core", frozen)]
 pub struct PyImageBank {
-    inner: Arc<ImageBank>,
+    pub(crate) inner: Arc<ImageBank>,
 }
 
 #[pymethods]

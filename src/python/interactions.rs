@@ -277,6 +277,33 @@ impl PyInteractions {
         self.inner.ids().same_as(other.inner.ids())
     }
 
+    /// The same interactions over id maps grown by the ids of `extra_users` / `extra_items`
+    /// that are new (appended in order; existing ids keep their indices): a catalogue with
+    /// items that have side data but no interaction.
+    #[pyo3(signature = (extra_users=None, extra_items=None))]
+    fn with_extra_ids(&self, extra_users: Option<&Bound<'_, PyAny>>, extra_items: Option<&Bound<'_, PyAny>>) -> PyResult<PyInteractions> {
+        let ids = self.inner.ids();
+        let grow = |map: &IdMap, extra: Option<&Bound<'_, PyAny>>, what: &str| -> PyResult<IdMap> {
+            let Some(ob) = extra else { return Ok(map.clone()) };
+            let held = HeldIds::extract(ob, what)?;
+            let mut strs = Vec::new();
+            let raw = held.raw(&mut strs)?;
+            Ok(map.extended(raw, what)?)
+        };
+        let users = grow(&ids.users, extra_users, "user ids")?;
+        let items = grow(&ids.items, extra_items, "item ids")?;
+        let grown = crate::data::IdMaps::new(users, items);
+        Ok(PyInteractions { inner: Arc::new(self.inner.with_ids(grown)?) })
+    }
+
+    /// The same interactions over `like`'s id maps, which must extend this one's.
+    fn with_ids_of(&self, like: PyRef<'_, PyInteractions>) -> PyResult<PyInteractions> {
+        if self.inner.ids().same_as(like.inner.ids()) {
+            return Ok(PyInteractions { inner: self.inner.clone() });
+        }
+        Ok(PyInteractions { inner: Arc::new(self.inner.with_ids(like.inner.ids().clone())?) })
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<Interactions: {} users x {} items, {} interactions>",

@@ -1,7 +1,7 @@
 //! `_core.Model`: any core model (`Box<dyn Recommender>`) by registry name.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
@@ -10,39 +10,68 @@ use pyo3::types::PyDict;
 use tch::Tensor;
 
 use super::interactions::{ids_to_py, index_of, PyInteractions};
+use super::side::{PyFeatureTable, PySideInfo};
+use super::{guarded, metric_options};
+use crate::data::SideInfo;
 use crate::error::Error;
-use crate::metrics::{EvalOptions, Metric, Validation};
+use crate::metrics::Validation;
 use crate::models::{checkpoint, create, Recommender};
 use crate::train::{Control, Event};
 
 /// How often a running fit reports progress to Python (and checks for Ctrl-C).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// The core model sits behind a mutex (Python objects must be shareable between threads).
-/// Calls never wait on it while holding the GIL: a model busy in another thread (a fit that
-/// reports progress through the GIL) is an error instead of a deadlock.
-#[pyclass(name = "Model", module = "fashionrec._core")]
-pub struct PyModel {
-    inner: Mutex<Box<dyn Recommender>>,
+/// A core model shared between Python threads.
+pub struct Shared(pub Box<dyn Recommender>);
+
+// SAFETY: `Recommender`'s `&self` methods only read the model (its contract, documented on
+// the trait): concurrent reads of libtorch tensors are thread-safe, so sharing `&Shared`
+// between threads is sound. Writes (`fit`, `restore`) take the write lock.
+unsafe impl Sync for Shared {}
+
+impl std::ops::Deref for Shared {
+    type Target = dyn Recommender;
+    fn deref(&self) -> &(dyn Recommender + 'static) {
+        self.0.as_ref()
+    }
 }
 
-type Guard<'a> = MutexGuard<'a, Box<dyn Recommender>>;
+/// The core model behind a read-write lock: reading calls (score, recommend, evaluate, save)
+/// run concurrently with the GIL released; `fit` is exclusive. Calls never wait on the lock
+/// while holding the GIL: a model busy in another thread is an error instead of a deadlock.
+#[pyclass(name = "Model", module = "fashionrec._core")]
+pub struct PyModel {
+    inner: RwLock<Shared>,
+}
 
 impl PyModel {
-    fn lock(&self) -> PyResult<Guard<'_>> {
-        match self.inner.try_lock() {
+    fn read(&self) -> PyResult<RwLockReadGuard<'_, Shared>> {
+        match self.inner.try_read() {
             Ok(g) => Ok(g),
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(TryLockError::WouldBlock) => Err(Error::state(
-                "the model is busy: it is training (a fit callback cannot use the model; pass \
-                 validation= to fit for per-epoch metrics) or in use by another thread",
-            )
-            .into()),
+            Err(TryLockError::WouldBlock) => Err(busy()),
+        }
+    }
+
+    fn write(&self) -> PyResult<RwLockWriteGuard<'_, Shared>> {
+        match self.inner.try_write() {
+            Ok(g) => Ok(g),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(busy()),
         }
     }
 }
 
-fn fitted_ids(m: &dyn Recommender) -> PyResult<&crate::data::IdMaps> {
+fn busy() -> PyErr {
+    Error::state(
+        "the model is busy: it is training (a fit callback cannot use the model; pass \
+         validation= to fit for per-epoch metrics), or another thread is training it or using it while fit was called",
+    )
+    .into()
+}
+
+fn fitted_ids(m: &Shared) -> PyResult<&crate::data::IdMaps> {
+    let m = m.0.as_ref();
     m.ids().ok_or_else(|| Error::state(format!("this {} model is not fitted yet: call fit() first", m.kind())).into())
 }
 
@@ -57,26 +86,36 @@ fn to_numpy2(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyArray2<f32>>> {
 impl PyModel {
     #[new]
     fn new(kind: &str, config_json: &str) -> PyResult<Self> {
-        Ok(PyModel { inner: Mutex::new(create(kind, config_json)?) })
+        Ok(PyModel { inner: RwLock::new(Shared(guarded(|| create(kind, config_json))?)) })
     }
 
     #[getter]
     fn kind(&self) -> PyResult<&'static str> {
-        Ok(self.lock()?.kind())
+        Ok(self.read()?.0.kind())
     }
 
     fn config_json(&self) -> PyResult<String> {
-        Ok(self.lock()?.config_json())
+        Ok(self.read()?.0.config_json())
     }
 
     #[getter]
     fn device(&self) -> PyResult<String> {
-        Ok(self.lock()?.device())
+        Ok(self.read()?.0.device())
     }
 
     #[getter]
     fn is_fitted(&self) -> PyResult<bool> {
-        Ok(self.lock()?.ids().is_some())
+        Ok(self.read()?.0.ids().is_some())
+    }
+
+    /// Side data this model requires / can use: {"images": "required", ...}.
+    fn needs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.read()?.0.needs();
+        let d = PyDict::new(py);
+        for (name, need) in [("images", n.images), ("item_features", n.item_features), ("user_features", n.user_features), ("categories", n.categories)] {
+            d.set_item(name, format!("{need:?}").to_lowercase())?;
+        }
+        Ok(d)
     }
 
     /// Train on `train`. `callback(event: dict)` gets {"event": "progress", "epoch",
@@ -86,7 +125,10 @@ impl PyModel {
     /// every epoch, the training data excluded from the candidates. Ctrl-C stops training
     /// too; either way the model keeps what it learnt, and Ctrl-C (or an exception raised by
     /// the callback) is re-raised after it stopped. Returns True when stopped early.
-    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0))]
+    ///
+    /// `side`: side data aligned to `train`'s indices. If training fails (an error, or a
+    /// libtorch failure such as CUDA running out of memory), the model is left unfitted.
+    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0, side=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
@@ -97,15 +139,16 @@ impl PyModel {
         metrics: Vec<String>,
         sampled_negatives: usize,
         seed: u64,
+        side: Option<PyRef<'_, PySideInfo>>,
     ) -> PyResult<bool> {
         let data = train.inner.clone();
+        let side: SideInfo = side.map(|s| s.inner.clone()).unwrap_or_default();
         let held_out = validation.as_ref().map(|v| v.inner.clone());
-        let parsed: Vec<Metric> = metrics.iter().map(|m| m.parse()).collect::<crate::Result<_>>()?;
-        let options = EvalOptions { sampled_negatives, seed };
+        let (parsed, options) = metric_options(&metrics, sampled_negatives, seed)?;
         let val = held_out
             .as_deref()
             .map(|d| Validation { data: d, exclude: vec![data.as_ref()], metrics: parsed, options });
-        let mut guard = self.lock()?;
+        let mut guard = self.write()?;
         let mut pending: Option<PyErr> = None;
         let mut last = Instant::now();
         let mut observer = |ev: &Event<'_>| -> Control {
@@ -143,8 +186,17 @@ impl PyModel {
                 }
             })
         };
-        let model: &mut dyn Recommender = guard.as_mut();
-        let report = py.allow_threads(|| model.fit(&data, val.as_ref(), &mut observer));
+        let model: &mut dyn Recommender = guard.0.as_mut();
+        let report = py.allow_threads(|| guarded(|| model.fit(&data, &side, val.as_ref(), &mut observer)));
+        if let Err(e) = &report {
+            // A failed fit leaves no half-trained model behind.
+            if let Ok(fresh) = create(guard.0.kind(), &guard.0.config_json()) {
+                guard.0 = fresh;
+            }
+            if pending.is_none() {
+                return Err(e.clone().into());
+            }
+        }
         if let Some(e) = pending {
             return Err(e);
         }
@@ -153,7 +205,8 @@ impl PyModel {
 
     /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds", "val_..."}.
     fn history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        self.lock()?
+        self.read()?
+            .0
             .history()
             .iter()
             .map(|h| {
@@ -172,22 +225,102 @@ impl PyModel {
     /// Scores of user indices for every item, (len(users), n_items) float32.
     fn score_indices<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let u = users.as_slice()?;
-        let mut guard = self.lock()?;
-        let model: &mut dyn Recommender = guard.as_mut();
-        let t = py.allow_threads(move || model.score(u))?;
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        let t = py.allow_threads(move || guarded(|| model.score(u)))?;
         to_numpy2(py, t)
+    }
+
+    /// Scores of new users from their features (rows of `users`), for every item.
+    fn score_new_users<'py>(&self, py: Python<'py>, users: PyRef<'py, PyFeatureTable>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let table = users.inner.clone();
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        let t = py.allow_threads(move || guarded(|| model.score_new_users(&table)))?;
+        to_numpy2(py, t)
+    }
+
+    /// Item vectors of new items from their side data (images, features).
+    fn embed_new_items<'py>(&self, py: Python<'py>, side: PyRef<'py, PySideInfo>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let side = side.inner.clone();
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        let t = py.allow_threads(move || guarded(|| model.embed_new_items(&side)))?;
+        to_numpy2(py, t)
+    }
+
+    /// Top-k (item indices, scores), each (len(users), k), for user indices; each user's
+    /// items in `exclude` are not candidates. Scoring and selection run in Rust.
+    #[pyo3(signature = (users, k, exclude=None))]
+    fn recommend<'py>(
+        &self,
+        py: Python<'py>,
+        users: PyReadonlyArray1<'py, i64>,
+        k: usize,
+        exclude: Option<PyRef<'py, PyInteractions>>,
+    ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+        let u = users.as_slice()?;
+        let ex = exclude.map(|x| x.inner.clone());
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        let n_items = fitted_ids(&guard)?.items.len();
+        let k = k.min(n_items);
+        let (items, scores) = py.allow_threads(|| guarded(|| model.recommend(u, k, ex.as_deref())))?;
+        let n = u.len();
+        Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, scores).reshape([n, k])?))
+    }
+
+    /// Per-user metrics of this model on `test`: (user indices, [values per metric]).
+    /// `users` restricts the users, `candidates` (bool per item) the candidate items.
+    #[pyo3(signature = (test, exclude, metrics, users=None, candidates=None, sampled_negatives=100, seed=0, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        test: PyRef<'py, PyInteractions>,
+        exclude: Vec<PyRef<'py, PyInteractions>>,
+        metrics: Vec<String>,
+        users: Option<PyReadonlyArray1<'py, i64>>,
+        candidates: Option<PyReadonlyArray1<'py, bool>>,
+        sampled_negatives: usize,
+        seed: u64,
+        progress: Option<PyObject>,
+    ) -> PyResult<super::functions::PerUserPy<'py>> {
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        super::functions::evaluate_per_user(
+            py,
+            &|idx: &[i64]| model.score(idx),
+            test,
+            exclude,
+            metrics,
+            users,
+            candidates,
+            sampled_negatives,
+            seed,
+            progress,
+        )
     }
 
     /// Item vectors (n_items, d) float32, for similarity.
     fn item_vectors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let t = self.lock()?.item_vectors()?;
+        let guard = self.read()?;
+        let t = guarded(|| guard.0.item_vectors())?;
+        to_numpy2(py, t)
+    }
+
+    /// User vectors (n_users, d) float32, for plots.
+    fn user_vectors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let guard = self.read()?;
+        let t = guarded(|| guard.0.user_vectors())?;
         to_numpy2(py, t)
     }
 
     /// Named parameters as float32/int64 numpy arrays (copies).
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (name, t) in self.lock()?.state()? {
+        let guard = self.read()?;
+        for (name, t) in guarded(|| guard.0.state())? {
             let t = t.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
             let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
             let v = crate::tensors::to_vec_f32(&t)?;
@@ -197,53 +330,64 @@ impl PyModel {
     }
 
     fn user_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        ids_to_py(py, &fitted_ids(self.lock()?.as_ref())?.users)
+        ids_to_py(py, &fitted_ids(&*self.read()?)?.users)
     }
 
     fn item_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        ids_to_py(py, &fitted_ids(self.lock()?.as_ref())?.items)
+        ids_to_py(py, &fitted_ids(&*self.read()?)?.items)
     }
 
     #[pyo3(signature = (ids, column="users"))]
     fn user_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let ids_map = fitted_ids(self.lock()?.as_ref())?.users.clone();
+        let ids_map = fitted_ids(&*self.read()?)?.users.clone();
         index_of(py, &ids_map, ids, column)
     }
 
     #[pyo3(signature = (ids, column="items"))]
     fn item_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let ids_map = fitted_ids(self.lock()?.as_ref())?.items.clone();
+        let ids_map = fitted_ids(&*self.read()?)?.items.clone();
         index_of(py, &ids_map, ids, column)
     }
 
     /// (n_users, n_items) of the training data.
     fn shape(&self) -> PyResult<(usize, usize)> {
-        let guard = self.lock()?;
-        let ids = fitted_ids(guard.as_ref())?;
+        let guard = self.read()?;
+        let ids = fitted_ids(&guard)?;
         Ok((ids.users.len(), ids.items.len()))
     }
 
     /// True when `data` uses this model's user and item ids.
     fn same_ids(&self, data: PyRef<'_, PyInteractions>) -> PyResult<bool> {
-        Ok(fitted_ids(self.lock()?.as_ref())?.same_as(data.inner.ids()))
+        Ok(fitted_ids(&*self.read()?)?.same_as(data.inner.ids()))
+    }
+
+    /// `data` over this model's id maps, when they extend its own (a catalogue grown by
+    /// side data); a ValueError otherwise.
+    fn align(&self, data: PyRef<'_, PyInteractions>) -> PyResult<PyInteractions> {
+        let ids = fitted_ids(&*self.read()?)?.clone();
+        // Only the item catalogue grows (side data adds items, never users).
+        if *ids.users != *data.inner.ids().users {
+            return Err(Error::invalid("the data's users are not the model's").into());
+        }
+        Ok(PyInteractions { inner: std::sync::Arc::new(data.inner.with_ids(ids)?) })
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        let mut guard = self.lock()?;
-        let model: &mut dyn Recommender = guard.as_mut();
-        py.allow_threads(move || checkpoint::save(model, &path))?;
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        py.allow_threads(move || guarded(|| checkpoint::save(&**model, &path)))?;
         Ok(())
     }
 
     #[staticmethod]
     #[pyo3(signature = (path, device=None))]
     fn load(py: Python<'_>, path: PathBuf, device: Option<String>) -> PyResult<Self> {
-        let inner = py.allow_threads(|| checkpoint::load(&path, device.as_deref()))?;
-        Ok(PyModel { inner: Mutex::new(inner) })
+        let inner = py.allow_threads(|| guarded(|| checkpoint::load(&path, device.as_deref())))?;
+        Ok(PyModel { inner: RwLock::new(Shared(inner)) })
     }
 
     fn __repr__(&self) -> PyResult<String> {
-        let m = self.lock()?;
-        Ok(format!("<_core.Model {} {}>", m.kind(), m.config_json()))
+        let m = self.read()?;
+        Ok(format!("<_core.Model {} {}>", m.0.kind(), m.0.config_json()))
     }
 }

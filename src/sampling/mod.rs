@@ -1,6 +1,8 @@
 //! Negative sampling for pairwise and sampled losses, seeded and parallel.
 
+pub mod negatives;
 pub mod rng;
 pub mod triples;
 
+pub use negatives::{Choice, SamplerConfig};
 pub use triples::{TripleBatch, TripleSampler};

@@ -1,21 +1,25 @@
-//! Uniform (user, positive, negative) sampling for pairwise losses.
+//! (user, positive, negatives) sampling for pairwise and sampled-softmax losses.
 //!
 //! A positive is a uniformly drawn stored interaction (so users weigh by their activity, as in
-//! BPR); each negative is a uniformly drawn item that is checked not to be a positive of that
-//! user (binary search in the user's sorted row). Batches are filled in parallel, in chunks
-//! that each own a generator derived from (seed, stream, chunk): the same seed gives the same
-//! triples whatever the thread count.
+//! BPR); each negative is drawn from the configured distribution (see [`super::negatives`])
+//! and checked not to be a positive of that user (binary search in the user's sorted row).
+//! Batches are filled in parallel, in chunks that each own a generator derived from
+//! (seed, batch, chunk): the same seed gives the same triples whatever the thread count.
 
 use rayon::prelude::*;
 
-use super::rng::{below, stream_rng, Rng};
-use crate::data::Interactions;
+use super::negatives::{Distribution, SamplerConfig};
+use super::rng::{batch_rng, below, Rng};
+use crate::data::{Interactions, SideInfo};
 use crate::error::{Error, Result};
+use crate::train::BatchSource;
 
 /// Samples per generator; small enough to balance threads, large enough to amortise seeding.
 const CHUNK: usize = 1024;
 
-/// One batch: `users[b]`, `pos[b]`, and `neg[b * n_neg .. (b + 1) * n_neg]`.
+/// One batch: `users[b]`, `pos[b]`, and the negatives of sample b,
+/// `neg[b * w .. (b + 1) * w]` with `w = n_neg * n_cand`: `n_neg` slots of `n_cand`
+/// candidates each (one candidate unless the model picks among them: WARP, best of n).
 /// Stored as i64 so libtorch can index with it in place (see `crate::tensors::view_i64`).
 #[derive(Debug, Clone, Default)]
 pub struct TripleBatch {
@@ -23,6 +27,7 @@ pub struct TripleBatch {
     pub pos: Vec<i64>,
     pub neg: Vec<i64>,
     pub n_neg: usize,
+    pub n_cand: usize,
 }
 
 impl TripleBatch {
@@ -39,10 +44,38 @@ pub struct TripleSampler<'a> {
     /// User of each stored interaction, so a positive is one draw.
     owner: Vec<u32>,
     n_neg: usize,
+    /// Candidates the batch carries per negative slot.
+    n_cand: usize,
+    dist: Distribution,
+    /// `"cosine"`: unit-norm item feature rows; each slot keeps, of `n` drawn candidates, the
+    /// one most similar to the positive.
+    cosine: Option<Cosine>,
+}
+
+struct Cosine {
+    rows: Vec<f32>,
+    dim: usize,
+    n: usize,
+}
+
+impl Cosine {
+    #[inline]
+    fn similarity(&self, a: usize, b: usize) -> f32 {
+        let (x, y) = (&self.rows[a * self.dim..(a + 1) * self.dim], &self.rows[b * self.dim..(b + 1) * self.dim]);
+        x.iter().zip(y).map(|(p, q)| p * q).sum()
+    }
 }
 
 impl<'a> TripleSampler<'a> {
+    /// Uniform negatives, one candidate per slot.
     pub fn new(data: &'a Interactions, n_negatives: usize) -> Result<Self> {
+        Self::with_config(data, n_negatives, &SamplerConfig::default(), &SideInfo::default())
+    }
+
+    /// Negatives as `config` says; `side` supplies item categories (`"category"`) or item
+    /// features (`"cosine"`), aligned to `data`'s item indices.
+    pub fn with_config(data: &'a Interactions, n_negatives: usize, config: &SamplerConfig, side: &SideInfo) -> Result<Self> {
+        config.validate()?;
         if data.nnz() == 0 {
             return Err(Error::invalid("cannot sample from empty interactions"));
         }
@@ -56,11 +89,56 @@ impl<'a> TripleSampler<'a> {
                 data.ids().users.display(u)
             )));
         }
-        Ok(TripleSampler { data, owner: data.by_user().row_of_entries(), n_neg: n_negatives })
+        if n_negatives > super::negatives::MAX_CANDIDATES {
+            return Err(Error::invalid(format!("n_negatives must be at most {}", super::negatives::MAX_CANDIDATES)));
+        }
+        let n = n_items as u64;
+        let dist = match config.kind.as_str() {
+            "popularity" => {
+                let weights: Vec<f64> = data.item_counts().iter().map(|&c| (c as f64).powf(config.exponent)).collect();
+                Distribution::Popularity(super::negatives::AliasTable::new(&weights)?)
+            }
+            "category" => {
+                let cats = side.categories.as_ref().ok_or_else(|| {
+                    Error::invalid("sampler='category' needs item categories: pass categories= to fit")
+                })?;
+                Distribution::categories(cats, n_items, config.tries)?
+            }
+            _ => Distribution::Uniform { n_items: n },
+        };
+        let cosine = if config.needs_item_features() {
+            let f = side.item_features.as_ref().and_then(|t| t.continuous.as_ref()).ok_or_else(|| {
+                Error::invalid("sampler='cosine' needs item features: pass item_features= to fit")
+            })?;
+            if f.rows != n_items {
+                return Err(Error::invalid(format!("item_features has {} rows for {n_items} items", f.rows)));
+            }
+            Some(Cosine { rows: f.unit_rows(), dim: f.cols, n: config.n_candidates })
+        } else {
+            None
+        };
+        Ok(TripleSampler {
+            data,
+            owner: data.by_user().row_of_entries(),
+            n_neg: n_negatives,
+            n_cand: config.candidates(),
+            dist,
+            cosine,
+        })
     }
 
     pub fn n_negatives(&self) -> usize {
         self.n_neg
+    }
+
+    /// Candidates per negative slot (see [`TripleBatch`]).
+    pub fn n_candidates(&self) -> usize {
+        self.n_cand
+    }
+
+    /// True when negatives are plain uniform draws, one per slot (the native kernel's fast path).
+    pub fn is_uniform(&self) -> bool {
+        matches!(self.dist, Distribution::Uniform { .. }) && self.cosine.is_none()
     }
 
     /// Number of positives in one epoch (one pass over the interactions, in expectation).
@@ -68,23 +146,24 @@ impl<'a> TripleSampler<'a> {
         self.owner.len()
     }
 
-    /// Fill `batch` with `size` triples from stream `stream` of `seed`.
-    pub fn fill(&self, batch: &mut TripleBatch, size: usize, seed: u64, stream: u64) {
-        let n_neg = self.n_neg;
-        batch.n_neg = n_neg;
+    /// Fill `batch` with `size` triples: batch `batch_index` of `seed`.
+    pub fn fill(&self, batch: &mut TripleBatch, size: usize, seed: u64, batch_index: u64) {
+        let width = self.n_neg * self.n_cand;
+        batch.n_neg = self.n_neg;
+        batch.n_cand = self.n_cand;
         batch.users.resize(size, 0);
         batch.pos.resize(size, 0);
-        batch.neg.resize(size * n_neg, 0);
+        batch.neg.resize(size * width, 0);
         batch
             .users
             .par_chunks_mut(CHUNK)
             .zip(batch.pos.par_chunks_mut(CHUNK))
-            .zip(batch.neg.par_chunks_mut(CHUNK * n_neg))
+            .zip(batch.neg.par_chunks_mut(CHUNK * width))
             .enumerate()
             .for_each(|(chunk, ((us, ps), ns))| {
-                let mut rng = self.chunk_rng(seed, stream, chunk);
+                let mut rng = self.chunk_rng(seed, batch_index, chunk);
                 for b in 0..us.len() {
-                    let (u, i) = self.draw(&mut rng, &mut ns[b * n_neg..(b + 1) * n_neg]);
+                    let (u, i) = self.draw(&mut rng, &mut ns[b * width..(b + 1) * width]);
                     us[b] = u as i64;
                     ps[b] = i as i64;
                 }
@@ -103,27 +182,61 @@ impl<'a> TripleSampler<'a> {
         (0..size.div_ceil(CHUNK)).into_par_iter().map(move |c| (c, CHUNK.min(size - c * CHUNK)))
     }
 
-    pub fn chunk_rng(&self, seed: u64, stream: u64, chunk: usize) -> Rng {
-        stream_rng(seed, stream, chunk as u64)
+    pub fn chunk_rng(&self, seed: u64, batch_index: u64, chunk: usize) -> Rng {
+        batch_rng(seed, batch_index, chunk as u64)
     }
 
-    /// One positive (user, item) and `negs.len()` negatives of that user.
+    /// One positive (user, item) and `negs.len()` negatives (or candidates) of that user.
     #[inline(always)]
     pub fn draw(&self, rng: &mut Rng, negs: &mut [i64]) -> (usize, usize) {
         let csr = self.data.by_user();
         let e = below(rng, self.owner.len() as u64) as usize;
         let u = self.owner[e] as usize;
         let row = csr.row(u);
-        let n_items = self.data.n_items() as u64;
-        for slot in negs.iter_mut() {
-            *slot = loop {
-                let j = below(rng, n_items) as u32;
-                if row.binary_search(&j).is_err() {
-                    break j as i64;
+        let pos = csr.indices[e] as usize;
+        match &self.cosine {
+            None => negs.iter_mut().for_each(|slot| *slot = self.negative(rng, row, pos) as i64),
+            Some(c) => {
+                for slot in negs.iter_mut() {
+                    let mut best = (f32::NEG_INFINITY, 0u32);
+                    for _ in 0..c.n {
+                        let j = self.negative(rng, row, pos);
+                        let s = c.similarity(pos, j as usize);
+                        if s > best.0 {
+                            best = (s, j);
+                        }
+                    }
+                    *slot = best.1 as i64;
                 }
-            };
+            }
         }
-        (u, csr.indices[e] as usize)
+        (u, pos)
+    }
+
+    /// One item that is not in `row` (the user's sorted positives).
+    #[inline(always)]
+    fn negative(&self, rng: &mut Rng, row: &[u32], pos: usize) -> u32 {
+        let n_items = self.data.n_items() as u64;
+        let mut attempt = 0;
+        loop {
+            let j = if self.dist.fallback(attempt) { below(rng, n_items) as u32 } else { self.dist.draw(rng, pos, attempt) };
+            if row.binary_search(&j).is_err() {
+                return j;
+            }
+            attempt += 1;
+        }
+    }
+}
+
+impl BatchSource for TripleSampler<'_> {
+    type Batch = TripleBatch;
+
+    fn epoch_len(&self) -> usize {
+        self.epoch_len()
+    }
+
+    fn fill(&self, batch: &mut TripleBatch, size: usize, seed: u64, batch_index: u64) {
+        TripleSampler::fill(self, batch, size, seed, batch_index)
     }
 }
 
@@ -189,5 +302,74 @@ mod tests {
             .unwrap();
         let e = TripleSampler::new(&d, 1).err().unwrap().to_string();
         assert!(e.contains("user 0 has interacted with all 2 items"), "{e}");
+    }
+
+    fn side_with(categories: Option<Vec<i64>>, features: Option<Vec<f32>>) -> SideInfo {
+        use crate::data::{DenseMatrix, FeatureTable};
+        use std::sync::Arc;
+        SideInfo {
+            categories: categories.map(Arc::new),
+            item_features: features.map(|f| Arc::new(FeatureTable::dense(DenseMatrix::new(6, 2, f, vec![]).unwrap()))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn popularity_draws_popular_items_more() {
+        let d = data();
+        let cfg = SamplerConfig { kind: "popularity".into(), exponent: 1.0, ..Default::default() };
+        let s = TripleSampler::with_config(&d, 1, &cfg, &SideInfo::default()).unwrap();
+        let mut b = TripleBatch::default();
+        s.fill(&mut b, 50_000, 3, 0);
+        let count = |i: i64| b.neg.iter().filter(|&&j| j == i).count();
+        // Item 5 has no interaction: weight 0, never drawn; item 4 (2 interactions) is drawn
+        // more often than item 2 would be for users who may take both.
+        assert_eq!(count(5), 0);
+        for bb in 0..b.len() {
+            assert!(!d.user_items(b.users[bb] as usize).contains(&(b.neg[bb] as u32)));
+        }
+    }
+
+    #[test]
+    fn category_negatives_share_the_positives_category() {
+        let d = data();
+        // Items 0, 1, 2 in category 7; 3, 4, 5 in category 9.
+        let side = side_with(Some(vec![7, 7, 7, 9, 9, 9]), None);
+        let cfg = SamplerConfig { kind: "category".into(), tries: 1000, ..Default::default() };
+        let s = TripleSampler::with_config(&d, 1, &cfg, &side).unwrap();
+        let mut b = TripleBatch::default();
+        s.fill(&mut b, 20_000, 5, 0);
+        let cat = |i: i64| if i < 3 { 7 } else { 9 };
+        // User 2 (item 4) can take 3 or 5 from its category; users 0 and 1 (items 0-2, 2-3)
+        // have same-category negatives only some of the time, then fall back to uniform.
+        let same = (0..b.len()).filter(|&k| b.users[k] == 2).all(|k| cat(b.neg[k]) == cat(b.pos[k]));
+        assert!(same);
+        let e = TripleSampler::with_config(&d, 1, &cfg, &SideInfo::default()).err().unwrap().to_string();
+        assert!(e.contains("needs item categories"), "{e}");
+    }
+
+    #[test]
+    fn cosine_keeps_the_candidate_nearest_the_positive() {
+        let d = data();
+        // Item 3 points the same way as item 4; the others are orthogonal to it.
+        let f = vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 2.0, 1.0, 0.1];
+        let side = side_with(None, Some(f));
+        let cfg = SamplerConfig { kind: "cosine".into(), n_candidates: 50, ..Default::default() };
+        let s = TripleSampler::with_config(&d, 1, &cfg, &side).unwrap();
+        let mut b = TripleBatch::default();
+        s.fill(&mut b, 2000, 1, 0);
+        // User 2's only positive is item 4: among 50 candidates item 3 is almost surely drawn.
+        let picks: Vec<i64> = (0..b.len()).filter(|&k| b.users[k] == 2).map(|k| b.neg[k]).collect();
+        assert!(!picks.is_empty() && picks.iter().all(|&j| j == 3), "{picks:?}");
+    }
+
+    #[test]
+    fn warp_batches_carry_candidates() {
+        let d = data();
+        let cfg = SamplerConfig { kind: "warp".into(), max_sampled: 4, ..Default::default() };
+        let s = TripleSampler::with_config(&d, 1, &cfg, &SideInfo::default()).unwrap();
+        let mut b = TripleBatch::default();
+        s.fill(&mut b, 100, 1, 0);
+        assert_eq!((b.n_neg, b.n_cand, b.neg.len()), (1, 4, 400));
     }
 }

@@ -1,5 +1,5 @@
-//! The one training loop. A model supplies a [`BatchStep`]; the loop draws batches from the
-//! sampler, runs the steps, reports progress and per-epoch losses to an observer, and stops
+//! The one training loop. A model supplies a [`BatchStep`] over a [`BatchSource`]; the loop
+//! draws batches from the source, runs the steps, reports progress and per-epoch losses to an observer, and stops
 //! cleanly when the observer says so (Ctrl-C, an early-stopping callback) with the model's
 //! parameters as they are after the last finished step.
 
@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sampling::{TripleBatch, TripleSampler};
+
+pub mod rows;
+pub mod torch_step;
+
+pub use rows::RowBatches;
 
 /// The loss of one epoch, as kept in a model's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,31 +45,50 @@ pub enum Control {
     Stop,
 }
 
-/// What a model does with one batch.
-pub trait BatchStep: Send {
+/// Where batches come from: a seeded, model-free sampler (triples of users, positives and
+/// negatives; pairs of items; plain rows). `fill` must give the same batch for the same
+/// (seed, batch) whatever the thread count.
+pub trait BatchSource: Sync {
+    type Batch: Default + Send;
+    /// Samples in one epoch.
+    fn epoch_len(&self) -> usize;
+    /// Fill `batch` with `size` samples: batch number `batch` (0-based over the whole fit,
+    /// so no two batches of a fit share a random stream) of `seed`.
+    fn fill(&self, batch: &mut Self::Batch, size: usize, seed: u64, batch_index: u64);
+    /// Called before each epoch (0-based), e.g. to reshuffle.
+    fn begin_epoch(&self, _epoch: usize) {}
+}
+
+/// What a model does with the batches of a source.
+pub trait BatchStep<S: BatchSource>: Send {
     /// Called before the first batch of each epoch (0-based), e.g. to set a learning rate.
     fn begin_epoch(&mut self, _epoch: usize, _epochs: usize) -> Result<()> {
         Ok(())
     }
     /// Update the parameters from one batch.
-    fn step(&mut self, batch: &TripleBatch) -> Result<()>;
-    /// Draw `size` triples (stream `stream` of `seed`) into `batch` and train on them.
+    fn step(&mut self, batch: &S::Batch) -> Result<()>;
+    /// Draw `size` samples (batch `batch_index` of `seed`) into `batch` and train on them.
     /// Kernels that sample inside their own parallel loop override this to skip the buffer;
-    /// they must draw the same triples (see [`TripleSampler::chunks`]).
+    /// they must draw the same samples (see [`crate::sampling::TripleSampler::chunks`]).
     fn sample_and_step(
         &mut self,
-        sampler: &TripleSampler<'_>,
-        batch: &mut TripleBatch,
+        source: &S,
+        batch: &mut S::Batch,
         size: usize,
         seed: u64,
-        stream: u64,
+        batch_index: u64,
     ) -> Result<()> {
-        sampler.fill(batch, size, seed, stream);
+        source.fill(batch, size, seed, batch_index);
         self.step(batch)
     }
     /// The summed per-sample loss since the last call (models on a GPU accumulate it there,
     /// so a step never waits for the device).
     fn take_loss(&mut self) -> Result<f64>;
+    /// Called after the last batch of each epoch and before validation: models whose scores
+    /// come from derived item embeddings (a CNN over images, a feature tower) recompute them.
+    fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,9 +107,11 @@ pub struct FitReport {
     pub stopped: bool,
 }
 
-pub fn fit_triples(
-    model: &mut dyn BatchStep,
-    sampler: &TripleSampler<'_>,
+/// Train `model` for `cfg.epochs` passes over `source`. Returns early (`stopped`) when the
+/// observer says so; a non-finite epoch loss is an error.
+pub fn fit_loop<S: BatchSource>(
+    model: &mut dyn BatchStep<S>,
+    source: &S,
     cfg: &LoopConfig,
     validate: &mut Validate<'_>,
     observer: &mut dyn FnMut(&Event<'_>) -> Control,
@@ -94,13 +119,17 @@ pub fn fit_triples(
     if cfg.batch_size == 0 {
         return Err(Error::invalid("batch_size must be at least 1"));
     }
-    let total = sampler.epoch_len();
+    let total = source.epoch_len();
+    if total == 0 {
+        return Err(Error::invalid("nothing to train on: the training data yields no samples"));
+    }
     let n_batches = total.div_ceil(cfg.batch_size);
     let pool = ThreadPool::new(cfg.threads)?;
     let mut report = FitReport::default();
-    let mut batch = TripleBatch::default();
+    let mut batch = S::Batch::default();
     for epoch in 0..cfg.epochs {
         let start = Instant::now();
+        source.begin_epoch(epoch);
         model.begin_epoch(epoch, cfg.epochs)?;
         let mut done = 0;
         while done < n_batches {
@@ -112,7 +141,7 @@ pub fn fit_triples(
                 let mut b = done;
                 while b < n_batches {
                     let size = cfg.batch_size.min(total - b * cfg.batch_size);
-                    model.sample_and_step(sampler, &mut batch, size, cfg.seed, (epoch * n_batches + b) as u64)?;
+                    model.sample_and_step(source, &mut batch, size, cfg.seed, (epoch * n_batches + b) as u64)?;
                     b += 1;
                     if round.elapsed() >= ROUND {
                         break;
@@ -127,6 +156,7 @@ pub fn fit_triples(
             }
         }
         let loss = model.take_loss()? / total as f64;
+        model.end_epoch(epoch)?;
         if !loss.is_finite() {
             return Err(Error::state(format!(
                 "training diverged in epoch {}: the loss is {loss}; lower the learning rate or raise reg",

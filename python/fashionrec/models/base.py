@@ -13,7 +13,6 @@ import numpy as np
 from .. import _core
 from .._ids import id_column, ids_to_array, is_scalar
 from .._progress import EpochCallback, FitProgress
-from ..evaluation import _BLOCK_VALUES
 from ..interactions import Interactions
 
 if TYPE_CHECKING:
@@ -57,8 +56,21 @@ class Recommender:
         metrics: Sequence[str] = ("auc", "ndcg@10"),
         progress: bool = True,
         callback: EpochCallback | None = None,
+        images: Any = None,
+        item_features: Any = None,
+        user_features: Any = None,
+        categories: Any = None,
     ) -> Recommender:
         """Train from scratch on ``train``; returns ``self``.
+
+        Side data (each model's documentation says which it needs; a part it cannot use is a
+        ValueError): ``images`` (an :class:`~fashionrec.ImageBank`, rows keyed by its
+        ``ids``), ``item_features`` (a numpy array in item index order, a DataFrame indexed
+        by item id: string/category/bool columns are categorical, numeric ones continuous, or
+        an ``io.ImageFeatures``), ``user_features`` (a DataFrame indexed by user id),
+        ``categories`` (a Series or dict item id -> label, or an array in index order).
+        Items that have side data but no interaction join the catalogue (cold items, scored
+        like the others); a training item or user without a row is a ValueError naming it.
 
         ``validation`` (held-out Interactions in the same ids, e.g. from ``fr.split``): after
         every epoch, ``metrics`` are computed on it (candidates exclude ``train``) and logged
@@ -74,10 +86,15 @@ class Recommender:
         # The core checks that validation uses train's ids (for every model, in one place).
         if validation is not None and not isinstance(validation, Interactions):
             raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
+        from .._side import prepare
+
+        side, train, validation = prepare(
+            self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
+        )
         names = list(metrics) if validation is not None else []
         bar = FitProgress(type(self).__name__, int(self._params.get("epochs", 0)), progress, callback)
         try:
-            self._core.fit(train._core, bar, None if validation is None else validation._core, names)
+            self._core.fit(train._core, bar, None if validation is None else validation._core, names, side=side)
         finally:
             bar.close()
             self._after_fit()
@@ -133,15 +150,28 @@ class Recommender:
         """Scores of user indices: float32 (len(users), n_items)."""
         return self._core.score_indices(np.ascontiguousarray(users, dtype=np.int64))
 
-    def score(self, users: Any) -> np.ndarray:
+    def score(self, users: Any, *, user_features: Any = None) -> np.ndarray:
         """Scores of raw user ids for every item: float32 ``(len(users), n_items)``, columns
-        in ``item_ids`` order. Unknown ids are a ValueError naming them."""
+        in ``item_ids`` order. Unknown ids are a ValueError naming them.
+
+        With ``user_features`` (a DataFrame indexed by user id, columns as in ``fit``), the
+        users are scored from their features alone, whether or not they were trained on
+        (new users), for models that can (e.g. ``HybridBPR``)."""
+        if user_features is not None:
+            from .._side import feature_table
+
+            ids = np.asarray(users if not is_scalar(users) else [users])
+            return self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
         return self._score_indices(self._core.user_index(id_column(users, "users"), "users"))
 
-    def _user_blocks(self, idx: np.ndarray):
-        step = max(1, _BLOCK_VALUES // max(self.n_items, 1))
-        for start in range(0, len(idx), step):
-            yield idx[start : start + step]
+    def item_vectors(self) -> np.ndarray:
+        """One vector per item, float32 ``(n_items, d)`` in ``item_ids`` order (the space
+        ``similar_items`` and the embedding plots use). A ValueError for models without."""
+        return self._core.item_vectors()
+
+    def user_vectors(self) -> np.ndarray:
+        """One vector per user, float32 ``(n_users, d)`` in ``user_ids`` order."""
+        return self._core.user_vectors()
 
     def recommend(
         self,
@@ -164,17 +194,9 @@ class Recommender:
         single = is_scalar(users)
         idx = self._core.user_index(id_column(users, "users"), "users")
         if exclude is not None:
-            self._check_same_ids(exclude, "exclude")
-        k_eff = min(k, self.n_items)
-        items = np.empty((len(idx), k_eff), dtype=np.int64)
-        scores = np.empty((len(idx), k_eff), dtype=np.float32)
-        start = 0
-        for block in self._user_blocks(idx):
-            s = self._score_indices(block)
-            it, sc = _core.top_k_block(s, block, k_eff, None if exclude is None else exclude._core)
-            items[start : start + len(block)] = it
-            scores[start : start + len(block)] = sc
-            start += len(block)
+            exclude = self._aligned(exclude, "exclude")
+        # Scoring and top-k selection run in Rust, block by block (the GIL released).
+        items, scores = self._core.recommend(idx, k, None if exclude is None else exclude._core)
         if as_frame:
             return self._frame(users, idx, items, scores, "user")
         raw = _raw_items(self.item_ids, items)
@@ -212,11 +234,20 @@ class Recommender:
         )
 
     def _check_same_ids(self, data: Interactions, what: str) -> None:
-        if not self._core.same_ids(data._core):
+        self._aligned(data, what)
+
+    def _aligned(self, data: Interactions, what: str) -> Interactions:
+        """``data`` in this model's ids: itself, or re-expressed when the model's catalogue
+        grew from it (items added by side data); else a ValueError."""
+        if self._core.same_ids(data._core):
+            return data
+        try:
+            return Interactions(self._core.align(data._core))
+        except ValueError:
             raise ValueError(
                 f"{what} uses other user/item ids than the data this model was fitted on; "
                 "build it with like=train or take it from the same split"
-            )
+            ) from None
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -244,6 +275,35 @@ class Recommender:
         model._ids_cache = None
         model._after_fit()
         return model
+
+
+#: Negative samplers of the pairwise models (``sampler=``).
+SAMPLERS = ("uniform", "popularity", "category", "cosine", "warp", "best_of_n")
+
+
+def sampler_config(sampler: str | dict[str, Any] | None) -> dict[str, Any]:
+    """``sampler=`` of a pairwise model as the core's nested configuration.
+
+    A name (``"uniform"``, ``"popularity"``, ``"category"``, ``"cosine"``, ``"warp"``,
+    ``"best_of_n"``) or a dict with ``kind`` and options: ``exponent`` (popularity: weight
+    count**exponent, default 0.75), ``n_candidates`` (cosine, best_of_n: 10), ``max_sampled``
+    (warp: 10), ``margin`` (warp: 1.0), ``tries`` (category: draws before the uniform
+    fallback, 10). ``"category"`` needs ``categories=`` in fit, ``"cosine"`` ``item_features=``.
+    """
+    # Every option filled in from the core's defaults, so get_params() shows them all.
+    out = json.loads(_core.default_config("bpr"))["sampler"]
+    if sampler is None:
+        return out
+    if isinstance(sampler, str):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+        return {**out, "kind": sampler}
+    if isinstance(sampler, dict):
+        unknown = set(sampler) - set(out)
+        if unknown:
+            raise ValueError(f"unknown sampler option(s) {sorted(unknown)}; known: {sorted(out)}")
+        return {**out, **sampler}
+    raise TypeError(f"sampler must be a name or a dict, not {type(sampler).__name__}")
 
 
 def _raw_items(item_ids: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Recommender
+from typing import Any
+
+from .base import Recommender, sampler_config
 
 
 class BPR(Recommender):
@@ -33,6 +35,12 @@ class BPR(Recommender):
             on the CPU) a fit is bit-for-bit reproducible; with more threads the sampled
             triples are the same but Hogwild updates may interleave differently.
         threads: CPU threads for sampling and the native kernel; 0 uses every core.
+        sampler: which negatives to train on: ``"uniform"`` (default), ``"popularity"``,
+            ``"category"`` (fit needs ``categories=``), ``"cosine"`` (fit needs
+            ``item_features=``), ``"warp"`` (candidates until one violates the margin,
+            rank-weighted loss) or ``"best_of_n"``; or a dict with options (see
+            :func:`fashionrec.models.base.sampler_config`). Every sampler runs on the native
+            kernel and on libtorch.
     """
 
     kind = "bpr"
@@ -52,6 +60,7 @@ class BPR(Recommender):
         backend: Literal["auto", "native", "torch"] = "auto",
         seed: int = 0,
         threads: int = 0,
+        sampler: str | dict[str, Any] = "uniform",
     ):
         super().__init__(
             factors=factors,
@@ -67,6 +76,7 @@ class BPR(Recommender):
             backend=backend,
             seed=seed,
             threads=threads,
+            sampler=sampler_config(sampler),
         )
 
     @property

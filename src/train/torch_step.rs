@@ -1,0 +1,263 @@
+//! One libtorch training step for every pairwise and sampled-softmax model: the model says
+//! how it represents users and items ([`TwoTower`]) and the step does the rest (gathering the
+//! batch on the device, picking negatives among candidates for WARP / best-of-n, the loss,
+//! the optimiser, the loss accumulated on the device so a step never waits for it).
+//! A model file is then a configuration and a choice of towers.
+
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use super::BatchStep;
+use crate::error::Result;
+use crate::sampling::{Choice, TripleBatch, TripleSampler};
+use crate::tensors::view_i64;
+
+/// How a model turns users and items into scores. Index tensors are int64 on the model's
+/// device; `train` is true inside a training step (dropout on).
+pub trait TwoTower: Send {
+    /// User representations (B, d) of the user indices `users` (B).
+    fn user_vectors(&self, users: &Tensor, train: bool) -> Result<Tensor>;
+    /// Item representations (M, d) of the item indices `items` (M).
+    fn item_vectors(&self, items: &Tensor, train: bool) -> Result<Tensor>;
+    /// Scores of each user against its items: `u` (B, d) and `i` (B, C, d) give (B, C).
+    /// The default is the dot product; deep models (an MLP over both) override it.
+    fn match_scores(&self, u: &Tensor, i: &Tensor) -> Result<Tensor> {
+        Ok(i.f_matmul(&u.f_unsqueeze(-1)?)?.f_squeeze_dim(-1)?)
+    }
+    /// An additive per-item score term (B, C) for the item indices (B, C), if the model has one.
+    fn item_bias(&self, _items: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// A regulariser added to the batch's loss (L2 on the rows the batch touched, ...).
+    fn penalty(&self, _batch: &Gathered<'_>) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+/// The tensors of one batch, as the step gathered them (for [`TwoTower::penalty`]).
+pub struct Gathered<'a> {
+    /// User indices (B) and their vectors (B, d).
+    pub users: &'a Tensor,
+    pub u: &'a Tensor,
+    /// Positive item indices (B) and vectors (B, d).
+    pub pos: &'a Tensor,
+    pub i_pos: &'a Tensor,
+    /// The negatives trained on (B, n) and their vectors (B, n, d).
+    pub neg: &'a Tensor,
+    pub i_neg: &'a Tensor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// -ln sigmoid(s(u, i) - s(u, j)), per negative.
+    Bpr,
+    /// max(0, margin - s(u, i) + s(u, j)), per negative.
+    Margin(f64),
+    /// -ln sigmoid(s(u, i)) - sum_j ln sigmoid(-s(u, j)): log loss on the pair labels.
+    Bce,
+    /// Cross-entropy of the positive among [positive, negatives]. `logq`: subtract the log
+    /// sampling probability from each negative's logit (needed unless negatives are uniform).
+    Softmax,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// Summed over the batch (per-sample learning rates, as SGD on triples).
+    Sum,
+    /// Mean over the batch (networks trained with Adam).
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimizer {
+    Sgd,
+    Adam,
+}
+
+pub struct StepConfig {
+    pub loss: Loss,
+    pub reduction: Reduction,
+    pub optimizer: Optimizer,
+    /// Learning rate of each 0-based epoch.
+    pub lr: Box<dyn Fn(usize) -> f64 + Send>,
+    /// How a slot's candidates become the negative (from the sampler configuration).
+    pub choice: Choice,
+    /// Items in the catalogue (WARP's rank estimate).
+    pub n_items: usize,
+    /// Softmax: the negatives of the batch's first sample serve every sample (one matrix
+    /// product for the whole batch); a negative equal to a sample's positive is masked.
+    pub shared_negatives: bool,
+    /// Softmax: log sampling probability of each item (n_items), subtracted from the
+    /// negatives' logits (the logQ correction); None for uniform negatives.
+    pub log_q: Option<Tensor>,
+}
+
+pub struct TorchStep<M: TwoTower> {
+    pub model: M,
+    cfg: StepConfig,
+    opt: nn::Optimizer,
+    device: Device,
+    loss: Tensor,
+}
+
+impl<M: TwoTower> TorchStep<M> {
+    /// A step training the trainable variables of `vs` (the model's parameters; frozen
+    /// backbones live in a VarStore of their own, or are frozen in this one).
+    pub fn new(model: M, vs: &nn::VarStore, cfg: StepConfig) -> Result<Self> {
+        let lr = (cfg.lr)(0);
+        let opt = match cfg.optimizer {
+            Optimizer::Sgd => nn::Sgd::default().build(vs, lr)?,
+            Optimizer::Adam => nn::Adam::default().build(vs, lr)?,
+        };
+        let device = vs.device();
+        let log_q = cfg.log_q.as_ref().map(|t| t.to_device(device));
+        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device) })
+    }
+
+    pub fn into_model(self) -> M {
+        self.model
+    }
+
+    /// The batch's data loss (summed over samples) and the total (reduced + penalty).
+    pub fn losses(&self, batch: &TripleBatch) -> Result<(Tensor, Tensor)> {
+        let dev = self.device;
+        let b = batch.len() as i64;
+        let (n_neg, n_cand) = (batch.n_neg as i64, batch.n_cand.max(1) as i64);
+        // SAFETY: the views live only inside this call, while `batch` is borrowed unchanged;
+        // `to_device` copies them (or is a no-op view on the CPU, used before returning).
+        let (users, pos, neg) = unsafe { (view_i64(&batch.users), view_i64(&batch.pos), view_i64(&batch.neg)) };
+        let (users, pos, neg) = (users.f_to_device(dev)?, pos.f_to_device(dev)?, neg.f_to_device(dev)?);
+        let u = self.model.user_vectors(&users, true)?;
+        let neg = if self.cfg.shared_negatives { neg.f_narrow(0, 0, n_neg * n_cand)? } else { neg };
+        let all = Tensor::f_cat(&[&pos, &neg], 0)?;
+        let vectors = self.model.item_vectors(&all, true)?;
+        let d = vectors.size()[1];
+        let i_pos = vectors.f_narrow(0, 0, b)?;
+        let i_cand = vectors.f_narrow(0, b, vectors.size()[0] - b)?;
+        let s_pos = self.with_bias(self.model.match_scores(&u, &i_pos.f_unsqueeze(1)?)?, &pos.f_unsqueeze(1)?)?;
+
+        if self.cfg.shared_negatives {
+            // (B, N): every user against the same N negatives, in one product.
+            let neg_rows = neg.f_view([1, -1])?.f_expand([b, -1], false)?;
+            let i_neg = i_cand.f_unsqueeze(0)?.f_expand([b, -1, d], false)?;
+            let mut s_neg = self.with_bias(self.model.match_scores(&u, &i_neg)?, &neg_rows)?;
+            s_neg = s_neg.f_masked_fill(&neg_rows.f_eq_tensor(&pos.f_unsqueeze(1)?)?, f64::NEG_INFINITY)?;
+            let data = self.data_loss(&s_pos, &s_neg, &neg_rows, None)?;
+            let g = Gathered { users: &users, u: &u, pos: &pos, i_pos: &i_pos, neg: &neg_rows, i_neg: &i_neg };
+            return self.total(data, &g, b);
+        }
+
+        let cand = neg.f_view([b, n_neg, n_cand])?;
+        let i_cand = i_cand.f_view([b, n_neg * n_cand, d])?;
+        let s_cand = self.with_bias(self.model.match_scores(&u, &i_cand)?, &cand.f_view([b, -1])?)?.f_view([b, n_neg, n_cand])?;
+        // Pick each slot's negative among its candidates (no gradient through the choice).
+        let (pick, weight) = match self.cfg.choice {
+            Choice::Single => (None, None),
+            Choice::BestOfN => (Some(s_cand.detach().f_argmax(-1, true)?), None),
+            Choice::Warp { margin } => {
+                let violates = s_cand.detach().f_gt_tensor(&(s_pos.detach().f_unsqueeze(-1)? - margin as f64))?;
+                // The first violator: argmax over a 0/1 tensor returns the first maximum.
+                let first = violates.f_to_kind(Kind::Uint8)?.f_argmax(-1, true)?;
+                let found = violates.f_any_dim(-1, false)?.f_to_kind(Kind::Float)?;
+                // LightFM's rank estimate ln(floor((n_items - 1) / tries)), normalised by its
+                // largest value (see `models::bpr::warp_weight`); 0 when none violated.
+                let tries = (&first + 1).f_to_kind(Kind::Float)?.f_squeeze_dim(-1)?;
+                let n1 = self.cfg.n_items.saturating_sub(1).max(2) as f64;
+                let rank = ((tries.f_reciprocal()? * n1).f_floor()?).f_clamp_min(1.0)?;
+                (Some(first), Some(rank.f_log()? * (found / n1.ln())))
+            }
+        };
+        let (neg_idx, s_neg, i_neg) = match &pick {
+            None => (cand.f_squeeze_dim(-1)?, s_cand.f_squeeze_dim(-1)?, i_cand),
+            Some(p) => {
+                let idx = cand.f_gather(-1, p, false)?.f_squeeze_dim(-1)?;
+                let s = s_cand.f_gather(-1, p, false)?.f_squeeze_dim(-1)?;
+                let v = i_cand
+                    .f_view([b, n_neg, n_cand, d])?
+                    .f_gather(2, &p.f_unsqueeze(-1)?.f_expand([b, n_neg, 1, d], false)?, false)?
+                    .f_squeeze_dim(2)?;
+                (idx, s, v)
+            }
+        };
+        let data = self.data_loss(&s_pos, &s_neg, &neg_idx, weight.as_ref())?;
+        let g = Gathered { users: &users, u: &u, pos: &pos, i_pos: &i_pos, neg: &neg_idx, i_neg: &i_neg };
+        self.total(data, &g, b)
+    }
+
+    fn with_bias(&self, scores: Tensor, items: &Tensor) -> Result<Tensor> {
+        Ok(match self.model.item_bias(items)? {
+            Some(bias) => scores + bias,
+            None => scores,
+        })
+    }
+
+    /// Summed data loss of (B, 1) positive and (B, n) negative scores; `weight` (B, n)
+    /// scales each negative's term (WARP).
+    fn data_loss(&self, s_pos: &Tensor, s_neg: &Tensor, neg: &Tensor, weight: Option<&Tensor>) -> Result<Tensor> {
+        let weighted = |t: Tensor| -> Result<Tensor> {
+            Ok(match weight {
+                Some(w) => t * w,
+                None => t,
+            })
+        };
+        let per = match self.cfg.loss {
+            Loss::Bpr => weighted((s_neg - s_pos).f_softplus()?)?,
+            Loss::Margin(m) => weighted((s_neg - s_pos + m).f_relu()?)?,
+            Loss::Bce => {
+                let negs = weighted((s_neg.shallow_clone()).f_softplus()?)?;
+                return Ok((-s_pos).f_softplus()?.f_sum(Kind::Float)? + negs.f_sum(Kind::Float)?);
+            }
+            Loss::Softmax => {
+                let s_neg = match &self.cfg.log_q {
+                    Some(lq) => s_neg - lq.f_index_select(0, &neg.f_flatten(0, -1)?)?.f_view_as(neg)?,
+                    None => s_neg.shallow_clone(),
+                };
+                let logits = Tensor::f_cat(&[s_pos, &s_neg], 1)?;
+                let nll = -logits.f_log_softmax(1, Kind::Float)?.f_select(1, 0)?;
+                return Ok(nll.f_sum(Kind::Float)?);
+            }
+        };
+        Ok(per.f_sum(Kind::Float)?)
+    }
+
+    fn total(&self, data: Tensor, g: &Gathered<'_>, b: i64) -> Result<(Tensor, Tensor)> {
+        let reduced = match self.cfg.reduction {
+            Reduction::Sum => data.shallow_clone(),
+            Reduction::Mean => &data / b as f64,
+        };
+        let total = match self.model.penalty(g)? {
+            Some(p) => reduced + p,
+            None => reduced,
+        };
+        Ok((data, total))
+    }
+}
+
+fn zero(device: Device) -> Tensor {
+    Tensor::zeros([], (Kind::Double, device))
+}
+
+impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
+    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
+        self.opt.set_lr((self.cfg.lr)(epoch));
+        Ok(())
+    }
+
+    fn step(&mut self, batch: &TripleBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (data, total) = self.losses(batch)?;
+        self.opt.zero_grad();
+        total.f_backward()?;
+        self.opt.step();
+        let acc = tch::no_grad(|| data.detach().f_to_kind(Kind::Double))?;
+        self.loss = (&self.loss).f_add(&acc)?;
+        Ok(())
+    }
+
+    fn take_loss(&mut self) -> Result<f64> {
+        let v = self.loss.f_double_value(&[])?;
+        self.loss = zero(self.device);
+        Ok(v)
+    }
+}
