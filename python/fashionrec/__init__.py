@@ -24,6 +24,8 @@ from .evaluation import evaluate, evaluate_scores  # noqa: E402
 from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
 from .models import BPR, Popularity, Recommender, load  # noqa: E402
+from .models import CompatibilityModel, SampledSoftmax  # noqa: E402
+from .pairs import pair_metrics  # noqa: E402
 
 __version__: str = _core.__version__
 
@@ -34,6 +36,9 @@ def cuda_available() -> bool:
 
 
 __all__ = [
+    "CompatibilityModel",
+    "SampledSoftmax",
+    "pair_metrics",
     "BPR",
     "ImageBank",
     "ImageSource",

@@ -4,8 +4,10 @@
 
 pub mod bpr;
 pub mod checkpoint;
+pub mod compatibility;
 pub mod factors;
 pub mod popularity;
+pub mod sampled_softmax;
 pub mod similar;
 
 use std::collections::HashMap;
@@ -107,18 +109,22 @@ pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
     match kind {
         "bpr" => Ok(Box::new(bpr::Bpr::new(parse_config(kind, config_json)?)?)),
         "popularity" => Ok(Box::new(popularity::Popularity::new(parse_config(kind, config_json)?)?)),
+        "compatibility" => Ok(Box::new(compatibility::Compatibility::new(parse_config(kind, config_json)?)?)),
+        "sampled_softmax" => Ok(Box::new(sampled_softmax::SampledSoftmax::new(parse_config(kind, config_json)?)?)),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", ")))),
     }
 }
 
 /// Registry names accepted by [`create`].
-pub const KINDS: &[&str] = &["bpr", "popularity"];
+pub const KINDS: &[&str] = &["bpr", "popularity", "compatibility", "sampled_softmax"];
 
 /// The default configuration of `kind`, as JSON.
 pub fn default_config(kind: &str) -> Result<String> {
     match kind {
         "bpr" => Ok(serde_json::to_string(&bpr::BprConfig::default()).unwrap()),
         "popularity" => Ok(serde_json::to_string(&popularity::PopularityConfig::default()).unwrap()),
+        "compatibility" => Ok(serde_json::to_string(&compatibility::CompatibilityConfig::default()).unwrap()),
+        "sampled_softmax" => Ok(serde_json::to_string(&sampled_softmax::SampledSoftmaxConfig::default()).unwrap()),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?}"))),
     }
 }

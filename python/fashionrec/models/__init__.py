@@ -7,10 +7,12 @@ import os
 from .. import _core
 from .base import Recommender
 from .bpr import BPR
+from .compatibility import CompatibilityModel
 from .popularity import Popularity
+from .sampled_softmax import SampledSoftmax
 
 #: Python class of each Rust registry name.
-MODELS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (BPR, Popularity)}
+MODELS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (BPR, Popularity, CompatibilityModel, SampledSoftmax)}
 
 
 def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
@@ -24,4 +26,4 @@ def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
     return MODELS[core.kind]._from_core(core)
 
 
-__all__ = ["BPR", "MODELS", "Popularity", "Recommender", "load"]
+__all__ = ["BPR", "MODELS", "CompatibilityModel", "Popularity", "Recommender", "SampledSoftmax", "load"]
