@@ -28,14 +28,17 @@ from .models import (  # noqa: E402
     BPR,
     DVBPR,
     VBPR,
+    CompatibilityModel,
     ConvAutoencoder,
     DeepTripletModel,
     HybridBPR,
     Popularity,
     Recommender,
+    SampledSoftmax,
     TripletModel,
     load,
 )
+from .pairs import pair_metrics  # noqa: E402
 
 __version__: str = _core.__version__
 
@@ -46,6 +49,9 @@ def cuda_available() -> bool:
 
 
 __all__ = [
+    "CompatibilityModel",
+    "SampledSoftmax",
+    "pair_metrics",
     "BPR",
     "ConvAutoencoder",
     "DeepTripletModel",

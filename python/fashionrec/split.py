@@ -55,4 +55,43 @@ def from_frames(
     return tr, te
 
 
-__all__ = ["from_frames", "leave_one_out", "random_split"]
+def pair_split(
+    pairs: Interactions, test_fraction: float = 0.2, *, seed: int = 0
+) -> tuple[Interactions, Interactions]:
+    """Split item-item pairs (an Interactions whose both sides are the item catalogue, e.g.
+    compatibility pairs) so that no held-out pair is in training: a pair and its reverse,
+    (i, j) and (j, i), are one pair and go to the same side. Exactly
+    ``round(test_fraction * n)`` of the ``n`` unordered pairs are held out (with all their
+    directions). Returns ``(train, test)``, sharing ``pairs``' ids.
+
+    McAuley's compatibility notebook evaluated on pairs it had also trained on; this split
+    is what keeps the held-out accuracy honest.
+    """
+    import numpy as np
+
+    if not isinstance(pairs, Interactions):
+        raise TypeError(f"pairs must be an Interactions, not {type(pairs).__name__}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if not np.array_equal(pairs.user_ids, pairs.item_ids):
+        raise ValueError("pairs must have the same ids on both sides (an item x item Interactions)")
+    i, j, v = pairs._core.coo()
+    key = np.minimum(i, j) * np.int64(pairs.n_items) + np.maximum(i, j)
+    unique, which = np.unique(key, return_inverse=True)
+    n_test = int(round(test_fraction * len(unique)))
+    if not 0 < n_test < len(unique):
+        raise ValueError(
+            f"test_fraction={test_fraction} of {len(unique)} pairs leaves {n_test} held out: both sides need one"
+        )
+    held = np.zeros(len(unique), bool)
+    held[np.random.default_rng(seed).permutation(len(unique))[:n_test]] = True
+    test = held[which]
+
+    def part(mask):
+        vals = None if v is None else v[mask]
+        return Interactions.from_ids(pairs.user_ids[i[mask]], pairs.item_ids[j[mask]], vals, like=pairs)
+
+    return part(~test), part(test)
+
+
+__all__ = ["from_frames", "leave_one_out", "pair_split", "random_split"]

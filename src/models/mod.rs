@@ -5,12 +5,14 @@
 pub mod bpr;
 pub mod cae;
 pub mod checkpoint;
+pub mod compatibility;
 pub mod dvbpr;
 pub mod dvbpr_step;
 pub mod factors;
 pub mod hybrid;
 pub mod popularity;
 pub mod rated_below;
+pub mod sampled_softmax;
 pub mod similar;
 pub mod triplet;
 pub mod vbpr;
@@ -119,12 +121,15 @@ pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
         "deep_triplet" => Ok(Box::new(triplet::DeepTriplet::new(parse_config(kind, config_json)?)?)),
         "dvbpr" => Ok(Box::new(dvbpr::Dvbpr::new(parse_config(kind, config_json)?)?)),
         "vbpr" => Ok(Box::new(vbpr::Vbpr::new(parse_config(kind, config_json)?)?)),
+        "compatibility" => Ok(Box::new(compatibility::Compatibility::new(parse_config(kind, config_json)?)?)),
+        "sampled_softmax" => Ok(Box::new(sampled_softmax::SampledSoftmax::new(parse_config(kind, config_json)?)?)),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", ")))),
     }
 }
 
 /// Registry names accepted by [`create`].
-pub const KINDS: &[&str] = &["bpr", "popularity", "hybrid_bpr", "triplet", "deep_triplet", "dvbpr", "vbpr"];
+pub const KINDS: &[&str] =
+    &["bpr", "popularity", "hybrid_bpr", "triplet", "deep_triplet", "dvbpr", "vbpr", "compatibility", "sampled_softmax"];
 
 /// The default configuration of `kind`, as JSON.
 pub fn default_config(kind: &str) -> Result<String> {
@@ -136,6 +141,8 @@ pub fn default_config(kind: &str) -> Result<String> {
         "deep_triplet" => Ok(serde_json::to_string(&triplet::DeepTripletConfig::default()).unwrap()),
         "dvbpr" => Ok(serde_json::to_string(&dvbpr::DvbprConfig::default()).unwrap()),
         "vbpr" => Ok(serde_json::to_string(&vbpr::VbprConfig::default()).unwrap()),
+        "compatibility" => Ok(serde_json::to_string(&compatibility::CompatibilityConfig::default()).unwrap()),
+        "sampled_softmax" => Ok(serde_json::to_string(&sampled_softmax::SampledSoftmaxConfig::default()).unwrap()),
         _ => Err(Error::invalid(format!("unknown model kind {kind:?}"))),
     }
 }

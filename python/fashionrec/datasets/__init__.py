@@ -3,6 +3,7 @@
 from .anime import anime, synthetic_anime_ratings, write_anime_ratings
 from .asos import asos
 from .catalogues import fashion_products, hm
+from .compatibility import fashion_compatibility
 from .dvbpr import dvbpr
 from .movielens import movielens_100k, movielens_100k_features, read_movielens_ratings
 from .synthetic import demo, synthetic
@@ -14,6 +15,7 @@ __all__ = [
     "asos",
     "demo",
     "dvbpr",
+    "fashion_compatibility",
     "fashion_products",
     "hm",
     "movielens_100k",

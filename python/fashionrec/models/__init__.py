@@ -8,15 +8,18 @@ from .. import _core
 from .base import Recommender
 from .bpr import BPR
 from .cae import ConvAutoencoder
+from .compatibility import CompatibilityModel
 from .dvbpr import DVBPR
 from .hybrid import HybridBPR
 from .popularity import Popularity
+from .sampled_softmax import SampledSoftmax
 from .triplet import DeepTripletModel, TripletModel
 from .vbpr import VBPR
 
 #: Python class of each Rust registry name.
 MODELS: dict[str, type[Recommender]] = {
-    cls.kind: cls for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel, DVBPR, VBPR)
+    cls.kind: cls
+    for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel, DVBPR, VBPR, CompatibilityModel, SampledSoftmax)
 }
 
 
@@ -31,4 +34,18 @@ def load(path: str | os.PathLike, *, device: str | None = None) -> Recommender:
     return MODELS[core.kind]._from_core(core)
 
 
-__all__ = ["BPR", "ConvAutoencoder", "DVBPR", "DeepTripletModel", "HybridBPR", "MODELS", "Popularity", "Recommender", "TripletModel", "VBPR", "load"]
+__all__ = [
+    "BPR",
+    "DVBPR",
+    "MODELS",
+    "VBPR",
+    "CompatibilityModel",
+    "ConvAutoencoder",
+    "DeepTripletModel",
+    "HybridBPR",
+    "Popularity",
+    "Recommender",
+    "SampledSoftmax",
+    "TripletModel",
+    "load",
+]

@@ -1,0 +1,175 @@
+"""Visual compatibility between items: McAuley et al.'s two style spaces."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .._ids import id_column, is_scalar
+from ..interactions import Interactions
+from ..pairs import pair_metrics
+from .base import Recommender, _raw_items
+
+
+class CompatibilityModel(Recommender):
+    """Which items go together, from fixed item features (McAuley et al. 2015):
+
+    ``p(i goes with j) = sigmoid(c - ||E1 x_i - E2 x_j||^2)`` (``distance="euclidean"``) or
+    ``sigmoid(c + <E1 x_i, E2 x_j>)`` (``"inner"``), with ``E1, E2`` of shape
+    ``(feature_dim, style_dim)``, trained with the log loss on positive pairs and sampled
+    negatives, mini-batch Adam on the device.
+
+    ``fit(pairs, item_features=X, categories=None, validation=held_out_pairs)``: ``pairs`` is
+    an Interactions whose both sides are the item catalogue (query item x compatible item,
+    e.g. ``fr.io.compatibility_pairs`` output turned into Interactions, or
+    ``fr.datasets.fashion_compatibility(...).pairs``), ``X`` a float32 array with one row per
+    item (a numpy array, ``fr.io.ImageFeatures`` rows, or a tower's embeddings), categories
+    one integer per item (-1: none) for ``negatives="category"``. Split pairs with
+    ``fr.split.pair_split`` so that no held-out pair is trained on.
+
+    Args:
+        style_dim: dimension of the style space.
+        distance: ``"euclidean"`` or ``"inner"``.
+        negatives: ``"random"`` (uniform over items) or ``"category"`` (from the positive
+            partner's category: the seed's "difficult" negatives).
+        n_negatives: negatives per positive pair.
+        lr: Adam learning rate.
+        epochs: passes over the positive pairs.
+        batch_size: positive pairs per step.
+        reg: L2 weight on E1 and E2.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: seeds the initial projections and the negatives.
+        threads: CPU threads for sampling; 0 uses every core.
+    """
+
+    kind = "compatibility"
+
+    def __init__(
+        self,
+        style_dim: int = 5,
+        distance: Literal["euclidean", "inner"] = "euclidean",
+        negatives: Literal["random", "category"] = "random",
+        n_negatives: int = 1,
+        lr: float = 1e-3,
+        epochs: int = 20,
+        batch_size: int = 256,
+        reg: float = 0.0,
+        device: str = "auto",
+        seed: int = 0,
+        threads: int = 0,
+    ):
+        super().__init__(
+            style_dim=style_dim,
+            distance=distance,
+            negatives=negatives,
+            n_negatives=n_negatives,
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            reg=reg,
+            device=device,
+            seed=seed,
+            threads=threads,
+        )
+
+    # -- the model's own views -----------------------------------------------------------
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        return self._core.state()
+
+    def style_embeddings(self, side: Literal["query", "partner"] = "query") -> np.ndarray:
+        """Every item in the style space: ``E1 x`` (``side="query"``, the seed's style
+        embedding) or ``E2 x`` (``"partner"``), float32 ``(n_items, style_dim)``."""
+        if side not in ("query", "partner"):
+            raise ValueError(f"side must be 'query' or 'partner', not {side!r}")
+        return self._tensors()["style_query" if side == "query" else "style_partner"]
+
+    def _pair_indices(self, i: Any, j: Any) -> tuple[np.ndarray, np.ndarray]:
+        a = self._core.item_index(id_column(i, "i"), "i")
+        b = self._core.item_index(id_column(j, "j"), "j")
+        if len(a) != len(b):
+            raise ValueError(f"i and j must have the same length, got {len(a)} and {len(b)}")
+        return a, b
+
+    def _logits(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        t = self._tensors()
+        q, p, c = t["style_query"][a], t["style_partner"][b], float(t["c"])
+        if self._params["distance"] == "euclidean":
+            return c - ((q - p) ** 2).sum(1)
+        return c + (q * p).sum(1)
+
+    def predict_proba(self, i: Any, j: Any) -> np.ndarray | float:
+        """p(i goes with j) for raw item ids (scalars or equal-length sequences)."""
+        a, b = self._pair_indices(i, j)
+        p = 1.0 / (1.0 + np.exp(-self._logits(a, b).astype(np.float64)))
+        return float(p[0]) if is_scalar(i) and is_scalar(j) else p.astype(np.float32)
+
+    def score_pairs(self, pairs: Interactions) -> np.ndarray:
+        """p(i goes with j) of every (i, j) pair of ``pairs`` (in its COO order)."""
+        self._check_same_ids(pairs, "pairs")
+        a, b, _ = pairs._core.coo()
+        return (1.0 / (1.0 + np.exp(-self._logits(a.astype(np.int64), b.astype(np.int64))))).astype(np.float32)
+
+    def evaluate_pairs(self, positives: Interactions, negatives: Interactions) -> dict[str, float]:
+        """Held-out accuracy (threshold 0.5) and AUC of positive against negative pairs."""
+        return pair_metrics(self.score_pairs(positives), self.score_pairs(negatives))
+
+    def compatible_items(
+        self,
+        items: Any,
+        k: int = 10,
+        *,
+        exclude_self: bool = True,
+        category: Any = None,
+        categories: np.ndarray | None = None,
+        block: int = 4096,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items that go best with each raw item id, by p(item goes with j),
+        computed in blocks of queries on the model's device (top-k there).
+
+        ``exclude_self`` leaves the item itself out. ``category`` keeps only candidates of
+        that category code, given ``categories`` (one code per item; defaults to those
+        passed to ``fit``). Returns ``(items, probabilities)`` of shape ``(len(items), k)``
+        (1-D for a single id); slots with no candidate hold -1 and probability 0.
+        """
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        single = is_scalar(items)
+        idx = self._core.item_index(id_column(items, "items"), "items")
+        t = self._tensors()
+        dev = torch.device(self.device or "cpu")
+        q_all = torch.from_numpy(t["style_query"]).to(dev)
+        p_all = torch.from_numpy(t["style_partner"]).to(dev)
+        c = float(t["c"])
+        allowed = torch.ones(self.n_items, dtype=torch.bool, device=dev)
+        if category is not None:
+            cats = categories if categories is not None else t.get("categories")
+            if cats is None:
+                raise ValueError("category= needs categories (pass categories=, or fit with categories)")
+            cats = np.asarray(cats)
+            if len(cats) != self.n_items:
+                raise ValueError(f"categories has {len(cats)} entries for {self.n_items} items")
+            allowed = torch.from_numpy(cats == category).to(dev)
+        k_eff = min(k, self.n_items)
+        found = np.full((len(idx), k_eff), -1, dtype=np.int64)
+        probs = np.zeros((len(idx), k_eff), dtype=np.float32)
+        pn = (p_all**2).sum(1)
+        for s in range(0, len(idx), block):
+            rows = torch.from_numpy(idx[s : s + block]).to(dev)
+            q = q_all[rows]
+            dot = q @ p_all.T
+            if self._params["distance"] == "euclidean":
+                logits = c - (q**2).sum(1, keepdim=True) - pn.unsqueeze(0) + 2 * dot
+            else:
+                logits = c + dot
+            logits = logits.masked_fill(~allowed.unsqueeze(0), float("-inf"))
+            if exclude_self:
+                logits[torch.arange(len(rows), device=dev), rows] = float("-inf")
+            val, ind = torch.topk(logits, k_eff, dim=1)
+            ok = torch.isfinite(val)
+            found[s : s + len(rows)] = torch.where(ok, ind, -1).cpu().numpy()
+            probs[s : s + len(rows)] = torch.where(ok, torch.sigmoid(val), 0.0).cpu().numpy()
+        raw = _raw_items(self.item_ids, found)
+        return (raw[0], probs[0]) if single else (raw, probs)

@@ -1,0 +1,537 @@
+//! Sampled softmax (the ASOS workshop model): user and item embeddings with an item bias;
+//! each positive (user, item) is scored against N sampled negatives and trained with the
+//! cross-entropy of the positive, first among the 1 + N logits.
+//!
+//! * Negatives are drawn from a proposal q (uniform, popularity^exponent, or log-uniform over
+//!   popularity ranks), once per batch and shared by every row (a (B, d) x (d, N) product, the
+//!   fast path on any device) or per row. A negative equal to the row's positive (an
+//!   accidental hit) is masked out.
+//! * With `logq_correction`, every logit has ln q(item) subtracted, so the sampled loss
+//!   estimates the full softmax's (Bengio & Senecal 2008; Yi et al. 2019). Under a uniform q
+//!   it is a constant and changes nothing.
+//! * The update is a lazy (row-sparse) Adam: only the rows a batch touches move, and their
+//!   moments; the per-batch cost is O((B + N) d + B N) whatever the catalogue size.
+//! * The item bias starts at ln(1 + training count): the full-softmax optimum when the
+//!   embeddings carry nothing, so a model starts from popularity and learns what users add.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::factors::{FactorHandles, Factors};
+use super::{check_side, not_fitted, validator, Recommender};
+use crate::data::{IdMaps, Interactions, SideInfo};
+use crate::error::{Error, Result};
+use crate::metrics::Validation;
+use crate::sampling::rng::{below, stream_rng, Rng};
+use crate::sampling::{TripleBatch, TripleSampler};
+use crate::tensors::{device_name, parse_device};
+use crate::train::{fit_loop, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampledSoftmaxConfig {
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Negatives per positive (shared by the batch's rows, or per row).
+    pub n_negatives: usize,
+    /// Proposal of the negatives: "uniform", "popularity" (count^exponent) or "log_uniform"
+    /// (Zipf over popularity ranks, as TensorFlow's log-uniform candidate sampler).
+    pub sampler: String,
+    /// Exponent of the counts for the "popularity" sampler.
+    pub exponent: f64,
+    /// Subtract ln q(item) from every logit.
+    pub logq_correction: bool,
+    /// A learnt per-item bias.
+    pub item_bias: bool,
+    /// One draw of negatives per batch, shared by its rows (else one per row).
+    pub shared_negatives: bool,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// L2 weight on the user and positive-item rows of each sample.
+    pub reg: f64,
+    /// Standard deviation of the initial embeddings.
+    pub init_std: f64,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    pub seed: u64,
+    /// CPU threads for sampling; 0 uses every core.
+    pub threads: usize,
+}
+
+impl Default for SampledSoftmaxConfig {
+    fn default() -> Self {
+        SampledSoftmaxConfig {
+            dim: 64,
+            n_negatives: 100,
+            // Chosen on a split carved from the ASOS train parquet (benches/tune_sampled_softmax.py).
+            sampler: "popularity".into(),
+            exponent: 0.75,
+            logq_correction: true,
+            item_bias: true,
+            shared_negatives: true,
+            lr: 0.003,
+            epochs: 1,
+            batch_size: 1024,
+            reg: 0.0,
+            init_std: 0.05,
+            device: "auto".into(),
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+impl SampledSoftmaxConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        for (name, v) in [("dim", self.dim), ("n_negatives", self.n_negatives), ("batch_size", self.batch_size)] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if self.n_negatives > 1 << 20 {
+            return bad(format!("n_negatives must be at most 2^20, got {}", self.n_negatives));
+        }
+        for (name, v, strictly) in [("lr", self.lr, true), ("init_std", self.init_std, true), ("reg", self.reg, false), ("exponent", self.exponent, false)] {
+            if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
+                return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
+            }
+        }
+        if !["uniform", "popularity", "log_uniform"].contains(&self.sampler.as_str()) {
+            return bad(format!("sampler must be 'uniform', 'popularity' or 'log_uniform', not {:?}", self.sampler));
+        }
+        Ok(())
+    }
+}
+
+/// The negatives' proposal distribution over items: draws and ln q.
+pub struct Proposal {
+    /// Cumulative probabilities (None: uniform).
+    cdf: Option<Vec<f64>>,
+    /// ln q(item), as a tensor on the training device.
+    pub log_q: Tensor,
+    n_items: usize,
+}
+
+impl Proposal {
+    pub fn new(kind: &str, exponent: f64, counts: &[u32], device: Device) -> Result<Self> {
+        let n = counts.len();
+        if n == 0 {
+            return Err(Error::invalid("no items to sample negatives from"));
+        }
+        let weights: Option<Vec<f64>> = match kind {
+            "uniform" => None,
+            // +1 keeps never-seen items reachable.
+            "popularity" => Some(counts.iter().map(|&c| (c as f64 + 1.0).powf(exponent)).collect()),
+            "log_uniform" => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by_key(|&i| (std::cmp::Reverse(counts[i]), i));
+                let mut w = vec![0.0; n];
+                for (rank, &i) in order.iter().enumerate() {
+                    w[i] = ((rank as f64 + 2.0) / (rank as f64 + 1.0)).ln();
+                }
+                Some(w)
+            }
+            other => return Err(Error::invalid(format!("unknown sampler {other:?}"))),
+        };
+        let (cdf, log_q) = match weights {
+            None => (None, vec![-(n as f32).ln(); n]),
+            Some(w) => {
+                let total: f64 = w.iter().sum();
+                let mut acc = 0.0;
+                let cdf = w.iter().map(|x| { acc += x / total; acc }).collect();
+                (Some(cdf), w.iter().map(|x| (x / total).ln() as f32).collect())
+            }
+        };
+        Ok(Proposal { cdf, log_q: Tensor::from_slice(&log_q).to_device(device), n_items: n })
+    }
+
+    #[inline]
+    pub fn draw(&self, rng: &mut Rng) -> i64 {
+        match &self.cdf {
+            None => below(rng, self.n_items as u64) as i64,
+            Some(cdf) => {
+                let u: f64 = rand::Rng::random(rng);
+                cdf.partition_point(|&c| c < u).min(self.n_items - 1) as i64
+            }
+        }
+    }
+}
+
+/// Row-sparse Adam state for one parameter matrix (or vector).
+struct LazyAdam {
+    m: Tensor,
+    v: Tensor,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+impl LazyAdam {
+    fn new(like: &Tensor) -> Self {
+        LazyAdam { m: like.zeros_like(), v: like.zeros_like() }
+    }
+
+    /// Adam update of rows `rows` of `w` with their gradient `g`, at global step `t` (1-based).
+    fn update(&mut self, w: &Tensor, rows: &Tensor, g: &Tensor, lr: f64, t: i64) -> Result<()> {
+        let m = self.m.f_index_select(0, rows)? * BETA1 + g * (1.0 - BETA1);
+        let v = self.v.f_index_select(0, rows)? * BETA2 + g.square() * (1.0 - BETA2);
+        let _ = self.m.f_index_copy_(0, rows, &m)?;
+        let _ = self.v.f_index_copy_(0, rows, &v)?;
+        let step = lr * (1.0 - BETA2.powi(t as i32)).sqrt() / (1.0 - BETA1.powi(t as i32));
+        let delta = m / (v.sqrt() + EPS) * (-step);
+        let _ = w.shallow_clone().f_index_add_(0, rows, &delta)?;
+        Ok(())
+    }
+}
+
+/// Sorted distinct values of `idx` and, for each entry, its position among them.
+fn unique_inverse(idx: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let mut uniq = idx.to_vec();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let inverse = idx.iter().map(|x| uniq.binary_search(x).unwrap() as i64).collect();
+    (uniq, inverse)
+}
+
+/// One training step's worth of state: parameters, moments, proposal, running loss.
+pub struct SoftmaxStep<'a> {
+    p: FactorHandles,
+    cfg: &'a SampledSoftmaxConfig,
+    proposal: Proposal,
+    adam: [LazyAdam; 3],
+    t: i64,
+    loss: Tensor,
+    negs: Vec<i64>,
+}
+
+impl<'a> SoftmaxStep<'a> {
+    pub fn new(params: &Factors, cfg: &'a SampledSoftmaxConfig, proposal: Proposal) -> Self {
+        let p = params.handles();
+        let adam = [LazyAdam::new(&p.users), LazyAdam::new(&p.items), LazyAdam::new(&p.item_bias)];
+        let loss = Tensor::zeros([], (Kind::Double, p.device));
+        SoftmaxStep { p, cfg, proposal, adam, t: 0, loss, negs: Vec::new() }
+    }
+
+    /// Draw this batch's negatives from `rng`: N shared, or N per row.
+    fn draw_negatives(&mut self, rows: usize, rng: &mut Rng) {
+        let n = self.cfg.n_negatives * if self.cfg.shared_negatives { 1 } else { rows };
+        self.negs.clear();
+        self.negs.extend((0..n).map(|_| self.proposal.draw(rng)));
+    }
+
+    /// Train on positives (users[b], pos[b]); negatives from stream `stream` of the seed.
+    pub fn train(&mut self, users: &[i64], pos: &[i64], stream: u64) -> Result<()> {
+        let b = users.len();
+        if b == 0 {
+            return Ok(());
+        }
+        let mut rng = stream_rng(self.cfg.seed, stream, u64::MAX);
+        self.draw_negatives(b, &mut rng);
+        let dev = self.p.device;
+        let n = self.cfg.n_negatives as i64;
+        let (u_rows, u_inv) = unique_inverse(users);
+        let items: Vec<i64> = pos.iter().chain(self.negs.iter()).copied().collect();
+        let (i_rows, i_inv) = unique_inverse(&items);
+        let t = |v: &[i64]| Tensor::from_slice(v).to_device(dev);
+        let (u_rows, u_inv, i_rows, i_inv) = (t(&u_rows), t(&u_inv), t(&i_rows), t(&i_inv));
+        let leaf = |w: &Tensor, r: &Tensor| -> Result<Tensor> { Ok(w.f_index_select(0, r)?.detach().set_requires_grad(true)) };
+        let (uw, iw) = (leaf(&self.p.users, &u_rows)?, leaf(&self.p.items, &i_rows)?);
+        let bw = if self.cfg.item_bias { Some(leaf(&self.p.item_bias, &i_rows)?) } else { None };
+        let u = uw.f_index_select(0, &u_inv)?; // (B, d)
+        let pos_inv = i_inv.narrow(0, 0, b as i64);
+        let neg_inv = i_inv.narrow(0, b as i64, i_inv.size()[0] - b as i64);
+        let vp = iw.f_index_select(0, &pos_inv)?; // (B, d)
+        let vn = iw.f_index_select(0, &neg_inv)?; // (N, d) or (B * N, d)
+        let mut lp = (&u * &vp).sum_dim_intlist(1, false, Kind::Float); // (B,)
+        let mut ln = if self.cfg.shared_negatives {
+            u.f_matmul(&vn.tr())? // (B, N)
+        } else {
+            (u.unsqueeze(1) * vn.view([b as i64, n, -1])).sum_dim_intlist(2, false, Kind::Float)
+        };
+        let neg_items = t(&self.negs);
+        let neg_items = if self.cfg.shared_negatives { neg_items.unsqueeze(0) } else { neg_items.view([b as i64, n]) };
+        if let Some(bw) = &bw {
+            lp = lp + bw.f_index_select(0, &pos_inv)?;
+            ln = ln + bw.f_index_select(0, &neg_inv)?.view([-1, n]);
+        }
+        if self.cfg.logq_correction && self.cfg.sampler != "uniform" {
+            let lq = &self.proposal.log_q;
+            lp = lp - lq.f_index_select(0, &t(pos))?;
+            ln = ln - lq.f_index_select(0, &neg_items.flatten(0, -1))?.view([-1, n]);
+        }
+        let pos_t = t(pos).unsqueeze(1);
+        let ln = ln.masked_fill(&neg_items.eq_tensor(&pos_t), f64::NEG_INFINITY);
+        let logits = Tensor::cat(&[lp.unsqueeze(1), ln], 1);
+        let data_loss = (logits.logsumexp([1], false) - logits.select(1, 0)).sum(Kind::Float);
+        let mut total = data_loss.shallow_clone();
+        if self.cfg.reg > 0.0 {
+            total = total + (u.square().sum(Kind::Float) + vp.square().sum(Kind::Float)) * (0.5 * self.cfg.reg);
+        }
+        (total / b as f64).f_backward()?;
+        self.t += 1;
+        let lr = self.cfg.lr;
+        tch::no_grad(|| -> Result<()> {
+            self.adam[0].update(&self.p.users, &u_rows, &uw.grad(), lr, self.t)?;
+            self.adam[1].update(&self.p.items, &i_rows, &iw.grad(), lr, self.t)?;
+            if let Some(bw) = &bw {
+                self.adam[2].update(&self.p.item_bias, &i_rows, &bw.grad(), lr, self.t)?;
+            }
+            self.loss += data_loss.detach().to_kind(Kind::Double);
+            Ok(())
+        })
+    }
+
+}
+
+/// The shared loop's sampler supplies the positives (a uniformly drawn stored interaction,
+/// as for BPR); the step draws its own negatives from the proposal, on the batch's stream.
+impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
+    fn step(&mut self, batch: &TripleBatch) -> Result<()> {
+        self.train(&batch.users, &batch.pos, 0)
+    }
+
+    fn sample_and_step(
+        &mut self,
+        source: &TripleSampler<'_>,
+        batch: &mut TripleBatch,
+        size: usize,
+        seed: u64,
+        batch_index: u64,
+    ) -> Result<()> {
+        source.fill(batch, size, seed, batch_index);
+        self.train(&batch.users, &batch.pos, batch_index)
+    }
+
+    fn take_loss(&mut self) -> Result<f64> {
+        let v = self.loss.f_double_value(&[])?;
+        self.loss = Tensor::zeros([], (Kind::Double, self.p.device));
+        Ok(v)
+    }
+}
+
+/// Starting parameters: N(0, init_std^2) embeddings, bias ln(1 + count) (or 0 without bias).
+pub fn initial_factors(train: &Interactions, cfg: &SampledSoftmaxConfig, device: Device) -> Result<Factors> {
+    let f = Factors::random(train.n_users(), train.n_items(), cfg.dim, cfg.init_std, cfg.seed, device)?;
+    if cfg.item_bias {
+        let counts: Vec<f32> = train.item_counts().iter().map(|&c| (c as f32 + 1.0).ln()).collect();
+        tch::no_grad(|| f.item_bias.shallow_clone().copy_(&Tensor::from_slice(&counts).to_device(device)));
+    }
+    Ok(f)
+}
+
+
+pub struct SampledSoftmax {
+    config: SampledSoftmaxConfig,
+    params: Option<Factors>,
+    ids: Option<IdMaps>,
+    history: Vec<EpochLog>,
+}
+
+impl SampledSoftmax {
+    pub fn new(config: SampledSoftmaxConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(SampledSoftmax { config, params: None, ids: None, history: Vec::new() })
+    }
+
+    fn fitted(&self) -> Result<&Factors> {
+        self.params.as_ref().ok_or_else(|| not_fitted("SampledSoftmax"))
+    }
+}
+
+impl Recommender for SampledSoftmax {
+    fn kind(&self) -> &'static str {
+        "sampled_softmax"
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap()
+    }
+
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        side: &SideInfo,
+        validation: Option<&Validation<'_>>,
+        observer: &mut dyn FnMut(&Event<'_>) -> Control,
+    ) -> Result<FitReport> {
+        check_side(self, "SampledSoftmax", train, side)?;
+        let cfg = self.config.clone();
+        let device = parse_device(&cfg.device)?;
+        // Positives only: the step draws the negatives (one uniform negative per positive is
+        // drawn by the sampler and unused).
+        let sampler = TripleSampler::new(train, 1)?;
+        let proposal = Proposal::new(&cfg.sampler, cfg.exponent, &train.item_counts(), device)?;
+        self.params = Some(initial_factors(train, &cfg, device)?);
+        self.ids = Some(train.ids().clone());
+        self.history.clear();
+        let params = self.params.as_ref().unwrap();
+        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
+        let mut step = SoftmaxStep::new(params, &cfg, proposal);
+        let mut validate = validator(train, validation, |u| params.score(u))?;
+        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?;
+        drop(validate);
+        drop(step);
+        self.history = report.history.clone();
+        Ok(report)
+    }
+
+    fn ids(&self) -> Option<&IdMaps> {
+        self.ids.as_ref()
+    }
+
+    fn history(&self) -> &[EpochLog] {
+        &self.history
+    }
+
+    fn score(&self, users: &[i64]) -> Result<Tensor> {
+        self.fitted()?.score(users)
+    }
+
+    /// On a GPU the scores stay there and the top k is selected on the device.
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+        let f = self.fitted()?;
+        let n_items = f.n_items();
+        if f.device() == Device::Cpu {
+            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| f.score(b), &|s, b, k, ex| {
+                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
+                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
+            });
+        }
+        let on_device = |b: &[i64]| -> Result<Tensor> {
+            tch::no_grad(|| {
+                let idx = Tensor::from_slice(b).f_to_device(f.device())?;
+                Ok(f.users.f_index_select(0, &idx)?.f_matmul(&f.items.tr())? + f.item_bias.unsqueeze(0))
+            })
+        };
+        super::recommend_by_blocks(users, k, n_items, exclude, &on_device, &super::device_top_k)
+    }
+
+    fn item_vectors(&self) -> Result<Tensor> {
+        Ok(self.fitted()?.items.detach().f_to_device(Device::Cpu)?)
+    }
+
+    fn user_vectors(&self) -> Result<Tensor> {
+        Ok(self.fitted()?.users.detach().f_to_device(Device::Cpu)?)
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.fitted()?.named())
+    }
+
+    fn restore(
+        &mut self,
+        state: &HashMap<String, Tensor>,
+        ids: IdMaps,
+        history: Vec<EpochLog>,
+        device: Option<&str>,
+    ) -> Result<()> {
+        let f = Factors::from_state(state, device.unwrap_or(&self.config.device))?;
+        if f.n_users() != ids.users.len() || f.n_items() != ids.items.len() || f.dim() != self.config.dim {
+            return Err(Error::state(format!(
+                "saved embeddings ({} users x {} items x {}) do not match the saved ids ({} x {}) and dim={}",
+                f.n_users(),
+                f.n_items(),
+                f.dim(),
+                ids.users.len(),
+                ids.items.len(),
+                self.config.dim
+            )));
+        }
+        self.params = Some(f);
+        self.ids = Some(ids);
+        self.history = history;
+        Ok(())
+    }
+
+    fn device(&self) -> String {
+        self.params.as_ref().map(|p| device_name(p.device())).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_are_distributions() {
+        let counts = [5u32, 0, 1, 10];
+        for kind in ["uniform", "popularity", "log_uniform"] {
+            let p = Proposal::new(kind, 0.75, &counts, Device::Cpu).unwrap();
+            let q: Vec<f32> = Vec::<f32>::try_from(p.log_q.exp()).unwrap();
+            assert!((q.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{kind}");
+            let mut rng = stream_rng(1, 2, 3);
+            let mut seen = [0usize; 4];
+            for _ in 0..20_000 {
+                seen[p.draw(&mut rng) as usize] += 1;
+            }
+            for i in 0..4 {
+                assert!((seen[i] as f32 / 20_000.0 - q[i]).abs() < 0.02, "{kind} item {i}");
+            }
+        }
+        let lu = Proposal::new("log_uniform", 0.0, &counts, Device::Cpu).unwrap();
+        let q: Vec<f32> = Vec::<f32>::try_from(lu.log_q).unwrap();
+        assert!(q[3] > q[0] && q[0] > q[2] && q[2] > q[1], "ranked by popularity");
+        assert!(Proposal::new("zipf", 0.0, &counts, Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn unique_inverse_rebuilds_the_input() {
+        let x = [5i64, 3, 5, 9, 3, 3];
+        let (u, inv) = unique_inverse(&x);
+        assert_eq!(u, vec![3, 5, 9]);
+        assert_eq!(inv.iter().map(|&k| u[k as usize]).collect::<Vec<_>>(), x.to_vec());
+    }
+
+    #[test]
+    fn lazy_adam_matches_adam_on_touched_rows() {
+        // Rows touched every step move exactly as under dense Adam; untouched rows do not move.
+        let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let mut adam = LazyAdam::new(&w);
+        let rows = Tensor::from_slice(&[0i64]);
+        let g = Tensor::from_slice(&[0.5f32, -1.0]).view([1, 2]);
+        let (mut m, mut v, mut x) = ([0f64; 2], [0f64; 2], [1f64, 2.0]);
+        for t in 1..=3 {
+            adam.update(&w, &rows, &g, 0.1, t).unwrap();
+            for k in 0..2 {
+                let gk = [0.5, -1.0][k];
+                m[k] = BETA1 * m[k] + (1.0 - BETA1) * gk;
+                v[k] = BETA2 * v[k] + (1.0 - BETA2) * gk * gk;
+                let (mh, vh) = (m[k] / (1.0 - BETA1.powi(t as i32)), v[k] / (1.0 - BETA2.powi(t as i32)));
+                x[k] -= 0.1 * mh / (vh.sqrt() + EPS);
+            }
+        }
+        for k in 0..2 {
+            assert!((w.double_value(&[0, k as i64]) - x[k]).abs() < 1e-4);
+        }
+        assert_eq!(w.double_value(&[1, 0]), 3.0);
+    }
+
+    #[test]
+    fn fits_and_beats_chance_on_synthetic_data() {
+        use crate::data::synthetic::{synthetic, SyntheticConfig};
+        let data = synthetic(&SyntheticConfig { n_users: 200, n_items: 120, ..Default::default() }).unwrap();
+        for shared in [true, false] {
+            let cfg = SampledSoftmaxConfig {
+                dim: 8,
+                n_negatives: 20,
+                epochs: 3,
+                batch_size: 256,
+                shared_negatives: shared,
+                sampler: "popularity".into(),
+                device: "cpu".into(),
+                threads: 1,
+                ..Default::default()
+            };
+            let mut m = SampledSoftmax::new(cfg).unwrap();
+            let r = m.fit(&data, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap();
+            assert_eq!(r.history.len(), 3);
+            assert!(r.history[2].loss < r.history[0].loss, "shared={shared}: {:?}", r.history);
+            assert_eq!(m.score(&[0, 1]).unwrap().size(), vec![2, 120]);
+        }
+    }
+}
