@@ -303,8 +303,8 @@ mod tests {
                 p
             })
             .collect();
-        let spec = BankSpec { height: 16, width: 16, filter: Filter::Bilinear };
-        ImageBank::build(&ImageSource::files(paths), spec, OnError::Raise, None, 1, &mut |_, _| true).unwrap().0
+        let spec = BankSpec { height: 16, width: 16, filter: Filter::Bilinear, reduce: true };
+        ImageBank::build(&ImageSource::files(paths), spec, OnError::Raise, crate::images::DEFAULT_MAX_PIXELS, None, 1, &mut |_, _| true).unwrap().0
     }
 
     fn config(epochs: usize) -> CaeConfig {

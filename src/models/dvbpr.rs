@@ -498,9 +498,9 @@ mod tests {
                 p
             })
             .collect();
-        let spec = BankSpec { height: 32, width: 32, filter: Filter::Bilinear };
+        let spec = BankSpec { height: 32, width: 32, filter: Filter::Bilinear, reduce: true };
         let on_error = if broken { OnError::Skip } else { OnError::Raise };
-        let (bank, _) = ImageBank::build(&ImageSource::files(paths), spec, on_error, None, 1, &mut |_, _| true).unwrap();
+        let (bank, _) = ImageBank::build(&ImageSource::files(paths), spec, on_error, crate::images::DEFAULT_MAX_PIXELS, None, 1, &mut |_, _| true).unwrap();
         let (mut us, mut is) = (Vec::new(), Vec::new());
         for u in 0..12i64 {
             // Items 0..20 are warm (interacted with); 20..24 are cold.

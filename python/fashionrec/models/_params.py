@@ -31,8 +31,12 @@ def _plain(name: str, value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
+    if isinstance(value, dict):  # a nested configuration (sampler=...)
+        return {k: _plain(f"{name}.{k}", v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # e.g. layer sizes
+        return [_plain(f"{name}[{i}]", v) for i, v in enumerate(value)]
     if value is not None and not isinstance(value, (bool, int, float, str)):
-        raise ValueError(f"{name} must be a number or a string, not {type(value).__name__}")
+        raise ValueError(f"{name} must be a number, a string or a list/dict of them, not {type(value).__name__}")
     return value
 
 
