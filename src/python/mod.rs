@@ -87,3 +87,24 @@ pub fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cae::register(m)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tch's infallible calls panic on a libtorch error; `guarded` turns that into an error
+    /// carrying libtorch's message (a RuntimeError in Python, not a PanicException).
+    #[test]
+    fn libtorch_panics_become_errors() {
+        let out = guarded(|| {
+            let a = tch::Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu));
+            let _ = a.matmul(&a); // (2, 3) x (2, 3): a shape error inside libtorch
+            Ok(())
+        });
+        match out {
+            Err(Error::Torch(m)) => assert!(m.contains("shapes cannot be multiplied") || m.contains("size"), "{m}"),
+            other => panic!("expected a libtorch error, got {other:?}"),
+        }
+        assert_eq!(guarded(|| Ok(7)).unwrap(), 7);
+    }
+}
