@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::factors::{FactorHandles, Factors};
 use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, Need, SideInfo, SideNeeds};
+use crate::data::{IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{quote, Error, Result};
 use crate::metrics::Validation;
 use crate::sampling::{Choice, SamplerConfig, TripleBatch, TripleSampler};
@@ -185,12 +185,7 @@ impl Recommender for Bpr {
     }
 
     fn needs(&self) -> SideNeeds {
-        let s = &self.config.sampler;
-        SideNeeds {
-            categories: if s.needs_categories() { Need::Required } else { Need::Unused },
-            item_features: if s.needs_item_features() { Need::Required } else { Need::Unused },
-            ..Default::default()
-        }
+        self.config.sampler.side_needs()
     }
 
     fn fit(

@@ -14,7 +14,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::factors::{FactorHandles, Factors};
 use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, Need, SideInfo, SideNeeds};
+use crate::data::{IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::metrics::Validation;
 use crate::nets::mlp::Mlp;
@@ -203,12 +203,7 @@ impl Recommender for Triplet {
     }
 
     fn needs(&self) -> SideNeeds {
-        let s = &self.config.sampler;
-        SideNeeds {
-            item_features: if s.needs_item_features() { Need::Required } else { Need::Unused },
-            categories: if s.needs_categories() { Need::Required } else { Need::Unused },
-            ..Default::default()
-        }
+        self.config.sampler.side_needs()
     }
 
     fn fit(
@@ -489,12 +484,7 @@ impl Recommender for DeepTriplet {
     }
 
     fn needs(&self) -> SideNeeds {
-        let s = &self.config.sampler;
-        SideNeeds {
-            item_features: if s.needs_item_features() { Need::Required } else { Need::Unused },
-            categories: if s.needs_categories() { Need::Required } else { Need::Unused },
-            ..Default::default()
-        }
+        self.config.sampler.side_needs()
     }
 
     fn fit(

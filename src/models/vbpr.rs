@@ -216,12 +216,7 @@ impl Recommender for Vbpr {
     }
 
     fn needs(&self) -> SideNeeds {
-        let s = &self.config.sampler;
-        SideNeeds {
-            item_features: Need::Required,
-            categories: if s.needs_categories() { Need::Required } else { Need::Unused },
-            ..Default::default()
-        }
+        SideNeeds { item_features: Need::Required, ..self.config.sampler.side_needs() }
     }
 
     fn fit(

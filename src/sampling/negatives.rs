@@ -98,6 +98,18 @@ impl SamplerConfig {
     pub fn needs_item_features(&self) -> bool {
         self.kind == "cosine"
     }
+
+    /// The side data this sampler needs (categories for "category", item features for
+    /// "cosine"): the needs of a model that uses no side data itself.
+    pub fn side_needs(&self) -> crate::data::SideNeeds {
+        use crate::data::Need;
+        let need = |yes: bool| if yes { Need::Required } else { Need::Unused };
+        crate::data::SideNeeds {
+            categories: need(self.needs_categories()),
+            item_features: need(self.needs_item_features()),
+            ..Default::default()
+        }
+    }
 }
 
 /// Candidates per slot are bounded so a batch's size is too.
