@@ -11,6 +11,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 ACTIVATE = . $(VENV)/bin/activate
+# libjpeg-turbo's SIMD for the reduced-scale JPEG decoder (Cargo feature jpeg-simd) needs nasm
+# at build time: on when nasm is installed (.ci/run installs it), else a warning and plain C.
+NASM := $(shell command -v nasm 2>/dev/null)
+FEATURES := $(if $(NASM),-F jpeg-simd,)
+# maturin's --features replaces pyproject.toml's, so the extension's own are repeated here.
+PY_FEATURES := --features "extension-module pyo3/abi3-py311 $(if $(NASM),jpeg-simd,)"
+NASM_NOTE = $(if $(NASM),,@echo "warning: nasm not found: building the JPEG decoder without SIMD (apt install nasm)")
 
 .PHONY: setup build demo wheel test test-rust test-python test-wheel bench bench-data gpu-check clean
 
@@ -24,13 +31,14 @@ setup: $(VENV)/.setup-done
 
 # Editable install of the package and its runtime + test dependencies (from pyproject.toml).
 build: setup
-	$(ACTIVATE) && maturin develop --release --extras test
+	$(NASM_NOTE)
+	$(ACTIVATE) && maturin develop --release --extras test $(PY_FEATURES)
 
 demo: build
 	$(ACTIVATE) && python -m fashionrec demo
 
 test-rust: setup
-	$(ACTIVATE) && cargo test --release
+	$(ACTIVATE) && cargo test --release $(FEATURES)
 
 test-python: build
 	$(ACTIVATE) && python -m pytest -q
@@ -39,7 +47,8 @@ test-python: build
 # it). Built with the features of pyproject.toml; reuses the release build of `make build`.
 wheel: setup
 	rm -f dist/fashionrec-*.whl
-	$(ACTIVATE) && maturin build --release --out dist
+	$(NASM_NOTE)
+	$(ACTIVATE) && maturin build --release --out dist $(PY_FEATURES)
 
 # A fresh venv (no system site-packages, run outside the checkout) gets the wheel and runs the
 # demo. TORCH=link (default) links the build's torch into it without copying; TORCH=pip

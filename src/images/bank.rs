@@ -68,7 +68,7 @@ pub enum CacheUse {
 }
 
 enum Pixels {
-    /// An anonymous map (huge pages where the kernel gives them).
+    /// An anonymous map, prefaulted when built.
     Memory(MmapMut),
     /// A read-only map of a cache file; the pixels start at [`PIXEL_OFFSET`].
     Mapped(Mmap),
@@ -154,7 +154,7 @@ impl ImageBank {
         let mut skipped = Vec::new();
         let bank = match cache {
             None => {
-                let mut map = huge_zeroed(total)?;
+                let mut map = prefaulted_zeroed(total, &pool)?;
                 fill(source, spec, decode, on_error, &pool, Sink::Memory(&mut map), &mut skipped, progress)?;
                 ImageBank { spec, n, pixels: Pixels::Memory(map), skipped, cache: None, fingerprint: None }
             }
@@ -345,13 +345,24 @@ fn partial_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Zeroed memory for a bank in RAM. A fresh 4 KiB page costs a fault on first write, which on a
-/// VM cost about as much as decoding the 224x224 JPEG that lands there (80 us a 150 KB image,
-/// measured); with transparent huge pages it is one fault per 2 MiB.
-fn huge_zeroed(len: usize) -> Result<MmapMut> {
+/// Zeroed memory for a bank in RAM, its pages faulted in up front, in parallel, by
+/// `MADV_POPULATE_WRITE` (Linux 5.14+; elsewhere the pages fault in as rows are written).
+/// A fresh 4 KiB page costs a fault on first write, which on a VM cost about as much as
+/// decoding the 224x224 JPEG that lands there (80 us a 150 KB image, measured); populating
+/// in 8 MiB ranges costs a fraction of that. Transparent huge pages were faster still in a
+/// process that had already freed some, but a fresh process paid 0.6 s of kernel time per
+/// 300 MB compacting memory for them (defrag=madvise): the first build, which is the one a
+/// user pays, ran at half the speed of the next (benches/image_decode.py, "bank, warm").
+fn prefaulted_zeroed(len: usize, pool: &ThreadPool) -> Result<MmapMut> {
+    const RANGE: usize = 8 << 20;
     let map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::state(format!("cannot allocate {len} bytes for images: {e}")))?;
-    // Only a hint: without huge pages the memory is merely slower to fill.
-    let _ = map.advise(memmap2::Advice::HugePage);
+    pool.run(|| {
+        (0..len.div_ceil(RANGE)).into_par_iter().for_each(|c| {
+            let at = c * RANGE;
+            // Only a hint: on failure the pages fault in when the rows are written.
+            let _ = map.advise_range(memmap2::Advice::PopulateWrite, at, RANGE.min(len - at));
+        })
+    });
     Ok(map)
 }
 

@@ -75,6 +75,8 @@ impl From<Error> for PyErr {
 #[pyo3(name = "_core")]
 pub fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Whether the reduced-scale JPEG decoder was built with libjpeg-turbo's SIMD (nasm).
+    m.add("JPEG_SIMD", cfg!(feature = "jpeg-simd"))?;
     m.add_class::<interactions::PyInteractions>()?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<side::PyFeatureTable>()?;
