@@ -138,6 +138,41 @@ def test_hybrid_softmax_id_embeddings_and_cosine_sampler(taste):
         fr.HybridBPR(epochs=1).fit(train, item_features=items, progress=False)
 
 
+def test_hybrid_full_softmax_starts_from_popularity_and_learns_the_features(taste):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    # No epochs of training moves nothing: the scores are the log-popularity start.
+    start = fr.HybridBPR(factors=8, loss="full_softmax", item_bias_init="log_popularity", epochs=1, lr=1e-9, device="cpu")
+    start.fit(train, user_features=u, item_features=items, progress=False)
+    bias = start._core.state()["item_bias"]
+    np.testing.assert_allclose(bias, np.log1p(train.item_counts()), rtol=1e-5)
+    model = fr.HybridBPR(factors=8, embed_dim=4, hidden=(16,), loss="full_softmax", item_bias_init="log_popularity",
+                         epochs=15, lr=0.01, batch_size=256, device="cpu", seed=0)
+    model.fit(train, user_features=u, item_features=items, progress=False)
+    assert model.history_["loss"][-1] < model.history_["loss"][0]
+    scores = model.score(test.user_ids, user_features=users.loc[test.user_ids])
+    res = fr.evaluate_scores(lambda idx: scores[idx], test, metrics=["auc"])
+    assert res["auc"] > 0.72, res  # the liked half found from the group feature (see above)
+    with pytest.raises(ValueError, match="n_negatives=1"):
+        fr.HybridBPR(loss="full_softmax", n_negatives=10)
+    with pytest.raises(ValueError, match="item_bias_init"):
+        fr.HybridBPR(item_bias_init="mean")
+
+
+def test_triplet_item_bias_is_learnt_scored_and_saved(data, tmp_path):
+    train, test = data
+    model = fr.TripletModel(factors=8, similarity="dot", item_bias=True, epochs=5, batch_size=256, device="cpu", seed=0)
+    model.fit(train, progress=False)
+    bias = model._core.state()["item_bias"]
+    assert np.abs(bias).max() > 0, "the bias was not trained"
+    s = model.score(train.user_ids[:3])
+    np.testing.assert_allclose(s, model.user_embeddings[:3] @ model.item_embeddings.T + bias[None, :], rtol=1e-4, atol=1e-5)
+    model.save(tmp_path / "t.safetensors")
+    np.testing.assert_array_equal(fr.load(tmp_path / "t.safetensors").score(train.user_ids[:3]), s)
+    plain = fr.TripletModel(factors=8, similarity="dot", epochs=2, device="cpu", seed=0).fit(train, progress=False)
+    assert np.abs(plain._core.state()["item_bias"]).max() == 0
+
+
 def test_hybrid_rated_below_negatives(ml100k):
     train, test = fr.datasets.movielens_100k(ml100k, split="u1", min_rating=None)
     users, items = fr.datasets.movielens_100k_features(ml100k, ids_like=train)

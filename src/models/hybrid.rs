@@ -37,8 +37,11 @@ pub struct HybridConfig {
     pub id_embeddings: bool,
     /// A learnt per-item bias.
     pub item_bias: bool,
-    /// "bpr" (one negative per positive) or "softmax" (cross-entropy of the positive among
-    /// `n_negatives` negatives shared by the batch).
+    /// Its start: "zero", or "log_popularity" (ln(1 + training count): the full softmax's
+    /// optimum when the towers carry nothing, so training starts from popularity).
+    pub item_bias_init: String,
+    /// "bpr" (one negative per positive), "softmax" (cross-entropy of the positive among
+    /// `n_negatives` negatives shared by the batch) or "full_softmax" (among every item).
     pub loss: String,
     /// Negatives per positive ("softmax": the batch's shared negatives).
     pub n_negatives: usize,
@@ -65,6 +68,7 @@ impl Default for HybridConfig {
             dropout: 0.0,
             id_embeddings: false,
             item_bias: true,
+            item_bias_init: "zero".into(),
             loss: "bpr".into(),
             n_negatives: 1,
             negatives: "sampled".into(),
@@ -90,8 +94,11 @@ impl HybridConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
-        if !["bpr", "softmax"].contains(&self.loss.as_str()) {
-            return bad(format!("loss must be 'bpr' or 'softmax', not {:?}", self.loss));
+        if !["bpr", "softmax", "full_softmax"].contains(&self.loss.as_str()) {
+            return bad(format!("loss must be 'bpr', 'softmax' or 'full_softmax', not {:?}", self.loss));
+        }
+        if !["zero", "log_popularity"].contains(&self.item_bias_init.as_str()) {
+            return bad(format!("item_bias_init must be 'zero' or 'log_popularity', not {:?}", self.item_bias_init));
         }
         if !["sampled", "rated_below"].contains(&self.negatives.as_str()) {
             return bad(format!("negatives must be 'sampled' or 'rated_below', not {:?}", self.negatives));
@@ -99,8 +106,8 @@ impl HybridConfig {
         if self.n_negatives == 0 || self.n_negatives > crate::sampling::negatives::MAX_CANDIDATES {
             return bad(format!("n_negatives must be in 1..={}, got {}", crate::sampling::negatives::MAX_CANDIDATES, self.n_negatives));
         }
-        if self.loss == "bpr" && self.n_negatives != 1 {
-            return bad("loss='bpr' trains on one negative per positive: set n_negatives=1 or loss='softmax'".into());
+        if self.loss != "softmax" && self.n_negatives != 1 {
+            return bad(format!("loss={:?} trains on one negative per positive (or on every item): set n_negatives=1 or loss='softmax'", self.loss));
         }
         if self.negatives == "rated_below" && (self.loss != "bpr" || self.sampler.candidates() != 1) {
             return bad("negatives='rated_below' works with loss='bpr' and a one-candidate sampler".into());
@@ -483,13 +490,26 @@ impl Recommender for HybridBpr {
         let cfg = self.config.clone();
         let device = parse_device(&cfg.device)?;
         self.item_cache = None;
-        self.params = Some(Params::new(&cfg, train.n_users(), train.n_items(), side, device)?);
+        let p = Params::new(&cfg, train.n_users(), train.n_items(), side, device)?;
+        if let (Some(bias), "log_popularity") = (&p.bias, cfg.item_bias_init.as_str()) {
+            let counts: Vec<f32> = train.item_counts().iter().map(|&c| (c as f32 + 1.0).ln()).collect();
+            tch::no_grad(|| -> Result<()> {
+                let mut b = bias.shallow_clone();
+                b.f_copy_(&Tensor::from_slice(&counts).f_to_device(device)?)?;
+                Ok(())
+            })?;
+        }
+        self.params = Some(p);
         self.ids = Some(train.ids().clone());
         self.history.clear();
         let p = self.params.as_ref().unwrap();
         let lr = cfg.lr;
         let step_cfg = StepConfig {
-            loss: if cfg.loss == "softmax" { Loss::Softmax } else { Loss::Bpr },
+            loss: match cfg.loss.as_str() {
+                "softmax" => Loss::Softmax,
+                "full_softmax" => Loss::FullSoftmax,
+                _ => Loss::Bpr,
+            },
             reduction: Reduction::Mean,
             optimizer: Optimizer::Adam,
             lr: Box::new(move |_| lr),

@@ -31,6 +31,9 @@ pub struct TripletConfig {
     pub factors: usize,
     /// "cosine" or "dot".
     pub similarity: String,
+    /// A learnt per-item bias added to the similarity (item popularity, which a cosine or a
+    /// dot product of regularised embeddings learns only slowly).
+    pub item_bias: bool,
     pub margin: f64,
     /// L2 weight on the embedding rows a batch touches (mean over the batch).
     pub reg: f64,
@@ -53,6 +56,7 @@ impl Default for TripletConfig {
         TripletConfig {
             factors: 64,
             similarity: "cosine".into(),
+            item_bias: false,
             margin: 1.0,
             reg: 0.0,
             epochs: 20,
@@ -127,6 +131,7 @@ pub struct Triplet {
 struct TripletTowers {
     p: FactorHandles,
     cosine: bool,
+    bias: bool,
     reg: f64,
 }
 
@@ -146,6 +151,13 @@ impl TwoTower for TripletTowers {
 
     fn item_vectors(&self, items: &Tensor, _train: bool) -> Result<Tensor> {
         unit_rows(self.p.items.f_index_select(0, items)?, self.cosine)
+    }
+
+    fn item_bias(&self, items: &Tensor) -> Result<Option<Tensor>> {
+        if !self.bias {
+            return Ok(None);
+        }
+        Ok(Some(self.p.item_bias.f_index_select(0, &items.f_flatten(0, -1)?)?.f_view_as(items)?))
     }
 
     fn penalty(&self, g: &Gathered<'_>) -> Result<Option<Tensor>> {
@@ -189,7 +201,10 @@ impl Triplet {
     }
 
     fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
-        tch::no_grad(|| -> Result<Tensor> { Ok(self.user_rows(users)?.f_matmul(&self.all_items()?.f_tr()?)?) })
+        tch::no_grad(|| -> Result<Tensor> {
+            let s = self.user_rows(users)?.f_matmul(&self.all_items()?.f_tr()?)?;
+            Ok(if self.config.item_bias { s + self.fitted()?.item_bias.f_unsqueeze(0)? } else { s })
+        })
     }
 }
 
@@ -221,9 +236,8 @@ impl Recommender for Triplet {
         self.ids = Some(train.ids().clone());
         self.history.clear();
         let p = self.params.as_ref().unwrap();
-        // The shared factor layout's item bias is not part of this model: it gets no
-        // gradient, so Adam leaves it at 0.
-        let towers = TripletTowers { p: p.handles(), cosine: cfg.similarity == "cosine", reg: cfg.reg };
+        // Without `item_bias` the factor layout's bias gets no gradient: Adam leaves it at 0.
+        let towers = TripletTowers { p: p.handles(), cosine: cfg.similarity == "cosine", bias: cfg.item_bias, reg: cfg.reg };
         let mut step = TorchStep::new(towers, &p.vs, margin_step(cfg.margin, cfg.lr, &cfg.sampler, train.n_items()))?;
         let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
         let this = &*self;

@@ -57,6 +57,10 @@ pub enum Loss {
     /// Cross-entropy of the positive among [positive, negatives]. `logq`: subtract the log
     /// sampling probability from each negative's logit (needed unless negatives are uniform).
     Softmax,
+    /// Cross-entropy of the positive among every item of the catalogue (the full softmax:
+    /// one (B, d) x (d, n_items) product per step, for catalogues of thousands of items).
+    /// Needs the dot-product match score; the sampled negatives are not used.
+    FullSoftmax,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +131,9 @@ impl<M: TwoTower> TorchStep<M> {
         let (users, pos, neg) = unsafe { (view_i64(&batch.users), view_i64(&batch.pos), view_i64(&batch.neg)) };
         let (users, pos, neg) = (users.f_to_device(dev)?, pos.f_to_device(dev)?, neg.f_to_device(dev)?);
         let u = self.model.user_vectors(&users, true)?;
+        if self.cfg.loss == Loss::FullSoftmax {
+            return self.full_softmax(&users, &u, &pos);
+        }
         let neg = if self.cfg.shared_negatives { neg.f_narrow(0, 0, n_neg * n_cand)? } else { neg };
         let all = Tensor::f_cat(&[&pos, &neg], 0)?;
         let vectors = self.model.item_vectors(&all, true)?;
@@ -183,6 +190,22 @@ impl<M: TwoTower> TorchStep<M> {
         self.total(data, &g, b)
     }
 
+    /// The full-softmax loss of a batch: every item's vector once, the positive's log
+    /// probability among all of them (gradient to every item each step).
+    fn full_softmax(&self, users: &Tensor, u: &Tensor, pos: &Tensor) -> Result<(Tensor, Tensor)> {
+        let b = u.size()[0];
+        let all = Tensor::f_arange(self.cfg.n_items as i64, (Kind::Int64, self.device))?;
+        let items = self.model.item_vectors(&all, true)?;
+        let logits = self.with_bias(u.f_matmul(&items.f_tr()?)?, &all.f_unsqueeze(0)?)?;
+        let nll = -logits.f_log_softmax(1, Kind::Float)?.f_gather(1, &pos.f_unsqueeze(1)?, false)?;
+        let i_pos = items.f_index_select(0, pos)?;
+        // No sampled negatives: the penalty sees none.
+        let neg = Tensor::f_zeros([b, 0], (Kind::Int64, self.device))?;
+        let i_neg = Tensor::f_zeros([b, 0, items.size()[1]], (items.kind(), self.device))?;
+        let g = Gathered { users, u, pos, i_pos: &i_pos, neg: &neg, i_neg: &i_neg };
+        self.total(nll.f_sum(Kind::Float)?, &g, b)
+    }
+
     fn with_bias(&self, scores: Tensor, items: &Tensor) -> Result<Tensor> {
         Ok(match self.model.item_bias(items)? {
             Some(bias) => scores + bias,
@@ -206,6 +229,7 @@ impl<M: TwoTower> TorchStep<M> {
                 let negs = weighted((s_neg.shallow_clone()).f_softplus()?)?;
                 return Ok((-s_pos).f_softplus()?.f_sum(Kind::Float)? + negs.f_sum(Kind::Float)?);
             }
+            Loss::FullSoftmax => return Err(crate::error::Error::state("the full softmax has no sampled negatives")),
             Loss::Softmax => {
                 let s_neg = match &self.cfg.log_q {
                     Some(lq) => s_neg - lq.f_index_select(0, &neg.f_flatten(0, -1)?)?.f_view_as(neg)?,

@@ -29,11 +29,15 @@ class HybridBPR(Recommender):
         id_embeddings: add a per-id embedding for the users and items seen in training (the
             usual hybrid); new users and items get none.
         item_bias: learn a per-item bias (items' popularity), zero for unseen items.
-        loss: ``"bpr"`` (the notebook's: one negative per positive) or ``"softmax"``: the
+        item_bias_init: ``"zero"`` or ``"log_popularity"``: the bias starts at
+            ``ln(1 + training count)``, the full softmax's optimum when the towers carry
+            nothing, so training starts from popularity and learns what the features add.
+        loss: ``"bpr"`` (the notebook's: one negative per positive), ``"softmax"``: the
             cross-entropy of each positive among ``n_negatives`` negatives shared by the batch
-            (a sampled softmax; with about as many negatives as items it is the full softmax
-            over the catalogue, which ranks best for cold users in ``benches/hybrid_cold_users.py``).
-        n_negatives: negatives per positive (1 for ``"bpr"``).
+            (a sampled softmax), or ``"full_softmax"``: among every item of the catalogue (one
+            product with all items per step; for catalogues of thousands of items; it ranks
+            best for cold users in ``benches/hybrid_cold_users.py``).
+        n_negatives: negatives per positive (1 except for ``"softmax"``).
         negatives: ``"sampled"`` (by ``sampler``) or ``"rated_below"``: the negatives of a
             user are the items they rated below ``min_rating`` (``train`` then holds every
             rating as its value), or sampled ones for users who have none.
@@ -56,7 +60,8 @@ class HybridBPR(Recommender):
         dropout: float = 0.0,
         id_embeddings: bool = False,
         item_bias: bool = True,
-        loss: Literal["bpr", "softmax"] = "bpr",
+        item_bias_init: Literal["zero", "log_popularity"] = "zero",
+        loss: Literal["bpr", "softmax", "full_softmax"] = "bpr",
         n_negatives: int = 1,
         negatives: Literal["sampled", "rated_below"] = "sampled",
         min_rating: float = 4.0,
@@ -76,6 +81,7 @@ class HybridBPR(Recommender):
             dropout=dropout,
             id_embeddings=id_embeddings,
             item_bias=item_bias,
+            item_bias_init=item_bias_init,
             loss=loss,
             n_negatives=n_negatives,
             negatives=negatives,

@@ -16,6 +16,8 @@ class TripletModel(Recommender):
     Args:
         factors: embedding width of users and items.
         similarity: ``"cosine"`` (the notebook's) or ``"dot"``.
+        item_bias: add a learnt per-item bias to the similarity (item popularity; with
+            ``"dot"`` it is what lets the model match BPR-MF, see ``benches/triplet_movielens.py``).
         margin: the loss margin.
         reg: L2 weight on the embedding rows a batch touches.
         epochs: passes over the training interactions.
@@ -35,6 +37,7 @@ class TripletModel(Recommender):
         self,
         factors: int = 64,
         similarity: Literal["cosine", "dot"] = "cosine",
+        item_bias: bool = False,
         margin: float = 1.0,
         reg: float = 0.0,
         epochs: int = 20,
@@ -49,6 +52,7 @@ class TripletModel(Recommender):
         super().__init__(
             factors=factors,
             similarity=similarity,
+            item_bias=item_bias,
             margin=margin,
             reg=reg,
             epochs=epochs,
@@ -63,13 +67,14 @@ class TripletModel(Recommender):
 
     @property
     def user_embeddings(self):
-        """User embeddings, float32 ``(n_users, factors)`` (a copy)."""
-        return self._core.state()["user_embeddings"]
+        """User embeddings, float32 ``(n_users, factors)`` (a copy; raw rows, before the
+        cosine's normalisation)."""
+        return self._core.state()["user_factors"]
 
     @property
     def item_embeddings(self):
-        """Item embeddings, float32 ``(n_items, factors)`` (a copy)."""
-        return self._core.state()["item_embeddings"]
+        """Item embeddings, float32 ``(n_items, factors)`` (a copy; raw rows)."""
+        return self._core.state()["item_factors"]
 
 
 class DeepTripletModel(Recommender):
