@@ -4,6 +4,7 @@ bad input. Small synthetic data, CPU."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import fashionrec as fr
@@ -117,14 +118,29 @@ def string_users():
     return fr.split.random_split(full, 0.2, seed=1)
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "popularity", "log_uniform"])
-def test_sampled_softmax_beats_chance(string_users, sampler):
+@pytest.mark.parametrize("sampler, users", [(s, "embedding") for s in ("uniform", "popularity", "log_uniform")] + [("popularity", "item_average")])
+def test_sampled_softmax_beats_chance(string_users, sampler, users):
     train, test = string_users
-    model = fr.SampledSoftmax(dim=16, n_negatives=30, sampler=sampler, epochs=8, lr=0.05, batch_size=256, device="cpu")
+    model = fr.SampledSoftmax(dim=16, users=users, n_negatives=30, sampler=sampler, epochs=8, lr=0.05, batch_size=256, device="cpu")
     model.fit(train, validation=test, progress=False)
     assert len(model.history_["val_auc"]) == 8
     res = fr.evaluate(model, test, train=train, metrics=["auc"])
     assert res["auc"] > 0.6, res
+
+
+def test_sampled_softmax_item_average_users_follow_their_history():
+    # Users "a" and "b" bought the same items, "c" others: a and b get one vector, c another.
+    df = pd.DataFrame({"user": list("aaabbbccc") + [f"u{k}" for k in range(60)],
+                       "item": [1, 2, 3, 1, 2, 3, 4, 5, 6] + [1 + k % 6 for k in range(60)]})
+    train = fr.Interactions.from_pandas(df, "user", "item")
+    model = fr.SampledSoftmax(dim=8, users="item_average", n_negatives=4, epochs=3, lr=0.05, device="cpu", seed=0)
+    model.fit(train, progress=False)
+    u = model.user_embeddings
+    ia, ib, ic = (list(train.user_ids).index(x) for x in "abc")
+    np.testing.assert_allclose(u[ia], u[ib], rtol=1e-6)
+    assert np.abs(u[ia] - u[ic]).max() > 1e-4
+    with pytest.raises(ValueError, match="users"):
+        fr.SampledSoftmax(users="free")
 
 
 def test_sampled_softmax_api(string_users, tmp_path):

@@ -1,7 +1,8 @@
 //! JPEG decoding at 1/2, 1/4 or 1/8 scale inside the IDCT: libjpeg's `scale_denom`, through
 //! mozjpeg-sys (libjpeg-turbo's code, compiled from source by cargo with the C compiler and
-//! linked statically; no SIMD, which would need nasm: at these scales the entropy decoding,
-//! scalar in every libjpeg, is most of the time). The output is
+//! linked statically; with the `jpeg-simd` feature its SIMD IDCT and colour conversion too,
+//! assembled by nasm at build time: the Makefile turns it on when nasm is installed. At these
+//! scales the entropy decoding, scalar in every libjpeg, is most of the time). The output is
 //! `ceil(width / denom) x ceil(height / denom)`, with the settings of Pillow's draft mode
 //! (fast integer IDCT, plain chroma upsampling), so the pixels are Pillow's after `draft`.
 //!

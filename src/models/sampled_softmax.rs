@@ -13,6 +13,13 @@
 //!   moments; the per-batch cost is O((B + N) d + B N) whatever the catalogue size.
 //! * The item bias starts at ln(1 + training count): the full-softmax optimum when the
 //!   embeddings carry nothing, so a model starts from popularity and learns what users add.
+//! * Users are a free embedding each (the workshop model) or, with `users = "item_average"`,
+//!   the mean of a second ("context") embedding of the items in their training history, the
+//!   positive left out (FISM, Kabbur et al. 2013). On very sparse data (ASOS: 3.8 rows a
+//!   user) a free user vector is fitted to one or two items; the average shares what every
+//!   user of an item taught it. The user table then holds the averages over the whole
+//!   history, refreshed at each end of epoch, so scoring, recommending and saving are as for
+//!   free embeddings.
 
 use std::collections::HashMap;
 
@@ -34,6 +41,9 @@ use crate::train::{fit_loop, BatchStep, Control, EpochLog, Event, FitReport, Loo
 pub struct SampledSoftmaxConfig {
     /// Embedding dimension.
     pub dim: usize,
+    /// "embedding" (a free vector per user) or "item_average" (the mean of the history's
+    /// context embeddings).
+    pub users: String,
     /// Negatives per positive (shared by the batch's rows, or per row).
     pub n_negatives: usize,
     /// Proposal of the negatives: "uniform", "popularity" (count^exponent) or "log_uniform"
@@ -65,6 +75,7 @@ impl Default for SampledSoftmaxConfig {
     fn default() -> Self {
         SampledSoftmaxConfig {
             dim: 64,
+            users: "item_average".into(),
             n_negatives: 100,
             // Chosen on a split carved from the ASOS train parquet (benches/tune_sampled_softmax.py).
             sampler: "popularity".into(),
@@ -73,10 +84,10 @@ impl Default for SampledSoftmaxConfig {
             item_bias: true,
             shared_negatives: true,
             lr: 0.003,
-            epochs: 1,
+            epochs: 5,
             batch_size: 1024,
             reg: 0.0,
-            init_std: 0.05,
+            init_std: 0.01,
             device: "auto".into(),
             seed: 0,
             threads: 0,
@@ -99,6 +110,9 @@ impl SampledSoftmaxConfig {
             if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
                 return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
             }
+        }
+        if !["embedding", "item_average"].contains(&self.users.as_str()) {
+            return bad(format!("users must be 'embedding' or 'item_average', not {:?}", self.users));
         }
         if !["uniform", "popularity", "log_uniform"].contains(&self.sampler.as_str()) {
             return bad(format!("sampler must be 'uniform', 'popularity' or 'log_uniform', not {:?}", self.sampler));
@@ -198,23 +212,85 @@ fn unique_inverse(idx: &[i64]) -> (Vec<i64>, Vec<i64>) {
     (uniq, inverse)
 }
 
+/// Users as the average of their history's context embeddings.
+pub struct ItemAverage<'a> {
+    pub train: &'a Interactions,
+    /// (n_items, d) context embeddings.
+    pub context: Tensor,
+}
+
+impl ItemAverage<'_> {
+    /// Every user's vector: the mean context row of the whole history (zero when empty).
+    pub fn all_users(&self) -> Result<Tensor> {
+        let (users, items, _) = self.train.to_coo();
+        let dev = self.context.device();
+        let n = self.train.n_users();
+        let seg = Tensor::from_slice(&users.iter().map(|&u| u as i64).collect::<Vec<_>>()).f_to_device(dev)?;
+        let rows = Tensor::from_slice(&items.iter().map(|&i| i as i64).collect::<Vec<_>>()).f_to_device(dev)?;
+        let scale: Vec<f32> = (0..n).map(|u| 1.0 / self.train.user_items(u).len().max(1) as f32).collect();
+        let sum = Tensor::f_zeros([n as i64, self.context.size()[1]], (Kind::Float, dev))?.f_index_add(0, &seg, &self.context.f_index_select(0, &rows)?)?;
+        Ok(sum * Tensor::from_slice(&scale).f_to_device(dev)?.f_unsqueeze(1)?)
+    }
+}
+
 /// One training step's worth of state: parameters, moments, proposal, running loss.
 pub struct SoftmaxStep<'a> {
     p: FactorHandles,
     cfg: &'a SampledSoftmaxConfig,
     proposal: Proposal,
+    /// Moments of users (or the context rows), items and biases.
     adam: [LazyAdam; 3],
+    average: Option<ItemAverage<'a>>,
     t: i64,
     loss: Tensor,
     negs: Vec<i64>,
 }
 
 impl<'a> SoftmaxStep<'a> {
-    pub fn new(params: &Factors, cfg: &'a SampledSoftmaxConfig, proposal: Proposal) -> Self {
+    pub fn new(params: &Factors, cfg: &'a SampledSoftmaxConfig, proposal: Proposal, average: Option<ItemAverage<'a>>) -> Self {
         let p = params.handles();
-        let adam = [LazyAdam::new(&p.users), LazyAdam::new(&p.items), LazyAdam::new(&p.item_bias)];
+        let first = match &average {
+            Some(a) => LazyAdam::new(&a.context),
+            None => LazyAdam::new(&p.users),
+        };
+        let adam = [first, LazyAdam::new(&p.items), LazyAdam::new(&p.item_bias)];
         let loss = Tensor::zeros([], (Kind::Double, p.device));
-        SoftmaxStep { p, cfg, proposal, adam, t: 0, loss, negs: Vec::new() }
+        SoftmaxStep { p, cfg, proposal, adam, average, t: 0, loss, negs: Vec::new() }
+    }
+
+    /// The batch's user vectors (B, d), the leaf holding the rows they come from and those
+    /// rows' indices in the table the leaf updates (users, or context items).
+    fn users(&self, users: &[i64], pos: &[i64]) -> Result<(Tensor, Tensor, Tensor)> {
+        let dev = self.p.device;
+        let t = |v: &[i64]| Tensor::from_slice(v).to_device(dev);
+        let leaf = |w: &Tensor, r: &Tensor| -> Result<Tensor> { Ok(w.f_index_select(0, r)?.detach().set_requires_grad(true)) };
+        let Some(avg) = &self.average else {
+            let (rows, inv) = unique_inverse(users);
+            let rows = t(&rows);
+            let w = leaf(&self.p.users, &rows)?;
+            return Ok((w.f_index_select(0, &t(&inv))?, w, rows));
+        };
+        // Each row's history without (one copy of) its positive, as (row, item) pairs.
+        let (mut seg, mut items, mut scale) = (Vec::new(), Vec::new(), Vec::with_capacity(users.len()));
+        for (r, (&u, &p)) in users.iter().zip(pos).enumerate() {
+            let start = items.len();
+            let mut skipped = false;
+            for &j in avg.train.user_items(u as usize) {
+                if !skipped && j as i64 == p {
+                    skipped = true;
+                    continue;
+                }
+                items.push(j as i64);
+                seg.push(r as i64);
+            }
+            scale.push(1.0 / (items.len() - start).max(1) as f32);
+        }
+        let (rows, inv) = unique_inverse(&items);
+        let rows = t(&rows);
+        let w = leaf(&avg.context, &rows)?;
+        let sum = Tensor::f_zeros([users.len() as i64, w.size()[1]], (Kind::Float, dev))?.f_index_add(0, &t(&seg), &w.f_index_select(0, &t(&inv))?)?;
+        let u = sum * Tensor::from_slice(&scale).to_device(dev).unsqueeze(1);
+        Ok((u, w, rows))
     }
 
     /// Draw this batch's negatives from `rng`: N shared, or N per row.
@@ -234,15 +310,14 @@ impl<'a> SoftmaxStep<'a> {
         self.draw_negatives(b, &mut rng);
         let dev = self.p.device;
         let n = self.cfg.n_negatives as i64;
-        let (u_rows, u_inv) = unique_inverse(users);
         let items: Vec<i64> = pos.iter().chain(self.negs.iter()).copied().collect();
         let (i_rows, i_inv) = unique_inverse(&items);
         let t = |v: &[i64]| Tensor::from_slice(v).to_device(dev);
-        let (u_rows, u_inv, i_rows, i_inv) = (t(&u_rows), t(&u_inv), t(&i_rows), t(&i_inv));
+        let (i_rows, i_inv) = (t(&i_rows), t(&i_inv));
         let leaf = |w: &Tensor, r: &Tensor| -> Result<Tensor> { Ok(w.f_index_select(0, r)?.detach().set_requires_grad(true)) };
-        let (uw, iw) = (leaf(&self.p.users, &u_rows)?, leaf(&self.p.items, &i_rows)?);
+        let (u, uw, u_rows) = self.users(users, pos)?; // (B, d)
+        let iw = leaf(&self.p.items, &i_rows)?;
         let bw = if self.cfg.item_bias { Some(leaf(&self.p.item_bias, &i_rows)?) } else { None };
-        let u = uw.f_index_select(0, &u_inv)?; // (B, d)
         let pos_inv = i_inv.narrow(0, 0, b as i64);
         let neg_inv = i_inv.narrow(0, b as i64, i_inv.size()[0] - b as i64);
         let vp = iw.f_index_select(0, &pos_inv)?; // (B, d)
@@ -275,8 +350,14 @@ impl<'a> SoftmaxStep<'a> {
         (total / b as f64).f_backward()?;
         self.t += 1;
         let lr = self.cfg.lr;
+        let user_table = match &self.average {
+            Some(a) => a.context.shallow_clone(),
+            None => self.p.users.shallow_clone(),
+        };
         tch::no_grad(|| -> Result<()> {
-            self.adam[0].update(&self.p.users, &u_rows, &uw.grad(), lr, self.t)?;
+            if uw.size()[0] > 0 {
+                self.adam[0].update(&user_table, &u_rows, &uw.grad(), lr, self.t)?;
+            }
             self.adam[1].update(&self.p.items, &i_rows, &iw.grad(), lr, self.t)?;
             if let Some(bw) = &bw {
                 self.adam[2].update(&self.p.item_bias, &i_rows, &bw.grad(), lr, self.t)?;
@@ -311,6 +392,20 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
         let v = self.loss.f_double_value(&[])?;
         self.loss = Tensor::zeros([], (Kind::Double, self.p.device));
         Ok(v)
+    }
+
+    /// With item-average users, the user table becomes the averages (for validation and
+    /// scoring).
+    fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
+        if let Some(avg) = &self.average {
+            let all = tch::no_grad(|| avg.all_users())?;
+            tch::no_grad(|| -> Result<()> {
+                let mut users = self.p.users.shallow_clone();
+                users.f_copy_(&all)?;
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -371,7 +466,19 @@ impl Recommender for SampledSoftmax {
         self.history.clear();
         let params = self.params.as_ref().unwrap();
         let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let mut step = SoftmaxStep::new(params, &cfg, proposal);
+        let average = if cfg.users == "item_average" {
+            // Drawn like the item factors (seeded, independent of the device).
+            let ctx = Factors::random(1, train.n_items(), cfg.dim, cfg.init_std, cfg.seed ^ 0x5eed_c0de, device)?;
+            Some(ItemAverage { train, context: ctx.items.detach() })
+        } else {
+            None
+        };
+        if let Some(a) = &average {
+            // Validation before the first end of epoch never happens, but scoring a model
+            // fitted for 0 steps must not see the random user table.
+            tch::no_grad(|| -> Result<()> { params.users.shallow_clone().f_copy_(&a.all_users()?)?; Ok(()) })?;
+        }
+        let mut step = SoftmaxStep::new(params, &cfg, proposal, average);
         let mut validate = validator(train, validation, |u| params.score(u))?;
         let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?;
         drop(validate);
@@ -515,8 +622,9 @@ mod tests {
     fn fits_and_beats_chance_on_synthetic_data() {
         use crate::data::synthetic::{synthetic, SyntheticConfig};
         let data = synthetic(&SyntheticConfig { n_users: 200, n_items: 120, ..Default::default() }).unwrap();
-        for shared in [true, false] {
+        for (shared, users) in [(true, "embedding"), (false, "embedding"), (true, "item_average"), (false, "item_average")] {
             let cfg = SampledSoftmaxConfig {
+                users: users.into(),
                 dim: 8,
                 n_negatives: 20,
                 epochs: 3,
@@ -533,5 +641,23 @@ mod tests {
             assert!(r.history[2].loss < r.history[0].loss, "shared={shared}: {:?}", r.history);
             assert_eq!(m.score(&[0, 1]).unwrap().size(), vec![2, 120]);
         }
+    }
+
+    #[test]
+    fn item_average_users_are_the_mean_of_their_history() {
+        // Two users, three items: user 0 has items 0 and 2, user 1 item 1.
+        let train = Interactions::from_indices(&[0, 0, 1], &[0, 2, 1], None, Some(2), Some(3), crate::data::Duplicates::Sum, Default::default()).unwrap();
+        let context = Tensor::from_slice(&[1.0f32, 2.0, 10.0, 20.0, 3.0, 6.0]).view([3, 2]);
+        let avg = ItemAverage { train: &train, context };
+        let all = avg.all_users().unwrap();
+        assert_eq!(Vec::<f32>::try_from(all.flatten(0, -1)).unwrap(), vec![2.0, 4.0, 10.0, 20.0]);
+        // In training the positive is left out: user 0 predicting item 2 is item 0's row; user
+        // 1's only item leaves nothing (a zero vector: the bias alone scores it).
+        let cfg = SampledSoftmaxConfig { device: "cpu".into(), ..Default::default() };
+        let f = Factors::random(2, 3, 2, 0.1, 0, Device::Cpu).unwrap();
+        let step = SoftmaxStep::new(&f, &cfg, Proposal::new("uniform", 0.0, &[1, 1, 1], Device::Cpu).unwrap(), Some(avg));
+        let (u, _, rows) = step.users(&[0, 1], &[2, 1]).unwrap();
+        assert_eq!(Vec::<f32>::try_from(u.flatten(0, -1)).unwrap(), vec![1.0, 2.0, 0.0, 0.0]);
+        assert_eq!(Vec::<i64>::try_from(rows).unwrap(), vec![0]);
     }
 }
