@@ -154,14 +154,20 @@ def test_inception_tower_frozen_saves_its_backbone(tiny, weights, tmp_path):
     loss = model.history_["loss"]
     assert len(loss) == 2 and np.isfinite(loss).all()
     assert model.item_embeddings().shape == (len(bank), 4)
-    # The loaded model needs no weights file: the backbone is in the saved model.
+    ck = tmp_path / "ck"
+    inception_dvbpr(weights, epochs=1).fit(vt.train, images=bank, progress=False, checkpoint_dir=ck)
+    # Neither the loaded model nor a resumed fit needs the weights file: the backbone is in
+    # the saved model and in the checkpoint.
     moved = tmp_path / "gone.safetensors"
     weights.rename(moved)
     try:
         back = check_round_trip(model, bank, new, tmp_path / "inception.safetensors")
+        resumed = inception_dvbpr(weights).fit(vt.train, images=bank, progress=False, checkpoint_dir=ck, resume=True)
     finally:
         moved.rename(weights)
     assert back.get_params()["train_backbone"] is False
+    assert resumed.history_["loss"] == loss
+    np.testing.assert_array_equal(resumed.item_embeddings(), model.item_embeddings())
 
 
 def test_inception_tower_fine_tuned(tiny, weights, tmp_path):
