@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tch::Tensor;
 
-use super::cae::PyConvAutoencoder;
+use super::cae::{history_dicts, PyConvAutoencoder};
 use super::interactions::{ids_to_py, index_of, PyInteractions};
 use super::side::{PyFeatureTable, PySideInfo};
 use super::{guarded, metric_options};
@@ -217,14 +217,7 @@ impl PyModel {
     /// The losses of the autoencoder DVBPR pretrained in its last fit (tower="cae" without
     /// an encoder): a list of {"epoch", "loss", "seconds"}; empty for other models.
     fn pretrain_history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        let guard = self.read()?;
-        guard.0.pretrain_history().iter().map(|h| {
-            let d = PyDict::new(py);
-            d.set_item("epoch", h.epoch)?;
-            d.set_item("loss", h.loss)?;
-            d.set_item("seconds", h.seconds)?;
-            Ok(d)
-        }).collect()
+        history_dicts(py, self.read()?.0.pretrain_history())
     }
 
     /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds", "val_..."}.

@@ -166,20 +166,20 @@ class DVBPR(Recommender):
         )
         self._encoder = None
         if encoder is not None:
-            self._set_encoder(self._core, encoder)
+            self._set_encoder(encoder)  # checked now: a wrong encoder fails here, not in fit
             self._encoder = encoder
-            # The encoder's shape, so get_params() and a saved model describe the tower.
-            config = json.loads(self._core.config_json())
-            for key in ("latent", "cae_channels", "cae_depth"):
-                self._params[key] = config[key]
 
-    @staticmethod
-    def _set_encoder(core: _core.Model, encoder: Any) -> None:
+    def _set_encoder(self, encoder: Any) -> None:
+        """Give the core model the encoder's weights; its shape goes into the parameters, so
+        get_params() and a saved model describe the tower."""
         from .cae import ConvAutoencoder
 
         if not isinstance(encoder, ConvAutoencoder):
             raise TypeError(f"encoder must be a fitted fashionrec.ConvAutoencoder, not {type(encoder).__name__}")
-        core.set_encoder(encoder._core)
+        self._core.set_encoder(encoder._core)
+        config = json.loads(self._core.config_json())
+        for key in ("latent", "cae_channels", "cae_depth"):
+            self._params[key] = config[key]
 
     def fit(
         self,
@@ -213,7 +213,7 @@ class DVBPR(Recommender):
         self._core = _core.Model(self.kind, json.dumps(params))
         encoder = getattr(self, "_encoder", None)
         if encoder is not None:  # copied again: it may have been refitted since
-            self._set_encoder(self._core, encoder)
+            self._set_encoder(encoder)
         super().fit(
             train, validation=validation, metrics=metrics, progress=progress, callback=callback, images=images, **side
         )
