@@ -199,9 +199,7 @@ impl DvbprConfig {
         }
         Ok(())
     }
-}
 
-impl DvbprConfig {
     /// The autoencoder shape of tower="cae".
     pub fn cae_shape(&self) -> CaeShape {
         CaeShape { latent: self.latent, image_size: self.image_size as i64, channels: self.cae_channels, depth: self.cae_depth }
