@@ -16,7 +16,8 @@ MovieLens 100k u1 (positives rating >= 4, as benches/bpr_movielens.py) is read f
 (default ../shared/data/ml-100k or $FASHIONREC_ML100K); where it is absent the model checks run
 on the built-in synthetic data and say so.
 
-To add a section for a new model (e.g. DVBPR throughput): write a function below
+To add a section for a new model (e.g. DVBPR throughput; "dvbpr/towers" checks DVBPR's CAE and
+Inception v3 towers train on the device and save): write a function below
 
     @check("dvbpr", "throughput")
     def dvbpr_throughput(ctx):
@@ -228,6 +229,78 @@ def bank_batch(ctx: Context) -> list[Row]:
         else:
             out.append(("batch on CUDA", "no CUDA device in this run", SKIP))
     return out
+
+
+def visual_catalogue(folder: str, n: int, size: int) -> tuple[fr.Interactions, fr.ImageBank]:
+    """n random images, the first half reddish and the rest bluish, and users who each like
+    a few items of one colour (a taste a network can read from the pixels)."""
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 128, size=(n, size, size, 3), dtype=np.uint8)
+    pixels[: n // 2, ..., 0] += 127
+    pixels[n // 2 :, ..., 2] += 127
+    paths = []
+    for k in range(n):
+        p = os.path.join(folder, f"{size}-{k}.png")
+        with open(p, "wb") as f:
+            f.write(png_bytes(pixels[k]))
+        paths.append(p)
+    bank = fr.ImageBank.from_files(paths, size=size, ids=np.arange(n), progress=False)
+    users, items = [], []
+    for u in range(n // 2):
+        half = np.arange(n // 2) + (n // 2 if u % 2 else 0)
+        for i in rng.choice(half, size=min(4, len(half)), replace=False):
+            users.append(u)
+            items.append(int(i))
+    return fr.Interactions.from_arrays(users, items, n_users=n // 2, n_items=n), bank
+
+
+def tower_rows(ctx: Context, label: str, train: fr.Interactions, bank: fr.ImageBank, folder: str, **params) -> list[Row]:
+    """One DVBPR tower on the device: trained there, finite loss, a saved model that scores
+    identically, and new images embedded as the catalogue's own."""
+    epochs = 1 if ctx.quick else 3
+    t = time.perf_counter()
+    model = fr.DVBPR(k=8, epochs=epochs, lr=1e-3, batch_size=32, device=ctx.device, seed=0, **params)
+    model.fit(train, images=bank, progress=False)
+    seconds = time.perf_counter() - t
+    loss = model.history_["loss"]
+    path = os.path.join(folder, f"{label.replace(' ', '_')}.safetensors")
+    model.save(path)
+    back = fr.load(path, device=ctx.device)
+    users = model.user_ids[:8]
+    same = np.array_equal(back.score(users), model.score(users))
+    gap = float(np.abs(back.embed_images(bank) - model.item_embeddings()).max())
+    scale = float(np.abs(model.item_embeddings()).max()) or 1.0
+    images = 2 * len(train) * epochs  # positives and negatives through the tower
+    note = ", the autoencoder's pretraining included" if params.get("tower") == "cae" else ""
+    return [(f"DVBPR {label} trained on", model.device, PASS if model.device.startswith(ctx.device.split(":")[0]) else FAIL),
+            (f"DVBPR {label} loss by epoch", ", ".join(f"{v:.4f}" for v in loss), PASS if np.isfinite(loss).all() else FAIL),
+            (f"DVBPR {label} save/load scores", "identical" if same else "differ", PASS if same else FAIL),
+            (f"DVBPR {label} embed_images vs item_embeddings", f"max |diff| {gap:.3g}", PASS if gap <= 1e-3 * scale else FAIL),
+            (f"DVBPR {label} fit", f"{seconds:.1f} s ({images / seconds:,.0f} images/s{note})", INFO)]
+
+
+@check("dvbpr", "towers")
+def dvbpr_towers(ctx: Context) -> list[Row]:
+    """DVBPR's CAE and Inception v3 towers (frozen, fine-tuned) train on the device."""
+    n, cae_size, inception_size = (16, 32, 75) if ctx.quick else (256, 64, 299)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        train, bank = visual_catalogue(tmp, n, cae_size)
+        rows += tower_rows(ctx, "CAE", train, bank, tmp, tower="cae", image_size=cae_size, latent=16, cae_channels=8,
+                           pretrain_epochs=2)
+        try:
+            import torch
+            import torchvision
+        except ImportError:
+            return rows + [("DVBPR Inception v3", "torchvision is needed to write random weights", SKIP)]
+        torch.manual_seed(0)
+        net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+        weights = fr.io.convert_inception_weights(net, os.path.join(tmp, "inception.safetensors"))
+        train, bank = visual_catalogue(tmp, n, inception_size)
+        for label, tuned in (("Inception v3 frozen", False), ("Inception v3 fine-tuned", True)):
+            rows += tower_rows(ctx, label, train, bank, tmp, tower="inception_v3", weights=weights,
+                               image_size=inception_size, train_backbone=tuned)
+    return rows
 
 
 # -- runner ----------------------------------------------------------------------------------

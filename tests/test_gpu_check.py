@@ -46,6 +46,8 @@ def test_every_check_runs_on_synthetic_data(gpu_check, tmp_path, capsys):
                  "bank pixels == the PNGs' pixels", "batch(device='cpu') == numpy reference"):
         assert by_what[what]["status"] == "PASS", by_what[what]
     assert by_what["batch on CUDA"]["status"] == "SKIP"  # no CUDA in this run
+    towers = [r for r in rows if r["check"] == "towers" and r["status"] != "INFO"]
+    assert towers and all(r["status"] in ("PASS", "SKIP") for r in towers), towers
     for metric in ("auc", "ndcg@10", "precision@10"):
         assert by_what[f"WARP {metric}"]["result"].count(" vs CPU ") == 1
     out = capsys.readouterr().out

@@ -16,12 +16,16 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::dvbpr_step::{DvbprStep, ImageFeed, Lambdas, Net, Offset};
+use super::cae::{Autoencoder, CaeConfig};
+use super::dvbpr_step::{DvbprStep, ImageFeed, Lambdas, Net, Offset, FROZEN};
 use super::{check_side, device_top_k, not_fitted, recommend_by_blocks, validator, Recommender};
 use crate::data::{IdMaps, Interactions, ItemImages, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::metrics::Validation;
+use crate::nets::cae::CaeShape;
 use crate::nets::cnnf::{CnnF, CnnFConfig};
+use crate::nets::inception::InceptionV3;
+use crate::nets::towers::{cae_tower, inception_tower, read_inception_weights, HeadConfig, InceptionConfig};
 use crate::nets::ImageTower;
 use crate::sampling::TripleSampler;
 use crate::tensors::{device_name, parse_device, to_vec_f32};
@@ -32,7 +36,9 @@ use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
 pub struct DvbprConfig {
     /// Dimension of theta_u and phi(image).
     pub k: usize,
-    /// The image network: "cnnf".
+    /// The image network: "cnnf" (trained from scratch), "cae" (the frozen encoder of a
+    /// convolutional autoencoder + a trained head) or "inception_v3" (ImageNet weights from
+    /// `weights`, frozen or fine-tuned, + a trained head).
     pub tower: String,
     /// Side of the (square) images the network takes; the bank must hold images of this size.
     pub image_size: usize,
@@ -69,6 +75,28 @@ pub struct DvbprConfig {
     pub checkpoint_dir: Option<String>,
     /// Continue from the checkpoint in `checkpoint_dir` when there is one.
     pub resume: bool,
+    /// The trained head on a pretrained backbone (towers "cae" and "inception_v3"); None:
+    /// the tower's default (cae: hidden 512, inception_v3: one linear layer; dropout 0.5).
+    pub head: Option<HeadConfig>,
+    /// tower="cae": the autoencoder's code size, first-layer channels and number of stride-2
+    /// convolutions. Taken from the encoder when one is given ([`Recommender::set_encoder`]),
+    /// else the shape of the autoencoder pretrained at the start of fit.
+    pub latent: i64,
+    pub cae_channels: i64,
+    pub cae_depth: i64,
+    /// tower="cae" without an encoder: epochs and Adam learning rate of the autoencoder
+    /// pretrained on the bank's images (batches of `batch_size` images) at the start of fit.
+    pub pretrain_epochs: usize,
+    pub pretrain_lr: f64,
+    /// tower="inception_v3": the safetensors file of ImageNet weights (torchvision names;
+    /// `fashionrec.io.convert_inception_weights` writes it). Read by fit only: a saved model
+    /// holds the backbone.
+    pub weights: Option<String>,
+    /// tower="inception_v3": fine-tune the backbone (in the model's store, its conv weights
+    /// under lambda_cnn) instead of freezing it.
+    pub train_backbone: bool,
+    /// tower="inception_v3": torchvision's flag, true for its ImageNet weights.
+    pub transform_input: bool,
 }
 
 impl Default for DvbprConfig {
@@ -95,12 +123,21 @@ impl Default for DvbprConfig {
             embed_batch: 256,
             checkpoint_dir: None,
             resume: false,
+            head: None,
+            latent: CaeShape::default().latent,
+            cae_channels: CaeShape::default().channels,
+            cae_depth: CaeShape::default().depth,
+            pretrain_epochs: 10,
+            pretrain_lr: 1e-3,
+            weights: None,
+            train_backbone: false,
+            transform_input: true,
         }
     }
 }
 
 /// Towers this build can construct.
-pub const TOWERS: &[&str] = &["cnnf"];
+pub const TOWERS: &[&str] = &["cnnf", "cae", "inception_v3"];
 
 impl DvbprConfig {
     pub fn validate(&self) -> Result<()> {
@@ -121,8 +158,38 @@ impl DvbprConfig {
         if !TOWERS.contains(&self.tower.as_str()) {
             return bad(format!("tower must be one of {}, not {:?}", TOWERS.join(", "), self.tower));
         }
-        if self.tower == "cnnf" {
-            CnnF::final_size(self.image_size as i64, self.image_size as i64)?;
+        let tower = self.tower.as_str();
+        match tower {
+            "cnnf" => {
+                CnnF::final_size(self.image_size as i64, self.image_size as i64)?;
+            }
+            "cae" => {
+                self.cae_shape().check()?;
+                if !(self.pretrain_lr.is_finite() && self.pretrain_lr > 0.0) {
+                    return bad(format!("pretrain_lr must be a finite number > 0, got {}", self.pretrain_lr));
+                }
+            }
+            _ => {
+                InceptionV3::check_size(self.image_size as i64)?;
+                if self.weights.is_none() {
+                    return bad("tower='inception_v3' needs weights=: a safetensors file of ImageNet weights \
+                                (fashionrec.io.convert_inception_weights writes one from torchvision's; nothing is downloaded)"
+                        .into());
+                }
+            }
+        }
+        // Options of the other towers are errors rather than silently ignored.
+        if self.weights.is_some() && tower != "inception_v3" {
+            return bad(format!("weights= is for tower='inception_v3', this DVBPR has tower={tower:?}"));
+        }
+        if self.train_backbone && tower != "inception_v3" {
+            return bad(format!("train_backbone=True is for tower='inception_v3', this DVBPR has tower={tower:?}"));
+        }
+        if let Some(head) = &self.head {
+            if tower == "cnnf" {
+                return bad("head= is for the towers 'cae' and 'inception_v3' (CNN-F has its own fc layers: fc_width)".into());
+            }
+            head.check()?;
         }
         if !["auto", "device", "host"].contains(&self.resident_images.as_str()) {
             return bad(format!("resident_images must be 'auto', 'device' or 'host', not {:?}", self.resident_images));
@@ -132,6 +199,25 @@ impl DvbprConfig {
         }
         Ok(())
     }
+
+    /// The autoencoder shape of tower="cae".
+    pub fn cae_shape(&self) -> CaeShape {
+        CaeShape { latent: self.latent, image_size: self.image_size as i64, channels: self.cae_channels, depth: self.cae_depth }
+    }
+
+    fn head_config(&self) -> HeadConfig {
+        self.head.clone().unwrap_or(match self.tower.as_str() {
+            "inception_v3" => InceptionConfig::default().head,
+            _ => HeadConfig::default(),
+        })
+    }
+}
+
+/// A tower's pretrained weights: `map[prefix + name]`, `what` naming them in errors.
+struct Pretrained<'a> {
+    map: &'a HashMap<String, Tensor>,
+    prefix: &'a str,
+    what: String,
 }
 
 /// The fitted state.
@@ -146,6 +232,11 @@ pub struct Dvbpr {
     fitted: Option<Fitted>,
     ids: Option<IdMaps>,
     history: Vec<EpochLog>,
+    /// tower="cae": the weights of a trained encoder given by the caller (names as in its
+    /// own store), used by fit instead of pretraining one.
+    encoder: Option<HashMap<String, Tensor>>,
+    /// The losses of the autoencoder pretrained by the last fit (tower="cae", no encoder).
+    pretrain_history: Vec<EpochLog>,
 }
 
 const CHECKPOINT: &str = "dvbpr-checkpoint.safetensors";
@@ -154,37 +245,81 @@ const ITEMS: &str = "item_embeddings";
 impl Dvbpr {
     pub fn new(config: DvbprConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Dvbpr { config, fitted: None, ids: None, history: Vec::new() })
+        Ok(Dvbpr { config, fitted: None, ids: None, history: Vec::new(), encoder: None, pretrain_history: Vec::new() })
     }
 
     fn fitted(&self) -> Result<&Fitted> {
         self.fitted.as_ref().ok_or_else(|| not_fitted("DVBPR"))
     }
 
-    /// A new network and user vectors on `device` (seeded).
-    fn build_net(&self, device: Device, n_users: usize) -> Result<Net> {
+    /// A new network and user vectors on `device` (seeded). Towers on a pretrained backbone
+    /// copy it from `pretrained` (a fine-tuned Inception may do without: its backbone is in
+    /// the store, restored by the caller).
+    fn build_net(&self, device: Device, n_users: usize, pretrained: Option<&Pretrained<'_>>) -> Result<Net> {
         let cfg = &self.config;
         tch::manual_seed(crate::sampling::rng::sub_seed(cfg.seed, crate::sampling::rng::streams::INIT, 7) as i64 >> 1);
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let size = cfg.image_size as i64;
+        let k = cfg.k as i64;
         let tower: Box<dyn ImageTower> = match cfg.tower.as_str() {
             "cnnf" => Box::new(CnnF::new(
                 &(&root / "tower"),
                 CnnFConfig {
                     height: size,
                     width: size,
-                    out_dim: cfg.k as i64,
+                    out_dim: k,
                     fc_width: cfg.fc_width as i64,
                     space_to_depth: cfg.space_to_depth.unwrap_or(device.is_cuda()),
                     channels_last: cfg.channels_last.unwrap_or(device.is_cuda()),
                     bf16: cfg.bf16.unwrap_or(device.is_cuda()),
                 },
             )?),
+            "cae" => {
+                let p = pretrained.ok_or_else(|| Error::state("the CAE tower needs the encoder's weights"))?;
+                let tower = cae_tower(&(&root / "tower"), size, &cfg.cae_shape(), p.map, p.prefix, k, &cfg.head_config());
+                Box::new(tower.map_err(|e| Error::invalid(format!("{}: {e}", p.what)))?)
+            }
+            "inception_v3" => {
+                let icfg = InceptionConfig { train_backbone: cfg.train_backbone, transform_input: cfg.transform_input, head: cfg.head_config() };
+                let (map, prefix, what) = match pretrained {
+                    Some(p) => (Some(p.map), p.prefix, p.what.as_str()),
+                    None => (None, "", ""),
+                };
+                Box::new(inception_tower(&(&root / "tower"), size, k, &icfg, map, prefix, what)?)
+            }
             other => return Err(Error::invalid(format!("unknown tower {other:?}"))),
         };
-        let theta = root.var("theta", &[n_users as i64, cfg.k as i64], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
+        let theta = root.var("theta", &[n_users as i64, k], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
         Ok(Net { vs, tower, theta })
+    }
+
+    /// tower="cae" without an encoder: an autoencoder trained on every image of the bank; its
+    /// encoder's weights. The observer sees no pretraining epochs (the progress bar and the
+    /// callbacks count DVBPR's), but may stop it (Ctrl-C), which stops the fit.
+    fn pretrain(&mut self, images: &ItemImages, observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<HashMap<String, Tensor>> {
+        let cfg = &self.config;
+        let shape = cfg.cae_shape();
+        let mut cae = Autoencoder::new(CaeConfig {
+            latent: shape.latent,
+            image_size: shape.image_size,
+            channels: shape.channels,
+            depth: shape.depth,
+            epochs: cfg.pretrain_epochs,
+            lr: cfg.pretrain_lr,
+            batch_size: cfg.batch_size,
+            device: cfg.device.clone(),
+            seed: cfg.seed,
+        })?;
+        let report = cae.fit(&images.bank, &mut |e| match e {
+            Event::Progress { total, .. } => observer(&Event::Progress { epoch: 1, samples: 0, total: *total }),
+            Event::EpochEnd(_) => Control::Continue,
+        })?;
+        if report.stopped {
+            return Err(Error::state("fit was stopped while the autoencoder was pretrained"));
+        }
+        self.pretrain_history = cae.history().to_vec();
+        cae.encoder_state()
     }
 
     fn checkpoint_path(&self) -> Option<PathBuf> {
@@ -263,24 +398,57 @@ impl Recommender for Dvbpr {
         check_training_images(train, images)?;
         let device = parse_device(&cfg.device)?;
         let sampler = TripleSampler::new(train, 1)?;
-        let net = self.build_net(device, train.n_users())?;
+        self.fitted = None;
+        self.ids = None;
+        self.history.clear();
+        self.pretrain_history.clear();
+
+        // A checkpoint to resume from is read (and checked against the settings and data)
+        // first: it holds the tower's frozen backbone too, so resuming neither pretrains nor
+        // reads the weights file again.
+        let data_key = Tensor::from_slice(&[train.n_users() as i64, train.n_items() as i64, train.nnz() as i64]);
+        let ckpt = match self.checkpoint_path() {
+            Some(path) if cfg.resume && path.exists() => Some((open_checkpoint(&path, &self.resumable_config(), &data_key)?, path)),
+            _ => None,
+        };
+        let frozen_in_ckpt = ckpt.as_ref().filter(|(state, _)| state.keys().any(|k| k.starts_with(FROZEN)));
+        let owned: Option<(HashMap<String, Tensor>, String)>;
+        let pretrained = if let Some((state, path)) = frozen_in_ckpt {
+            if let Some(encoder) = &self.encoder {
+                same_encoder(encoder, state, path)?;
+            }
+            owned = None;
+            Some(Pretrained { map: state, prefix: FROZEN, what: path.display().to_string() })
+        } else {
+            owned = match cfg.tower.as_str() {
+                "cae" => Some(match &self.encoder {
+                    Some(e) => (e.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), "encoder".to_string()),
+                    None => (self.pretrain(images, observer)?, "the pretrained autoencoder".to_string()),
+                }),
+                // A fine-tuned backbone comes back from the checkpoint.
+                "inception_v3" if !(cfg.train_backbone && ckpt.is_some()) => {
+                    let path = Path::new(cfg.weights.as_deref().unwrap_or_default());
+                    Some((read_inception_weights(path)?, path.display().to_string()))
+                }
+                _ => None,
+            };
+            owned.as_ref().map(|(map, what)| Pretrained { map, prefix: "", what: what.clone() })
+        };
+        let net = self.build_net(device, train.n_users(), pretrained.as_ref())?;
+        drop(owned);
         let feed = ImageFeed::new(images, device, &cfg.resident_images)?;
         let lambdas = Lambdas { cnn: cfg.lambda_cnn, fc: cfg.lambda_fc, user: cfg.lambda_u };
         let mut step = DvbprStep::new(net, feed, cfg.lr, lambdas, cfg.seed, train.n_items(), cfg.embed_batch)?;
-        self.fitted = None;
         self.ids = Some(train.ids().clone());
-        self.history.clear();
 
         // Resume: parameters, optimiser moments, history and the epoch to continue from.
-        let data_key = Tensor::from_slice(&[train.n_users() as i64, train.n_items() as i64, train.nnz() as i64]);
         let mut start = 0;
-        if let (true, Some(path)) = (cfg.resume, self.checkpoint_path()) {
-            if path.exists() {
-                let (epoch, history) = read_checkpoint(&path, &mut step, &self.resumable_config(), &data_key)?;
-                start = epoch;
-                self.history = history;
-            }
+        if let Some((state, path)) = &ckpt {
+            let (epoch, history) = apply_checkpoint(state, path, &mut step)?;
+            start = epoch;
+            self.history = history;
         }
+        drop(ckpt);
         let n_batches = sampler.epoch_len().div_ceil(cfg.batch_size) as u64;
         step.epoch_offset = start;
         let source = Offset { inner: &sampler, offset: start as u64 * n_batches, epoch_offset: start };
@@ -388,13 +556,17 @@ impl Recommender for Dvbpr {
         let f = self.fitted()?;
         let mut out: Vec<(String, Tensor)> = f.net.vs.variables().into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(f.net.frozen_state());
         out.push((ITEMS.into(), f.items.shallow_clone()));
         Ok(out)
     }
 
     fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
         let device = parse_device(device.unwrap_or(&self.config.device))?;
-        let net = self.build_net(device, ids.users.len())?;
+        // A frozen backbone comes from the file: no encoder or weights file is needed.
+        let frozen = state.keys().any(|k| k.starts_with(FROZEN));
+        let pretrained = frozen.then(|| Pretrained { map: state, prefix: FROZEN, what: "saved model".into() });
+        let net = self.build_net(device, ids.users.len(), pretrained.as_ref())?;
         copy_vars(&net.vs, state, "saved model")?;
         let items = state.get(ITEMS).ok_or_else(|| Error::state("saved model has no item_embeddings"))?;
         if items.size() != [ids.items.len() as i64, self.config.k as i64] {
@@ -409,6 +581,40 @@ impl Recommender for Dvbpr {
 
     fn device(&self) -> String {
         self.fitted.as_ref().map(|f| device_name(f.net.vs.device())).unwrap_or_default()
+    }
+
+    fn pretrain_history(&self) -> &[EpochLog] {
+        &self.pretrain_history
+    }
+
+    /// tower="cae": build on `encoder`'s trained encoder (copied now, to the CPU) instead of
+    /// pretraining one in fit; the configuration takes its shape (latent, channels, depth).
+    fn set_encoder(&mut self, encoder: &Autoencoder) -> Result<()> {
+        if self.config.tower != "cae" {
+            return Err(Error::invalid(format!(
+                "encoder= is for tower='cae' (a trained fr.ConvAutoencoder); this DVBPR has tower={:?}",
+                self.config.tower
+            )));
+        }
+        let shape = encoder.config().shape();
+        if shape.image_size != self.config.image_size as i64 {
+            return Err(Error::invalid(format!(
+                "encoder: the autoencoder takes {0}x{0} images but this DVBPR has image_size={1}; \
+                 use image_size={0} (and a bank of that size) or an autoencoder trained at {1}x{1}",
+                shape.image_size, self.config.image_size
+            )));
+        }
+        let weights = encoder.encoder_state().map_err(|e| Error::invalid(format!("encoder: {e}")))?;
+        let mut copied = HashMap::with_capacity(weights.len());
+        for (name, t) in weights {
+            let cpu = t.f_to_device(Device::Cpu)?;
+            let own = cpu.f_empty_like()?;
+            tch::no_grad(|| own.shallow_clone().f_copy_(&cpu))?;
+            copied.insert(name, own);
+        }
+        (self.config.latent, self.config.cae_channels, self.config.cae_depth) = (shape.latent, shape.channels, shape.depth);
+        self.encoder = Some(copied);
+        Ok(())
     }
 }
 
@@ -450,8 +656,9 @@ fn write_checkpoint(path: &Path, state: &[(String, Tensor)], epoch: usize, histo
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
 }
 
-/// Put a checkpoint back into `step`; returns the epochs it had finished and their history.
-fn read_checkpoint(path: &Path, step: &mut DvbprStep, config: &str, data: &Tensor) -> Result<(usize, Vec<EpochLog>)> {
+/// The tensors of the checkpoint at `path`, checked to be one of a model with these settings
+/// (`config`) trained on this data.
+fn open_checkpoint(path: &Path, config: &str, data: &Tensor) -> Result<HashMap<String, Tensor>> {
     let bad = |m: String| Error::file(path, m);
     let state: HashMap<String, Tensor> =
         Tensor::read_safetensors(path).map_err(|e| bad(format!("not a DVBPR checkpoint: {e}")))?.into_iter().collect();
@@ -462,8 +669,16 @@ fn read_checkpoint(path: &Path, step: &mut DvbprStep, config: &str, data: &Tenso
     if !get("ckpt.data")?.equal(data) {
         return Err(bad("the checkpoint was trained on other data (users, items or interactions differ)".into()));
     }
-    copy_vars(&step.net.vs, &state, "the checkpoint").map_err(|e| bad(e.to_string()))?;
-    step.adam.restore(&state).map_err(|e| bad(e.to_string()))?;
+    Ok(state)
+}
+
+/// Put a checkpoint read by [`open_checkpoint`] back into `step`; returns the epochs it had
+/// finished and their history.
+fn apply_checkpoint(state: &HashMap<String, Tensor>, path: &Path, step: &mut DvbprStep) -> Result<(usize, Vec<EpochLog>)> {
+    let bad = |m: String| Error::file(path, m);
+    let get = |k: &str| state.get(k).ok_or_else(|| bad(format!("not a DVBPR checkpoint (no '{k}')")));
+    copy_vars(&step.net.vs, state, "the checkpoint").map_err(|e| bad(e.to_string()))?;
+    step.adam.restore(state).map_err(|e| bad(e.to_string()))?;
     if let Some(items) = state.get(ITEMS) {
         *step.embeddings.lock().unwrap_or_else(|p| p.into_inner()) = Some(items.f_to_device(step.net.vs.device())?);
     }
@@ -471,6 +686,17 @@ fn read_checkpoint(path: &Path, step: &mut DvbprStep, config: &str, data: &Tenso
     let history: Vec<EpochLog> =
         serde_json::from_str(&tensor_text(get("ckpt.history")?, "history")?).map_err(|e| bad(format!("bad history: {e}")))?;
     Ok((epoch, history))
+}
+
+/// A resumed fit given an encoder must be given the one its checkpoint was trained with.
+fn same_encoder(encoder: &HashMap<String, Tensor>, state: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let same = encoder.iter().all(|(name, t)| {
+        state.get(&format!("{FROZEN}{name}")).is_some_and(|s| s.size() == t.size() && s.f_to_device(Device::Cpu).is_ok_and(|s| s.equal(t)))
+    });
+    if !same {
+        return Err(Error::file(path, "the checkpoint was trained with another encoder; use another checkpoint_dir or resume=False"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -569,6 +795,69 @@ mod tests {
         // New images embed as the catalogue's did.
         let new = full.embed_new_items(&side).unwrap();
         assert!((new - full.item_vectors().unwrap()).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn cae_tower_freezes_a_given_encoder_and_saves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (train, side) = data(dir.path(), false);
+        let cae_cfg = CaeConfig { latent: 6, image_size: 32, channels: 4, depth: 3, epochs: 1, lr: 1e-2, batch_size: 8, device: "cpu".into(), seed: 0 };
+        let mut cae = Autoencoder::new(cae_cfg).unwrap();
+        cae.fit(&side.images.as_ref().unwrap().bank, &mut |_| Control::Continue).unwrap();
+        let encoder = cae.encoder_state().unwrap();
+
+        let mut m = Dvbpr::new(DvbprConfig { tower: "cae".into(), ..config(2, None, false) }).unwrap();
+        m.set_encoder(&cae).unwrap();
+        assert_eq!((m.config.latent, m.config.cae_channels, m.config.cae_depth), (6, 4, 3), "the encoder's shape");
+        m.fit(&train, &side, None, &mut |_| Control::Continue).unwrap();
+        assert!(m.pretrain_history().is_empty(), "given, not pretrained");
+        // Trained: the head and the user vectors only; the encoder is saved unchanged.
+        let trained: Vec<String> = m.fitted().unwrap().net.trainable().into_iter().map(|(n, _)| n).collect();
+        assert!(trained.contains(&"theta".to_string()) && trained.iter().all(|n| n == "theta" || n.starts_with("tower.head.")), "{trained:?}");
+        let state = m.state().unwrap();
+        let frozen: Vec<_> = state.iter().filter_map(|(n, t)| n.strip_prefix(FROZEN).map(|n| (n, t))).collect();
+        assert_eq!(frozen.len(), encoder.len());
+        assert!(frozen.iter().all(|(n, t)| t.equal(&encoder[*n])));
+        let path = dir.path().join("m.safetensors");
+        crate::models::checkpoint::save(&m, &path).unwrap();
+        let back = crate::models::checkpoint::load(&path, Some("cpu")).unwrap();
+        assert!(back.score(&[0, 1]).unwrap().equal(&m.score(&[0, 1]).unwrap()));
+
+        // Without an encoder, fit pretrains one on the bank.
+        let mut p = Dvbpr::new(DvbprConfig { tower: "cae".into(), latent: 5, cae_channels: 4, cae_depth: 2, pretrain_epochs: 2, ..config(1, None, false) }).unwrap();
+        p.fit(&train, &side, None, &mut |_| Control::Continue).unwrap();
+        assert_eq!(p.pretrain_history().len(), 2);
+        assert_eq!(p.item_vectors().unwrap().size(), [24, 4]);
+
+        let mut cnnf = Dvbpr::new(config(1, None, false)).unwrap();
+        assert!(cnnf.set_encoder(&cae).unwrap_err().to_string().contains("tower='cae'"));
+        let mut wide = Dvbpr::new(DvbprConfig { tower: "cae".into(), image_size: 64, ..config(1, None, false) }).unwrap();
+        assert!(wide.set_encoder(&cae).unwrap_err().to_string().contains("takes 32x32 images"));
+    }
+
+    /// Frozen: the backbone outside the model's store, saved as frozen state, only the head's
+    /// fc penalty; fine-tuned: in the store, trained, its conv weights under lambda_cnn.
+    #[test]
+    fn inception_tower_frozen_or_fine_tuned() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let backbone = InceptionV3::new(&vs.root(), true);
+        let w: HashMap<String, Tensor> = backbone.named_parameters().iter().map(|(n, t)| (n.clone(), t.detach().copy())).collect();
+        let source = Pretrained { map: &w, prefix: "", what: "test weights".into() };
+        for train_backbone in [false, true] {
+            let cfg = DvbprConfig { tower: "inception_v3".into(), image_size: 75, weights: Some("w.safetensors".into()), train_backbone, ..config(1, None, false) };
+            let m = Dvbpr::new(cfg).unwrap();
+            let net = m.build_net(Device::Cpu, 3, Some(&source)).unwrap();
+            let in_store = net.trainable().iter().filter(|(n, _)| n.starts_with("tower.backbone.")).count();
+            assert_eq!(in_store > 0, train_backbone);
+            assert_eq!(net.frozen_state().is_empty(), train_backbone);
+            let parts: Vec<_> = net.tower.penalties().into_iter().map(|p| p.0).collect();
+            assert_eq!(parts, if train_backbone { vec!["fc", "conv"] } else { vec!["fc"] });
+        }
+        let e = Dvbpr::new(DvbprConfig { tower: "inception_v3".into(), image_size: 75, ..Default::default() }).err().unwrap().to_string();
+        assert!(e.contains("needs weights="), "{e}");
+        let e = Dvbpr::new(DvbprConfig { tower: "inception_v3".into(), image_size: 64, weights: Some("w".into()), ..Default::default() });
+        assert!(e.err().unwrap().to_string().contains("at least 75"));
+        assert!(Dvbpr::new(DvbprConfig { weights: Some("w".into()), ..Default::default() }).is_err(), "weights for cnnf");
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
     Ok(t.f_to_device_(device, t.kind(), true, false)?)
 }
 
+/// Prefix of a frozen backbone's tensors in saved models and checkpoints.
+pub const FROZEN: &str = "frozen.";
+
 /// The trained parameters: the image network (under "tower") and one vector per user
 /// ("theta"), in one VarStore.
 pub struct Net {
@@ -125,6 +128,12 @@ impl Net {
             return Ok(Tensor::zeros([0, self.tower.out_dim()], (Kind::Float, device)));
         }
         Ok(Tensor::f_cat(&parts, 0)?)
+    }
+
+    /// The tower's frozen backbone (outside `vs`), named under [`FROZEN`]: saved with the
+    /// model and in checkpoints, so neither needs the encoder or weights file again.
+    pub fn frozen_state(&self) -> Vec<(String, Tensor)> {
+        self.tower.frozen_state().into_iter().map(|(n, t)| (format!("{FROZEN}{n}"), t)).collect()
     }
 
     /// Trainable variables by name, sorted (a stable order for the optimiser state).
@@ -327,6 +336,7 @@ impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep {
         if let Some(slot) = &self.snapshot {
             let mut state = self.net.vs.variables().into_iter().collect::<Vec<_>>();
             state.extend(self.adam.state());
+            state.extend(self.net.frozen_state());
             state.push(("item_embeddings".into(), e.shallow_clone()));
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = state;
         }

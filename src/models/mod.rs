@@ -109,6 +109,17 @@ pub trait Recommender: Send {
 
     /// Where the parameters live ("cpu", "cuda:0"); "" before fit.
     fn device(&self) -> String;
+
+    /// Build on a trained autoencoder's encoder (DVBPR's tower="cae") instead of training
+    /// one in fit; checked and copied at once.
+    fn set_encoder(&mut self, _encoder: &cae::Autoencoder) -> Result<()> {
+        Err(Error::invalid(format!("the {} model takes no encoder", self.kind())))
+    }
+
+    /// Losses of a model pretrained inside the last fit (DVBPR's autoencoder); usually none.
+    fn pretrain_history(&self) -> &[EpochLog] {
+        &[]
+    }
 }
 
 /// A new, unfitted model of registry name `kind` from its JSON configuration.

@@ -81,7 +81,7 @@ fn observer<'a>(callback: &'a Option<PyObject>, pending: &'a mut Option<PyErr>) 
     }
 }
 
-fn history_dicts<'py>(py: Python<'py>, history: &[EpochLog]) -> PyResult<Vec<Bound<'py, PyDict>>> {
+pub(crate) fn history_dicts<'py>(py: Python<'py>, history: &[EpochLog]) -> PyResult<Vec<Bound<'py, PyDict>>> {
     history
         .iter()
         .map(|h| {

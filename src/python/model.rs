@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tch::Tensor;
 
+use super::cae::{history_dicts, PyConvAutoencoder};
 use super::interactions::{ids_to_py, index_of, PyInteractions};
 use super::side::{PyFeatureTable, PySideInfo};
 use super::{guarded, metric_options};
@@ -201,6 +202,22 @@ impl PyModel {
             return Err(e);
         }
         Ok(report?.stopped)
+    }
+
+    /// Build on the trained encoder of `encoder` (a `_core.ConvAutoencoder`): DVBPR's
+    /// tower="cae". Checked (tower, image size, fitted) and copied now.
+    fn set_encoder(&self, encoder: PyRef<'_, PyConvAutoencoder>) -> PyResult<()> {
+        let cae = encoder.lock()?;
+        let mut guard = self.write()?;
+        // A copy of the encoder's few tensors: quick, so the GIL is kept.
+        guarded(|| guard.0.set_encoder(&cae))?;
+        Ok(())
+    }
+
+    /// The losses of the autoencoder DVBPR pretrained in its last fit (tower="cae" without
+    /// an encoder): a list of {"epoch", "loss", "seconds"}; empty for other models.
+    fn pretrain_history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        history_dicts(py, self.read()?.0.pretrain_history())
     }
 
     /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds", "val_..."}.

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .._progress import EpochCallback
     from ..images import ImageBank
     from ..interactions import Interactions
+    from .cae import ConvAutoencoder
 
 
 class DVBPR(Recommender):
@@ -37,13 +38,34 @@ class DVBPR(Recommender):
     holds the network and those embeddings: a loaded one scores without the images and
     embeds new ones with :meth:`embed_images`.
 
+    Towers on a pretrained backbone (frozen in a store of its own, run without gradients,
+    followed by a trained head to ``k``: dropout, linear to ``head["hidden"]``, ReLU,
+    dropout, linear; ``hidden=0`` for one linear layer):
+
+    * ``tower="cae"``: the encoder of a convolutional autoencoder. ``encoder=`` a fitted
+      :class:`~fashionrec.ConvAutoencoder` (trained at ``image_size``) is used as it is;
+      without it, ``fit`` first pretrains one on every image of the bank (``latent``,
+      ``cae_channels``, ``cae_depth``; ``pretrain_epochs`` at ``pretrain_lr``, batches of
+      ``batch_size`` images; its losses in ``pretrain_history_``).
+    * ``tower="inception_v3"``: Inception v3 with the ImageNet weights of the safetensors file
+      ``weights`` (write it once with :func:`fashionrec.io.convert_inception_weights` from
+      torchvision's; nothing is ever downloaded). The bank stays uint8: the network
+      normalises its input as the weights expect. ``image_size`` at least 75 (299 is its
+      own). ``train_backbone=True`` fine-tunes the backbone with the head (its conv weights
+      under ``lambda_cnn``; batch norm in training mode).
+
+    ``lambda_fc`` weighs the head's weights (CNN-F: its fc weights) and ``lambda_cnn`` the
+    trained conv weights (CNN-F's; a fine-tuned Inception's). A saved model holds the frozen
+    backbone too, so :func:`fashionrec.load` scores and :meth:`embed_images` embeds new
+    photos without the encoder or the weights file.
+
     On CUDA the bank is copied to the GPU once when it fits (each batch is gathered and
     normalised there, with no per-step host work or synchronisation), else it is gathered on
     the host into pinned memory per batch; bf16 and channels-last are on by default there.
 
     Args:
         k: dimension of ``theta_u`` and ``phi(image)``.
-        tower: the image network: ``"cnnf"``.
+        tower: the image network: ``"cnnf"``, ``"cae"`` or ``"inception_v3"`` (above).
         image_size: side of the square images (the bank must hold this size).
         epochs: passes over the training interactions (one triple per interaction).
         lr: Adam's learning rate.
@@ -63,6 +85,18 @@ class DVBPR(Recommender):
         resident_images: ``"auto"`` (the bank goes to the GPU when it fits), ``"device"``,
             ``"host"``.
         embed_batch: images per batch when embedding every item.
+        encoder: tower="cae": a fitted :class:`~fashionrec.ConvAutoencoder` whose encoder is
+            frozen under the head (its shape replaces ``latent``, ``cae_channels`` and
+            ``cae_depth``); None: one is pretrained in ``fit``.
+        head: towers "cae" and "inception_v3": ``{"hidden": int, "dropout": float}``, either
+            key optional; None: ``hidden=512`` for "cae", 0 for "inception_v3", dropout 0.5.
+        latent, cae_channels, cae_depth: tower="cae": shape of the autoencoder pretrained in
+            ``fit`` (code size, first convolution's channels, stride-2 convolutions).
+        pretrain_epochs, pretrain_lr: tower="cae" without ``encoder``: its pretraining.
+        weights: tower="inception_v3": path of the safetensors ImageNet weights (required;
+            read by ``fit`` only).
+        train_backbone: tower="inception_v3": fine-tune the backbone instead of freezing it.
+        transform_input: tower="inception_v3": torchvision's flag (True for its ImageNet weights).
     """
 
     kind = "dvbpr"
@@ -70,7 +104,7 @@ class DVBPR(Recommender):
     def __init__(
         self,
         k: int = 50,
-        tower: Literal["cnnf"] = "cnnf",
+        tower: Literal["cnnf", "cae", "inception_v3"] = "cnnf",
         image_size: int = 224,
         epochs: int = 20,
         lr: float = 1e-4,
@@ -88,6 +122,17 @@ class DVBPR(Recommender):
         bf16: bool | None = None,
         resident_images: Literal["auto", "device", "host"] = "auto",
         embed_batch: int = 256,
+        *,
+        encoder: ConvAutoencoder | None = None,
+        head: dict[str, Any] | None = None,
+        latent: int = 128,
+        cae_channels: int = 32,
+        cae_depth: int = 4,
+        pretrain_epochs: int = 10,
+        pretrain_lr: float = 1e-3,
+        weights: str | os.PathLike | None = None,
+        train_backbone: bool = False,
+        transform_input: bool = True,
     ):
         super().__init__(
             k=k,
@@ -109,7 +154,32 @@ class DVBPR(Recommender):
             bf16=bf16,
             resident_images=resident_images,
             embed_batch=embed_batch,
+            head=None if head is None else dict(head),
+            latent=latent,
+            cae_channels=cae_channels,
+            cae_depth=cae_depth,
+            pretrain_epochs=pretrain_epochs,
+            pretrain_lr=pretrain_lr,
+            weights=None if weights is None else os.fspath(weights),
+            train_backbone=train_backbone,
+            transform_input=transform_input,
         )
+        self._encoder = None
+        if encoder is not None:
+            self._set_encoder(encoder)  # checked now: a wrong encoder fails here, not in fit
+            self._encoder = encoder
+
+    def _set_encoder(self, encoder: Any) -> None:
+        """Give the core model the encoder's weights; its shape goes into the parameters, so
+        get_params() and a saved model describe the tower."""
+        from .cae import ConvAutoencoder
+
+        if not isinstance(encoder, ConvAutoencoder):
+            raise TypeError(f"encoder must be a fitted fashionrec.ConvAutoencoder, not {type(encoder).__name__}")
+        self._core.set_encoder(encoder._core)
+        config = json.loads(self._core.config_json())
+        for key in ("latent", "cae_channels", "cae_depth"):
+            self._params[key] = config[key]
 
     def fit(
         self,
@@ -141,10 +211,18 @@ class DVBPR(Recommender):
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         self._core = _core.Model(self.kind, json.dumps(params))
+        encoder = getattr(self, "_encoder", None)
+        if encoder is not None:  # copied again: it may have been refitted since
+            self._set_encoder(encoder)
         super().fit(
             train, validation=validation, metrics=metrics, progress=progress, callback=callback, images=images, **side
         )
         return self
+
+    def _after_fit(self) -> None:
+        super()._after_fit()
+        hist = self._core.pretrain_history()
+        self.pretrain_history_ = {key: [h[key] for h in hist] for key in ("epoch", "loss", "seconds")}
 
     def item_embeddings(self) -> np.ndarray:
         """``phi(image)`` of every catalogue item, float32 ``(n_items, k)`` in ``item_ids`` order."""
