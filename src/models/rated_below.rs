@@ -101,6 +101,10 @@ impl<M: TwoTower> BatchStep<RatedBelow<'_>> for RatedBelowStep<M> {
     fn end_epoch(&mut self, epoch: usize) -> Result<()> {
         BatchStep::<TripleSampler<'_>>::end_epoch(&mut self.0, epoch)
     }
+
+    fn intra_op_threads(&self) -> Option<i32> {
+        BatchStep::<TripleSampler<'_>>::intra_op_threads(&self.0)
+    }
 }
 
 #[cfg(test)]

@@ -394,6 +394,10 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
         Ok(v)
     }
 
+    fn intra_op_threads(&self) -> Option<i32> {
+        (self.p.device == Device::Cpu).then_some(1)
+    }
+
     /// With item-average users, the user table becomes the averages (for validation and
     /// scoring).
     fn end_epoch(&mut self, _epoch: usize) -> Result<()> {

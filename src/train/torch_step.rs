@@ -284,4 +284,8 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
         self.loss = zero(self.device);
         Ok(v)
     }
+
+    fn intra_op_threads(&self) -> Option<i32> {
+        (self.device == Device::Cpu).then_some(1)
+    }
 }
