@@ -190,15 +190,64 @@ impl LazyAdam {
         LazyAdam { m: like.zeros_like(), v: like.zeros_like() }
     }
 
-    /// Adam update of rows `rows` of `w` with their gradient `g`, at global step `t` (1-based).
-    fn update(&mut self, w: &Tensor, rows: &Tensor, g: &Tensor, lr: f64, t: i64) -> Result<()> {
+    /// Adam update of the distinct rows `rows` of `w` with their gradient `g` (one row of
+    /// `g` per entry of `rows`), at global step `t` (1-based).
+    fn update(&mut self, w: &Tensor, rows: &[i64], g: &Tensor, lr: f64, t: i64) -> Result<()> {
+        let step = lr * (1.0 - BETA2.powi(t as i32)).sqrt() / (1.0 - BETA1.powi(t as i32));
+        if w.device() == Device::Cpu {
+            return self.update_cpu(w, rows, g, step);
+        }
+        self.update_tensors(w, &Tensor::from_slice(rows).f_to_device(w.device())?, g, step)
+    }
+
+    /// The update in tensor ops, on any device.
+    fn update_tensors(&mut self, w: &Tensor, rows: &Tensor, g: &Tensor, step: f64) -> Result<()> {
         let m = self.m.f_index_select(0, rows)? * BETA1 + g * (1.0 - BETA1);
         let v = self.v.f_index_select(0, rows)? * BETA2 + g.square() * (1.0 - BETA2);
         let _ = self.m.f_index_copy_(0, rows, &m)?;
         let _ = self.v.f_index_copy_(0, rows, &v)?;
-        let step = lr * (1.0 - BETA2.powi(t as i32)).sqrt() / (1.0 - BETA1.powi(t as i32));
         let delta = m / (v.sqrt() + EPS) * (-step);
-        let _ = w.shallow_clone().f_index_add_(0, rows, &delta)?;
+        // `rows` are distinct, so a copy of the moved rows is the add (index_add_ on the CPU
+        // dispatches a small op per row).
+        let moved = w.f_index_select(0, rows)? + delta;
+        let _ = w.shallow_clone().f_index_copy_(0, rows, &moved)?;
+        Ok(())
+    }
+
+    /// The same update as one pass over the rows' memory: on the CPU the tensor version is
+    /// about ten small ops per step whose per-element index kernels dominated the epoch.
+    fn update_cpu(&mut self, w: &Tensor, rows: &[i64], g: &Tensor, step: f64) -> Result<()> {
+        let g = g.f_contiguous()?;
+        let n = w.size().first().copied().unwrap_or(0);
+        let d = if n > 0 { (w.numel() as i64 / n) as usize } else { 0 };
+        if g.numel() != rows.len() * d || self.m.numel() != w.numel() || self.v.numel() != w.numel() {
+            return Err(Error::state("lazy Adam: gradient and parameter shapes disagree"));
+        }
+        if let Some(&bad) = rows.iter().find(|&&r| r < 0 || r >= n) {
+            return Err(Error::state(format!("lazy Adam: row {bad} out of range for {n} rows")));
+        }
+        let len = w.numel();
+        // SAFETY: contiguous f32 CPU tensors checked by cpu_f32_ptr, of `len` elements (g:
+        // rows * d); no other reference to their memory is used while these slices live (the
+        // step owns the parameters between batches).
+        let (w, m, v, g) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(crate::tensors::cpu_f32_ptr(w, "lazy Adam")?, len),
+                std::slice::from_raw_parts_mut(crate::tensors::cpu_f32_ptr(&self.m, "lazy Adam")?, len),
+                std::slice::from_raw_parts_mut(crate::tensors::cpu_f32_ptr(&self.v, "lazy Adam")?, len),
+                std::slice::from_raw_parts(crate::tensors::cpu_f32_ptr(&g, "lazy Adam")? as *const f32, rows.len() * d),
+            )
+        };
+        let (b1, b2, eps, step) = (BETA1 as f32, BETA2 as f32, EPS as f32, step as f32);
+        for (k, &r) in rows.iter().enumerate() {
+            let at = r as usize * d;
+            let (w, m, v, g) = (&mut w[at..at + d], &mut m[at..at + d], &mut v[at..at + d], &g[k * d..(k + 1) * d]);
+            for j in 0..d {
+                m[j] = m[j] * b1 + g[j] * (1.0 - b1);
+                v[j] = v[j] * b2 + g[j] * g[j] * (1.0 - b2);
+                w[j] -= step * m[j] / (v[j].sqrt() + eps);
+            }
+        }
         Ok(())
     }
 }
@@ -222,15 +271,24 @@ pub struct ItemAverage<'a> {
 impl ItemAverage<'_> {
     /// Every user's vector: the mean context row of the whole history (zero when empty).
     pub fn all_users(&self) -> Result<Tensor> {
-        let (users, items, _) = self.train.to_coo();
-        let dev = self.context.device();
-        let n = self.train.n_users();
-        let seg = Tensor::from_slice(&users.iter().map(|&u| u as i64).collect::<Vec<_>>()).f_to_device(dev)?;
-        let rows = Tensor::from_slice(&items.iter().map(|&i| i as i64).collect::<Vec<_>>()).f_to_device(dev)?;
-        let scale: Vec<f32> = (0..n).map(|u| 1.0 / self.train.user_items(u).len().max(1) as f32).collect();
-        let sum = Tensor::f_zeros([n as i64, self.context.size()[1]], (Kind::Float, dev))?.f_index_add(0, &seg, &self.context.f_index_select(0, &rows)?)?;
-        Ok(sum * Tensor::from_slice(&scale).f_to_device(dev)?.f_unsqueeze(1)?)
+        let (mut items, mut offsets) = (Vec::with_capacity(self.train.nnz()), Vec::with_capacity(self.train.n_users()));
+        for u in 0..self.train.n_users() {
+            offsets.push(items.len() as i64);
+            items.extend(self.train.user_items(u).iter().map(|&i| i as i64));
+        }
+        mean_bags(&self.context, &items, &offsets)
     }
+}
+
+/// The mean of `table`'s rows `items[offsets[b]..offsets[b + 1]]` for each bag b (zero for an
+/// empty bag), as one `embedding_bag` (a gather-reduce kernel, where an `index_add` runs a
+/// small op per row on the CPU).
+fn mean_bags(table: &Tensor, items: &[i64], offsets: &[i64]) -> Result<Tensor> {
+    let dev = table.device();
+    let t = |v: &[i64]| Tensor::from_slice(v).f_to_device(dev);
+    const MEAN: i64 = 1;
+    let (out, ..) = Tensor::f_embedding_bag::<Tensor>(table, &t(items)?, &t(offsets)?, false, MEAN, false, None, false)?;
+    Ok(out)
 }
 
 /// One training step's worth of state: parameters, moments, proposal, running loss.
@@ -260,20 +318,19 @@ impl<'a> SoftmaxStep<'a> {
 
     /// The batch's user vectors (B, d), the leaf holding the rows they come from and those
     /// rows' indices in the table the leaf updates (users, or context items).
-    fn users(&self, users: &[i64], pos: &[i64]) -> Result<(Tensor, Tensor, Tensor)> {
+    fn users(&self, users: &[i64], pos: &[i64]) -> Result<(Tensor, Tensor, Vec<i64>)> {
         let dev = self.p.device;
         let t = |v: &[i64]| Tensor::from_slice(v).to_device(dev);
         let leaf = |w: &Tensor, r: &Tensor| -> Result<Tensor> { Ok(w.f_index_select(0, r)?.detach().set_requires_grad(true)) };
         let Some(avg) = &self.average else {
             let (rows, inv) = unique_inverse(users);
-            let rows = t(&rows);
-            let w = leaf(&self.p.users, &rows)?;
+            let w = leaf(&self.p.users, &t(&rows))?;
             return Ok((w.f_index_select(0, &t(&inv))?, w, rows));
         };
-        // Each row's history without (one copy of) its positive, as (row, item) pairs.
-        let (mut seg, mut items, mut scale) = (Vec::new(), Vec::new(), Vec::with_capacity(users.len()));
-        for (r, (&u, &p)) in users.iter().zip(pos).enumerate() {
-            let start = items.len();
+        // Each row's history without (one copy of) its positive, as bags.
+        let (mut items, mut offsets) = (Vec::new(), Vec::with_capacity(users.len()));
+        for (&u, &p) in users.iter().zip(pos) {
+            offsets.push(items.len() as i64);
             let mut skipped = false;
             for &j in avg.train.user_items(u as usize) {
                 if !skipped && j as i64 == p {
@@ -281,16 +338,11 @@ impl<'a> SoftmaxStep<'a> {
                     continue;
                 }
                 items.push(j as i64);
-                seg.push(r as i64);
             }
-            scale.push(1.0 / (items.len() - start).max(1) as f32);
         }
         let (rows, inv) = unique_inverse(&items);
-        let rows = t(&rows);
-        let w = leaf(&avg.context, &rows)?;
-        let sum = Tensor::f_zeros([users.len() as i64, w.size()[1]], (Kind::Float, dev))?.f_index_add(0, &t(&seg), &w.f_index_select(0, &t(&inv))?)?;
-        let u = sum * Tensor::from_slice(&scale).to_device(dev).unsqueeze(1);
-        Ok((u, w, rows))
+        let w = leaf(&avg.context, &t(&rows))?;
+        Ok((mean_bags(&w, &inv, &offsets)?, w, rows))
     }
 
     /// Draw this batch's negatives from `rng`: N shared, or N per row.
@@ -311,9 +363,9 @@ impl<'a> SoftmaxStep<'a> {
         let dev = self.p.device;
         let n = self.cfg.n_negatives as i64;
         let items: Vec<i64> = pos.iter().chain(self.negs.iter()).copied().collect();
-        let (i_rows, i_inv) = unique_inverse(&items);
+        let (i_host, i_inv) = unique_inverse(&items);
         let t = |v: &[i64]| Tensor::from_slice(v).to_device(dev);
-        let (i_rows, i_inv) = (t(&i_rows), t(&i_inv));
+        let (i_rows, i_inv) = (t(&i_host), t(&i_inv));
         let leaf = |w: &Tensor, r: &Tensor| -> Result<Tensor> { Ok(w.f_index_select(0, r)?.detach().set_requires_grad(true)) };
         let (u, uw, u_rows) = self.users(users, pos)?; // (B, d)
         let iw = leaf(&self.p.items, &i_rows)?;
@@ -358,9 +410,9 @@ impl<'a> SoftmaxStep<'a> {
             if uw.size()[0] > 0 {
                 self.adam[0].update(&user_table, &u_rows, &uw.grad(), lr, self.t)?;
             }
-            self.adam[1].update(&self.p.items, &i_rows, &iw.grad(), lr, self.t)?;
+            self.adam[1].update(&self.p.items, &i_host, &iw.grad(), lr, self.t)?;
             if let Some(bw) = &bw {
-                self.adam[2].update(&self.p.item_bias, &i_rows, &bw.grad(), lr, self.t)?;
+                self.adam[2].update(&self.p.item_bias, &i_host, &bw.grad(), lr, self.t)?;
             }
             self.loss += data_loss.detach().to_kind(Kind::Double);
             Ok(())
@@ -603,7 +655,7 @@ mod tests {
         // Rows touched every step move exactly as under dense Adam; untouched rows do not move.
         let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
         let mut adam = LazyAdam::new(&w);
-        let rows = Tensor::from_slice(&[0i64]);
+        let rows = [0i64];
         let g = Tensor::from_slice(&[0.5f32, -1.0]).view([1, 2]);
         let (mut m, mut v, mut x) = ([0f64; 2], [0f64; 2], [1f64, 2.0]);
         for t in 1..=3 {
@@ -620,6 +672,15 @@ mod tests {
             assert!((w.double_value(&[0, k as i64]) - x[k]).abs() < 1e-4);
         }
         assert_eq!(w.double_value(&[1, 0]), 3.0);
+        // The tensor path (GPUs) moves rows as the CPU pass does.
+        let (a, b) = (Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([3, 2]), Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([3, 2]));
+        let (mut ca, mut cb) = (LazyAdam::new(&a), LazyAdam::new(&b));
+        let g2 = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.25]).view([2, 2]);
+        for _ in 0..3 {
+            ca.update_cpu(&a, &[2, 0], &g2, 0.1).unwrap();
+            cb.update_tensors(&b, &Tensor::from_slice(&[2i64, 0]), &g2, 0.1).unwrap();
+        }
+        assert!(a.allclose(&b, 1e-5, 1e-5, false), "{a} vs {b}");
     }
 
     #[test]
