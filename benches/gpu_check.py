@@ -16,8 +16,10 @@ MovieLens 100k u1 (positives rating >= 4, as benches/bpr_movielens.py) is read f
 (default ../shared/data/ml-100k or $FASHIONREC_ML100K); where it is absent the model checks run
 on the built-in synthetic data and say so.
 
-To add a section for a new model (e.g. DVBPR throughput; "dvbpr/towers" checks DVBPR's CAE and
-Inception v3 towers train on the device and save): write a function below
+Sections: device, bpr (uniform, warp), models/embedding (the triplet, hybrid and softmax models
+on the device against the CPU), images, dvbpr (towers: DVBPR's CAE and Inception v3 towers
+train on the device and save). To add a section for a new model (e.g. DVBPR throughput): write
+a function below
 
     @check("dvbpr", "throughput")
     def dvbpr_throughput(ctx):
@@ -187,6 +189,56 @@ def bpr_warp(ctx: Context) -> list[Row]:
         rows.append(("WARP vs uniform on the device, NDCG@10",
                      f"{warp['device']['ndcg@10']:.4f} vs {uniform['device']['ndcg@10']:.4f}", INFO))
         rows.append(("WARP / uniform fit time on the device", f"{warp['device_s'] / uniform['device_s']:.2f}x", INFO))
+    return rows
+
+
+def device_vs_cpu(ctx: Context, label: str, make, train, test, min_auc: float) -> list[Row]:
+    """A libtorch model fitted on the device and on the CPU, same seed: both learn (AUC above
+    `min_auc`) and agree within noise on the device (the update order differs)."""
+    kind = ctx.ratings()[0]
+    t = time.perf_counter()
+    dev = make(ctx.device if ctx.is_cuda else "cpu").fit(train, progress=False)
+    dev_s = time.perf_counter() - t
+    got = fr.evaluate(dev, test, train=train, metrics=METRICS)
+    rows = [(f"{label} trained on", dev.device, PASS if dev.device.startswith(ctx.device.split(":")[0]) else FAIL),
+            (f"{label} AUC", f"{got['auc']:.4f} (at least {min_auc})", PASS if got["auc"] >= min_auc else FAIL)]
+    if ctx.is_cuda:
+        t = time.perf_counter()
+        cpu = make("cpu").fit(train, progress=False)
+        cpu_s = time.perf_counter() - t
+        rows += compare_metrics(kind, label, fr.evaluate(cpu, test, train=train, metrics=METRICS), got)
+        rows.append((f"{label} fit s", f"{dev.device} {dev_s:.2f}, CPU {cpu_s:.2f}", INFO))
+    else:
+        rows.append((f"{label} fit s", f"{dev_s:.2f}", INFO))
+    with tempfile.TemporaryDirectory() as tmp:
+        dev.save(os.path.join(tmp, "m.safetensors"))
+        back = fr.load(os.path.join(tmp, "m.safetensors"), device="cpu")
+        users = train.user_ids[:5]
+        gap = float(np.abs(back.score(users) - dev.score(users)).max())
+    rows.append((f"{label} saved, loaded on the CPU: max |score diff|", f"{gap:.2g}", PASS if gap <= 1e-4 else FAIL))
+    return rows
+
+
+@check("models", "embedding")
+def embedding_models(ctx: Context) -> list[Row]:
+    """The libtorch-step models of the feature, triplet and softmax notebooks on the device:
+    TripletModel (dot + item bias), DeepTripletModel, HybridBPR with the full softmax from
+    log-popularity (id embeddings), SampledSoftmax with item-average users (its row-sparse
+    Adam in tensor ops: the CUDA path)."""
+    kind, train, test = ctx.ratings()
+    epochs = ctx.epochs or 10
+    floor = 0.85 if kind == "movielens" else 0.6
+    models = [
+        ("TripletModel dot+bias", lambda d: fr.TripletModel(similarity="dot", item_bias=True, margin=3.0, reg=0.03, lr=0.003,
+                                                            epochs=epochs, device=d, seed=0)),
+        ("DeepTripletModel", lambda d: fr.DeepTripletModel(epochs=epochs, device=d, seed=0)),
+        ("HybridBPR full softmax", lambda d: fr.HybridBPR(id_embeddings=True, loss="full_softmax", item_bias_init="log_popularity",
+                                                          epochs=min(epochs, 4), device=d, seed=0)),
+        ("SampledSoftmax item-average", lambda d: fr.SampledSoftmax(n_negatives=50, epochs=min(epochs, 5), device=d, seed=0)),
+    ]
+    rows: list[Row] = []
+    for label, make in models:
+        rows += device_vs_cpu(ctx, label, make, train, test, floor)
     return rows
 
 
