@@ -5,10 +5,11 @@ Throughput is images through the CNN per second: two images (positive, negative)
 
 * fashionrec: ``fr.DVBPR(...).fit(train, images=bank)`` on a bank of random images, timed
   by whole epochs of the fit (sampling, gathering from the bank, normalisation, forward,
-  backward, Adam: the pipeline included; also the end-of-epoch pass that embeds every item of
-  the catalogue, which the reference does not do: it is kept small, --items against
-  --users x --per-user triples). The first epoch is a warm-up; the figure is the median epoch
-  after it (``history_["seconds"]``); the whole fit call is reported too.
+  backward, Adam: the pipeline included. Without validation the catalogue is embedded once,
+  after the last epoch (in the whole fit call, not in the epochs); with validation at each end
+  of epoch). The first epoch is a warm-up; the figure is the median epoch after it
+  (``history_["seconds"]``); the whole fit call is reported too (it includes the embedding of
+  the --items catalogue, which the reference does not do).
 * PyTorch reference: the same Siamese CNN-F and loss written plainly in PyTorch, fed from a
   float tensor of images already normalised and resident on the device (the most favourable
   feed: no gathering cost from uint8, no decoding), random triples, Adam. Variants: eager

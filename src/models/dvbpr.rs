@@ -451,6 +451,8 @@ impl Recommender for Dvbpr {
         drop(ckpt);
         let n_batches = sampler.epoch_len().div_ceil(cfg.batch_size) as u64;
         step.epoch_offset = start;
+        // Without validation nothing reads the catalogue's embeddings before the fit ends.
+        step.embed_each_epoch = validation.is_some();
         let source = Offset { inner: &sampler, offset: start as u64 * n_batches, epoch_offset: start };
         let slot = step.embeddings.clone();
         let theta = step.net.theta.shallow_clone();

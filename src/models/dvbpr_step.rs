@@ -150,10 +150,10 @@ pub struct Adam {
     params: Vec<(String, Tensor)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
-    /// A buffer per parameter for the step's intermediates: allocated once, so a step makes
-    /// no parameter-sized temporaries (on the CPU each was a fresh mapping of tens of MB,
-    /// faulted in page by page: a fifth of the step's time at 64x64).
-    scratch: Vec<Tensor>,
+    /// A buffer per parameter for the tensor path's intermediates (GPUs), allocated at its
+    /// first use, so a step makes no parameter-sized temporaries. The CPU path needs none: it
+    /// is one fused pass over each parameter's memory.
+    scratch: Vec<Option<Tensor>>,
     pub t: i64,
     pub lr: f64,
 }
@@ -167,40 +167,39 @@ impl Adam {
         let zeros = |p: &Tensor| p.f_zeros_like();
         let m = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let v = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
-        let scratch = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let scratch = params.iter().map(|_| None).collect();
         Ok(Adam { params, m, v, scratch, t: 0, lr })
     }
 
-    pub fn zero_grad(&mut self) -> Result<()> {
-        for (_, p) in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.f_detach_()?.f_zero_()?;
-            }
-        }
-        Ok(())
+    /// Minimise `loss`: its gradients with respect to the parameters, computed without
+    /// accumulating into `.grad` (so no zeroing pass and no add into the old gradient: the
+    /// fresh gradient buffers are used as they come), then the Adam update.
+    pub fn minimise(&mut self, loss: &Tensor) -> Result<()> {
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::f_run_backward(&[loss], &params, false, false)?;
+        self.step(&grads)
     }
 
-    pub fn step(&mut self) -> Result<()> {
+    /// The Adam update with `grads[i]` the gradient of parameter i (undefined: no update).
+    pub fn step(&mut self, grads: &[Tensor]) -> Result<()> {
+        if grads.len() != self.params.len() {
+            return Err(Error::state(format!("Adam: {} gradients for {} parameters", grads.len(), self.params.len())));
+        }
         self.t += 1;
         let (bc1, bc2) = (1.0 - BETA1.powi(self.t as i32), 1.0 - BETA2.powi(self.t as i32));
         let _guard = tch::no_grad_guard();
-        for ((((_, p), m), v), tmp) in self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch) {
-            let g = p.grad();
+        for (((((_, p), m), v), tmp), g) in self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch).zip(grads) {
             if !g.defined() {
                 continue;
             }
-            // As torch.optim.Adam: m <- lerp(m, g, 1 - b1); v <- b2 v + (1 - b2) g^2;
-            // p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), the last line folded into
-            // one addcdiv with denominator sqrt(v) * c1 + c2.
-            let _ = m.f_lerp_(&g, 1.0 - BETA1)?;
-            let _ = g.f_mul_out(tmp, &g)?; // tmp <- g * g
-            let _ = v.f_mul_scalar_(BETA2)?.f_add_(&tmp.f_mul_scalar_(1.0 - BETA2)?)?;
-            let c1 = -bc1 / (self.lr * bc2.sqrt());
-            let c2 = -bc1 * EPS / self.lr;
-            let _ = v.f_sqrt_out(tmp)?;
-            let _ = tmp.f_mul_scalar_(c1)?.f_add_scalar_(c2)?;
-            let _ = p.shallow_clone().f_addcdiv_(m, tmp)?;
+            if p.device() == Device::Cpu && fused_cpu_step(p, m, v, g, self.lr, bc1, bc2)? {
+                continue;
+            }
+            let tmp = match tmp {
+                Some(t) => t,
+                None => tmp.insert(p.f_zeros_like()?),
+            };
+            tensor_step(p, m, v, tmp, g, self.lr, bc1, bc2)?;
         }
         Ok(())
     }
@@ -227,6 +226,59 @@ impl Adam {
     }
 }
 
+/// Adam's update of one parameter in tensor ops (any device), `tmp` a buffer like `p`. As
+/// torch.optim.Adam: m <- lerp(m, g, 1 - b1); v <- b2 v + (1 - b2) g^2;
+/// p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), the last line folded into one addcdiv
+/// with denominator sqrt(v) * c1 + c2.
+#[allow(clippy::too_many_arguments)]
+fn tensor_step(p: &Tensor, m: &mut Tensor, v: &mut Tensor, tmp: &mut Tensor, g: &Tensor, lr: f64, bc1: f64, bc2: f64) -> Result<()> {
+    let _ = m.f_lerp_(g, 1.0 - BETA1)?;
+    let _ = g.f_mul_out(tmp, g)?; // tmp <- g * g
+    let _ = v.f_mul_scalar_(BETA2)?.f_add_(&tmp.f_mul_scalar_(1.0 - BETA2)?)?;
+    let c1 = -bc1 / (lr * bc2.sqrt());
+    let c2 = -bc1 * EPS / lr;
+    let _ = v.f_sqrt_out(tmp)?;
+    let _ = tmp.f_mul_scalar_(c1)?.f_add_scalar_(c2)?;
+    let _ = p.shallow_clone().f_addcdiv_(m, tmp)?;
+    Ok(())
+}
+
+/// Adam's update of one CPU parameter as a single pass over its memory (the tensor version
+/// is eight passes over parameters of up to tens of MB, memory-bound on a CPU), in parallel
+/// chunks on the caller's rayon pool. False when a tensor is not a contiguous float32 one
+/// (the caller then takes the tensor path).
+fn fused_cpu_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, lr: f64, bc1: f64, bc2: f64) -> Result<bool> {
+    use rayon::prelude::*;
+    let g = g.f_contiguous()?;
+    let n = p.numel();
+    let all_f32 = [p, m, v, &g].iter().all(|t| t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n && t.device() == Device::Cpu);
+    if !all_f32 {
+        return Ok(false);
+    }
+    // SAFETY: four contiguous float32 CPU tensors of n elements (checked above); p, m and v are
+    // the optimiser's own and nothing else touches them during the step; g is read only.
+    let (w, m, v, g) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(p.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(m.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(v.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts(g.data_ptr() as *const f32, n),
+        )
+    };
+    let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
+    let (step, root_bc2) = ((lr / bc1) as f32, (bc2.sqrt()) as f32);
+    const CHUNK: usize = 1 << 16;
+    w.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|(((w, m), v), g)| {
+        for j in 0..w.len() {
+            let gj = g[j];
+            m[j] += (gj - m[j]) * (1.0 - b1);
+            v[j] = v[j] * b2 + gj * gj * (1.0 - b2);
+            w[j] -= step * m[j] / (v[j].sqrt() / root_bc2 + eps);
+        }
+    });
+    Ok(true)
+}
+
 /// Regularisation weights of the loss.
 #[derive(Debug, Clone, Copy)]
 pub struct Lambdas {
@@ -250,6 +302,9 @@ pub struct DvbprStep {
     loss: Tensor,
     /// phi of every item after the last finished epoch (eval mode), for validation.
     pub embeddings: Arc<Mutex<Option<Tensor>>>,
+    /// Embed the catalogue at each end of epoch (validation needs it); otherwise the fit
+    /// embeds it once, after the last epoch.
+    pub embed_each_epoch: bool,
     /// Filled at each epoch's end with (shallow handles on) the parameters, the optimiser
     /// state and the item embeddings, for a checkpoint written after validation.
     pub snapshot: Option<Arc<Mutex<Vec<(String, Tensor)>>>>,
@@ -270,6 +325,7 @@ impl DvbprStep {
             epoch_offset: 0,
             loss: Tensor::zeros([], (Kind::Double, device)),
             embeddings: Default::default(),
+            embed_each_epoch: true,
             snapshot: None,
         })
     }
@@ -323,9 +379,7 @@ impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep {
             return Ok(());
         }
         let (data, total) = self.losses(batch)?;
-        self.adam.zero_grad()?;
-        total.f_backward()?;
-        self.adam.step()?;
+        self.adam.minimise(&total)?;
         let _guard = tch::no_grad_guard();
         self.loss += data.detach().f_to_kind(Kind::Double)?;
         Ok(())
@@ -338,15 +392,20 @@ impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep {
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
-        let e = self.net.embed_all(&self.feed, self.n_items, self.embed_batch)?;
+        let e = match self.embed_each_epoch {
+            true => Some(self.net.embed_all(&self.feed, self.n_items, self.embed_batch)?),
+            false => None,
+        };
         if let Some(slot) = &self.snapshot {
             let mut state = self.net.vs.variables().into_iter().collect::<Vec<_>>();
             state.extend(self.adam.state());
             state.extend(self.net.frozen_state());
-            state.push(("item_embeddings".into(), e.shallow_clone()));
+            if let Some(e) = &e {
+                state.push(("item_embeddings".into(), e.shallow_clone()));
+            }
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = state;
         }
-        *self.embeddings.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        *self.embeddings.lock().unwrap_or_else(|p| p.into_inner()) = e;
         Ok(())
     }
 }
@@ -381,28 +440,36 @@ mod tests {
     #[test]
     fn adam_matches_libtorch() {
         let target = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0]);
-        let run = |ours: bool| {
+        // 0: ours (the fused CPU pass), 1: libtorch's, 2: ours in tensor ops (the GPU path).
+        let run = |how: u8| {
             let vs = nn::VarStore::new(Device::Cpu);
             let w = vs.root().var_copy("w", &Tensor::from_slice(&[0.3f32, 0.1, -0.2, 0.0]));
             let mut mine = Adam::new(vec![("w".into(), w.shallow_clone())], 0.05).unwrap();
             let mut theirs = nn::Adam::default().build(&vs, 0.05).unwrap();
-            for _ in 0..25 {
+            let (mut m, mut v, mut tmp) = (w.zeros_like(), w.zeros_like(), w.zeros_like());
+            for t in 1..=25 {
                 let loss = (&w - &target).square().sum(Kind::Float) + w.abs().sum(Kind::Float);
-                if ours {
-                    mine.zero_grad().unwrap();
-                    loss.backward();
-                    mine.step().unwrap();
-                } else {
-                    theirs.zero_grad();
-                    loss.backward();
-                    theirs.step();
+                match how {
+                    0 => mine.minimise(&loss).unwrap(),
+                    1 => {
+                        theirs.zero_grad();
+                        loss.backward();
+                        theirs.step();
+                    }
+                    _ => {
+                        let g = Tensor::run_backward(&[&loss], &[&w], false, false).pop().unwrap();
+                        let (bc1, bc2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+                        tch::no_grad(|| tensor_step(&w, &mut m, &mut v, &mut tmp, &g, 0.05, bc1, bc2)).unwrap();
+                    }
                 }
             }
             w.detach()
         };
-        let (a, b) = (run(true), run(false));
-        let err = (&a - &b).abs().max().double_value(&[]);
-        assert!(err < 1e-5, "{a} vs {b}");
+        let (a, b, c) = (run(0), run(1), run(2));
+        for other in [&b, &c] {
+            let err = (&a - other).abs().max().double_value(&[]);
+            assert!(err < 1e-5, "{a} vs {other}");
+        }
         assert!(!a.equal(&Tensor::from_slice(&[0.3f32, 0.1, -0.2, 0.0])));
     }
 
@@ -411,8 +478,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().var("w", &[3], nn::Init::Const(1.0));
         let mut a = Adam::new(vec![("w".into(), w.shallow_clone())], 0.1).unwrap();
-        w.square().sum(Kind::Float).backward();
-        a.step().unwrap();
+        a.minimise(&w.square().sum(Kind::Float)).unwrap();
         let state: std::collections::HashMap<String, Tensor> = a.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
         let mut b = Adam::new(vec![("w".into(), w.shallow_clone())], 0.1).unwrap();
         b.restore(&state).unwrap();
