@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod adam;
 pub mod rows;
 pub mod torch_step;
 

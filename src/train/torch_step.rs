@@ -95,10 +95,17 @@ pub struct StepConfig {
     pub log_q: Option<Tensor>,
 }
 
+/// SGD is libtorch's; Adam is the project's (one fused pass per parameter on the CPU,
+/// gradients without `.grad` accumulation: see `train::adam`), the same algorithm.
+enum Opt {
+    Sgd(nn::Optimizer),
+    Adam(super::adam::Adam),
+}
+
 pub struct TorchStep<M: TwoTower> {
     pub model: M,
     cfg: StepConfig,
-    opt: nn::Optimizer,
+    opt: Opt,
     device: Device,
     loss: Tensor,
 }
@@ -109,8 +116,12 @@ impl<M: TwoTower> TorchStep<M> {
     pub fn new(model: M, vs: &nn::VarStore, cfg: StepConfig) -> Result<Self> {
         let lr = (cfg.lr)(0);
         let opt = match cfg.optimizer {
-            Optimizer::Sgd => nn::Sgd::default().build(vs, lr)?,
-            Optimizer::Adam => nn::Adam::default().build(vs, lr)?,
+            Optimizer::Sgd => Opt::Sgd(nn::Sgd::default().build(vs, lr)?),
+            Optimizer::Adam => {
+                let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+                params.sort_by(|a, b| a.0.cmp(&b.0));
+                Opt::Adam(super::adam::Adam::new(params, lr)?)
+            }
         };
         let device = vs.device();
         let log_q = cfg.log_q.as_ref().map(|t| t.to_device(device));
@@ -262,7 +273,11 @@ fn zero(device: Device) -> Tensor {
 
 impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
-        self.opt.set_lr((self.cfg.lr)(epoch));
+        let lr = (self.cfg.lr)(epoch);
+        match &mut self.opt {
+            Opt::Sgd(o) => o.set_lr(lr),
+            Opt::Adam(a) => a.lr = lr,
+        }
         Ok(())
     }
 
@@ -271,9 +286,14 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
             return Ok(());
         }
         let (data, total) = self.losses(batch)?;
-        self.opt.zero_grad();
-        total.f_backward()?;
-        self.opt.step();
+        match &mut self.opt {
+            Opt::Sgd(o) => {
+                o.zero_grad();
+                total.f_backward()?;
+                o.step();
+            }
+            Opt::Adam(a) => a.minimise(&total)?,
+        }
         let acc = tch::no_grad(|| data.detach().f_to_kind(Kind::Double))?;
         self.loss = (&self.loss).f_add(&acc)?;
         Ok(())
