@@ -137,6 +137,17 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
 
 
+def write_pngs(folder: str, pixels: np.ndarray, prefix: str) -> list[str]:
+    """Each image of (n, h, w, 3) `pixels` as `folder/<prefix><k>.png`; the paths in order."""
+    paths = []
+    for k, image in enumerate(pixels):
+        path = os.path.join(folder, f"{prefix}{k}.png")
+        with open(path, "wb") as f:
+            f.write(png_bytes(image))
+        paths.append(path)
+    return paths
+
+
 # -- checks ----------------------------------------------------------------------------------
 
 
@@ -250,12 +261,7 @@ def bank_batch(ctx: Context) -> list[Row]:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for k in range(n):
-            p = os.path.join(tmp, f"{k}.png")
-            with open(p, "wb") as f:
-                f.write(png_bytes(pixels[k]))
-            paths.append(p)
+        paths = write_pngs(tmp, pixels, "")
         bank = fr.ImageBank.from_files(paths, size=size, progress=False)
         rows_wanted = rng.permutation(n)[: min(n, 256)]
         stored = np.array_equal(bank.array(), pixels)
@@ -290,12 +296,7 @@ def visual_catalogue(folder: str, n: int, size: int) -> tuple[fr.Interactions, f
     pixels = rng.integers(0, 128, size=(n, size, size, 3), dtype=np.uint8)
     pixels[: n // 2, ..., 0] += 127
     pixels[n // 2 :, ..., 2] += 127
-    paths = []
-    for k in range(n):
-        p = os.path.join(folder, f"{size}-{k}.png")
-        with open(p, "wb") as f:
-            f.write(png_bytes(pixels[k]))
-        paths.append(p)
+    paths = write_pngs(folder, pixels, f"{size}-")
     bank = fr.ImageBank.from_files(paths, size=size, ids=np.arange(n), progress=False)
     users, items = [], []
     for u in range(n // 2):

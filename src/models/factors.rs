@@ -5,10 +5,21 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::data::Interactions;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::sampling::rng::{stream_rng, streams};
 use crate::tensors::{from_f32, parse_device};
+
+/// Sets `bias` (one entry per item, on any device) to ln(1 + training count): the
+/// full-softmax optimum when the embeddings carry nothing, so a model starts from popularity.
+pub fn set_log_popularity(bias: &Tensor, train: &Interactions) -> Result<()> {
+    let counts: Vec<f32> = train.item_counts().iter().map(|&c| (c as f32 + 1.0).ln()).collect();
+    tch::no_grad(|| -> Result<()> {
+        bias.shallow_clone().f_copy_(&Tensor::from_slice(&counts).f_to_device(bias.device())?)?;
+        Ok(())
+    })
+}
 
 pub struct Factors {
     pub vs: nn::VarStore,

@@ -492,12 +492,7 @@ impl Recommender for HybridBpr {
         self.item_cache = None;
         let p = Params::new(&cfg, train.n_users(), train.n_items(), side, device)?;
         if let (Some(bias), "log_popularity") = (&p.bias, cfg.item_bias_init.as_str()) {
-            let counts: Vec<f32> = train.item_counts().iter().map(|&c| (c as f32 + 1.0).ln()).collect();
-            tch::no_grad(|| -> Result<()> {
-                let mut b = bias.shallow_clone();
-                b.f_copy_(&Tensor::from_slice(&counts).f_to_device(device)?)?;
-                Ok(())
-            })?;
+            super::factors::set_log_popularity(bias, train)?;
         }
         self.params = Some(p);
         self.ids = Some(train.ids().clone());

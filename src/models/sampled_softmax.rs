@@ -278,6 +278,14 @@ impl ItemAverage<'_> {
         }
         mean_bags(&self.context, &items, &offsets)
     }
+
+    /// Writes every user's vector into `users` (the table scoring and saving read).
+    fn write_users(&self, users: &Tensor) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            users.shallow_clone().f_copy_(&self.all_users()?)?;
+            Ok(())
+        })
+    }
 }
 
 /// The mean of `table`'s rows `items[offsets[b]..offsets[b + 1]]` for each bag b (zero for an
@@ -453,15 +461,10 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
     /// With item-average users, the user table becomes the averages (for validation and
     /// scoring).
     fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
-        if let Some(avg) = &self.average {
-            let all = tch::no_grad(|| avg.all_users())?;
-            tch::no_grad(|| -> Result<()> {
-                let mut users = self.p.users.shallow_clone();
-                users.f_copy_(&all)?;
-                Ok(())
-            })?;
+        match &self.average {
+            Some(avg) => avg.write_users(&self.p.users),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -469,8 +472,7 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
 pub fn initial_factors(train: &Interactions, cfg: &SampledSoftmaxConfig, device: Device) -> Result<Factors> {
     let f = Factors::random(train.n_users(), train.n_items(), cfg.dim, cfg.init_std, cfg.seed, device)?;
     if cfg.item_bias {
-        let counts: Vec<f32> = train.item_counts().iter().map(|&c| (c as f32 + 1.0).ln()).collect();
-        tch::no_grad(|| f.item_bias.shallow_clone().copy_(&Tensor::from_slice(&counts).to_device(device)));
+        super::factors::set_log_popularity(&f.item_bias, train)?;
     }
     Ok(f)
 }
@@ -532,7 +534,7 @@ impl Recommender for SampledSoftmax {
         if let Some(a) = &average {
             // Validation before the first end of epoch never happens, but scoring a model
             // fitted for 0 steps must not see the random user table.
-            tch::no_grad(|| -> Result<()> { params.users.shallow_clone().f_copy_(&a.all_users()?)?; Ok(()) })?;
+            a.write_users(&params.users)?;
         }
         let mut step = SoftmaxStep::new(params, &cfg, proposal, average);
         let mut validate = validator(train, validation, |u| params.score(u))?;

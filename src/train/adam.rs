@@ -119,14 +119,16 @@ fn fused_cpu_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, lr: f64, bc1: 
     if !all_f32 {
         return Ok(false);
     }
-    // SAFETY: four contiguous float32 CPU tensors of n elements (checked above); p, m and v are
-    // the optimiser's own and nothing else touches them during the step; g is read only.
+    use crate::tensors::cpu_f32_ptr;
+    // SAFETY: four contiguous float32 CPU tensors of n elements (checked above and by
+    // cpu_f32_ptr); p, m and v are the optimiser's own and nothing else touches them during the
+    // step; g is read only.
     let (w, m, v, g) = unsafe {
         (
-            std::slice::from_raw_parts_mut(p.data_ptr() as *mut f32, n),
-            std::slice::from_raw_parts_mut(m.data_ptr() as *mut f32, n),
-            std::slice::from_raw_parts_mut(v.data_ptr() as *mut f32, n),
-            std::slice::from_raw_parts(g.data_ptr() as *const f32, n),
+            std::slice::from_raw_parts_mut(cpu_f32_ptr(p, "Adam")?, n),
+            std::slice::from_raw_parts_mut(cpu_f32_ptr(m, "Adam")?, n),
+            std::slice::from_raw_parts_mut(cpu_f32_ptr(v, "Adam")?, n),
+            std::slice::from_raw_parts(cpu_f32_ptr(&g, "Adam")? as *const f32, n),
         )
     };
     let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
