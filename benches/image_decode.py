@@ -1,8 +1,9 @@
 """Decode + resize to 224x224: fashionrec's image bank vs Pillow and libjpeg-turbo, one table.
 
 Every contender runs in its own fresh Python process (a user builds a bank once per catalogue,
-in a fresh process: the first build is what they pay), ``--runs`` times; the table gives the
-range over runs. Two photo sets: the 224-px fashion-product JPEGs and the full-size H&M photos
+in a fresh process: the first build is what they pay), ``--runs`` rounds of one process per
+contender, in turn; the table gives the range over rounds, and each ratio is the median over
+rounds of the ratio within a round (a shared VM's speed drifts by 20-30% over minutes). Two photo sets: the 224-px fashion-product JPEGs and the full-size H&M photos
 (1028x1750, listed ``--hm-repeat`` times so a run lasts long enough to time). Contenders:
 
 * ``pil``: ``Image.open(p).convert("RGB").resize((224, 224), BILINEAR)`` per image, dropped;
@@ -133,6 +134,7 @@ def run_child(contender: str, name: str, workers: int, args) -> dict | None:
 
 
 def span(rates: list[float]) -> str:
+    rates = [r for r in rates if r == r]  # failed runs are NaN
     return f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-"
 
 
@@ -185,14 +187,18 @@ def main() -> int:
             Path(p).read_bytes()
         n = len(paths)
         for workers in sorted({1, cores}):
-            for c in contenders:
-                if c == "pil-kept" and workers > 1:
-                    continue
-                got = [r for r in (run_child(c, name, workers, args) for _ in range(args.runs)) if r]
-                rates = [n / r["s"] for r in got]
-                table.append((name, workers, c, rates))
-                if got and "warm" in got[0]:
-                    table.append((name, workers, c + ", warm", [n / r["warm"] for r in got]))
+            here = [c for c in contenders if not (c == "pil-kept" and workers > 1)]
+            # Round-robin: each round runs every contender once, so a drift in the machine's
+            # speed (a shared VM's) falls on all of them alike, and ratios are taken per round.
+            rates: dict[str, list[float]] = {}
+            for _ in range(args.runs):
+                for c in here:
+                    r = run_child(c, name, workers, args)
+                    rates.setdefault(c, []).append(n / r["s"] if r else float("nan"))
+                    if r and "warm" in r:
+                        rates.setdefault(c + ", warm", []).append(n / r["warm"])
+            for c, got in rates.items():
+                table.append((name, workers, c, got))
         table.append((name, 0, pixel_check(paths[: min(n, 100)]), []))
 
     print(f"\n{'set':<8}{'workers':>8}  {'contender':<26}{'images/s':>16}")
@@ -202,20 +208,24 @@ def main() -> int:
             continue
         print(f"{name:<8}{workers:>8}  {c:<26}{span(rates):>16}")
 
-    def best(name, workers, c):
+    def rates_of(name, workers, c):
         for s, w, cc, r in table:
-            if (s, w, cc) == (name, workers, c) and r:
-                return sorted(r)[len(r) // 2]
-        return float("nan")
+            if (s, w, cc) == (name, workers, c):
+                return np.asarray(r, dtype=float)
+        return np.full(args.runs, np.nan)
 
-    print("\nratios (medians):")
+    def paired(name, a, b, wa=1, wb=1):
+        """Median over rounds of a's rate / b's rate in the same round."""
+        return float(np.nanmedian(rates_of(name, wa, a) / rates_of(name, wb, b)))
+
+    print("\nratios (median over rounds of the ratio within a round):")
     for name in args.sets.split(","):
-        b1 = best(name, 1, "bank")
+        sj = f", / libjpeg-turbo scaled alone {paired(name, 'bank', 'simplejpeg-scaled'):.2f}x" if have_sj else ""
         print(
-            f"  {name}: bank / Pillow draft {b1 / best(name, 1, 'pil-draft'):.2f}x, "
-            f"/ Pillow kept {b1 / best(name, 1, 'pil-kept'):.2f}x, "
-            f"first build / warm {b1 / best(name, 1, 'bank, warm'):.2f}, "
-            f"scaling 1 -> {cores} workers {best(name, cores, 'bank') / b1:.2f}x"
+            f"  {name}: bank / Pillow draft {paired(name, 'bank', 'pil-draft'):.2f}x, "
+            f"/ Pillow kept {paired(name, 'bank', 'pil-kept'):.2f}x{sj}, "
+            f"first build / warm {paired(name, 'bank', 'bank, warm'):.2f}, "
+            f"scaling 1 -> {cores} workers {paired(name, 'bank', 'bank', cores, 1):.2f}x"
         )
     return 0
 
