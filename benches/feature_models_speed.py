@@ -100,12 +100,41 @@ def bench_triplets(folder: Path, n_users: int, epochs: int, seed_batches: int, f
         seed_total = seconds / done * batches_per_epoch * epochs
         note = "measured" if done >= batches_per_epoch * epochs else f"{done} batches timed, scaled to {batches_per_epoch * epochs}"
         print(f"| {name} | seed loop, PyTorch ({note}) | 64 | {seed_total:.1f} | 1.0x |", flush=True)
+        floor = dense_adam_floor(seed_model(), batches_per_epoch * epochs)
+        print(f"| {name} | dense Adam alone, torch fused=True, {torch.get_num_threads()} and 2 threads "
+              f"(the seed's optimiser: a lower bound for any loop at this batch) | 64 | "
+              f"{floor[0]:.1f} / {floor[1]:.1f} | {seed_total / floor[0]:.1f}x / {seed_total / floor[1]:.1f}x |", flush=True)
         for b in (64, 1024):
             model = ours(b)
             start = time.perf_counter()
             model.fit(train, progress=False)
             t = time.perf_counter() - start
             print(f"| {name} | fashionrec ({model.device}) | {b} | {t:.1f} | {seed_total / t:.1f}x |", flush=True)
+
+
+def dense_adam_floor(model: torch.nn.Module, steps: int) -> tuple[float, float]:
+    """Seconds for `steps` dense Adam updates of `model`'s parameters alone (random dense
+    gradients, no forward or backward), with torch's one-pass fused CPU Adam, on the current
+    thread count and on 2. The seed's Keras Adam updates every row every step (its moments
+    decay even where the gradient is zero), so any loop with that optimiser at batch 64 pays
+    at least this."""
+    params = list(model.parameters())
+    for q in params:
+        q.grad = torch.randn_like(q) * 1e-3
+    out = []
+    before = torch.get_num_threads()
+    for threads in (before, 2):
+        torch.set_num_threads(threads)
+        opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+        for _ in range(20):
+            opt.step()
+        timed = min(steps, 2000)
+        start = time.perf_counter()
+        for _ in range(timed):
+            opt.step()
+        out.append((time.perf_counter() - start) / timed * steps)
+    torch.set_num_threads(before)
+    return out[0], out[1]
 
 
 def main() -> None:

@@ -13,12 +13,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .models.base import Recommender
+    from .models.ensemble import Ensemble
 
 DEFAULT_METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "hitrate@10")
 
 
 def evaluate(
-    model: Recommender,
+    model: Recommender | Ensemble,
     test: Interactions,
     *,
     train: Interactions | None = None,
@@ -44,6 +45,7 @@ def evaluate(
       unobserved items (seeded by ``seed``);
     * ``precision@k``, ``recall@k``, ``ndcg@k`` (binary gains), ``map@k``, ``hitrate@k``.
 
+    ``model`` may be an :class:`~fashionrec.Ensemble` (its mean scores are evaluated).
     Returns the mean of each metric over the users with at least one positive (restricted to
     raw ids ``users`` if given), plus ``"users"``, their number. With ``per_user=True``:
     a DataFrame indexed by raw user id with one column per metric. Scoring, the block loop
@@ -52,6 +54,12 @@ def evaluate(
     for name, data in [("test", test), ("train", train), *(("exclude", x) for x in exclude)]:
         if data is not None and not isinstance(data, Interactions):
             raise TypeError(f"{name} must be an Interactions, not {type(data).__name__}")
+    from .models.ensemble import Ensemble, evaluate_ensemble
+
+    if isinstance(model, Ensemble):
+        options = dict(train=train, exclude=exclude, metrics=metrics, users=users, items=items,
+                       sampled_negatives=sampled_negatives, seed=seed, per_user=per_user, progress=progress)
+        return evaluate_ensemble(model, test, options)
     test = model._aligned(test, "test")
     excluded = [model._aligned(x, "train" if k == 0 and train is not None else "exclude")
                 for k, x in enumerate(([train] if train is not None else []) + list(exclude))]

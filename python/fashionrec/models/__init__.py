@@ -10,6 +10,7 @@ from .bpr import BPR
 from .cae import ConvAutoencoder
 from .compatibility import CompatibilityModel
 from .dvbpr import DVBPR
+from .ensemble import Ensemble
 from .hybrid import HybridBPR
 from .popularity import Popularity
 from .sampled_softmax import SampledSoftmax
@@ -42,6 +43,7 @@ __all__ = [
     "CompatibilityModel",
     "ConvAutoencoder",
     "DeepTripletModel",
+    "Ensemble",
     "HybridBPR",
     "Popularity",
     "Recommender",
