@@ -21,6 +21,11 @@ pub trait TwoTower: Send {
     /// Scores of each user against its items: `u` (B, d) and `i` (B, C, d) give (B, C).
     /// The default is the dot product; deep models (an MLP over both) override it.
     fn match_scores(&self, u: &Tensor, i: &Tensor) -> Result<Tensor> {
+        // A few items per user: multiply and sum (one vectorised pass, forward and backward);
+        // libtorch's batched matmul takes a per-element scalar loop for such tiny products.
+        if i.size().get(1).is_some_and(|&c| c <= 8) {
+            return Ok(i.f_mul(&u.f_unsqueeze(1)?)?.f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?);
+        }
         Ok(i.f_matmul(&u.f_unsqueeze(-1)?)?.f_squeeze_dim(-1)?)
     }
     /// An additive per-item score term (B, C) for the item indices (B, C), if the model has one.
