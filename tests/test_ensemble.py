@@ -69,6 +69,16 @@ def test_evaluate_uses_the_mean_scores(data, fitted):
     assert isinstance(per_user, pd.DataFrame) and len(per_user) == got["users"]
 
 
+def test_vector_spaces_and_plots_ask_for_one_member(fitted):
+    with pytest.raises(ValueError, match="no single vector space"):
+        fitted.item_vectors()
+    with pytest.raises(ValueError, match="no single vector space"):
+        fitted.similar_items(fitted.item_ids[0])
+    with pytest.raises(TypeError, match="one of the Ensemble's models"):
+        fr.plot.history(fitted)
+    assert len(fitted.history_) == 3 and all(len(h["loss"]) == 5 for h in fitted.history_)
+
+
 def test_save_and_load_give_the_same_scores(tmp_path, data, fitted):
     train, _ = data
     path = tmp_path / "ens"

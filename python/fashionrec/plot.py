@@ -181,6 +181,8 @@ def history(model: Recommender | Mapping[str, Sequence[float]], ax: Axes | Seque
 
     ``ax``: one Axes (the metrics then go on its twin axis, right) or two Axes (loss, metrics).
     """
+    if isinstance(getattr(model, "history_", None), list):
+        raise TypeError("plot.history draws one model's curves: pass one of the Ensemble's models (ensemble.models[k])")
     hist = model if isinstance(model, Mapping) else model.history_
     epochs = list(hist.get("epoch") or range(1, len(hist.get("loss", [])) + 1))
     if not epochs:

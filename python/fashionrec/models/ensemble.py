@@ -169,6 +169,18 @@ class Ensemble:
         raw = _raw_items(self.item_ids, items)
         return (raw[0], scores[0]) if single else (raw, scores)
 
+    def item_vectors(self) -> np.ndarray:
+        """Not defined: each member has its own latent space (use ``models[k].item_vectors()``)."""
+        raise ValueError("an Ensemble has no single vector space: use one member's, e.g. ensemble.models[0].item_vectors()")
+
+    def user_vectors(self) -> np.ndarray:
+        """Not defined: each member has its own latent space (use ``models[k].user_vectors()``)."""
+        raise ValueError("an Ensemble has no single vector space: use one member's, e.g. ensemble.models[0].user_vectors()")
+
+    def similar_items(self, items: Any, k: int = 10, *, as_frame: bool = False) -> Any:
+        """Not defined: item similarity is a member's (use ``models[k].similar_items``)."""
+        raise ValueError("an Ensemble has no single vector space: use one member's, e.g. ensemble.models[0].similar_items(...)")
+
     def _aligned(self, data: Interactions, what: str) -> Interactions:
         return self.models[0]._aligned(data, what)
 
