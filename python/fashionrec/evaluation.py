@@ -54,21 +54,17 @@ def evaluate(
     for name, data in [("test", test), ("train", train), *(("exclude", x) for x in exclude)]:
         if data is not None and not isinstance(data, Interactions):
             raise TypeError(f"{name} must be an Interactions, not {type(data).__name__}")
-    from .models.ensemble import Ensemble, evaluate_ensemble
-
-    if isinstance(model, Ensemble):
-        options = dict(train=train, exclude=exclude, metrics=metrics, users=users, items=items,
-                       sampled_negatives=sampled_negatives, seed=seed, per_user=per_user, progress=progress)
-        return evaluate_ensemble(model, test, options)
     test = model._aligned(test, "test")
     excluded = [model._aligned(x, "train" if k == 0 and train is not None else "exclude")
                 for k, x in enumerate(([train] if train is not None else []) + list(exclude))]
     names = _core.canonical_metrics(list(metrics))
     user_idx, candidates = _restrictions(test, users, items)
     bar = _bar(progress)
-    result = model._core.evaluate(
-        test._core, [x._core for x in excluded], names, user_idx, candidates, sampled_negatives, seed, bar
-    )
+    from .models.ensemble import Ensemble
+
+    args = (test._core, [x._core for x in excluded], names, user_idx, candidates, sampled_negatives, seed, bar)
+    # An ensemble has no core model: the same Rust loop runs over its mean scores.
+    result = _core.evaluate_scorer(model._score_indices, *args) if isinstance(model, Ensemble) else model._core.evaluate(*args)
     return _summarise(test, names, result, per_user, bar)
 
 

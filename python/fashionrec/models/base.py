@@ -190,17 +190,8 @@ class Recommender:
         slots hold item -1 (None for string ids) and score -inf. With ``as_frame=True``: a
         DataFrame with columns user, rank, item, score (missing slots left out).
         """
-        k = _check_k(k)
-        single = is_scalar(users)
-        idx = self._core.user_index(id_column(users, "users"), "users")
-        if exclude is not None:
-            exclude = self._aligned(exclude, "exclude")
         # Scoring and top-k selection run in Rust, block by block (the GIL released).
-        items, scores = self._core.recommend(idx, k, None if exclude is None else exclude._core)
-        if as_frame:
-            return self._frame(users, idx, items, scores, "user")
-        raw = _raw_items(self.item_ids, items)
-        return (raw[0], scores[0]) if single else (raw, scores)
+        return recommend_users(self, users, k, exclude, as_frame, self._core.user_index, self._core.recommend)
 
     def similar_items(
         self, items: Any, k: int = 10, *, as_frame: bool = False
@@ -315,7 +306,25 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
-def _raw_items(item_ids: np.ndarray, items: np.ndarray) -> np.ndarray:
+def recommend_users(model: Any, users: Any, k: Any, exclude: Interactions | None, as_frame: bool,
+                    user_index: Any, top_k: Any) -> Any:
+    """The body of ``recommend`` for any model-like ``model`` (its ``item_ids``, ``user_ids``,
+    ``_aligned``): raw user ids to indices by ``user_index(ids, what)``, the items picked by
+    ``top_k(indices, k, exclude_core)`` -> ``(items, scores)``, raw ids or a frame back."""
+    k = _check_k(k)
+    single = is_scalar(users)
+    idx = user_index(id_column(users, "users"), "users")
+    if exclude is not None:
+        exclude = model._aligned(exclude, "exclude")
+    items, scores = top_k(idx, k, None if exclude is None else exclude._core)
+    if as_frame:
+        return Recommender._frame(model, users, idx, items, scores, "user")
+    # The warning points at the caller of recommend: one frame further out than usual.
+    raw = _raw_items(model.item_ids, items, stacklevel=4)
+    return (raw[0], scores[0]) if single else (raw, scores)
+
+
+def _raw_items(item_ids: np.ndarray, items: np.ndarray, stacklevel: int = 3) -> np.ndarray:
     """Raw ids for item indices; -1 (no candidate) stays -1, or None for string ids."""
     raw = item_ids[np.maximum(items, 0)]
     missing = items < 0
@@ -324,5 +333,5 @@ def _raw_items(item_ids: np.ndarray, items: np.ndarray) -> np.ndarray:
             raw[missing] = None
         else:
             raw[missing] = -1
-            warnings.warn("fewer candidate items than k for some users: padded with -1", stacklevel=3)
+            warnings.warn("fewer candidate items than k for some users: padded with -1", stacklevel=stacklevel)
     return raw

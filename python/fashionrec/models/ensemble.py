@@ -14,14 +14,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from .. import _core
-from .._ids import id_column, is_scalar
 from ..interactions import Interactions
-from .base import Recommender, _check_k, _raw_items
+from .base import Recommender, recommend_users
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,25 +148,20 @@ class Ensemble:
         as_frame: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | pd.DataFrame:
         """Top-``k`` items of the mean scores, as :meth:`Recommender.recommend`."""
-        k = _check_k(k)
-        single = is_scalar(users)
-        first = self.models[0]
-        idx = first._core.user_index(id_column(users, "users"), "users")
-        if exclude is not None:
-            exclude = first._aligned(exclude, "exclude")
+        return recommend_users(self, users, k, exclude, as_frame, self.models[0]._core.user_index, self._top_k)
+
+    def _top_k(self, idx: np.ndarray, k: int, exclude: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of the mean scores, block by block (selection and exclusion in Rust), padded
+        to ``k`` with item -1 and score -inf as the models' own ``recommend``."""
         k_eff = min(k, self.n_items)
         items = np.full((len(idx), k), -1, np.int64)
         scores = np.full((len(idx), k), -np.inf, np.float32)
         for at in range(0, len(idx), _BLOCK):
             block = idx[at : at + _BLOCK]
-            # Top-k selection (and the exclusion) in Rust.
-            got, vals = _core.top_k_block(self._score_indices(block), block, k_eff, None if exclude is None else exclude._core)
+            got, vals = _core.top_k_block(self._score_indices(block), block, k_eff, exclude)
             items[at : at + len(block), :k_eff] = got
             scores[at : at + len(block), :k_eff] = vals
-        if as_frame:
-            return Recommender._frame(self, users, idx, items, scores, "user")  # type: ignore[arg-type]
-        raw = _raw_items(self.item_ids, items)
-        return (raw[0], scores[0]) if single else (raw, scores)
+        return items, scores
 
     def item_vectors(self) -> np.ndarray:
         """Not defined: each member has its own latent space (use ``models[k].item_vectors()``)."""
@@ -236,19 +230,6 @@ class Ensemble:
             if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
                 raise ValueError(f"{manifest}: member {k} is {name!r}, not a file name in the folder")
             models.append(load(path / name, device=device))
-        ensemble = cls(models)
-        ensemble._check_catalogue()
-        return ensemble
+        # Fitted members: the constructor checks they share one catalogue.
+        return cls(models)
 
-
-def evaluate_ensemble(ensemble: Ensemble, test: Interactions, kwargs: dict[str, Any]) -> Any:
-    """``fashionrec.evaluate`` for an ensemble: the same protocol over the mean scores."""
-    from ..evaluation import evaluate_scores
-
-    test = ensemble._aligned(test, "test")
-    train = kwargs.pop("train", None)
-    exclude: Sequence[Interactions] = list(kwargs.pop("exclude", ()))
-    if train is not None:
-        train = ensemble._aligned(train, "train")
-    exclude = [ensemble._aligned(x, "exclude") for x in exclude]
-    return evaluate_scores(ensemble._score_indices, test, train=train, exclude=exclude, **kwargs)
