@@ -23,7 +23,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / 
 
 #: The seed notebook's sizes and margin; epochs and learning rate set a priori (see --tune).
 TRIPLET = dict(factors=64, similarity="cosine", margin=1.0, epochs=30, lr=0.01, batch_size=1024)
-DEEP = dict(user_factors=32, item_factors=64, hidden=(128,), dropout=0.1, margin=1.0, epochs=30, lr=0.003, batch_size=1024)
+DEEP = dict(factors=64, user_factors=32, hidden=(128,), dropout=0.1, margin=1.0, epochs=30, lr=0.003, batch_size=1024)
 #: With a learnt item bias and the dot product (the bias carries item popularity, which BPR-MF
 #: has through its factors); chosen on the validation split by --tune (the grid below).
 TRIPLET_BIAS = dict(factors=64, similarity="dot", item_bias=True, margin=3.0, reg=0.03, epochs=55, lr=0.003, batch_size=1024)

@@ -33,7 +33,7 @@ fn fit(kind: &str, config: &str, train: &Interactions) -> Box<dyn Recommender> {
                 epochs += 1;
             }
             Control::Continue
-        })
+        }, &Default::default())
         .unwrap();
     assert_eq!(epochs, model.history().len());
     model
@@ -61,7 +61,7 @@ fn observer_can_stop_training() {
         .fit(&parts[0], &SideInfo::default(), None, &mut |e: &Event<'_>| match e {
             Event::EpochEnd(log) if log.epoch == 4 => Control::Stop,
             _ => Control::Continue,
-        })
+        }, &Default::default())
         .unwrap();
     assert!(report.stopped);
     assert_eq!(model.history().len(), 4);
@@ -79,7 +79,7 @@ fn validation_metrics_are_logged_every_epoch() {
         options: EvalOptions::default(),
     };
     let mut model = create("bpr", r#"{"factors": 16, "epochs": 5, "device": "cpu"}"#).unwrap();
-    model.fit(train, &SideInfo::default(), Some(&v), &mut |_: &Event<'_>| Control::Continue).unwrap();
+    model.fit(train, &SideInfo::default(), Some(&v), &mut |_: &Event<'_>| Control::Continue, &Default::default()).unwrap();
     let h = model.history();
     assert_eq!(h.len(), 5);
     let auc: Vec<f64> = h.iter().map(|l| l.metrics["val_auc"]).collect();

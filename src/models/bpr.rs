@@ -13,44 +13,36 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::core::{Common, FitCtx, ParamStore, Spec};
 use super::factors::{FactorHandles, Factors};
-use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, SideInfo, SideNeeds};
+use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{quote, Error, Result};
-use crate::metrics::Validation;
 use crate::sampling::{Choice, SamplerConfig, TripleBatch, TripleSampler};
-use crate::tensors::{cpu_f32_ptr, device_name, parse_device};
+use crate::tensors::{cpu_f32_ptr, parse_device};
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
-use crate::train::{fit_loop, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::{BatchStep, FitReport};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct BprConfig {
     /// Latent dimension.
     pub factors: usize,
-    /// Passes over the training interactions.
-    pub epochs: usize,
-    /// Learning rate (per sample for SGD).
-    pub lr: f64,
+    /// epochs, lr (per sample for SGD), batch_size (the libtorch backend's minibatch; the
+    /// native kernel's work unit), seed, threads (sampling and the native kernel), device.
+    #[serde(flatten)]
+    pub common: Common,
     /// Learning rate at the last epoch, as a fraction of `lr` (linear decay; 1 keeps it constant).
     pub lr_final: f64,
     /// L2 weight on the factors of the rows a sample touches.
     pub reg: f64,
     /// L2 weight on the item biases a sample touches.
     pub bias_reg: f64,
-    /// Triples per step (the libtorch backend's minibatch; the native kernel's work unit).
-    pub batch_size: usize,
     /// "sgd" or "adam".
     pub optimizer: String,
     /// Standard deviation of the initial factors.
     pub init_std: f64,
-    /// "auto", "cpu", "cuda" or "cuda:N".
-    pub device: String,
     /// "auto" (native on CPU with SGD, else torch), "native" or "torch".
     pub backend: String,
-    pub seed: u64,
-    /// CPU threads for sampling and the native kernel; 0 uses every core.
-    pub threads: usize,
     /// Which negatives to train on (see `crate::sampling::negatives`).
     pub sampler: SamplerConfig,
 }
@@ -60,18 +52,13 @@ impl Default for BprConfig {
         BprConfig {
             factors: 64,
             // Chosen on a validation split of MovieLens 100k u1.base (benches/tune_bpr_defaults.py).
-            epochs: 50,
-            lr: 0.1,
+            common: Common::new(50, 0.1, 4096),
             lr_final: 0.1,
             reg: 0.02,
             bias_reg: 0.01,
-            batch_size: 4096,
             optimizer: "sgd".into(),
             init_std: 0.1,
-            device: "auto".into(),
             backend: "auto".into(),
-            seed: 0,
-            threads: 0,
             // WARP's margin is on the score scale: 4 was chosen for these factors on a
             // validation split of u1.base (benches/tune_warp.py); LightFM's 1 is too hard a
             // margin for BPR's log loss (NDCG@10 0.180 against 0.235 there).
@@ -86,28 +73,24 @@ pub enum Backend {
     Torch,
 }
 
+/// Checks that each named value is finite, >= 0 (> 0 where `strictly`) and within f32 (what
+/// the kernels compute in: a finite f64 beyond it would become inf there).
+pub(crate) fn check_weights(values: &[(&str, f64, bool)]) -> Result<()> {
+    for &(name, v, strictly) in values {
+        if !v.is_finite() || v.abs() > f32::MAX as f64 || v < 0.0 || (strictly && v == 0.0) {
+            return Err(Error::invalid(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" })));
+        }
+    }
+    Ok(())
+}
+
 impl BprConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
         if self.factors == 0 {
             return bad("factors must be at least 1".into());
         }
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
-        }
-        crate::limits::check_threads("threads", self.threads)?;
-        crate::tensors::check_device_name(&self.device)?;
-        for (name, v, strictly) in [
-            ("lr", self.lr, true),
-            ("init_std", self.init_std, true),
-            ("reg", self.reg, false),
-            ("bias_reg", self.bias_reg, false),
-        ] {
-            // f32 is what the kernels compute in: a finite f64 beyond it would become inf there.
-            if !v.is_finite() || v.abs() > f32::MAX as f64 || v < 0.0 || (strictly && v == 0.0) {
-                return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
-            }
-        }
+        check_weights(&[("init_std", self.init_std, true), ("reg", self.reg, false), ("bias_reg", self.bias_reg, false)])?;
         if !(self.lr_final > 0.0 && self.lr_final <= 1.0) {
             return bad(format!("lr_final must be in (0, 1], got {}", self.lr_final));
         }
@@ -126,12 +109,12 @@ impl BprConfig {
 
     /// The backend and device this configuration trains on, here.
     pub fn resolve(&self) -> Result<(Backend, Device)> {
-        let device = parse_device(&self.device)?;
+        let device = parse_device(&self.common.device)?;
         let backend = match self.backend.as_str() {
             "native" if device != Device::Cpu => {
                 return Err(Error::invalid(format!(
                     "the native backend runs on the CPU, but device {:?} was asked for",
-                    self.device
+                    self.common.device
                 )))
             }
             "native" => Backend::Native,
@@ -144,145 +127,65 @@ impl BprConfig {
 
     /// Learning rate of 0-based `epoch`: linear from `lr` to `lr * lr_final`.
     fn lr_at(&self, epoch: usize) -> f64 {
-        let t = if self.epochs > 1 { epoch as f64 / (self.epochs - 1) as f64 } else { 0.0 };
-        self.lr * (1.0 - t * (1.0 - self.lr_final))
+        let epochs = self.common.epochs;
+        let t = if epochs > 1 { epoch as f64 / (epochs - 1) as f64 } else { 0.0 };
+        self.common.lr * (1.0 - t * (1.0 - self.lr_final))
     }
 }
 
-pub struct Bpr {
-    config: BprConfig,
-    params: Option<Factors>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-}
+/// BPR-MF: factors with an item bias (the matrix-factorisation layout every factor model shares).
+pub struct Bpr;
 
-impl Bpr {
-    pub fn new(config: BprConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Bpr { config, params: None, ids: None, history: Vec::new() })
+impl Spec for Bpr {
+    const KIND: &'static str = "bpr";
+    const NAME: &'static str = "BPR";
+    type Config = BprConfig;
+    type Params = Factors;
+
+    fn common(c: &BprConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    pub fn config(&self) -> &BprConfig {
-        &self.config
+    fn validate(c: &BprConfig) -> Result<()> {
+        c.validate()
     }
 
-    pub fn factors(&self) -> Option<&Factors> {
-        self.params.as_ref()
+    fn needs(c: &BprConfig) -> SideNeeds {
+        c.sampler.side_needs()
     }
 
-    fn fitted(&self) -> Result<&Factors> {
-        self.params.as_ref().ok_or_else(|| not_fitted("BPR"))
-    }
-}
-
-impl Recommender for Bpr {
-    fn kind(&self) -> &'static str {
-        "bpr"
+    fn build(c: &BprConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<Factors> {
+        c.resolve()?;
+        Factors::random(train.n_users(), train.n_items(), c.factors, c.init_std, c.common.seed, device)
     }
 
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
-    }
-
-    fn needs(&self) -> SideNeeds {
-        self.config.sampler.side_needs()
-    }
-
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "BPR", train, side)?;
-        let cfg = self.config.clone();
-        let (backend, device) = cfg.resolve()?;
-        let sampler = TripleSampler::with_config(train, 1, &cfg.sampler, side)?;
-        // The model is usable (and reports what it has) even if training stops early.
-        self.params = Some(Factors::random(train.n_users(), train.n_items(), cfg.factors, cfg.init_std, cfg.seed, device)?);
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
-        let params = self.params.as_ref().unwrap();
-        let loop_cfg =
-            LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let mut step: Box<dyn BatchStep<TripleSampler<'_>> + '_> = match backend {
-            Backend::Native => Box::new(NativeSgd::new(params, &cfg)?),
-            Backend::Torch => Box::new(torch_step(params, &cfg, train.n_items())?),
+    fn train(c: &BprConfig, p: &Factors, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
+        let mut step: Box<dyn BatchStep<TripleSampler<'_>> + '_> = match c.resolve()?.0 {
+            Backend::Native => Box::new(NativeSgd::new(p, c)?),
+            Backend::Torch => Box::new(torch_step(p, c, train.n_items())?),
         };
-        let mut validate = validator(train, validation, |u| params.score(u))?;
-        let report = fit_loop(step.as_mut(), &sampler, &loop_cfg, &mut validate, observer)?;
-        drop(validate);
-        drop(step);
-        self.history = report.history.clone();
-        Ok(report)
+        ctx.run(step.as_mut(), &sampler, &|u| p.score_block(&Tensor::from_slice(u).f_to_device(p.device())?))
     }
 
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
+    fn store(p: &Factors) -> &ParamStore {
+        &p.store
     }
 
-    fn history(&self) -> &[EpochLog] {
-        &self.history
+    fn restore(c: &BprConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {
+        Factors::from_state(state, shape, c.factors, device)
     }
 
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        self.fitted()?.score(users)
+    fn score_block(_: &BprConfig, p: &Factors, users: &Tensor) -> Result<Tensor> {
+        p.score_block(users)
     }
 
-    /// On a GPU the scores stay there: excluded items are masked and the top k selected on
-    /// the device, and only (users, k) comes back.
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
-        let f = self.fitted()?;
-        let n_items = f.n_items();
-        if f.device() == Device::Cpu {
-            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| f.score(b), &|s, b, k, ex| {
-                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
-            });
-        }
-        super::recommend_by_blocks(users, k, n_items, exclude, &|b| f.score_on_device(b), &super::device_top_k)
+    fn item_vectors(_: &BprConfig, p: &Factors) -> Result<Tensor> {
+        Ok(p.items.shallow_clone())
     }
 
-    fn item_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.items.detach().to_device(Device::Cpu))
-    }
-
-    fn user_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.users.detach().to_device(Device::Cpu))
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self.fitted()?.named())
-    }
-
-    fn restore(
-        &mut self,
-        state: &HashMap<String, Tensor>,
-        ids: IdMaps,
-        history: Vec<EpochLog>,
-        device: Option<&str>,
-    ) -> Result<()> {
-        let f = Factors::from_state(state, device.unwrap_or(&self.config.device))?;
-        if f.n_users() != ids.users.len() || f.n_items() != ids.items.len() || f.dim() != self.config.factors {
-            return Err(Error::state(format!(
-                "saved factors ({} users x {} items x {}) do not match the saved ids ({} x {}) and factors={}",
-                f.n_users(),
-                f.n_items(),
-                f.dim(),
-                ids.users.len(),
-                ids.items.len(),
-                self.config.factors
-            )));
-        }
-        self.params = Some(f);
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
-    }
-
-    fn device(&self) -> String {
-        self.params.as_ref().map(|p| device_name(p.device())).unwrap_or_default()
+    fn user_vectors(_: &BprConfig, p: &Factors) -> Result<Tensor> {
+        Ok(p.users.shallow_clone())
     }
 }
 
@@ -360,7 +263,7 @@ impl<'a> NativeSgd<'a> {
             bias: cpu_f32_ptr(&h.item_bias, "item bias")?,
             dim: p.dim(),
         };
-        Ok(NativeSgd { rows, cfg, lr: cfg.lr as f32, loss: 0.0, choice: cfg.sampler.choice(), n_items: p.n_items(), _params: h })
+        Ok(NativeSgd { rows, cfg, lr: cfg.common.lr as f32, loss: 0.0, choice: cfg.sampler.choice(), n_items: p.n_items(), _params: h })
     }
 }
 
@@ -655,7 +558,7 @@ fn torch_step(p: &Factors, cfg: &BprConfig, n_items: usize) -> Result<TorchStep<
         shared_negatives: false,
         log_q: None,
     };
-    TorchStep::new(MfTowers { p: p.handles(), reg: cfg.reg, bias_reg: cfg.bias_reg }, &p.vs, step_cfg)
+    TorchStep::new(MfTowers { p: p.handles(), reg: cfg.reg, bias_reg: cfg.bias_reg }, &p.store.vs, step_cfg)
 }
 
 #[cfg(test)]
@@ -695,15 +598,16 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        assert!(BprConfig { lr: -1.0, ..Default::default() }.validate().is_err());
+        let cfg = |json: &str| super::super::core::parse_config::<BprConfig>("bpr", json).unwrap();
+        assert!(super::super::core::Model::<Bpr>::new(cfg(r#"{"lr": -1.0}"#)).is_err());
         assert!(BprConfig { optimizer: "rmsprop".into(), ..Default::default() }.validate().is_err());
         let e = BprConfig { backend: "native".into(), optimizer: "adam".into(), ..Default::default() }.validate();
         assert!(e.unwrap_err().to_string().contains("SGD only"));
-        let c = BprConfig { device: "cpu".into(), ..Default::default() };
+        let c = cfg(r#"{"device": "cpu"}"#);
         assert_eq!(c.resolve().unwrap(), (Backend::Native, Device::Cpu));
-        let c = BprConfig { device: "cpu".into(), optimizer: "adam".into(), ..Default::default() };
+        let c = cfg(r#"{"device": "cpu", "optimizer": "adam"}"#);
         assert_eq!(c.resolve().unwrap().0, Backend::Torch);
-        let err = serde_json::from_str::<BprConfig>(r#"{"factorz": 3}"#).unwrap_err().to_string();
+        let err = super::super::core::parse_config::<BprConfig>("bpr", r#"{"factorz": 3}"#).unwrap_err().to_string();
         assert!(err.contains("factorz"), "{err}");
     }
 
@@ -712,7 +616,7 @@ mod tests {
         use crate::data::synthetic::{synthetic, SyntheticConfig};
         let data = synthetic(&SyntheticConfig { n_users: 60, n_items: 50, ..Default::default() }).unwrap();
         let sampler = TripleSampler::new(&data, 1).unwrap();
-        let cfg = BprConfig { factors: 8, device: "cpu".into(), ..Default::default() };
+        let cfg = BprConfig { factors: 8, ..Default::default() };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let run = |fused: bool| {
             let p = Factors::random(60, 50, 8, 0.1, 3, Device::Cpu).unwrap();
@@ -740,7 +644,7 @@ mod tests {
         let data = synthetic(&SyntheticConfig { n_users: 30, n_items: 40, ..Default::default() }).unwrap();
         let p = Factors::random(30, 40, 8, 0.1, 3, Device::Cpu).unwrap();
         let users: Vec<i64> = (0..30).collect();
-        let s = p.score(&users).unwrap();
+        let s = p.score_block(&Tensor::from_slice(&users)).unwrap();
         let cpu = crate::metrics::top_k_block(
             &crate::tensors::to_vec_f32(&s).unwrap(),
             40,
@@ -755,7 +659,7 @@ mod tests {
 
     #[test]
     fn lr_decays_linearly() {
-        let c = BprConfig { epochs: 5, lr: 1.0, lr_final: 0.2, ..Default::default() };
+        let c = BprConfig { common: Common::new(5, 1.0, 16), lr_final: 0.2, ..Default::default() };
         assert!((c.lr_at(0) - 1.0).abs() < 1e-12 && (c.lr_at(4) - 0.2).abs() < 1e-12);
     }
 }

@@ -163,10 +163,10 @@ impl Autoencoder {
         let opt = nn::Adam::default().build(&self.vs, self.cfg.lr)?;
         let loss = Tensor::zeros([], (Kind::Float, self.device));
         let mut step = CaeStep { net: fresh.net, opt, bank, device: self.device, loss };
-        let cfg = LoopConfig { epochs: self.cfg.epochs, batch_size: self.cfg.batch_size, seed: self.cfg.seed, threads: 0 };
+        let cfg = LoopConfig { epochs: self.cfg.epochs, batch_size: self.cfg.batch_size, seed: self.cfg.seed, ..Default::default() };
         let source = RowBatches::new(bank.len(), self.cfg.seed);
         let mut no_validation = || -> Result<BTreeMap<String, f64>> { Ok(BTreeMap::new()) };
-        let report = fit_loop(&mut step, &source, &cfg, &mut no_validation, observer);
+        let report = fit_loop(&mut step, &source, &cfg, &mut no_validation, &mut |_, _| Ok(()), observer);
         // The network comes back whatever happened; it is usable after a stop.
         self.net = step.net;
         let report = report?;

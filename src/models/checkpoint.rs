@@ -17,9 +17,29 @@ use crate::error::{Error, Result};
 use crate::train::EpochLog;
 
 const FORMAT: &str = "fashionrec";
-/// 2 adds the `checksum` metadata; version 1 files (no checksum) are still read.
-const FORMAT_VERSION: &str = "2";
-const READS_VERSIONS: &[&str] = &["1", "2"];
+/// 2 adds the `checksum` metadata; version 1 files (no checksum) are still read. 3 names
+/// configuration fields in the one vocabulary: older files are read through [`RENAMED`].
+const FORMAT_VERSION: &str = "3";
+const READS_VERSIONS: &[&str] = &["1", "2", "3"];
+/// Configuration keys renamed in format 3: (model kind, old name, new name).
+const RENAMED: &[(&str, &str, &str)] = &[("deep_triplet", "item_factors", "factors")];
+
+/// The configuration of a `kind` model saved in format `version`, in today's names.
+fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
+    if version == FORMAT_VERSION {
+        return Ok(config);
+    }
+    let mut value: serde_json::Value = serde_json::from_str(&config).map_err(|e| Error::state(format!("bad config metadata: {e}")))?;
+    if let Some(map) = value.as_object_mut() {
+        for &(k, old, new) in RENAMED.iter().filter(|r| r.0 == kind) {
+            if let Some(v) = map.remove(old) {
+                debug_assert_eq!(k, kind);
+                map.insert(new.to_string(), v);
+            }
+        }
+    }
+    Ok(value.to_string())
+}
 const IDS_PREFIX: &str = "__ids__.";
 /// Metadata key of the CRC-32 over the tensors and the other metadata (see [`checksum`]).
 const CHECKSUM: &str = "checksum";
@@ -195,7 +215,9 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
             )));
         }
     }
-    let mut model = create(&get("model")?, &get("config")?).map_err(|e| bad(e.to_string()))?;
+    let kind = get("model")?;
+    let config = migrate_config(&kind, &version, get("config")?).map_err(|e| bad(e.to_string()))?;
+    let mut model = create(&kind, &config).map_err(|e| bad(format!("format {version} model: {e}")))?;
     let history: Vec<EpochLog> =
         serde_json::from_str(&get("history")?).map_err(|e| bad(format!("bad history metadata: {e}")))?;
     let id_info: serde_json::Value =

@@ -15,17 +15,15 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, Need, SideInfo, SideNeeds};
+use super::core::{checked, Common, FitCtx, ParamStore, Spec};
+use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
 use crate::sampling::{SamplerConfig, TripleSampler};
-use crate::tensors::{device_name, parse_device};
 use crate::train::torch_step::{Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
-use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::FitReport;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct CompatibilityConfig {
     /// Dimension of the style space.
     pub style_dim: usize,
@@ -35,17 +33,12 @@ pub struct CompatibilityConfig {
     pub negatives: String,
     /// Negatives per positive pair.
     pub n_negatives: usize,
-    pub lr: f64,
-    pub epochs: usize,
-    /// Positive pairs per step (each with its negatives).
-    pub batch_size: usize,
+    /// epochs, lr, batch_size (positive pairs per step, each with its negatives), seed,
+    /// threads (sampling), device.
+    #[serde(flatten)]
+    pub common: Common,
     /// L2 weight on E1 and E2 (sum of squares), per pair.
     pub reg: f64,
-    /// "auto", "cpu", "cuda" or "cuda:N".
-    pub device: String,
-    pub seed: u64,
-    /// CPU threads for sampling; 0 uses every core.
-    pub threads: usize,
 }
 
 impl Default for CompatibilityConfig {
@@ -55,13 +48,8 @@ impl Default for CompatibilityConfig {
             distance: "euclidean".into(),
             negatives: "random".into(),
             n_negatives: 1,
-            lr: 1e-3,
-            epochs: 20,
-            batch_size: 256,
+            common: Common::new(20, 1e-3, 256),
             reg: 0.0,
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
         }
     }
 }
@@ -69,17 +57,12 @@ impl Default for CompatibilityConfig {
 impl CompatibilityConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("style_dim", self.style_dim), ("n_negatives", self.n_negatives), ("batch_size", self.batch_size)] {
+        for (name, v) in [("style_dim", self.style_dim), ("n_negatives", self.n_negatives)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
         }
-        if !self.lr.is_finite() || self.lr <= 0.0 {
-            return bad(format!("lr must be a finite number > 0, got {}", self.lr));
-        }
-        if !self.reg.is_finite() || self.reg < 0.0 {
-            return bad(format!("reg must be a finite number >= 0, got {}", self.reg));
-        }
+        super::bpr::check_weights(&[("reg", self.reg, false)])?;
         if !["euclidean", "inner"].contains(&self.distance.as_str()) {
             return bad(format!("distance must be 'euclidean' or 'inner', not {:?}", self.distance));
         }
@@ -90,9 +73,8 @@ impl CompatibilityConfig {
     }
 }
 
-/// The two style projections and the offset c, under one `VarStore`.
+/// The two style projections and the offset c (variables of the model's store).
 pub struct StyleNet {
-    pub vs: nn::VarStore,
     pub e1: nn::Linear,
     pub e2: nn::Linear,
     pub c: Tensor,
@@ -104,21 +86,19 @@ pub const E2: &str = "e2.weight";
 pub const OFFSET: &str = "c";
 
 impl StyleNet {
-    /// E1, E2 ~ N(0, 1/feature_dim) (seeded), c = 0.
-    pub fn new(feature_dim: usize, style_dim: usize, euclidean: bool, seed: u64, device: Device) -> Result<Self> {
+    /// E1, E2 ~ N(0, 1/feature_dim) (seeded), c = 0, under `root`.
+    pub fn new(root: &nn::Path, feature_dim: usize, style_dim: usize, euclidean: bool, seed: u64) -> Result<Self> {
         if feature_dim == 0 {
             return Err(Error::invalid("item_features must have at least one column"));
         }
         tch::manual_seed(seed as i64);
-        let vs = nn::VarStore::new(device);
-        let root = vs.root();
         let init = nn::Init::Randn { mean: 0.0, stdev: 1.0 / (feature_dim as f64).sqrt() };
         let cfg = nn::LinearConfig { ws_init: init, bs_init: None, bias: false };
         let (d, k) = (feature_dim as i64, style_dim as i64);
-        let e1 = nn::linear(&root / "e1", d, k, cfg);
-        let e2 = nn::linear(&root / "e2", d, k, cfg);
+        let e1 = nn::linear(root / "e1", d, k, cfg);
+        let e2 = nn::linear(root / "e2", d, k, cfg);
         let c = root.zeros(OFFSET, &[]);
-        Ok(StyleNet { vs, e1, e2, c, euclidean })
+        Ok(StyleNet { e1, e2, c, euclidean })
     }
 
     /// Logits of pairs whose projected features are `a` = E1 x_i (P, k) and `b` = E2 x_j
@@ -179,50 +159,21 @@ impl TwoTower for Towers {
     }
 }
 
-/// Style embeddings of every item, kept after fit so a loaded model scores without features.
-struct Fitted {
+/// The style net in its store, with the style embeddings of every item (E1 x, E2 x) and the
+/// categories (when fit had them) as buffers, so a loaded model scores without features.
+pub struct CompatParams {
+    store: ParamStore,
     net: StyleNet,
-    /// E1 x and E2 x, (n_items, style_dim), on the device.
-    query: Tensor,
-    partner: Tensor,
-    /// Category code per item (-1: none), when fit had categories.
-    categories: Option<Tensor>,
+    /// Item features on the device (during fit; a restored model has none).
+    features: Option<Tensor>,
 }
 
-impl Fitted {
-    fn score(&self, queries: &[i64]) -> Result<Tensor> {
-        let n = self.query.size()[0];
-        if let Some(&bad) = queries.iter().find(|&&q| q < 0 || q >= n) {
-            return Err(Error::invalid(format!("item index {bad} out of range for {n} items")));
-        }
-        tch::no_grad(|| {
-            let idx = Tensor::from_slice(queries).f_to_device(self.query.device())?;
-            let a = self.query.f_index_select(0, &idx)?;
-            Ok(self.net.all_logits(&a, &self.partner).f_to_device(Device::Cpu)?.f_contiguous()?)
-        })
-    }
-}
-
-pub struct Compatibility {
-    config: CompatibilityConfig,
-    fitted: Option<Fitted>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-}
-
-impl Compatibility {
-    pub fn new(config: CompatibilityConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Compatibility { config, fitted: None, ids: None, history: Vec::new() })
-    }
-
-    fn fitted(&self) -> Result<&Fitted> {
-        self.fitted.as_ref().ok_or_else(|| not_fitted("CompatibilityModel"))
-    }
-
-    fn sampler(&self) -> SamplerConfig {
-        let kind = if self.config.negatives == "category" { "category" } else { "uniform" };
-        SamplerConfig { kind: kind.into(), ..Default::default() }
+impl CompatParams {
+    /// A StyleNet sharing the parameters (the step takes one, scoring keeps this one).
+    fn net_view(&self) -> StyleNet {
+        let n = &self.net;
+        let lin = |l: &nn::Linear| nn::Linear { ws: l.ws.shallow_clone(), bs: None };
+        StyleNet { e1: lin(&n.e1), e2: lin(&n.e2), c: n.c.shallow_clone(), euclidean: n.euclidean }
     }
 }
 
@@ -239,31 +190,46 @@ fn check_item_pairs(train: &Interactions) -> Result<()> {
     Ok(())
 }
 
-impl Recommender for Compatibility {
-    fn kind(&self) -> &'static str {
-        "compatibility"
+/// CompatibilityModel: item pairs as (query, partner) interactions.
+pub struct Compatibility;
+
+impl Compatibility {
+    fn sampler(c: &CompatibilityConfig) -> SamplerConfig {
+        let kind = if c.negatives == "category" { "category" } else { "uniform" };
+        SamplerConfig { kind: kind.into(), ..Default::default() }
     }
 
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
+    fn params(c: &CompatibilityConfig, device: Device, feature_dim: usize, n_items: usize) -> Result<CompatParams> {
+        let mut store = ParamStore::new(device);
+        let net = StyleNet::new(&store.vs.root(), feature_dim, c.style_dim, c.distance == "euclidean", c.common.seed)?;
+        let zeros = || Tensor::f_zeros([n_items as i64, c.style_dim as i64], (Kind::Float, device));
+        store.set_buffer(STYLE_QUERY, zeros()?);
+        store.set_buffer(STYLE_PARTNER, zeros()?);
+        Ok(CompatParams { store, net, features: None })
+    }
+}
+
+impl Spec for Compatibility {
+    const KIND: &'static str = "compatibility";
+    const NAME: &'static str = "CompatibilityModel";
+    type Config = CompatibilityConfig;
+    type Params = CompatParams;
+
+    fn common(c: &CompatibilityConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    fn needs(&self) -> SideNeeds {
-        let categories = if self.config.negatives == "category" { Need::Required } else { Need::Optional };
+    fn validate(c: &CompatibilityConfig) -> Result<()> {
+        c.validate()
+    }
+
+    fn needs(c: &CompatibilityConfig) -> SideNeeds {
+        let categories = if c.negatives == "category" { Need::Required } else { Need::Optional };
         SideNeeds { item_features: Need::Required, categories, ..Default::default() }
     }
 
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "CompatibilityModel", train, side)?;
+    fn build(c: &CompatibilityConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<CompatParams> {
         check_item_pairs(train)?;
-        let cfg = self.config.clone();
-        let device = parse_device(&cfg.device)?;
         let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("CompatibilityModel needs item_features="))?;
         let dense = table.continuous.as_ref().ok_or_else(|| {
             Error::invalid("item_features must be numeric (a float array, ImageFeatures or numeric columns)")
@@ -271,12 +237,18 @@ impl Recommender for Compatibility {
         if !dense.data.iter().all(|x| x.is_finite()) {
             return Err(Error::invalid("item_features contain NaN or infinite values"));
         }
-        let features = dense.to_tensor().f_to_device(device)?;
-        let sampler = TripleSampler::with_config(train, cfg.n_negatives, &self.sampler(), side)?;
-        let net = StyleNet::new(dense.cols, cfg.style_dim, cfg.distance == "euclidean", cfg.seed, device)?;
-        self.fitted = None;
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
+        let mut p = Self::params(c, device, dense.cols, train.n_items())?;
+        p.features = Some(dense.to_tensor().f_to_device(device)?);
+        if let Some(cats) = &side.categories {
+            p.store.set_buffer(CATEGORIES, Tensor::from_slice(cats.as_slice()));
+        }
+        Ok(p)
+    }
+
+    fn train(c: &CompatibilityConfig, p: &CompatParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let features = p.features.as_ref().ok_or_else(|| Error::state("no item features"))?;
+        let sampler = TripleSampler::with_config(train, c.n_negatives, &Self::sampler(c), side)?;
+        let net = &p.net;
         let towers = Towers {
             e1: net.e1.ws.shallow_clone(),
             e2: net.e2.ws.shallow_clone(),
@@ -284,7 +256,7 @@ impl Recommender for Compatibility {
             features: features.shallow_clone(),
             euclidean: net.euclidean,
         };
-        let lr = cfg.lr;
+        let lr = c.common.lr;
         let step_cfg = StepConfig {
             loss: Loss::Bce,
             reduction: Reduction::Mean,
@@ -295,98 +267,52 @@ impl Recommender for Compatibility {
             shared_negatives: false,
             log_q: None,
         };
-        let mut step = TorchStep::new(towers, &net.vs, step_cfg)?;
-        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let score = |q: &[i64]| -> Result<Tensor> {
-            let (a, b) = net.embed(&features);
-            let fitted = Fitted { net: net_view(&net)?, query: a, partner: b, categories: None };
-            fitted.score(q)
-        };
-        let mut validate = validator(train, validation, score)?;
-        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer);
-        drop(validate);
-        drop(step);
-        let (query, partner) = net.embed(&features);
-        let categories = side.categories.as_ref().map(|c| Tensor::from_slice(c.as_slice()));
-        self.fitted = Some(Fitted { net, query, partner, categories });
-        let report = report?;
-        self.history = report.history.clone();
-        Ok(report)
+        let mut step = TorchStep::new(towers, &p.store.vs, step_cfg)?;
+        let view = p.net_view();
+        ctx.run(&mut step, &sampler, &|q| {
+            let (a, b) = view.embed(features);
+            let idx = Tensor::from_slice(q).f_to_device(a.device())?;
+            Ok(tch::no_grad(|| view.all_logits(&a.index_select(0, &idx), &b)))
+        })
     }
 
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
-    }
-
-    fn history(&self) -> &[EpochLog] {
-        &self.history
-    }
-
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        self.fitted()?.score(users)
-    }
-
-    fn item_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.query.f_to_device(Device::Cpu)?)
-    }
-
-    fn user_vectors(&self) -> Result<Tensor> {
-        self.item_vectors()
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let f = self.fitted()?;
-        let mut out = vec![
-            (E1.to_string(), f.net.e1.ws.shallow_clone()),
-            (E2.to_string(), f.net.e2.ws.shallow_clone()),
-            (OFFSET.to_string(), f.net.c.shallow_clone()),
-            (STYLE_QUERY.to_string(), f.query.shallow_clone()),
-            (STYLE_PARTNER.to_string(), f.partner.shallow_clone()),
-        ];
-        if let Some(c) = &f.categories {
-            out.push((CATEGORIES.to_string(), c.shallow_clone()));
-        }
-        Ok(out)
-    }
-
-    fn restore(
-        &mut self,
-        state: &HashMap<String, Tensor>,
-        ids: IdMaps,
-        history: Vec<EpochLog>,
-        device: Option<&str>,
-    ) -> Result<()> {
-        let device = parse_device(device.unwrap_or(&self.config.device))?;
-        let get = |name: &str| {
-            state.get(name).ok_or_else(|| Error::state(format!("saved CompatibilityModel has no tensor '{name}'")))
-        };
-        let (e1, e2, c, q, p) = (get(E1)?, get(E2)?, get(OFFSET)?, get(STYLE_QUERY)?, get(STYLE_PARTNER)?);
-        let k = self.config.style_dim as i64;
-        let n = ids.items.len() as i64;
-        let (s1, s2) = (e1.size(), e2.size());
-        if s1.len() != 2 || s1[0] != k || s1 != s2 || q.size() != [n, k] || p.size() != [n, k] || c.numel() != 1 {
-            return Err(Error::state(format!(
-                "saved CompatibilityModel tensors do not fit style_dim={k} and {n} items: e1 {s1:?}, e2 {s2:?}, style {:?}",
-                q.size()
-            )));
-        }
-        let net = StyleNet::new(s1[1] as usize, k as usize, self.config.distance == "euclidean", self.config.seed, device)?;
-        tch::no_grad(|| -> Result<()> {
-            net.e1.ws.shallow_clone().f_copy_(e1)?;
-            net.e2.ws.shallow_clone().f_copy_(e2)?;
-            net.c.shallow_clone().f_copy_(&c.f_reshape([])?)?;
-            Ok(())
-        })?;
-        let categories = state.get(CATEGORIES).map(|t| t.shallow_clone());
-        let to = |t: &Tensor| t.f_to_kind(Kind::Float)?.f_to_device(device);
-        self.fitted = Some(Fitted { net, query: to(q)?, partner: to(p)?, categories });
-        self.ids = Some(ids);
-        self.history = history;
+    /// The style embeddings of every item, for scoring.
+    fn finish(_: &CompatibilityConfig, p: &mut CompatParams, _: &Interactions, _: &SideInfo) -> Result<()> {
+        let features = p.features.take().ok_or_else(|| Error::state("no item features"))?;
+        let (query, partner) = p.net.embed(&features);
+        p.store.set_buffer(STYLE_QUERY, query);
+        p.store.set_buffer(STYLE_PARTNER, partner);
         Ok(())
     }
 
-    fn device(&self) -> String {
-        self.fitted.as_ref().map(|f| device_name(f.query.device())).unwrap_or_default()
+    fn store(p: &CompatParams) -> &ParamStore {
+        &p.store
+    }
+
+    fn restore(c: &CompatibilityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<CompatParams> {
+        let e1 = checked(state, E1, &[], Kind::Float)?;
+        if e1.size().len() != 2 || e1.size()[0] != c.style_dim as i64 {
+            return Err(Error::state(format!("saved CompatibilityModel e1 has shape {:?}, not (style_dim={}, features)", e1.size(), c.style_dim)));
+        }
+        let mut p = Self::params(c, device, e1.size()[1] as usize, n_items)?;
+        if state.contains_key(CATEGORIES) {
+            p.store.set_buffer(CATEGORIES, checked(state, CATEGORIES, &[n_items as i64], Kind::Int64)?.f_to_kind(Kind::Int64)?);
+        }
+        p.store.load(state)?;
+        Ok(p)
+    }
+
+    fn score_block(_: &CompatibilityConfig, p: &CompatParams, queries: &Tensor) -> Result<Tensor> {
+        let a = p.store.buffer(STYLE_QUERY)?.f_index_select(0, queries)?;
+        Ok(p.net.all_logits(&a, p.store.buffer(STYLE_PARTNER)?))
+    }
+
+    fn item_vectors(_: &CompatibilityConfig, p: &CompatParams) -> Result<Tensor> {
+        Ok(p.store.buffer(STYLE_QUERY)?.shallow_clone())
+    }
+
+    fn user_vectors(_: &CompatibilityConfig, p: &CompatParams) -> Result<Tensor> {
+        Ok(p.store.buffer(STYLE_QUERY)?.shallow_clone())
     }
 }
 
@@ -394,21 +320,14 @@ pub const STYLE_QUERY: &str = "style_query";
 pub const STYLE_PARTNER: &str = "style_partner";
 pub const CATEGORIES: &str = "categories";
 
-/// A StyleNet sharing `net`'s parameters (for scoring during fit, while the step holds it).
-fn net_view(net: &StyleNet) -> Result<StyleNet> {
-    let vs = nn::VarStore::new(net.vs.device());
-    let e1 = nn::Linear { ws: net.e1.ws.shallow_clone(), bs: None };
-    let e2 = nn::Linear { ws: net.e2.ws.shallow_clone(), bs: None };
-    Ok(StyleNet { vs, e1, e2, c: net.c.shallow_clone(), euclidean: net.euclidean })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn all_logits_match_pairwise_logits() {
-        let net = StyleNet::new(6, 3, true, 1, Device::Cpu).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = StyleNet::new(&vs.root(), 6, 3, true, 1).unwrap();
         let x = Tensor::randn([5, 6], (Kind::Float, Device::Cpu));
         let (a, b) = net.embed(&x);
         let all = net.all_logits(&a, &b);
@@ -418,7 +337,7 @@ mod tests {
             let d: f64 = (&a.get(i) - &b.get(j)).square().sum(Kind::Float).double_value(&[]);
             assert!((one - (0.0 - d)).abs() < 1e-4, "c starts at 0");
         }
-        let inner = StyleNet::new(6, 3, false, 1, Device::Cpu).unwrap();
+        let inner = StyleNet::new(&(vs.root() / "inner"), 6, 3, false, 1).unwrap();
         let (a, b) = inner.embed(&x);
         let all = inner.all_logits(&a, &b);
         let dot = (a.get(1) * b.get(3)).sum(Kind::Float).double_value(&[]);
@@ -430,7 +349,7 @@ mod tests {
         assert!(CompatibilityConfig { distance: "cosine".into(), ..Default::default() }.validate().is_err());
         assert!(CompatibilityConfig { negatives: "hard".into(), ..Default::default() }.validate().is_err());
         assert!(CompatibilityConfig { style_dim: 0, ..Default::default() }.validate().is_err());
-        let err = serde_json::from_str::<CompatibilityConfig>(r#"{"styledim": 3}"#).unwrap_err().to_string();
+        let err = crate::models::create("compatibility", r#"{"styledim": 3}"#).err().unwrap().to_string();
         assert!(err.contains("styledim"));
     }
 
@@ -462,9 +381,9 @@ mod tests {
             item_features: Some(Arc::new(FeatureTable::dense(DenseMatrix::new(n, 4, feats, vec![]).unwrap()))),
             ..Default::default()
         };
-        let cfg = CompatibilityConfig { epochs: 60, lr: 0.05, batch_size: 32, device: "cpu".into(), threads: 1, ..Default::default() };
-        let mut m = Compatibility::new(cfg).unwrap();
-        m.fit(&pairs, &side, None, &mut |_| Control::Continue).unwrap();
+        let json = r#"{"epochs": 60, "lr": 0.05, "batch_size": 32, "device": "cpu", "threads": 1}"#;
+        let mut m = crate::models::create("compatibility", json).unwrap();
+        m.fit(&pairs, &side, None, &mut |_| crate::train::Control::Continue, &Default::default()).unwrap();
         let s = m.score(&[0, 30]).unwrap();
         // Item 0 (group A) scores group A above group B on average, and item 30 the reverse.
         let mean = |r: i64, lo: i64, hi: i64| s.get(r).narrow(0, lo, hi - lo).mean(Kind::Float).double_value(&[]);

@@ -384,8 +384,14 @@ impl Recommender for Dvbpr {
         side: &SideInfo,
         validation: Option<&Validation<'_>>,
         observer: &mut dyn FnMut(&Event<'_>) -> Control,
+        options: &super::FitOptions,
     ) -> Result<FitReport> {
         check_side(self, "DVBPR", train, side)?;
+        // fit(checkpoint_dir=, resume=) as every model takes them, or the configuration's.
+        if let Some(dir) = &options.checkpoint_dir {
+            self.config.checkpoint_dir = Some(dir.display().to_string());
+            self.config.resume = options.resume;
+        }
         let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR needs images="))?;
         let cfg = self.config.clone();
         let spec = images.bank.spec();
@@ -486,9 +492,9 @@ impl Recommender for Dvbpr {
                 }
             }
         };
-        let loop_cfg = LoopConfig { epochs: cfg.epochs.saturating_sub(start), batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
+        let loop_cfg = LoopConfig { epochs: cfg.epochs.saturating_sub(start), batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads, start_epoch: 0 };
         let result = if loop_cfg.epochs > 0 {
-            fit_loop(&mut step, &source, &loop_cfg, &mut *validate, &mut wrapped)
+            fit_loop(&mut step, &source, &loop_cfg, &mut *validate, &mut |_, _| Ok(()), &mut wrapped)
         } else {
             Ok(FitReport::default())
         };
@@ -585,13 +591,35 @@ impl Recommender for Dvbpr {
         self.fitted.as_ref().map(|f| device_name(f.net.vs.device())).unwrap_or_default()
     }
 
-    fn pretrain_history(&self) -> &[EpochLog] {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl super::Registered for Dvbpr {
+    const KIND: &'static str = "dvbpr";
+    fn from_json(json: &str) -> Result<Self> {
+        Dvbpr::new(super::core::parse_config(Self::KIND, json)?)
+    }
+    fn default_json() -> String {
+        super::core::config_json(&DvbprConfig::default())
+    }
+}
+
+/// DVBPR's own methods (reached from Python by a downcast of the model).
+impl Dvbpr {
+    /// Losses of the autoencoder pretrained inside the last fit (tower="cae", no encoder).
+    pub fn pretrain_history(&self) -> &[EpochLog] {
         &self.pretrain_history
     }
 
     /// tower="cae": build on `encoder`'s trained encoder (copied now, to the CPU) instead of
     /// pretraining one in fit; the configuration takes its shape (latent, channels, depth).
-    fn set_encoder(&mut self, encoder: &Autoencoder) -> Result<()> {
+    pub fn set_encoder(&mut self, encoder: &Autoencoder) -> Result<()> {
         if self.config.tower != "cae" {
             return Err(Error::invalid(format!(
                 "encoder= is for tower='cae' (a trained fr.ConvAutoencoder); this DVBPR has tower={:?}",
@@ -763,7 +791,7 @@ mod tests {
 
     fn fit(cfg: DvbprConfig, train: &Interactions, side: &SideInfo) -> Dvbpr {
         let mut m = Dvbpr::new(cfg).unwrap();
-        m.fit(train, side, None, &mut |_| Control::Continue).unwrap();
+        m.fit(train, side, None, &mut |_| Control::Continue, &Default::default()).unwrap();
         m
     }
 
@@ -787,7 +815,7 @@ mod tests {
         assert_eq!(resumed.history()[..2], part.history()[..]);
         // Other settings do not resume from that checkpoint.
         let mut other = Dvbpr::new(DvbprConfig { lr: 5e-4, ..config(3, Some(&ck), true) }).unwrap();
-        let e = other.fit(&train, &side, None, &mut |_| Control::Continue).unwrap_err().to_string();
+        let e = other.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("other settings"), "{e}");
         // Saved and loaded: same scores, without the images.
         let path = dir.path().join("m.safetensors");
@@ -811,7 +839,7 @@ mod tests {
         let mut m = Dvbpr::new(DvbprConfig { tower: "cae".into(), ..config(2, None, false) }).unwrap();
         m.set_encoder(&cae).unwrap();
         assert_eq!((m.config.latent, m.config.cae_channels, m.config.cae_depth), (6, 4, 3), "the encoder's shape");
-        m.fit(&train, &side, None, &mut |_| Control::Continue).unwrap();
+        m.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap();
         assert!(m.pretrain_history().is_empty(), "given, not pretrained");
         // Trained: the head and the user vectors only; the encoder is saved unchanged.
         let trained: Vec<String> = m.fitted().unwrap().net.trainable().into_iter().map(|(n, _)| n).collect();
@@ -827,7 +855,7 @@ mod tests {
 
         // Without an encoder, fit pretrains one on the bank.
         let mut p = Dvbpr::new(DvbprConfig { tower: "cae".into(), latent: 5, cae_channels: 4, cae_depth: 2, pretrain_epochs: 2, ..config(1, None, false) }).unwrap();
-        p.fit(&train, &side, None, &mut |_| Control::Continue).unwrap();
+        p.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap();
         assert_eq!(p.pretrain_history().len(), 2);
         assert_eq!(p.item_vectors().unwrap().size(), [24, 4]);
 
@@ -867,12 +895,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (train, side) = data(dir.path(), true);
         let mut m = Dvbpr::new(config(1, None, false)).unwrap();
-        let e = m.fit(&train, &side, None, &mut |_| Control::Continue).unwrap_err().to_string();
+        let e = m.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("training item 23 has no image"), "{e}");
         let mut m = Dvbpr::new(DvbprConfig { image_size: 64, ..config(1, None, false) }).unwrap();
-        let e = m.fit(&train, &side, None, &mut |_| Control::Continue).unwrap_err().to_string();
+        let e = m.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("32x32") && e.contains("image_size=64"), "{e}");
-        let e = m.fit(&train, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap_err().to_string();
+        let e = m.fit(&train, &SideInfo::default(), None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("needs images"), "{e}");
         assert!(Dvbpr::new(DvbprConfig { tower: "vgg".into(), ..Default::default() }).is_err());
         assert!(Dvbpr::new(DvbprConfig { image_size: 16, ..Default::default() }).err().unwrap().to_string().contains("too small"));

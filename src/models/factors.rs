@@ -1,15 +1,18 @@
 //! Latent factors with an item bias: the parameters of every matrix-factorisation model.
 //! score(u, i) = users[u] . items[i] + item_bias[i].
 
+use std::collections::HashMap;
+
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
+use super::core::{checked, ParamStore};
 use crate::data::Interactions;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::sampling::rng::{stream_rng, streams};
-use crate::tensors::{from_f32, parse_device};
+use crate::tensors::from_f32;
 
 /// Sets `bias` (one entry per item, on any device) to ln(1 + training count): the
 /// full-softmax optimum when the embeddings carry nothing, so a model starts from popularity.
@@ -22,7 +25,8 @@ pub fn set_log_popularity(bias: &Tensor, train: &Interactions) -> Result<()> {
 }
 
 pub struct Factors {
-    pub vs: nn::VarStore,
+    /// The three tensors below, as the model's variables.
+    pub store: ParamStore,
     pub users: Tensor,
     pub items: Tensor,
     pub item_bias: Tensor,
@@ -67,32 +71,22 @@ impl Factors {
 
     /// Parameters holding copies of the given tensors, on `device`.
     pub fn from_tensors(users: &Tensor, items: &Tensor, item_bias: &Tensor, device: Device) -> Self {
-        let vs = nn::VarStore::new(device);
-        let root = vs.root();
+        let store = ParamStore::new(device);
+        let root = store.vs.root();
         let users = root.var_copy(USERS, &users.to_kind(Kind::Float));
         let items = root.var_copy(ITEMS, &items.to_kind(Kind::Float));
         let item_bias = root.var_copy(ITEM_BIAS, &item_bias.to_kind(Kind::Float));
-        Factors { vs, users, items, item_bias }
+        Factors { store, users, items, item_bias }
     }
 
-    /// From a saved state, checking names and shapes.
-    pub fn from_state(state: &std::collections::HashMap<String, Tensor>, device: &str) -> Result<Self> {
-        let get = |name: &str| {
-            state.get(name).ok_or_else(|| Error::state(format!("saved model has no tensor '{name}'")))
-        };
-        let (u, i, b) = (get(USERS)?, get(ITEMS)?, get(ITEM_BIAS)?);
-        for (name, t) in [(USERS, u), (ITEMS, i), (ITEM_BIAS, b)] {
-            if t.kind() != Kind::Float {
-                return Err(Error::state(format!("saved tensor '{name}' holds {:?} values, not float32", t.kind())));
-            }
-        }
-        let (us, is, bs) = (u.size(), i.size(), b.size());
-        if us.len() != 2 || is.len() != 2 || us[1] != is[1] || bs != [is[0]] {
-            return Err(Error::state(format!(
-                "saved factors have inconsistent shapes: users {us:?}, items {is:?}, bias {bs:?}"
-            )));
-        }
-        Ok(Self::from_tensors(u, i, b, parse_device(device)?))
+    /// From a saved state of `n_users` x `n_items` factors of width `dim` (names, shapes,
+    /// dtypes and values checked).
+    pub fn from_state(state: &HashMap<String, Tensor>, (n_users, n_items): (usize, usize), dim: usize, device: Device) -> Result<Self> {
+        let (nu, ni, d) = (n_users as i64, n_items as i64, dim as i64);
+        let u = checked(state, USERS, &[nu, d], Kind::Float)?;
+        let i = checked(state, ITEMS, &[ni, d], Kind::Float)?;
+        let b = checked(state, ITEM_BIAS, &[ni], Kind::Float)?;
+        Ok(Self::from_tensors(u, i, b, device))
     }
 
     pub fn dim(&self) -> usize {
@@ -108,23 +102,14 @@ impl Factors {
     }
 
     pub fn device(&self) -> Device {
-        self.vs.device()
+        self.store.device()
     }
 
-    /// Scores of the given users for every item: a (users, items) f32 CPU tensor.
-    pub fn score(&self, users: &[i64]) -> Result<Tensor> {
-        Ok(self.score_on_device(users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
-    }
-
-    /// The same scores, left on the parameters' device.
-    pub fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
-        let n = self.n_users() as i64;
-        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
-            return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
-        }
+    /// Scores (B, n_items) of the user indices `users` (on the parameters' device), left there:
+    /// users . items^T + bias, one matrix product.
+    pub fn score_block(&self, users: &Tensor) -> Result<Tensor> {
         tch::no_grad(|| -> Result<Tensor> {
-            let idx = Tensor::from_slice(users).f_to_device(self.device())?;
-            Ok(self.users.f_index_select(0, &idx)?.f_matmul(&self.items.f_tr()?)? + self.item_bias.f_unsqueeze(0)?)
+            Ok(self.users.f_index_select(0, users)?.f_matmul(&self.items.f_tr()?)? + self.item_bias.f_unsqueeze(0)?)
         })
     }
 
@@ -137,11 +122,4 @@ impl Factors {
         }
     }
 
-    pub fn named(&self) -> Vec<(String, Tensor)> {
-        vec![
-            (USERS.into(), self.users.shallow_clone()),
-            (ITEMS.into(), self.items.shallow_clone()),
-            (ITEM_BIAS.into(), self.item_bias.shallow_clone()),
-        ]
-    }
 }

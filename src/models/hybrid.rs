@@ -10,21 +10,18 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::triplet::copy_state;
-use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{FeatureTable, IdMaps, Interactions, Need, SideInfo, SideNeeds, Vocab};
+use super::core::{Common, FitCtx, ParamStore, Spec};
+use crate::data::{FeatureTable, Interactions, Need, SideInfo, SideNeeds, Vocab};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
 use crate::nets::embedder::{ContinuousStats, EmbedderSpec, FeatureEmbedder};
 use crate::sampling::{SamplerConfig, TripleSampler};
-use crate::tensors::{device_name, parse_device};
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
-use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::FitReport;
 
 use super::rated_below::{split_ratings, RatedBelow, RatedBelowStep};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct HybridConfig {
     /// Latent dimension (the towers' output).
     pub factors: usize,
@@ -49,14 +46,11 @@ pub struct HybridConfig {
     pub negatives: String,
     pub min_rating: f64,
     pub sampler: SamplerConfig,
-    pub epochs: usize,
-    pub lr: f64,
-    pub batch_size: usize,
     /// L2 weight on the user and item vectors of each batch (mean over the batch).
     pub reg: f64,
-    pub device: String,
-    pub seed: u64,
-    pub threads: usize,
+    /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
+    #[serde(flatten)]
+    pub common: Common,
 }
 
 impl Default for HybridConfig {
@@ -74,13 +68,8 @@ impl Default for HybridConfig {
             negatives: "sampled".into(),
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
-            epochs: 20,
-            lr: 0.001,
-            batch_size: 1024,
+            common: Common::new(20, 0.001, 1024),
             reg: 0.0,
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
         }
     }
 }
@@ -112,19 +101,11 @@ impl HybridConfig {
         if self.negatives == "rated_below" && (self.loss != "bpr" || self.sampler.candidates() != 1) {
             return bad("negatives='rated_below' works with loss='bpr' and a one-candidate sampler".into());
         }
-        for (name, v, strictly) in [("lr", self.lr, true), ("reg", self.reg, false)] {
-            if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
-                return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
-            }
-        }
+        super::bpr::check_weights(&[("reg", self.reg, false)])?;
         if !self.min_rating.is_finite() {
             return bad(format!("min_rating must be finite, got {}", self.min_rating));
         }
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
-        }
-        self.sampler.validate()?;
-        parse_device(&self.device).map(|_| ())
+        self.sampler.validate()
     }
 }
 
@@ -331,30 +312,38 @@ impl Tower {
     }
 }
 
-struct Params {
-    vs: nn::VarStore,
+pub struct Params {
+    /// The variables, and the feature encodings (vocabularies, statistics) as buffers.
+    store: ParamStore,
     user: Tower,
     item: Tower,
     bias: Option<Tensor>,
     n_users: usize,
     n_items: usize,
+    /// Every item's vector, computed once after fit / restore (scoring reuses it).
+    item_cache: Option<Tensor>,
 }
 
 const ID_INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.05 };
 
 impl Params {
     fn new(cfg: &HybridConfig, n_users: usize, n_items: usize, side: &SideInfo, device: Device) -> Result<Self> {
-        tch::manual_seed(cfg.seed as i64);
-        let vs = nn::VarStore::new(device);
-        let root = vs.root();
+        tch::manual_seed(cfg.common.seed as i64);
+        let store = ParamStore::new(device);
+        let root = store.vs.root();
         let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg)).transpose()?;
         let item_f = side.item_features.as_ref().map(|t| Features::fit(&(&root / "item"), t, cfg)).transpose()?;
         drop(root);
-        Self::assemble(vs, cfg, n_users, n_items, user_f, item_f)
+        Self::assemble(store, cfg, n_users, n_items, user_f, item_f)
     }
 
-    fn assemble(vs: nn::VarStore, cfg: &HybridConfig, n_users: usize, n_items: usize, user_f: Option<Features>, item_f: Option<Features>) -> Result<Self> {
-        let root = vs.root();
+    fn assemble(mut store: ParamStore, cfg: &HybridConfig, n_users: usize, n_items: usize, user_f: Option<Features>, item_f: Option<Features>) -> Result<Self> {
+        for (side, f) in [("user", &user_f), ("item", &item_f)] {
+            for (name, t) in f.iter().flat_map(|f| f.state(side)) {
+                store.set_buffer(&name, t);
+            }
+        }
+        let root = store.vs.root();
         let d = cfg.factors as i64;
         let ids = |name: &str, n: usize| -> Result<Option<Tensor>> {
             Ok(if cfg.id_embeddings { Some(root.f_var(name, &[n as i64, d], ID_INIT)?) } else { None })
@@ -363,7 +352,7 @@ impl Params {
         let item = Tower { features: item_f, ids: ids("item_ids", n_items)? };
         let bias = if cfg.item_bias { Some(root.f_zeros("item_bias", &[n_items as i64])?) } else { None };
         drop(root);
-        Ok(Params { vs, user, item, bias, n_users, n_items })
+        Ok(Params { store, user, item, bias, n_users, n_items, item_cache: None })
     }
 
     fn towers(&self, reg: f64) -> HybridTowers {
@@ -372,8 +361,15 @@ impl Params {
 
     /// Every item's vector (eval mode), on the device.
     fn all_items(&self) -> Result<Tensor> {
-        let idx = Tensor::f_arange(self.n_items as i64, (Kind::Int64, self.vs.device()))?;
-        self.item.vectors(&idx, false)
+        let idx = Tensor::f_arange(self.n_items as i64, (Kind::Int64, self.store.device()))?;
+        tch::no_grad(|| self.item.vectors(&idx, false))
+    }
+
+    fn items(&self) -> Result<Tensor> {
+        match &self.item_cache {
+            Some(t) => Ok(t.shallow_clone()),
+            None => self.all_items(),
+        }
     }
 
     /// Scores of user vectors `u` (B, d) against every item.
@@ -419,88 +415,47 @@ impl TwoTower for HybridTowers {
     }
 }
 
-pub struct HybridBpr {
-    config: HybridConfig,
-    params: Option<Params>,
-    /// Every item's vector, computed once after fit / restore (scoring reuses it).
-    item_cache: Option<Tensor>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-}
+/// HybridBPR: feature towers (and id embeddings) scored by a dot product.
+pub struct HybridBpr;
 
-impl HybridBpr {
-    pub fn new(config: HybridConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(HybridBpr { config, params: None, item_cache: None, ids: None, history: Vec::new() })
+impl Spec for HybridBpr {
+    const KIND: &'static str = "hybrid_bpr";
+    const NAME: &'static str = "HybridBPR";
+    type Config = HybridConfig;
+    type Params = Params;
+
+    fn common(c: &HybridConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    fn fitted(&self) -> Result<&Params> {
-        self.params.as_ref().ok_or_else(|| not_fitted("HybridBPR"))
+    fn validate(c: &HybridConfig) -> Result<()> {
+        c.validate()
     }
 
-    fn items(&self) -> Result<Tensor> {
-        match &self.item_cache {
-            Some(t) => Ok(t.shallow_clone()),
-            None => tch::no_grad(|| -> Result<Tensor> { self.fitted()?.all_items() }),
-        }
-    }
-
-    fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
-        let p = self.fitted()?;
-        let n = p.n_users as i64;
-        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
-            return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
-        }
-        tch::no_grad(|| -> Result<Tensor> {
-            let idx = Tensor::from_slice(users).f_to_device(p.vs.device())?;
-            p.scores_of(&p.user.vectors(&idx, false)?, &self.items()?)
-        })
-    }
-}
-
-impl Recommender for HybridBpr {
-    fn kind(&self) -> &'static str {
-        "hybrid_bpr"
-    }
-
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
-    }
-
-    fn needs(&self) -> SideNeeds {
+    fn needs(c: &HybridConfig) -> SideNeeds {
         // Features are optional with id embeddings (each side needs one or the other; fit says
         // which is missing); the cosine sampler reads the item features too.
-        let features = if self.config.id_embeddings { Need::Optional } else { Need::Required };
+        let features = if c.id_embeddings { Need::Optional } else { Need::Required };
         SideNeeds {
             user_features: features,
-            item_features: if self.config.sampler.needs_item_features() { Need::Required } else { features },
-            categories: if self.config.sampler.needs_categories() { Need::Required } else { Need::Unused },
+            item_features: if c.sampler.needs_item_features() { Need::Required } else { features },
+            categories: if c.sampler.needs_categories() { Need::Required } else { Need::Unused },
             ..Default::default()
         }
     }
 
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "HybridBPR", train, side)?;
-        let cfg = self.config.clone();
-        let device = parse_device(&cfg.device)?;
-        self.item_cache = None;
-        let p = Params::new(&cfg, train.n_users(), train.n_items(), side, device)?;
-        if let (Some(bias), "log_popularity") = (&p.bias, cfg.item_bias_init.as_str()) {
+    fn build(c: &HybridConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<Params> {
+        let p = Params::new(c, train.n_users(), train.n_items(), side, device)?;
+        if let (Some(bias), "log_popularity") = (&p.bias, c.item_bias_init.as_str()) {
             super::factors::set_log_popularity(bias, train)?;
         }
-        self.params = Some(p);
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
-        let p = self.params.as_ref().unwrap();
-        let lr = cfg.lr;
+        Ok(p)
+    }
+
+    fn train(c: &HybridConfig, p: &Params, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let lr = c.common.lr;
         let step_cfg = StepConfig {
-            loss: match cfg.loss.as_str() {
+            loss: match c.loss.as_str() {
                 "softmax" => Loss::Softmax,
                 "full_softmax" => Loss::FullSoftmax,
                 _ => Loss::Bpr,
@@ -508,122 +463,77 @@ impl Recommender for HybridBpr {
             reduction: Reduction::Mean,
             optimizer: Optimizer::Adam,
             lr: Box::new(move |_| lr),
-            choice: cfg.sampler.choice(),
+            choice: c.sampler.choice(),
             n_items: train.n_items(),
-            shared_negatives: cfg.loss == "softmax",
+            shared_negatives: c.loss == "softmax",
             log_q: None,
         };
-        let mut step = TorchStep::new(p.towers(cfg.reg), &p.vs, step_cfg)?;
-        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let this = &*self;
-        let mut validate = validator(train, validation, |u| Ok(this.score_on_device(u)?.f_to_device(Device::Cpu)?))?;
-        let report = if cfg.negatives == "rated_below" {
-            let (positives, below) = split_ratings(train, cfg.min_rating)?;
-            let source = RatedBelow::new(&positives, below, &cfg.sampler, side)?;
-            fit_loop(&mut RatedBelowStep(step), &source, &loop_cfg, &mut validate, observer)?
+        let step = TorchStep::new(p.towers(c.reg), &p.store.vs, step_cfg)?;
+        let device = p.store.device();
+        let score = |u: &[i64]| tch::no_grad(|| Self::score_block(c, p, &Tensor::from_slice(u).f_to_device(device)?));
+        if c.negatives == "rated_below" {
+            let (positives, below) = split_ratings(train, c.min_rating)?;
+            let source = RatedBelow::new(&positives, below, &c.sampler, side)?;
+            ctx.run(&mut RatedBelowStep(step), &source, &score)
         } else {
-            let sampler = TripleSampler::with_config(train, cfg.n_negatives, &cfg.sampler, side)?;
-            fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?
-        };
-        drop(validate);
-        self.item_cache = Some(tch::no_grad(|| -> Result<Tensor> { self.fitted()?.all_items() })?);
-        self.history = report.history.clone();
-        Ok(report)
-    }
-
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
-    }
-
-    fn history(&self) -> &[EpochLog] {
-        &self.history
-    }
-
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        Ok(self.score_on_device(users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
-    }
-
-    fn score_new_users(&self, users: &FeatureTable) -> Result<Tensor> {
-        let p = self.fitted()?;
-        let f = p.user.features.as_ref().ok_or_else(|| {
-            Error::invalid("this HybridBPR was fitted without user_features, so it cannot score users from features")
-        })?;
-        tch::no_grad(|| -> Result<Tensor> {
-            let u = f.embed_table(users, "user_features", false)?;
-            Ok(p.scores_of(&u, &self.items()?)?.f_to_device(Device::Cpu)?.f_contiguous()?)
-        })
-    }
-
-    fn embed_new_items(&self, side: &SideInfo) -> Result<Tensor> {
-        let p = self.fitted()?;
-        let f = p.item.features.as_ref().ok_or_else(|| {
-            Error::invalid("this HybridBPR was fitted without item_features, so it cannot embed items from features")
-        })?;
-        let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("embedding new items needs item_features"))?;
-        tch::no_grad(|| -> Result<Tensor> { Ok(f.embed_table(table, "item_features", false)?.f_to_device(Device::Cpu)?) })
-    }
-
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
-        let p = self.fitted()?;
-        let n_items = p.n_items;
-        if p.vs.device() == Device::Cpu {
-            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score(b), &|s, b, k, ex| {
-                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
-            });
+            let sampler = TripleSampler::with_config(train, c.n_negatives, &c.sampler, side)?;
+            ctx.run(&mut { step }, &sampler, &score)
         }
-        super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score_on_device(b), &super::device_top_k)
     }
 
-    fn item_vectors(&self) -> Result<Tensor> {
-        Ok(self.items()?.f_to_device(Device::Cpu)?)
+    fn finish(_: &HybridConfig, p: &mut Params, _: &Interactions, _: &SideInfo) -> Result<()> {
+        p.item_cache = Some(p.all_items()?);
+        Ok(())
     }
 
-    fn user_vectors(&self) -> Result<Tensor> {
-        let p = self.fitted()?;
-        tch::no_grad(|| -> Result<Tensor> {
-            let idx = Tensor::f_arange(p.n_users as i64, (Kind::Int64, p.vs.device()))?;
-            Ok(p.user.vectors(&idx, false)?.f_to_device(Device::Cpu)?)
-        })
+    fn store(p: &Params) -> &ParamStore {
+        &p.store
     }
 
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let p = self.fitted()?;
-        let mut out: Vec<(String, Tensor)> = p.vs.variables().into_iter().collect();
-        for (side, tower) in [("user", &p.user), ("item", &p.item)] {
-            if let Some(f) = &tower.features {
-                out.extend(f.state(side));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
-    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
-        let cfg = self.config.clone();
-        let device = parse_device(device.unwrap_or(&cfg.device))?;
-        let vs = nn::VarStore::new(device);
-        let root = vs.root();
-        let user_f = Features::from_state(&(&root / "user"), "user", state, &cfg)?;
-        let item_f = Features::from_state(&(&root / "item"), "item", state, &cfg)?;
+    fn restore(c: &HybridConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Params> {
+        let store = ParamStore::new(device);
+        let root = store.vs.root();
+        let user_f = Features::from_state(&(&root / "user"), "user", state, c)?;
+        let item_f = Features::from_state(&(&root / "item"), "item", state, c)?;
         drop(root);
-        for (side, f, n) in [("user", &user_f, ids.users.len()), ("item", &item_f, ids.items.len())] {
+        for (side, f, n) in [("user", &user_f, n_users), ("item", &item_f, n_items)] {
             if let Some(f) = f {
                 if f.codes.size()[0] != n as i64 {
                     return Err(Error::state(format!("saved {side} features have {} rows for {n} saved ids", f.codes.size()[0])));
                 }
             }
         }
-        let p = Params::assemble(vs, &cfg, ids.users.len(), ids.items.len(), user_f, item_f)?;
-        copy_state(&p.vs, state)?;
-        self.item_cache = Some(tch::no_grad(|| -> Result<Tensor> { p.all_items() })?);
-        self.params = Some(p);
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
+        let mut p = Params::assemble(store, c, n_users, n_items, user_f, item_f)?;
+        p.store.load(state)?;
+        p.item_cache = Some(p.all_items()?);
+        Ok(p)
     }
 
-    fn device(&self) -> String {
-        self.params.as_ref().map(|p| device_name(p.vs.device())).unwrap_or_default()
+    fn score_block(_: &HybridConfig, p: &Params, users: &Tensor) -> Result<Tensor> {
+        p.scores_of(&p.user.vectors(users, false)?, &p.items()?)
+    }
+
+    fn score_new_users(_: &HybridConfig, p: &Params, users: &FeatureTable) -> Result<Tensor> {
+        let f = p.user.features.as_ref().ok_or_else(|| {
+            Error::invalid("this HybridBPR was fitted without user_features, so it cannot score users from features")
+        })?;
+        p.scores_of(&f.embed_table(users, "user_features", false)?, &p.items()?)
+    }
+
+    fn embed_new_items(_: &HybridConfig, p: &Params, side: &SideInfo) -> Result<Tensor> {
+        let f = p.item.features.as_ref().ok_or_else(|| {
+            Error::invalid("this HybridBPR was fitted without item_features, so it cannot embed items from features")
+        })?;
+        let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("embedding new items needs item_features"))?;
+        f.embed_table(table, "item_features", false)
+    }
+
+    fn item_vectors(_: &HybridConfig, p: &Params) -> Result<Tensor> {
+        p.items()
+    }
+
+    fn user_vectors(_: &HybridConfig, p: &Params) -> Result<Tensor> {
+        let idx = Tensor::f_arange(p.n_users as i64, (Kind::Int64, p.store.device()))?;
+        p.user.vectors(&idx, false)
     }
 }

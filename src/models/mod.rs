@@ -1,11 +1,13 @@
 //! Models. Every model implements [`Recommender`]: the Python layer, the metrics and the
-//! checkpoint format talk to that trait only, so a new model slots in by implementing it and
-//! adding one line to [`create`].
+//! checkpoint format talk to that trait only. A model is a [`core::Spec`] (configuration,
+//! parameters, train, score) made a `Recommender` by [`core::Model`], and one line of
+//! [`registry!`] below.
 
 pub mod bpr;
 pub mod cae;
 pub mod checkpoint;
 pub mod compatibility;
+pub mod core;
 pub mod dvbpr;
 pub mod dvbpr_step;
 pub mod factors;
@@ -25,6 +27,8 @@ use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::metrics::{top_k_block, Validation};
 use crate::train::{Control, EpochLog, Event, FitReport};
+
+pub use self::core::FitOptions;
 
 /// A model. `&self` methods only read the model (libtorch reads of its tensors), so several
 /// threads may call them at once (the Python layer does, with the GIL released); only `fit`
@@ -52,6 +56,7 @@ pub trait Recommender: Send {
         side: &SideInfo,
         validation: Option<&Validation<'_>>,
         observer: &mut dyn FnMut(&Event<'_>) -> Control,
+        options: &FitOptions,
     ) -> Result<FitReport>;
 
     /// Id maps of the training data; None before `fit`.
@@ -110,57 +115,64 @@ pub trait Recommender: Send {
     /// Where the parameters live ("cpu", "cuda:0"); "" before fit.
     fn device(&self) -> String;
 
-    /// Build on a trained autoencoder's encoder (DVBPR's tower="cae") instead of training
-    /// one in fit; checked and copied at once.
-    fn set_encoder(&mut self, _encoder: &cae::Autoencoder) -> Result<()> {
-        Err(Error::invalid(format!("the {} model takes no encoder", self.kind())))
-    }
-
-    /// Losses of a model pretrained inside the last fit (DVBPR's autoencoder); usually none.
-    fn pretrain_history(&self) -> &[EpochLog] {
-        &[]
-    }
+    /// The model as `Any`, for the methods of one model (DVBPR's encoder) reached by a
+    /// downcast instead of on this trait.
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
-/// A new, unfitted model of registry name `kind` from its JSON configuration.
-pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
-    match kind {
-        "bpr" => Ok(Box::new(bpr::Bpr::new(parse_config(kind, config_json)?)?)),
-        "popularity" => Ok(Box::new(popularity::Popularity::new(parse_config(kind, config_json)?)?)),
-        "hybrid_bpr" => Ok(Box::new(hybrid::HybridBpr::new(parse_config(kind, config_json)?)?)),
-        "triplet" => Ok(Box::new(triplet::Triplet::new(parse_config(kind, config_json)?)?)),
-        "deep_triplet" => Ok(Box::new(triplet::DeepTriplet::new(parse_config(kind, config_json)?)?)),
-        "dvbpr" => Ok(Box::new(dvbpr::Dvbpr::new(parse_config(kind, config_json)?)?)),
-        "vbpr" => Ok(Box::new(vbpr::Vbpr::new(parse_config(kind, config_json)?)?)),
-        "compatibility" => Ok(Box::new(compatibility::Compatibility::new(parse_config(kind, config_json)?)?)),
-        "sampled_softmax" => Ok(Box::new(sampled_softmax::SampledSoftmax::new(parse_config(kind, config_json)?)?)),
-        _ => Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", ")))),
+/// A model the registry can make: its kind, from JSON, its default configuration.
+pub trait Registered: Recommender + Sized + 'static {
+    const KIND: &'static str;
+    fn from_json(json: &str) -> Result<Self>;
+    fn default_json() -> String;
+}
+
+impl<S: core::Spec> Registered for core::Model<S> {
+    const KIND: &'static str = S::KIND;
+    fn from_json(json: &str) -> Result<Self> {
+        core::Model::from_json(json)
+    }
+    fn default_json() -> String {
+        core::config_json(&S::Config::default())
     }
 }
 
-/// Registry names accepted by [`create`].
-pub const KINDS: &[&str] =
-    &["bpr", "popularity", "hybrid_bpr", "triplet", "deep_triplet", "dvbpr", "vbpr", "compatibility", "sampled_softmax"];
+/// The one list of model kinds: [`create`], [`KINDS`] and [`default_config`] come from it.
+macro_rules! registry {
+    ($($model:ty),* $(,)?) => {
+        /// Registry names accepted by [`create`].
+        pub const KINDS: &[&str] = &[$(<$model as Registered>::KIND),*];
 
-/// The default configuration of `kind`, as JSON.
-pub fn default_config(kind: &str) -> Result<String> {
-    match kind {
-        "bpr" => Ok(serde_json::to_string(&bpr::BprConfig::default()).unwrap()),
-        "popularity" => Ok(serde_json::to_string(&popularity::PopularityConfig::default()).unwrap()),
-        "hybrid_bpr" => Ok(serde_json::to_string(&hybrid::HybridConfig::default()).unwrap()),
-        "triplet" => Ok(serde_json::to_string(&triplet::TripletConfig::default()).unwrap()),
-        "deep_triplet" => Ok(serde_json::to_string(&triplet::DeepTripletConfig::default()).unwrap()),
-        "dvbpr" => Ok(serde_json::to_string(&dvbpr::DvbprConfig::default()).unwrap()),
-        "vbpr" => Ok(serde_json::to_string(&vbpr::VbprConfig::default()).unwrap()),
-        "compatibility" => Ok(serde_json::to_string(&compatibility::CompatibilityConfig::default()).unwrap()),
-        "sampled_softmax" => Ok(serde_json::to_string(&sampled_softmax::SampledSoftmaxConfig::default()).unwrap()),
-        _ => Err(Error::invalid(format!("unknown model kind {kind:?}"))),
-    }
+        /// A new, unfitted model of registry name `kind` from its JSON configuration.
+        pub fn create(kind: &str, config_json: &str) -> Result<Box<dyn Recommender>> {
+            $(if kind == <$model as Registered>::KIND {
+                return Ok(Box::new(<$model as Registered>::from_json(config_json)?));
+            })*
+            Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", "))))
+        }
+
+        /// The default configuration of `kind`, as JSON.
+        pub fn default_config(kind: &str) -> Result<String> {
+            $(if kind == <$model as Registered>::KIND {
+                return Ok(<$model as Registered>::default_json());
+            })*
+            Err(Error::invalid(format!("unknown model kind {kind:?} (known: {})", KINDS.join(", "))))
+        }
+    };
 }
 
-fn parse_config<T: serde::de::DeserializeOwned>(kind: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::invalid(format!("{kind} configuration: {e}")))
-}
+registry!(
+    core::Model<bpr::Bpr>,
+    core::Model<popularity::Popularity>,
+    core::Model<hybrid::HybridBpr>,
+    core::Model<triplet::Triplet>,
+    core::Model<triplet::DeepTriplet>,
+    dvbpr::Dvbpr,
+    core::Model<vbpr::Vbpr>,
+    core::Model<compatibility::Compatibility>,
+    core::Model<sampled_softmax::SampledSoftmax>,
+);
 
 /// Scores on the device for one block of users, then the top-k selection: for [`Recommender::recommend`].
 type BlockTopK<'a> = dyn Fn(Tensor, &[i64], usize, Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> + 'a;

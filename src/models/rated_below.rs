@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::sampling::rng::{below, stream_rng, streams};
 use crate::sampling::{SamplerConfig, TripleBatch, TripleSampler};
 use crate::train::torch_step::{TorchStep, TwoTower};
+use tch::Tensor;
 use crate::train::{BatchSource, BatchStep};
 
 pub struct RatedBelow<'a> {
@@ -104,6 +105,20 @@ impl<M: TwoTower> BatchStep<RatedBelow<'_>> for RatedBelowStep<M> {
 
     fn intra_op_threads(&self) -> Option<i32> {
         BatchStep::<TripleSampler<'_>>::intra_op_threads(&self.0)
+    }
+
+    fn sample_and_step(&mut self, source: &RatedBelow<'_>, batch: &mut TripleBatch, size: usize, seed: u64, batch_index: u64) -> Result<()> {
+        crate::train::torch_step::seed_batch(seed, batch_index);
+        source.fill(batch, size, seed, batch_index);
+        self.step(batch)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        BatchStep::<TripleSampler<'_>>::state(&self.0)
+    }
+
+    fn restore_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        BatchStep::<TripleSampler<'_>>::restore_state(&mut self.0, state)
     }
 }
 

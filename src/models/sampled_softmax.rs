@@ -26,18 +26,16 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::core::{Common, FitCtx, ParamStore, Spec};
 use super::factors::{FactorHandles, Factors};
-use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, SideInfo};
+use crate::data::{Interactions, SideInfo};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
 use crate::sampling::rng::{below, stream_rng, Rng};
 use crate::sampling::{TripleBatch, TripleSampler};
-use crate::tensors::{device_name, parse_device};
-use crate::train::{fit_loop, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::{BatchStep, FitReport};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct SampledSoftmaxConfig {
     /// Embedding dimension.
     pub dim: usize,
@@ -57,18 +55,14 @@ pub struct SampledSoftmaxConfig {
     pub item_bias: bool,
     /// One draw of negatives per batch, shared by its rows (else one per row).
     pub shared_negatives: bool,
-    pub lr: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
+    /// epochs, lr (row-sparse Adam), batch_size (positives per step), seed, threads
+    /// (sampling), device.
+    #[serde(flatten)]
+    pub common: Common,
     /// L2 weight on the user and positive-item rows of each sample.
     pub reg: f64,
     /// Standard deviation of the initial embeddings.
     pub init_std: f64,
-    /// "auto", "cpu", "cuda" or "cuda:N".
-    pub device: String,
-    pub seed: u64,
-    /// CPU threads for sampling; 0 uses every core.
-    pub threads: usize,
 }
 
 impl Default for SampledSoftmaxConfig {
@@ -83,14 +77,9 @@ impl Default for SampledSoftmaxConfig {
             logq_correction: true,
             item_bias: true,
             shared_negatives: true,
-            lr: 0.003,
-            epochs: 5,
-            batch_size: 1024,
+            common: Common::new(5, 0.003, 1024),
             reg: 0.0,
             init_std: 0.01,
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
         }
     }
 }
@@ -98,7 +87,7 @@ impl Default for SampledSoftmaxConfig {
 impl SampledSoftmaxConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("dim", self.dim), ("n_negatives", self.n_negatives), ("batch_size", self.batch_size)] {
+        for (name, v) in [("dim", self.dim), ("n_negatives", self.n_negatives)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
@@ -106,11 +95,7 @@ impl SampledSoftmaxConfig {
         if self.n_negatives > 1 << 20 {
             return bad(format!("n_negatives must be at most 2^20, got {}", self.n_negatives));
         }
-        for (name, v, strictly) in [("lr", self.lr, true), ("init_std", self.init_std, true), ("reg", self.reg, false), ("exponent", self.exponent, false)] {
-            if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
-                return bad(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" }));
-            }
-        }
+        super::bpr::check_weights(&[("init_std", self.init_std, true), ("reg", self.reg, false), ("exponent", self.exponent, false)])?;
         if !["embedding", "item_average"].contains(&self.users.as_str()) {
             return bad(format!("users must be 'embedding' or 'item_average', not {:?}", self.users));
         }
@@ -366,7 +351,7 @@ impl<'a> SoftmaxStep<'a> {
         if b == 0 {
             return Ok(());
         }
-        let mut rng = stream_rng(self.cfg.seed, stream, u64::MAX);
+        let mut rng = stream_rng(self.cfg.common.seed, stream, u64::MAX);
         self.draw_negatives(b, &mut rng);
         let dev = self.p.device;
         let n = self.cfg.n_negatives as i64;
@@ -409,7 +394,7 @@ impl<'a> SoftmaxStep<'a> {
         }
         (total / b as f64).f_backward()?;
         self.t += 1;
-        let lr = self.cfg.lr;
+        let lr = self.cfg.common.lr;
         let user_table = match &self.average {
             Some(a) => a.context.shallow_clone(),
             None => self.p.users.shallow_clone(),
@@ -458,6 +443,33 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
         (self.p.device == Device::Cpu).then_some(1)
     }
 
+    /// The moments, the step count and (item-average users) the context embeddings.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("adam.t".to_string(), Tensor::from_slice(&[self.t]))];
+        for (name, a) in ["users", "items", "item_bias"].iter().zip(&self.adam) {
+            out.push((format!("adam.m.{name}"), a.m.shallow_clone()));
+            out.push((format!("adam.v.{name}"), a.v.shallow_clone()));
+        }
+        if let Some(avg) = &self.average {
+            out.push(("context".to_string(), avg.context.shallow_clone()));
+        }
+        out
+    }
+
+    fn restore_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |k: &str| state.get(k).ok_or_else(|| Error::state(format!("checkpoint has no '{k}'")));
+        self.t = get("adam.t")?.f_int64_value(&[0])?;
+        let _guard = tch::no_grad_guard();
+        for (name, a) in ["users", "items", "item_bias"].iter().zip(&mut self.adam) {
+            a.m.f_copy_(get(&format!("adam.m.{name}"))?)?;
+            a.v.f_copy_(get(&format!("adam.v.{name}"))?)?;
+        }
+        if let Some(avg) = &self.average {
+            avg.context.shallow_clone().f_copy_(get("context")?)?;
+        }
+        Ok(())
+    }
+
     /// With item-average users, the user table becomes the averages (for validation and
     /// scoring).
     fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
@@ -470,7 +482,7 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
 
 /// Starting parameters: N(0, init_std^2) embeddings, bias ln(1 + count) (or 0 without bias).
 pub fn initial_factors(train: &Interactions, cfg: &SampledSoftmaxConfig, device: Device) -> Result<Factors> {
-    let f = Factors::random(train.n_users(), train.n_items(), cfg.dim, cfg.init_std, cfg.seed, device)?;
+    let f = Factors::random(train.n_users(), train.n_items(), cfg.dim, cfg.init_std, cfg.common.seed, device)?;
     if cfg.item_bias {
         super::factors::set_log_popularity(&f.item_bias, train)?;
     }
@@ -478,55 +490,36 @@ pub fn initial_factors(train: &Interactions, cfg: &SampledSoftmaxConfig, device:
 }
 
 
-pub struct SampledSoftmax {
-    config: SampledSoftmaxConfig,
-    params: Option<Factors>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-}
+/// SampledSoftmax: factors trained by the sampled softmax and a row-sparse Adam.
+pub struct SampledSoftmax;
 
-impl SampledSoftmax {
-    pub fn new(config: SampledSoftmaxConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(SampledSoftmax { config, params: None, ids: None, history: Vec::new() })
+impl Spec for SampledSoftmax {
+    const KIND: &'static str = "sampled_softmax";
+    const NAME: &'static str = "SampledSoftmax";
+    type Config = SampledSoftmaxConfig;
+    type Params = Factors;
+
+    fn common(c: &SampledSoftmaxConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    fn fitted(&self) -> Result<&Factors> {
-        self.params.as_ref().ok_or_else(|| not_fitted("SampledSoftmax"))
-    }
-}
-
-impl Recommender for SampledSoftmax {
-    fn kind(&self) -> &'static str {
-        "sampled_softmax"
+    fn validate(c: &SampledSoftmaxConfig) -> Result<()> {
+        c.validate()
     }
 
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
+    fn build(c: &SampledSoftmaxConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<Factors> {
+        initial_factors(train, c, device)
     }
 
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "SampledSoftmax", train, side)?;
-        let cfg = self.config.clone();
-        let device = parse_device(&cfg.device)?;
+    fn train(c: &SampledSoftmaxConfig, params: &Factors, train: &Interactions, _: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let device = params.device();
         // Positives only: the step draws the negatives (one uniform negative per positive is
         // drawn by the sampler and unused).
         let sampler = TripleSampler::new(train, 1)?;
-        let proposal = Proposal::new(&cfg.sampler, cfg.exponent, &train.item_counts(), device)?;
-        self.params = Some(initial_factors(train, &cfg, device)?);
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
-        let params = self.params.as_ref().unwrap();
-        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let average = if cfg.users == "item_average" {
+        let proposal = Proposal::new(&c.sampler, c.exponent, &train.item_counts(), device)?;
+        let average = if c.users == "item_average" {
             // Drawn like the item factors (seeded, independent of the device).
-            let ctx = Factors::random(1, train.n_items(), cfg.dim, cfg.init_std, cfg.seed ^ 0x5eed_c0de, device)?;
+            let ctx = Factors::random(1, train.n_items(), c.dim, c.init_std, c.common.seed ^ 0x5eed_c0de, device)?;
             Some(ItemAverage { train, context: ctx.items.detach() })
         } else {
             None
@@ -536,85 +529,28 @@ impl Recommender for SampledSoftmax {
             // fitted for 0 steps must not see the random user table.
             a.write_users(&params.users)?;
         }
-        let mut step = SoftmaxStep::new(params, &cfg, proposal, average);
-        let mut validate = validator(train, validation, |u| params.score(u))?;
-        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?;
-        drop(validate);
-        drop(step);
-        self.history = report.history.clone();
-        Ok(report)
+        let mut step = SoftmaxStep::new(params, c, proposal, average);
+        ctx.run(&mut step, &sampler, &|u| params.score_block(&Tensor::from_slice(u).f_to_device(device)?))
     }
 
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
+    fn store(p: &Factors) -> &ParamStore {
+        &p.store
     }
 
-    fn history(&self) -> &[EpochLog] {
-        &self.history
+    fn restore(c: &SampledSoftmaxConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {
+        Factors::from_state(state, shape, c.dim, device)
     }
 
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        self.fitted()?.score(users)
+    fn score_block(_: &SampledSoftmaxConfig, p: &Factors, users: &Tensor) -> Result<Tensor> {
+        p.score_block(users)
     }
 
-    /// On a GPU the scores stay there and the top k is selected on the device.
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
-        let f = self.fitted()?;
-        let n_items = f.n_items();
-        if f.device() == Device::Cpu {
-            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| f.score(b), &|s, b, k, ex| {
-                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
-            });
-        }
-        let on_device = |b: &[i64]| -> Result<Tensor> {
-            tch::no_grad(|| {
-                let idx = Tensor::from_slice(b).f_to_device(f.device())?;
-                Ok(f.users.f_index_select(0, &idx)?.f_matmul(&f.items.tr())? + f.item_bias.unsqueeze(0))
-            })
-        };
-        super::recommend_by_blocks(users, k, n_items, exclude, &on_device, &super::device_top_k)
+    fn item_vectors(_: &SampledSoftmaxConfig, p: &Factors) -> Result<Tensor> {
+        Ok(p.items.shallow_clone())
     }
 
-    fn item_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.items.detach().f_to_device(Device::Cpu)?)
-    }
-
-    fn user_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.users.detach().f_to_device(Device::Cpu)?)
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self.fitted()?.named())
-    }
-
-    fn restore(
-        &mut self,
-        state: &HashMap<String, Tensor>,
-        ids: IdMaps,
-        history: Vec<EpochLog>,
-        device: Option<&str>,
-    ) -> Result<()> {
-        let f = Factors::from_state(state, device.unwrap_or(&self.config.device))?;
-        if f.n_users() != ids.users.len() || f.n_items() != ids.items.len() || f.dim() != self.config.dim {
-            return Err(Error::state(format!(
-                "saved embeddings ({} users x {} items x {}) do not match the saved ids ({} x {}) and dim={}",
-                f.n_users(),
-                f.n_items(),
-                f.dim(),
-                ids.users.len(),
-                ids.items.len(),
-                self.config.dim
-            )));
-        }
-        self.params = Some(f);
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
-    }
-
-    fn device(&self) -> String {
-        self.params.as_ref().map(|p| device_name(p.device())).unwrap_or_default()
+    fn user_vectors(_: &SampledSoftmaxConfig, p: &Factors) -> Result<Tensor> {
+        Ok(p.users.shallow_clone())
     }
 }
 
@@ -690,20 +626,12 @@ mod tests {
         use crate::data::synthetic::{synthetic, SyntheticConfig};
         let data = synthetic(&SyntheticConfig { n_users: 200, n_items: 120, ..Default::default() }).unwrap();
         for (shared, users) in [(true, "embedding"), (false, "embedding"), (true, "item_average"), (false, "item_average")] {
-            let cfg = SampledSoftmaxConfig {
-                users: users.into(),
-                dim: 8,
-                n_negatives: 20,
-                epochs: 3,
-                batch_size: 256,
-                shared_negatives: shared,
-                sampler: "popularity".into(),
-                device: "cpu".into(),
-                threads: 1,
-                ..Default::default()
-            };
-            let mut m = SampledSoftmax::new(cfg).unwrap();
-            let r = m.fit(&data, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap();
+            let json = format!(
+                r#"{{"users": "{users}", "dim": 8, "n_negatives": 20, "epochs": 3, "batch_size": 256, "shared_negatives": {shared},
+                    "sampler": "popularity", "device": "cpu", "threads": 1}}"#
+            );
+            let mut m = crate::models::create("sampled_softmax", &json).unwrap();
+            let r = m.fit(&data, &SideInfo::default(), None, &mut |_| crate::train::Control::Continue, &Default::default()).unwrap();
             assert_eq!(r.history.len(), 3);
             assert!(r.history[2].loss < r.history[0].loss, "shared={shared}: {:?}", r.history);
             assert_eq!(m.score(&[0, 1]).unwrap().size(), vec![2, 120]);
@@ -720,7 +648,7 @@ mod tests {
         assert_eq!(Vec::<f32>::try_from(all.flatten(0, -1)).unwrap(), vec![2.0, 4.0, 10.0, 20.0]);
         // In training the positive is left out: user 0 predicting item 2 is item 0's row; user
         // 1's only item leaves nothing (a zero vector: the bias alone scores it).
-        let cfg = SampledSoftmaxConfig { device: "cpu".into(), ..Default::default() };
+        let cfg = SampledSoftmaxConfig::default();
         let f = Factors::random(2, 3, 2, 0.1, 0, Device::Cpu).unwrap();
         let step = SoftmaxStep::new(&f, &cfg, Proposal::new("uniform", 0.0, &[1, 1, 1], Device::Cpu).unwrap(), Some(avg));
         let (u, _, rows) = step.users(&[0, 1], &[2, 1]).unwrap();

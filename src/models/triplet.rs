@@ -10,22 +10,21 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
+use super::bpr::check_weights;
+use super::core::{Common, FitCtx, ParamStore, Spec};
 use super::factors::{FactorHandles, Factors};
-use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, SideInfo, SideNeeds};
+use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
 use crate::nets::mlp::Mlp;
 use crate::sampling::{SamplerConfig, TripleSampler};
-use crate::tensors::{device_name, parse_device};
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
-use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::FitReport;
 
 /// Settings shared by both triplet models' training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TripletConfig {
     /// Embedding width (users and items).
     pub factors: usize,
@@ -37,18 +36,12 @@ pub struct TripletConfig {
     pub margin: f64,
     /// L2 weight on the embedding rows a batch touches (mean over the batch).
     pub reg: f64,
-    pub epochs: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    pub batch_size: usize,
+    /// epochs, lr (Adam), batch_size (triples per step), seed, threads (sampling), device.
+    #[serde(flatten)]
+    pub common: Common,
     /// Standard deviation of the initial embeddings.
     pub init_std: f64,
     pub sampler: SamplerConfig,
-    /// "auto", "cpu", "cuda" or "cuda:N".
-    pub device: String,
-    pub seed: u64,
-    /// CPU threads for sampling; 0 uses every core.
-    pub threads: usize,
 }
 
 impl Default for TripletConfig {
@@ -59,46 +52,22 @@ impl Default for TripletConfig {
             item_bias: false,
             margin: 1.0,
             reg: 0.0,
-            epochs: 20,
-            lr: 0.01,
-            batch_size: 1024,
+            common: Common::new(20, 0.01, 1024),
             init_std: 0.05,
             sampler: SamplerConfig::default(),
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
         }
     }
 }
 
 /// Checks the settings both models share.
-fn check_training(margin: f64, reg: f64, lr: f64, batch_size: usize, init_std: f64, sampler: &SamplerConfig) -> Result<()> {
-    for (name, v, strictly) in [("margin", margin, false), ("reg", reg, false), ("lr", lr, true), ("init_std", init_std, true)] {
-        if !v.is_finite() || v < 0.0 || (strictly && v == 0.0) {
-            return Err(Error::invalid(format!("{name} must be a finite number {} 0, got {v}", if strictly { ">" } else { ">=" })));
-        }
-    }
-    if batch_size == 0 {
-        return Err(Error::invalid("batch_size must be at least 1"));
-    }
+fn check_training(margin: f64, reg: f64, init_std: f64, sampler: &SamplerConfig) -> Result<()> {
+    check_weights(&[("margin", margin, false), ("reg", reg, false), ("init_std", init_std, true)])?;
     sampler.validate()
 }
 
-impl TripletConfig {
-    pub fn validate(&self) -> Result<()> {
-        if self.factors == 0 {
-            return Err(Error::invalid("factors must be at least 1"));
-        }
-        if !["cosine", "dot"].contains(&self.similarity.as_str()) {
-            return Err(Error::invalid(format!("similarity must be 'cosine' or 'dot', not {:?}", self.similarity)));
-        }
-        check_training(self.margin, self.reg, self.lr, self.batch_size, self.init_std, &self.sampler)?;
-        parse_device(&self.device).map(|_| ())
-    }
-}
-
 /// The step's settings for a margin loss trained with Adam (mean over the batch).
-fn margin_step(margin: f64, lr: f64, sampler: &SamplerConfig, n_items: usize) -> StepConfig {
+fn margin_step(margin: f64, common: &Common, sampler: &SamplerConfig, n_items: usize) -> StepConfig {
+    let lr = common.lr;
     StepConfig {
         loss: Loss::Margin(margin),
         reduction: Reduction::Mean,
@@ -115,16 +84,17 @@ fn sum_sq(t: &Tensor) -> Result<Tensor> {
     Ok(t.f_square()?.f_sum(Kind::Float)?)
 }
 
+/// A scorer of user indices for validation during fit.
+fn on_device<'a>(device: Device, score: impl Fn(&Tensor) -> Result<Tensor> + 'a) -> impl Fn(&[i64]) -> Result<Tensor> + 'a {
+    move |u: &[i64]| tch::no_grad(|| score(&Tensor::from_slice(u).f_to_device(device)?))
+}
+
 // ---------------------------------------------------------------------------------------------
 // TripletModel
 // ---------------------------------------------------------------------------------------------
 
-pub struct Triplet {
-    config: TripletConfig,
-    params: Option<Factors>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-}
+/// TripletModel: factors (users, items, an item bias used when `item_bias`).
+pub struct Triplet;
 
 /// Rows of the embedding matrices, unit length for cosine similarity (so the step's dot
 /// product is the cosine).
@@ -171,142 +141,67 @@ impl TwoTower for TripletTowers {
     }
 }
 
-impl Triplet {
-    pub fn new(config: TripletConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Triplet { config, params: None, ids: None, history: Vec::new() })
-    }
-
-    fn fitted(&self) -> Result<&Factors> {
-        self.params.as_ref().ok_or_else(|| not_fitted("TripletModel"))
-    }
-
-    fn cosine(&self) -> bool {
-        self.config.similarity == "cosine"
-    }
-
-    /// Users' vectors as scored (unit length for cosine), on the model's device.
-    fn user_rows(&self, users: &[i64]) -> Result<Tensor> {
-        let f = self.fitted()?;
-        let n = f.n_users() as i64;
-        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
-            return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
-        }
-        let idx = Tensor::from_slice(users).f_to_device(f.device())?;
-        unit_rows(f.users.f_index_select(0, &idx)?, self.cosine())
-    }
-
-    fn all_items(&self) -> Result<Tensor> {
-        unit_rows(self.fitted()?.items.shallow_clone(), self.cosine())
-    }
-
-    fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
-        tch::no_grad(|| -> Result<Tensor> {
-            let s = self.user_rows(users)?.f_matmul(&self.all_items()?.f_tr()?)?;
-            Ok(if self.config.item_bias { s + self.fitted()?.item_bias.f_unsqueeze(0)? } else { s })
-        })
-    }
+fn cosine(c: &TripletConfig) -> bool {
+    c.similarity == "cosine"
 }
 
-impl Recommender for Triplet {
-    fn kind(&self) -> &'static str {
-        "triplet"
+impl Spec for Triplet {
+    const KIND: &'static str = "triplet";
+    const NAME: &'static str = "TripletModel";
+    type Config = TripletConfig;
+    type Params = Factors;
+
+    fn common(c: &TripletConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
+    fn validate(c: &TripletConfig) -> Result<()> {
+        if c.factors == 0 {
+            return Err(Error::invalid("factors must be at least 1"));
+        }
+        if !["cosine", "dot"].contains(&c.similarity.as_str()) {
+            return Err(Error::invalid(format!("similarity must be 'cosine' or 'dot', not {:?}", c.similarity)));
+        }
+        check_training(c.margin, c.reg, c.init_std, &c.sampler)
     }
 
-    fn needs(&self) -> SideNeeds {
-        self.config.sampler.side_needs()
+    fn needs(c: &TripletConfig) -> SideNeeds {
+        c.sampler.side_needs()
     }
 
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "TripletModel", train, side)?;
-        let cfg = self.config.clone();
-        let device = parse_device(&cfg.device)?;
-        let sampler = TripleSampler::with_config(train, 1, &cfg.sampler, side)?;
-        self.params = Some(Factors::random(train.n_users(), train.n_items(), cfg.factors, cfg.init_std, cfg.seed, device)?);
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
-        let p = self.params.as_ref().unwrap();
+    fn build(c: &TripletConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<Factors> {
+        Factors::random(train.n_users(), train.n_items(), c.factors, c.init_std, c.common.seed, device)
+    }
+
+    fn train(c: &TripletConfig, p: &Factors, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
         // Without `item_bias` the factor layout's bias gets no gradient: Adam leaves it at 0.
-        let towers = TripletTowers { p: p.handles(), cosine: cfg.similarity == "cosine", bias: cfg.item_bias, reg: cfg.reg };
-        let mut step = TorchStep::new(towers, &p.vs, margin_step(cfg.margin, cfg.lr, &cfg.sampler, train.n_items()))?;
-        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let this = &*self;
-        let mut validate = validator(train, validation, |u| this.score(u))?;
-        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?;
-        drop(validate);
-        self.history = report.history.clone();
-        Ok(report)
+        let towers = TripletTowers { p: p.handles(), cosine: cosine(c), bias: c.item_bias, reg: c.reg };
+        let mut step = TorchStep::new(towers, &p.store.vs, margin_step(c.margin, &c.common, &c.sampler, train.n_items()))?;
+        ctx.run(&mut step, &sampler, &on_device(p.device(), |u| Self::score_block(c, p, u)))
     }
 
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
+    fn store(p: &Factors) -> &ParamStore {
+        &p.store
     }
 
-    fn history(&self) -> &[EpochLog] {
-        &self.history
+    fn restore(c: &TripletConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {
+        Factors::from_state(state, shape, c.factors, device)
     }
 
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        Ok(self.score_on_device(users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
+    fn score_block(c: &TripletConfig, p: &Factors, users: &Tensor) -> Result<Tensor> {
+        let items = unit_rows(p.items.shallow_clone(), cosine(c))?;
+        let s = unit_rows(p.users.f_index_select(0, users)?, cosine(c))?.f_matmul(&items.f_tr()?)?;
+        Ok(if c.item_bias { s + p.item_bias.f_unsqueeze(0)? } else { s })
     }
 
-    /// On a GPU the scores stay there: top-k on the device.
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
-        let f = self.fitted()?;
-        let n_items = f.n_items();
-        if f.device() == Device::Cpu {
-            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score(b), &|s, b, k, ex| {
-                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
-            });
-        }
-        super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score_on_device(b), &super::device_top_k)
+    /// As scored (unit length for cosine).
+    fn item_vectors(c: &TripletConfig, p: &Factors) -> Result<Tensor> {
+        unit_rows(p.items.shallow_clone(), cosine(c))
     }
 
-    fn item_vectors(&self) -> Result<Tensor> {
-        tch::no_grad(|| -> Result<Tensor> { Ok(self.all_items()?.f_detach()?.f_to_device(Device::Cpu)?) })
-    }
-
-    fn user_vectors(&self) -> Result<Tensor> {
-        let f = self.fitted()?;
-        tch::no_grad(|| -> Result<Tensor> { Ok(unit_rows(f.users.shallow_clone(), self.cosine())?.f_detach()?.f_to_device(Device::Cpu)?) })
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self.fitted()?.named())
-    }
-
-    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
-        let f = Factors::from_state(state, device.unwrap_or(&self.config.device))?;
-        if f.n_users() != ids.users.len() || f.n_items() != ids.items.len() || f.dim() != self.config.factors {
-            return Err(Error::state(format!(
-                "saved embeddings ({} users x {} items x {}) do not match the saved ids ({} x {}) and factors={}",
-                f.n_users(),
-                f.n_items(),
-                f.dim(),
-                ids.users.len(),
-                ids.items.len(),
-                self.config.factors
-            )));
-        }
-        self.params = Some(f);
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
-    }
-
-    fn device(&self) -> String {
-        self.params.as_ref().map(|p| device_name(p.device())).unwrap_or_default()
+    fn user_vectors(c: &TripletConfig, p: &Factors) -> Result<Tensor> {
+        unit_rows(p.users.shallow_clone(), cosine(c))
     }
 }
 
@@ -315,66 +210,44 @@ impl Recommender for Triplet {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct DeepTripletConfig {
+    /// Item embedding width.
+    pub factors: usize,
+    /// User embedding width (the MLP reads both, so they may differ).
     pub user_factors: usize,
-    pub item_factors: usize,
     /// Hidden layer widths of the scoring MLP (then one linear output unit).
     pub hidden: Vec<usize>,
     pub dropout: f64,
     pub margin: f64,
     /// L2 weight on the embedding rows a batch touches (mean over the batch).
     pub reg: f64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub batch_size: usize,
+    /// epochs, lr (Adam), batch_size (triples per step), seed, threads (sampling), device.
+    #[serde(flatten)]
+    pub common: Common,
     pub init_std: f64,
     pub sampler: SamplerConfig,
-    pub device: String,
-    pub seed: u64,
-    pub threads: usize,
 }
 
 impl Default for DeepTripletConfig {
     fn default() -> Self {
         DeepTripletConfig {
+            factors: 64,
             user_factors: 32,
-            item_factors: 64,
             hidden: vec![128],
             dropout: 0.1,
             margin: 1.0,
             reg: 0.0,
-            epochs: 20,
-            lr: 0.003,
-            batch_size: 1024,
+            common: Common::new(20, 0.003, 1024),
             init_std: 0.05,
             sampler: SamplerConfig::default(),
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
         }
     }
 }
 
-impl DeepTripletConfig {
-    pub fn validate(&self) -> Result<()> {
-        if self.user_factors == 0 || self.item_factors == 0 {
-            return Err(Error::invalid("user_factors and item_factors must be at least 1"));
-        }
-        if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(Error::invalid(format!("hidden must list one or more layer widths >= 1, got {:?}", self.hidden)));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::invalid(format!("dropout must be in [0, 1), got {}", self.dropout)));
-        }
-        check_training(self.margin, self.reg, self.lr, self.batch_size, self.init_std, &self.sampler)?;
-        parse_device(&self.device).map(|_| ())
-    }
-}
-
-/// The parameters: embeddings and the scoring MLP, in one VarStore.
-struct DeepParams {
-    vs: nn::VarStore,
+/// The parameters: embeddings and the scoring MLP, in one store.
+pub struct DeepParams {
+    store: ParamStore,
     users: Tensor,
     items: Tensor,
     mlp: Mlp,
@@ -387,15 +260,16 @@ impl DeepParams {
     fn new(cfg: &DeepTripletConfig, n_users: usize, n_items: usize, device: Device) -> Result<Self> {
         // libtorch's generator seeds the MLP's initial weights; the embeddings come from the
         // seeded per-row streams as in every factor model.
-        tch::manual_seed(cfg.seed as i64);
-        let vs = nn::VarStore::new(device);
-        let u = Factors::random(n_users, 0, cfg.user_factors, cfg.init_std, cfg.seed, Device::Cpu)?;
-        let i = Factors::random(0, n_items, cfg.item_factors, cfg.init_std, cfg.seed, Device::Cpu)?;
-        let users = vs.root().f_var_copy(USERS, &u.users)?;
-        let items = vs.root().f_var_copy(ITEMS, &i.items)?;
+        tch::manual_seed(cfg.common.seed as i64);
+        let store = ParamStore::new(device);
+        let seed = cfg.common.seed;
+        let u = Factors::random(n_users, 0, cfg.user_factors, cfg.init_std, seed, Device::Cpu)?;
+        let i = Factors::random(0, n_items, cfg.factors, cfg.init_std, seed, Device::Cpu)?;
+        let users = store.vs.root().f_var_copy(USERS, &u.users)?;
+        let items = store.vs.root().f_var_copy(ITEMS, &i.items)?;
         let widths: Vec<i64> = cfg.hidden.iter().map(|&h| h as i64).chain([1]).collect();
-        let mlp = Mlp::new(&(vs.root() / "mlp"), (cfg.user_factors + cfg.item_factors) as i64, &widths, cfg.dropout, false)?;
-        Ok(DeepParams { vs, users, items, mlp })
+        let mlp = Mlp::new(&(store.vs.root() / "mlp"), (cfg.user_factors + cfg.factors) as i64, &widths, cfg.dropout, false)?;
+        Ok(DeepParams { store, users, items, mlp })
     }
 
     fn towers(&self, train: bool, reg: f64) -> DeepTowers {
@@ -445,175 +319,104 @@ impl TwoTower for DeepTowers {
 /// (user, item) pairs per scoring block: bounds the (users, items, hidden) activations.
 const PAIRS_PER_BLOCK: usize = 1 << 20;
 
-pub struct DeepTriplet {
-    config: DeepTripletConfig,
-    params: Option<DeepParams>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-}
+/// DeepTripletModel: embeddings scored by an MLP.
+pub struct DeepTriplet;
 
-impl DeepTriplet {
-    pub fn new(config: DeepTripletConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(DeepTriplet { config, params: None, ids: None, history: Vec::new() })
+impl Spec for DeepTriplet {
+    const KIND: &'static str = "deep_triplet";
+    const NAME: &'static str = "DeepTripletModel";
+    type Config = DeepTripletConfig;
+    type Params = DeepParams;
+
+    fn common(c: &DeepTripletConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    fn fitted(&self) -> Result<&DeepParams> {
-        self.params.as_ref().ok_or_else(|| not_fitted("DeepTripletModel"))
-    }
-
-    /// Scores (users, n_items) on the model's device, in blocks of users.
-    fn score_on_device(&self, users: &[i64]) -> Result<Tensor> {
-        let p = self.fitted()?;
-        let (n_users, n_items) = (p.users.size()[0], p.items.size()[0]);
-        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n_users) {
-            return Err(Error::invalid(format!("user index {bad} out of range for {n_users} users")));
+    fn validate(c: &DeepTripletConfig) -> Result<()> {
+        if c.user_factors == 0 || c.factors == 0 {
+            return Err(Error::invalid("factors and user_factors must be at least 1"));
         }
+        if c.hidden.is_empty() || c.hidden.contains(&0) {
+            return Err(Error::invalid(format!("hidden must list one or more layer widths >= 1, got {:?}", c.hidden)));
+        }
+        if !(0.0..1.0).contains(&c.dropout) {
+            return Err(Error::invalid(format!("dropout must be in [0, 1), got {}", c.dropout)));
+        }
+        check_training(c.margin, c.reg, c.init_std, &c.sampler)
+    }
+
+    fn needs(c: &DeepTripletConfig) -> SideNeeds {
+        c.sampler.side_needs()
+    }
+
+    fn build(c: &DeepTripletConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<DeepParams> {
+        DeepParams::new(c, train.n_users(), train.n_items(), device)
+    }
+
+    fn train(c: &DeepTripletConfig, p: &DeepParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
+        let step_cfg = margin_step(c.margin, &c.common, &c.sampler, train.n_items());
+        let mut step = TorchStep::new(p.towers(true, c.reg), &p.store.vs, step_cfg)?;
+        ctx.run(&mut step, &sampler, &on_device(p.store.device(), |u| Self::score_block(c, p, u)))
+    }
+
+    fn store(p: &DeepParams) -> &ParamStore {
+        &p.store
+    }
+
+    fn restore(c: &DeepTripletConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DeepParams> {
+        let p = DeepParams::new(c, n_users, n_items, device)?;
+        p.store.load(state)?;
+        Ok(p)
+    }
+
+    /// In blocks of users, so the (users, items, hidden) activations stay bounded.
+    fn score_block(_: &DeepTripletConfig, p: &DeepParams, users: &Tensor) -> Result<Tensor> {
+        let n_items = p.items.size()[0];
         let towers = p.towers(false, 0.0);
-        let device = p.vs.device();
-        tch::no_grad(|| -> Result<Tensor> {
-            let items = p.items.f_unsqueeze(0)?;
-            let per_block = (PAIRS_PER_BLOCK / n_items.max(1) as usize).max(1);
-            let mut parts = Vec::new();
-            for block in users.chunks(per_block) {
-                let u = p.users.f_index_select(0, &Tensor::from_slice(block).f_to_device(device)?)?;
-                let i = items.f_expand([block.len() as i64, n_items, -1], false)?;
-                parts.push(towers.match_scores(&u, &i)?);
-            }
-            if parts.is_empty() {
-                return Ok(Tensor::f_zeros([0, n_items], (Kind::Float, device))?);
-            }
-            Ok(Tensor::f_cat(&parts, 0)?)
-        })
-    }
-}
-
-impl Recommender for DeepTriplet {
-    fn kind(&self) -> &'static str {
-        "deep_triplet"
-    }
-
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
-    }
-
-    fn needs(&self) -> SideNeeds {
-        self.config.sampler.side_needs()
-    }
-
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "DeepTripletModel", train, side)?;
-        let cfg = self.config.clone();
-        let device = parse_device(&cfg.device)?;
-        let sampler = TripleSampler::with_config(train, 1, &cfg.sampler, side)?;
-        self.params = Some(DeepParams::new(&cfg, train.n_users(), train.n_items(), device)?);
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
-        let p = self.params.as_ref().unwrap();
-        let mut step = TorchStep::new(p.towers(true, cfg.reg), &p.vs, margin_step(cfg.margin, cfg.lr, &cfg.sampler, train.n_items()))?;
-        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let this = &*self;
-        let mut validate = validator(train, validation, |u| this.score(u))?;
-        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut validate, observer)?;
-        drop(validate);
-        self.history = report.history.clone();
-        Ok(report)
-    }
-
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
-    }
-
-    fn history(&self) -> &[EpochLog] {
-        &self.history
-    }
-
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        Ok(self.score_on_device(users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
-    }
-
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
-        let p = self.fitted()?;
-        let n_items = p.items.size()[0] as usize;
-        if p.vs.device() == Device::Cpu {
-            return super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score(b), &|s, b, k, ex| {
-                let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-                crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
-            });
+        let items = p.items.f_unsqueeze(0)?;
+        let per_block = (PAIRS_PER_BLOCK as i64 / n_items.max(1)).max(1);
+        let parts = users
+            .f_split(per_block, 0)?
+            .iter()
+            .map(|block| towers.match_scores(&p.users.f_index_select(0, block)?, &items.f_expand([block.size()[0], n_items, -1], false)?))
+            .collect::<Result<Vec<_>>>()?;
+        if parts.is_empty() {
+            return Ok(Tensor::f_zeros([0, n_items], (Kind::Float, p.store.device()))?);
         }
-        super::recommend_by_blocks(users, k, n_items, exclude, &|b| self.score_on_device(b), &super::device_top_k)
+        Ok(Tensor::f_cat(&parts, 0)?)
     }
 
     /// The item embeddings (the MLP scores pairs; `similar_items` uses their cosine).
-    fn item_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.items.detach().f_to_device(Device::Cpu)?)
+    fn item_vectors(_: &DeepTripletConfig, p: &DeepParams) -> Result<Tensor> {
+        Ok(p.items.shallow_clone())
     }
 
-    fn user_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.users.detach().f_to_device(Device::Cpu)?)
+    fn user_vectors(_: &DeepTripletConfig, p: &DeepParams) -> Result<Tensor> {
+        Ok(p.users.shallow_clone())
     }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let p = self.fitted()?;
-        let mut out: Vec<(String, Tensor)> = p.vs.variables().into_iter().collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
-    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
-        let device = parse_device(device.unwrap_or(&self.config.device))?;
-        let p = DeepParams::new(&self.config, ids.users.len(), ids.items.len(), device)?;
-        copy_state(&p.vs, state)?;
-        self.params = Some(p);
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
-    }
-
-    fn device(&self) -> String {
-        self.params.as_ref().map(|p| device_name(p.vs.device())).unwrap_or_default()
-    }
-}
-
-/// Copies every variable of `vs` from `state` (same names and shapes, else an error naming
-/// the tensor).
-pub(crate) fn copy_state(vs: &nn::VarStore, state: &HashMap<String, Tensor>) -> Result<()> {
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut var) in vs.variables() {
-            let saved = state.get(&name).ok_or_else(|| Error::state(format!("saved model has no tensor '{name}'")))?;
-            if saved.size() != var.size() {
-                return Err(Error::state(format!("saved tensor '{name}' has shape {:?}, the model {:?}", saved.size(), var.size())));
-            }
-            var.f_copy_(&saved.f_to_kind(var.kind())?.f_to_device(var.device())?)?;
-        }
-        Ok(())
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::synthetic::{synthetic, SyntheticConfig};
+    use crate::models::core::Model;
+    use crate::models::Recommender;
+    use crate::train::Control;
 
     fn data() -> Interactions {
         synthetic(&SyntheticConfig { n_users: 80, n_items: 60, ..Default::default() }).unwrap()
     }
 
     fn fit(model: &mut dyn Recommender, train: &Interactions) -> FitReport {
-        model.fit(train, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap()
+        model.fit(train, &SideInfo::default(), None, &mut |_| Control::Continue, &Default::default()).unwrap()
     }
 
     #[test]
     fn triplet_cosine_scores_are_cosines_and_training_lowers_the_loss() {
         let train = data();
-        let cfg = TripletConfig { factors: 8, epochs: 8, lr: 0.05, batch_size: 256, device: "cpu".into(), threads: 1, ..Default::default() };
-        let mut m = Triplet::new(cfg).unwrap();
+        let mut m = Model::<Triplet>::from_json(r#"{"factors": 8, "epochs": 8, "lr": 0.05, "batch_size": 256, "device": "cpu", "threads": 1}"#).unwrap();
         let report = fit(&mut m, &train);
         let losses: Vec<f64> = report.history.iter().map(|h| h.loss).collect();
         assert!(losses.last().unwrap() < &(losses[0] * 0.9), "loss did not fall: {losses:?}");
@@ -622,7 +425,7 @@ mod tests {
         let max = s.abs().max().double_value(&[]);
         assert!(max <= 1.0 + 1e-5, "a cosine above 1: {max}");
         // score = normalised user . normalised item, computed independently here.
-        let f = m.fitted().unwrap();
+        let f = m.params().unwrap();
         let u = f.users.get(1);
         let i = f.items.get(7);
         let cos = (u.dot(&i) / (u.norm() * i.norm())).double_value(&[]);
@@ -634,9 +437,8 @@ mod tests {
     #[test]
     fn triplet_is_reproducible_with_one_thread() {
         let train = data();
-        let cfg = TripletConfig { factors: 4, epochs: 2, device: "cpu".into(), threads: 1, similarity: "dot".into(), ..Default::default() };
         let run = || {
-            let mut m = Triplet::new(cfg.clone()).unwrap();
+            let mut m = Model::<Triplet>::from_json(r#"{"factors": 4, "epochs": 2, "device": "cpu", "threads": 1, "similarity": "dot"}"#).unwrap();
             fit(&mut m, &train);
             m.score(&[3]).unwrap()
         };
@@ -646,14 +448,13 @@ mod tests {
     #[test]
     fn deep_block_scores_match_pairwise_mlp() {
         let train = data();
-        let cfg = DeepTripletConfig { epochs: 2, hidden: vec![16, 8], device: "cpu".into(), threads: 1, ..Default::default() };
-        let mut m = DeepTriplet::new(cfg).unwrap();
+        let mut m = Model::<DeepTriplet>::from_json(r#"{"epochs": 2, "hidden": [16, 8], "device": "cpu", "threads": 1}"#).unwrap();
         let report = fit(&mut m, &train);
         assert_eq!(report.history.len(), 2);
         let s = m.score(&[0, 5]).unwrap();
         assert_eq!(s.size(), [2, 60]);
         // The split first layer equals the MLP on the concatenation, without dropout.
-        let p = m.fitted().unwrap();
+        let p = m.params().unwrap();
         let x = Tensor::cat(&[p.users.get(5), p.items.get(11)], 0).unsqueeze(0);
         let direct = tch::no_grad(|| p.mlp.try_forward(&x, false).unwrap()).double_value(&[0, 0]);
         assert!((s.double_value(&[1, 11]) - direct).abs() < 1e-4);
@@ -664,28 +465,28 @@ mod tests {
     #[test]
     fn deep_state_round_trips() {
         let train = data();
-        let cfg = DeepTripletConfig { epochs: 1, device: "cpu".into(), threads: 1, ..Default::default() };
-        let mut m = DeepTriplet::new(cfg.clone()).unwrap();
+        let json = r#"{"epochs": 1, "device": "cpu", "threads": 1}"#;
+        let mut m = Model::<DeepTriplet>::from_json(json).unwrap();
         fit(&mut m, &train);
         let state: HashMap<String, Tensor> = m.state().unwrap().into_iter().collect();
         assert!(state.contains_key("mlp.0.weight") && state.contains_key(USERS));
-        let mut back = DeepTriplet::new(cfg).unwrap();
+        let mut back = Model::<DeepTriplet>::from_json(json).unwrap();
         back.restore(&state, train.ids().clone(), vec![], Some("cpu")).unwrap();
         assert!(back.score(&[0, 1]).unwrap().equal(&m.score(&[0, 1]).unwrap()));
         let mut short = state;
         short.remove("mlp.0.bias");
-        assert!(DeepTriplet::new(DeepTripletConfig::default()).unwrap().restore(&short, train.ids().clone(), vec![], Some("cpu")).is_err());
+        assert!(Model::<DeepTriplet>::from_json(json).unwrap().restore(&short, train.ids().clone(), vec![], Some("cpu")).is_err());
     }
 
     #[test]
     fn config_errors_name_the_parameter() {
-        let e = TripletConfig { similarity: "euclid".into(), ..Default::default() }.validate().unwrap_err().to_string();
-        assert!(e.contains("similarity"), "{e}");
-        let e = DeepTripletConfig { dropout: 1.0, ..Default::default() }.validate().unwrap_err().to_string();
-        assert!(e.contains("dropout"), "{e}");
-        let e = TripletConfig { margin: -1.0, ..Default::default() }.validate().unwrap_err().to_string();
-        assert!(e.contains("margin"), "{e}");
-        let e = serde_json::from_str::<TripletConfig>(r#"{"sampler": {"kind": "warp", "typo": 1}}"#).unwrap_err().to_string();
-        assert!(e.contains("typo"), "{e}");
+        let err = |kind: &str, json: &str| crate::models::create(kind, json).err().unwrap().to_string();
+        assert!(err("triplet", r#"{"similarity": "euclid"}"#).contains("similarity"));
+        assert!(err("deep_triplet", r#"{"dropout": 1.0}"#).contains("dropout"));
+        assert!(err("triplet", r#"{"margin": -1.0}"#).contains("margin"));
+        let e = err("triplet", r#"{"sampler": {"kind": "warp", "typo": 1}}"#);
+        assert!(e.contains("typo") && e.contains("sampler"), "{e}");
+        let e = err("triplet", r#"{"epochs": 1.5}"#);
+        assert!(e.starts_with("epochs: "), "{e}");
     }
 }

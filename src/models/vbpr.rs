@@ -9,37 +9,32 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{check_side, not_fitted, validator, Recommender};
-use crate::data::{IdMaps, Interactions, Need, SideInfo, SideNeeds};
+use super::core::{checked, Common, FitCtx, ParamStore, Spec};
+use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
 use crate::sampling::{SamplerConfig, TripleSampler};
-use crate::tensors::{device_name, parse_device};
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
-use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::FitReport;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct VbprConfig {
     /// Dimension of gamma_u, gamma_i (the collaborative part).
     pub factors: usize,
     /// Dimension of theta_u and E f_i (the visual part).
     pub visual_factors: usize,
-    pub epochs: usize,
-    pub lr: f64,
+    /// epochs, lr, batch_size, seed, threads, device.
+    #[serde(flatten)]
+    pub common: Common,
     /// L2 on the gathered gamma_u, gamma_i, theta_u rows.
     pub reg: f64,
     /// L2 on the item biases touched.
     pub bias_reg: f64,
     /// L2 on E and beta' (per step).
     pub visual_reg: f64,
-    pub batch_size: usize,
     /// "adam" or "sgd".
     pub optimizer: String,
     pub init_std: f64,
-    pub device: String,
-    pub seed: u64,
-    pub threads: usize,
     pub sampler: SamplerConfig,
 }
 
@@ -48,17 +43,12 @@ impl Default for VbprConfig {
         VbprConfig {
             factors: 32,
             visual_factors: 32,
-            epochs: 30,
-            lr: 0.005,
+            common: Common::new(30, 0.005, 1024),
             reg: 1e-4,
             bias_reg: 1e-4,
             visual_reg: 1e-4,
-            batch_size: 1024,
             optimizer: "adam".into(),
             init_std: 0.05,
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
             sampler: SamplerConfig::default(),
         }
     }
@@ -67,19 +57,17 @@ impl Default for VbprConfig {
 impl VbprConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("factors", self.factors), ("visual_factors", self.visual_factors), ("batch_size", self.batch_size)] {
+        for (name, v) in [("factors", self.factors), ("visual_factors", self.visual_factors)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) || !(self.init_std.is_finite() && self.init_std > 0.0) {
-            return bad(format!("lr and init_std must be finite numbers > 0, got {} and {}", self.lr, self.init_std));
-        }
-        for (name, v) in [("reg", self.reg), ("bias_reg", self.bias_reg), ("visual_reg", self.visual_reg)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(format!("{name} must be a finite number >= 0, got {v}"));
-            }
-        }
+        super::bpr::check_weights(&[
+            ("init_std", self.init_std, true),
+            ("reg", self.reg, false),
+            ("bias_reg", self.bias_reg, false),
+            ("visual_reg", self.visual_reg, false),
+        ])?;
         if !["adam", "sgd"].contains(&self.optimizer.as_str()) {
             return bad(format!("optimizer must be 'adam' or 'sgd', not {:?}", self.optimizer));
         }
@@ -125,18 +113,13 @@ impl Params {
         Ok((f.f_matmul(&self.e)?, f.f_matmul(&self.beta)?))
     }
 
-    fn scores(&self, users: &[i64]) -> Result<Tensor> {
-        let n = self.gamma_u.size()[0];
-        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
-            return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
-        }
+    /// Scores (B, n_items) of the user indices `users`, on the device.
+    fn scores(&self, idx: &Tensor) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let idx = Tensor::from_slice(users).f_to_device(self.gamma_u.device())?;
         let (v, vb) = self.visual(None)?;
-        let s = self.gamma_u.f_index_select(0, &idx)?.f_matmul(&self.gamma_i.f_tr()?)?
-            + self.theta_u.f_index_select(0, &idx)?.f_matmul(&v.f_tr()?)?
-            + (&self.bias + vb).f_unsqueeze(0)?;
-        Ok(s.f_to_device(Device::Cpu)?.f_contiguous()?)
+        Ok(self.gamma_u.f_index_select(0, idx)?.f_matmul(&self.gamma_i.f_tr()?)?
+            + self.theta_u.f_index_select(0, idx)?.f_matmul(&v.f_tr()?)?
+            + (&self.bias + vb).f_unsqueeze(0)?)
     }
 }
 
@@ -164,170 +147,123 @@ impl TwoTower for Params {
     }
 }
 
-pub struct Vbpr {
-    config: VbprConfig,
-    vs: Option<nn::VarStore>,
-    params: Option<Params>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
+/// The store (variables, and the item features as a buffer) and handles on its tensors.
+pub struct VbprParams {
+    store: ParamStore,
+    p: Params,
 }
 
-impl Vbpr {
-    pub fn new(config: VbprConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Vbpr { config, vs: None, params: None, ids: None, history: Vec::new() })
-    }
+const FEATURES: &str = "item_features";
 
-    fn build(&self, device: Device, n_users: usize, n_items: usize, features: Tensor) -> (nn::VarStore, Params) {
-        let c = &self.config;
-        tch::manual_seed((crate::sampling::rng::sub_seed(c.seed, crate::sampling::rng::streams::INIT, 11) >> 1) as i64);
-        let vs = nn::VarStore::new(device);
-        let r = vs.root();
+/// VBPR: the model.
+pub struct Vbpr;
+
+impl Vbpr {
+    /// Seeded parameters for `n_users` x `n_items` with item `features` (n_items, F).
+    fn build(c: &VbprConfig, device: Device, n_users: usize, n_items: usize, features: Tensor) -> VbprParams {
+        tch::manual_seed((crate::sampling::rng::sub_seed(c.common.seed, crate::sampling::rng::streams::INIT, 11) >> 1) as i64);
+        let mut store = ParamStore::new(device);
+        let r = store.vs.root();
         let init = nn::Init::Randn { mean: 0.0, stdev: c.init_std };
         let n_feat = features.size()[1];
         let (nu, ni, d, dv) = (n_users as i64, n_items as i64, c.factors as i64, c.visual_factors as i64);
-        let params = Params {
+        let features = features.to_device(device);
+        let p = Params {
             gamma_u: r.var("gamma_users", &[nu, d], init),
             theta_u: r.var("theta_users", &[nu, dv], init),
             gamma_i: r.var("gamma_items", &[ni, d], init),
             bias: r.var("item_bias", &[ni], nn::Init::Const(0.0)),
             e: r.var("visual_projection", &[n_feat, dv], nn::Init::Randn { mean: 0.0, stdev: c.init_std / (n_feat as f64).sqrt() }),
             beta: r.var("visual_bias", &[n_feat], nn::Init::Const(0.0)),
-            features: features.to_device(device),
+            features: features.shallow_clone(),
             reg: c.reg,
             bias_reg: c.bias_reg,
             visual_reg: c.visual_reg,
         };
-        (vs, params)
-    }
-
-    fn fitted(&self) -> Result<&Params> {
-        self.params.as_ref().ok_or_else(|| not_fitted("VBPR"))
+        store.set_buffer(FEATURES, features);
+        VbprParams { store, p }
     }
 }
 
-impl Recommender for Vbpr {
-    fn kind(&self) -> &'static str {
-        "vbpr"
+impl Spec for Vbpr {
+    const KIND: &'static str = "vbpr";
+    const NAME: &'static str = "VBPR";
+    type Config = VbprConfig;
+    type Params = VbprParams;
+
+    fn common(c: &VbprConfig) -> Option<&Common> {
+        Some(&c.common)
     }
 
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
+    fn validate(c: &VbprConfig) -> Result<()> {
+        c.validate()
     }
 
-    fn needs(&self) -> SideNeeds {
-        SideNeeds { item_features: Need::Required, ..self.config.sampler.side_needs() }
+    fn needs(c: &VbprConfig) -> SideNeeds {
+        SideNeeds { item_features: Need::Required, ..c.sampler.side_needs() }
     }
 
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-    ) -> Result<FitReport> {
-        check_side(self, "VBPR", train, side)?;
+    fn build(c: &VbprConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<VbprParams> {
         let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("VBPR needs item_features="))?;
         let dense = table.continuous.as_ref().filter(|m| m.cols > 0).ok_or_else(|| {
             Error::invalid("VBPR needs numeric item features (a float matrix, image features or embeddings)")
         })?;
-        let cfg = self.config.clone();
-        let device = parse_device(&cfg.device)?;
-        let sampler = TripleSampler::with_config(train, 1, &cfg.sampler, side)?;
-        let (vs, params) = self.build(device, train.n_users(), train.n_items(), dense.to_tensor());
-        self.vs = None;
-        self.params = None;
-        self.ids = Some(train.ids().clone());
-        self.history.clear();
-        let (lr, epochs) = (cfg.lr, cfg.epochs.max(1));
+        Ok(Self::build(c, device, train.n_users(), train.n_items(), dense.to_tensor()))
+    }
+
+    fn train(c: &VbprConfig, params: &VbprParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
+        let lr = c.common.lr;
         let step_cfg = StepConfig {
             loss: Loss::Bpr,
             reduction: Reduction::Sum,
-            optimizer: if cfg.optimizer == "sgd" { Optimizer::Sgd } else { Optimizer::Adam },
+            optimizer: if c.optimizer == "sgd" { Optimizer::Sgd } else { Optimizer::Adam },
             lr: Box::new(move |_| lr),
-            choice: cfg.sampler.choice(),
+            choice: c.sampler.choice(),
             n_items: train.n_items(),
             shared_negatives: false,
             log_q: None,
         };
-        let _ = epochs;
-        let mut step = TorchStep::new(params.handles(), &vs, step_cfg)?;
-        let loop_cfg = LoopConfig { epochs: cfg.epochs, batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads };
-        let view = params.handles();
-        let cold = cold_mask(train, device)?;
-        let mut validate = validator(train, validation, |u| {
+        let mut step = TorchStep::new(params.p.handles(), &params.store.vs, step_cfg)?;
+        let view = params.p.handles();
+        let cold = cold_mask(train, params.store.device())?;
+        ctx.run(&mut step, &sampler, &|u| {
             zero_cold(&view, &cold)?;
-            view.scores(u)
-        })?;
-        let report = fit_loop(&mut step, &sampler, &loop_cfg, &mut *validate, observer);
-        drop(validate);
-        drop(step);
-        let report = report?;
-        // Cold items: no collaborative part (what training gave them as negatives is noise).
-        zero_cold(&params, &cold)?;
-        self.history = report.history.clone();
-        self.vs = Some(vs);
-        self.params = Some(params);
-        Ok(report)
+            view.scores(&Tensor::from_slice(u).f_to_device(cold.device())?)
+        })
     }
 
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
+    /// Cold items: no collaborative part (what training gave them as negatives is noise).
+    fn finish(_: &VbprConfig, params: &mut VbprParams, train: &Interactions, _: &SideInfo) -> Result<()> {
+        zero_cold(&params.p, &cold_mask(train, params.store.device())?)
     }
 
-    fn history(&self) -> &[EpochLog] {
-        &self.history
+    fn store(params: &VbprParams) -> &ParamStore {
+        &params.store
     }
 
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        self.fitted()?.scores(users)
+    fn restore(c: &VbprConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<VbprParams> {
+        let features = checked(state, FEATURES, &[], Kind::Float)?;
+        if features.size().len() != 2 || features.size()[0] != n_items as i64 {
+            return Err(Error::state(format!("saved item features have shape {:?} for {n_items} items", features.size())));
+        }
+        let params = Self::build(c, device, n_users, n_items, features.to_kind(Kind::Float));
+        params.store.load(state)?;
+        Ok(params)
+    }
+
+    fn score_block(_: &VbprConfig, params: &VbprParams, users: &Tensor) -> Result<Tensor> {
+        params.p.scores(users)
     }
 
     /// [gamma_i, E f_i] per item.
-    fn item_vectors(&self) -> Result<Tensor> {
-        let p = self.fitted()?;
-        let _guard = tch::no_grad_guard();
-        let (v, _) = p.visual(None)?;
-        Ok(Tensor::f_cat(&[p.gamma_i.shallow_clone(), v], 1)?.f_to_device(Device::Cpu)?)
+    fn item_vectors(_: &VbprConfig, params: &VbprParams) -> Result<Tensor> {
+        let (v, _) = params.p.visual(None)?;
+        Ok(Tensor::f_cat(&[params.p.gamma_i.shallow_clone(), v], 1)?)
     }
 
-    fn user_vectors(&self) -> Result<Tensor> {
-        let p = self.fitted()?;
-        Ok(Tensor::f_cat(&[p.gamma_u.detach(), p.theta_u.detach()], 1)?.f_to_device(Device::Cpu)?)
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let p = self.fitted()?;
-        let mut out: Vec<(String, Tensor)> = self.vs.as_ref().map(|vs| vs.variables().into_iter().collect()).unwrap_or_default();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.push(("item_features".into(), p.features.shallow_clone()));
-        Ok(out)
-    }
-
-    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
-        let device = parse_device(device.unwrap_or(&self.config.device))?;
-        let features = state.get("item_features").ok_or_else(|| Error::state("saved VBPR has no item_features"))?;
-        if features.size().len() != 2 || features.size()[0] != ids.items.len() as i64 {
-            return Err(Error::state(format!("saved item features have shape {:?} for {} items", features.size(), ids.items.len())));
-        }
-        let (vs, params) = self.build(device, ids.users.len(), ids.items.len(), features.to_kind(Kind::Float));
-        let _guard = tch::no_grad_guard();
-        for (name, mut var) in vs.variables() {
-            let saved = state.get(&name).ok_or_else(|| Error::state(format!("saved VBPR has no tensor '{name}'")))?;
-            if saved.size() != var.size() {
-                return Err(Error::state(format!("saved '{name}' has shape {:?}, the model {:?}", saved.size(), var.size())));
-            }
-            var.f_copy_(saved)?;
-        }
-        self.vs = Some(vs);
-        self.params = Some(params);
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
-    }
-
-    fn device(&self) -> String {
-        self.vs.as_ref().map(|vs| device_name(vs.device())).unwrap_or_default()
+    fn user_vectors(_: &VbprConfig, params: &VbprParams) -> Result<Tensor> {
+        Ok(Tensor::f_cat(&[params.p.gamma_u.shallow_clone(), params.p.theta_u.shallow_clone()], 1)?)
     }
 }
 

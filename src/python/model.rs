@@ -16,7 +16,8 @@ use super::{guarded, metric_options};
 use crate::data::SideInfo;
 use crate::error::Error;
 use crate::metrics::Validation;
-use crate::models::{checkpoint, create, Recommender};
+use crate::models::dvbpr::Dvbpr;
+use crate::models::{checkpoint, create, FitOptions, Recommender};
 use crate::train::{Control, Event};
 
 /// How often a running fit reports progress to Python (and checks for Ctrl-C).
@@ -129,7 +130,9 @@ impl PyModel {
     ///
     /// `side`: side data aligned to `train`'s indices. If training fails (an error, or a
     /// libtorch failure such as CUDA running out of memory), the model is left unfitted.
-    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0, side=None))]
+    /// `checkpoint_dir`: a checkpoint is written there after every epoch; with `resume`, a
+    /// fit continues from the one there.
+    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0, side=None, checkpoint_dir=None, resume=false))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
@@ -141,7 +144,10 @@ impl PyModel {
         sampled_negatives: usize,
         seed: u64,
         side: Option<PyRef<'_, PySideInfo>>,
+        checkpoint_dir: Option<PathBuf>,
+        resume: bool,
     ) -> PyResult<bool> {
+        let fit_options = FitOptions { checkpoint_dir, resume };
         let data = train.inner.clone();
         let side: SideInfo = side.map(|s| s.inner.clone()).unwrap_or_default();
         let held_out = validation.as_ref().map(|v| v.inner.clone());
@@ -188,7 +194,7 @@ impl PyModel {
             })
         };
         let model: &mut dyn Recommender = guard.0.as_mut();
-        let report = py.allow_threads(|| guarded(|| model.fit(&data, &side, val.as_ref(), &mut observer)));
+        let report = py.allow_threads(|| guarded(|| model.fit(&data, &side, val.as_ref(), &mut observer, &fit_options)));
         if let Err(e) = &report {
             // A failed fit leaves no half-trained model behind.
             if let Ok(fresh) = create(guard.0.kind(), &guard.0.config_json()) {
@@ -209,15 +215,19 @@ impl PyModel {
     fn set_encoder(&self, encoder: PyRef<'_, PyConvAutoencoder>) -> PyResult<()> {
         let cae = encoder.lock()?;
         let mut guard = self.write()?;
+        let kind = guard.0.kind();
+        let dvbpr = guard.0.as_any_mut().downcast_mut::<Dvbpr>().ok_or_else(|| Error::invalid(format!("the {kind} model takes no encoder")))?;
         // A copy of the encoder's few tensors: quick, so the GIL is kept.
-        guarded(|| guard.0.set_encoder(&cae))?;
+        guarded(|| dvbpr.set_encoder(&cae))?;
         Ok(())
     }
 
     /// The losses of the autoencoder DVBPR pretrained in its last fit (tower="cae" without
     /// an encoder): a list of {"epoch", "loss", "seconds"}; empty for other models.
     fn pretrain_history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        history_dicts(py, self.read()?.0.pretrain_history())
+        let guard = self.read()?;
+        let pretrained = guard.0.as_any().downcast_ref::<Dvbpr>().map(|d| d.pretrain_history()).unwrap_or_default();
+        history_dicts(py, pretrained)
     }
 
     /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds", "val_..."}.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 
@@ -97,6 +99,15 @@ pub trait BatchStep<S: BatchSource>: Send {
     fn intra_op_threads(&self) -> Option<i32> {
         None
     }
+    /// What a checkpoint must hold besides the parameters to resume exactly (optimiser
+    /// moments and step count), as named tensors.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    /// Puts back what [`BatchStep::state`] gave.
+    fn restore_state(&mut self, _state: &HashMap<String, Tensor>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Sets libtorch's intra-op threads of the calling thread (OpenMP's setting is per thread)
@@ -121,13 +132,17 @@ impl Drop for IntraOpThreads {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoopConfig {
+    /// Epochs of the whole fit (a resumed fit counts the ones done before).
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
     /// Threads for sampling and parallel steps; 0 means one per core.
     pub threads: usize,
+    /// The first epoch to run (0-based): a fit resumed after `start_epoch` epochs draws the
+    /// batches, learning rates and epoch numbers the uninterrupted fit would have.
+    pub start_epoch: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -137,13 +152,17 @@ pub struct FitReport {
     pub stopped: bool,
 }
 
-/// Train `model` for `cfg.epochs` passes over `source`. Returns early (`stopped`) when the
-/// observer says so; a non-finite epoch loss is an error.
+/// Called after each epoch's validation, before the observer (a checkpoint writer).
+pub type AfterEpoch<'a, S> = dyn FnMut(&dyn BatchStep<S>, &EpochLog) -> Result<()> + 'a;
+
+/// Train `model` for epochs `cfg.start_epoch..cfg.epochs` over `source`. Returns early
+/// (`stopped`) when the observer says so; a non-finite epoch loss is an error.
 pub fn fit_loop<S: BatchSource>(
     model: &mut dyn BatchStep<S>,
     source: &S,
     cfg: &LoopConfig,
     validate: &mut Validate<'_>,
+    after_epoch: &mut AfterEpoch<'_, S>,
     observer: &mut dyn FnMut(&Event<'_>) -> Control,
 ) -> Result<FitReport> {
     if cfg.batch_size == 0 {
@@ -157,7 +176,7 @@ pub fn fit_loop<S: BatchSource>(
     let pool = ThreadPool::new(cfg.threads)?;
     let mut report = FitReport::default();
     let mut batch = S::Batch::default();
-    for epoch in 0..cfg.epochs {
+    for epoch in cfg.start_epoch..cfg.epochs {
         let start = Instant::now();
         source.begin_epoch(epoch);
         model.begin_epoch(epoch, cfg.epochs)?;
@@ -197,6 +216,7 @@ pub fn fit_loop<S: BatchSource>(
         let seconds = start.elapsed().as_secs_f64();
         let log = EpochLog { epoch: epoch + 1, loss, seconds, metrics: validate()? };
         report.history.push(log.clone());
+        after_epoch(&*model, &log)?;
         if observer(&Event::EpochEnd(&log)) == Control::Stop {
             report.stopped = epoch + 1 < cfg.epochs;
             return Ok(report);

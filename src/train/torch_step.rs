@@ -313,4 +313,41 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn intra_op_threads(&self) -> Option<i32> {
         (self.device == Device::Cpu).then_some(1)
     }
+
+    /// Each batch seeds libtorch's generator from its own stream, so what the towers draw
+    /// (dropout masks) depends on the batch alone: a resumed fit draws what the
+    /// uninterrupted one did.
+    fn sample_and_step(
+        &mut self,
+        source: &TripleSampler<'_>,
+        batch: &mut TripleBatch,
+        size: usize,
+        seed: u64,
+        batch_index: u64,
+    ) -> Result<()> {
+        seed_batch(seed, batch_index);
+        source.fill(batch, size, seed, batch_index);
+        self.step(batch)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        match &self.opt {
+            Opt::Adam(a) => a.state(),
+            // libtorch's SGD without momentum keeps nothing between steps.
+            Opt::Sgd(_) => Vec::new(),
+        }
+    }
+
+    fn restore_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        match &mut self.opt {
+            Opt::Adam(a) => a.restore(state),
+            Opt::Sgd(_) => Ok(()),
+        }
+    }
+}
+
+/// Seeds libtorch's generator for batch `batch_index` of the fit seeded `seed`.
+pub fn seed_batch(seed: u64, batch_index: u64) {
+    let s = crate::sampling::rng::sub_seed(seed, crate::sampling::rng::streams::MODEL, batch_index);
+    tch::manual_seed((s >> 1) as i64);
 }

@@ -1,29 +1,18 @@
 """Hyper-parameters to the core: every invalid one is a ValueError that names it.
 
-The core reads a model's parameters as JSON. Python's ``json.dumps`` writes NaN and
-infinities as ``NaN``/``Infinity``, which are not JSON, and the core's JSON reader reports a
-wrong type or range as a position ("at line 1 column 13"), not a name; both are turned into
-messages that name the parameter here.
+The core reads a model's parameters as JSON and names a bad one by its path (an unknown key,
+a wrong type or range). Python's ``json.dumps`` writes NaN and infinities as
+``NaN``/``Infinity``, which are not JSON: those, and values that are not plain data, are
+refused here with the parameter's name.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from .. import _core
-
-#: Characters of a bad value an error message quotes at most.
-QUOTE_CHARS = 200
-
-_POSITION = re.compile(r" at line \d+ column \d+$")
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}... ({len(text)} characters in all)"
-
 
 def _plain(name: str, value: Any) -> Any:
     """`value` as a JSON-ready Python value (numpy scalars unwrapped), checked for NaN/inf."""
@@ -41,18 +30,7 @@ def _plain(name: str, value: Any) -> Any:
 
 
 def core_model(kind: str, params: dict[str, Any]) -> _core.Model:
-    """A new core model of registry name ``kind``, or a ValueError naming the bad parameter."""
+    """A new core model of registry name ``kind``, or a ValueError naming the bad parameter
+    (the core names it: an unknown key, a wrong type or range by its path)."""
     plain = {name: _plain(name, value) for name, value in params.items()}
-    try:
-        return _core.Model(kind, json.dumps(plain, allow_nan=False))
-    except ValueError as e:
-        if not _POSITION.search(str(e)):
-            raise  # the core's own checks already name the parameter
-        # A type or range error: find the parameter by trying each alone (the rest default).
-        for name, value in plain.items():
-            try:
-                _core.Model(kind, json.dumps({name: value}))
-            except ValueError as one:
-                reason = _POSITION.sub("", str(one)).split(": ", 1)[-1]
-                raise ValueError(f"{name}={_short(repr(value))}: {_short(reason)}") from None
-        raise
+    return _core.Model(kind, json.dumps(plain, allow_nan=False))

@@ -84,7 +84,8 @@ class DeepTripletModel(Recommender):
     device. ``similar_items`` uses the cosine of the item embeddings.
 
     Args:
-        user_factors, item_factors: embedding widths.
+        factors: item embedding width.
+        user_factors: user embedding width (the MLP reads both, so they may differ).
         hidden: hidden layer widths of the MLP (then one output unit).
         dropout: dropout after each hidden layer while training.
         margin, reg, epochs, lr, batch_size, init_std, sampler, device, seed, threads: as
@@ -95,8 +96,8 @@ class DeepTripletModel(Recommender):
 
     def __init__(
         self,
+        factors: int = 64,
         user_factors: int = 32,
-        item_factors: int = 64,
         hidden: Sequence[int] = (128,),
         dropout: float = 0.1,
         margin: float = 1.0,
@@ -111,8 +112,8 @@ class DeepTripletModel(Recommender):
         threads: int = 0,
     ):
         super().__init__(
+            factors=factors,
             user_factors=user_factors,
-            item_factors=item_factors,
             hidden=[int(h) for h in hidden],
             dropout=dropout,
             margin=margin,
