@@ -287,7 +287,7 @@ class Recommender:
 SAMPLERS = ("uniform", "popularity", "category", "cosine", "warp", "best_of_n")
 
 
-def sampler_config(sampler: str | dict[str, Any] | None, kind: str = "bpr") -> dict[str, Any]:
+def sampler_config(sampler: str | dict[str, Any] | None, kind: str) -> dict[str, Any]:
     """``sampler=`` of a pairwise model as the core's nested configuration.
 
     A name (``"uniform"``, ``"popularity"``, ``"category"``, ``"cosine"``, ``"warp"``,

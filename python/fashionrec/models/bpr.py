@@ -76,7 +76,7 @@ class BPR(Recommender):
             backend=backend,
             seed=seed,
             threads=threads,
-            sampler=sampler_config(sampler),
+            sampler=sampler_config(sampler, self.kind),
         )
 
     @property

@@ -86,7 +86,7 @@ class HybridBPR(Recommender):
             n_negatives=n_negatives,
             negatives=negatives,
             min_rating=min_rating,
-            sampler=sampler_config(sampler),
+            sampler=sampler_config(sampler, self.kind),
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,

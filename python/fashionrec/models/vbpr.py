@@ -62,5 +62,5 @@ class VBPR(Recommender):
             device=device,
             seed=seed,
             threads=threads,
-            sampler=sampler_config(sampler),
+            sampler=sampler_config(sampler, self.kind),
         )
