@@ -16,7 +16,7 @@ ACTIVATE = . $(VENV)/bin/activate
 NASM := $(shell command -v nasm 2>/dev/null)
 FEATURES := $(if $(NASM),-F jpeg-simd,)
 # maturin's --features replaces pyproject.toml's, so the extension's own are repeated here.
-PY_FEATURES := --features "extension-module pyo3/abi3-py311 $(if $(NASM),jpeg-simd,)"
+PY_FEATURES := --features "python extension-module pyo3/abi3-py311 $(if $(NASM),jpeg-simd,)"
 NASM_NOTE = $(if $(NASM),,@echo "warning: nasm not found: building the JPEG decoder without SIMD (apt install nasm)")
 
 .PHONY: setup build demo wheel test test-rust test-python test-wheel bench bench-data gpu-check clean

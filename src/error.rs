@@ -2,6 +2,7 @@
 //! byte offset, id) for the message alone to say what is wrong and where.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
@@ -67,5 +68,40 @@ pub fn quote(text: &str) -> String {
 impl From<tch::TchError> for Error {
     fn from(e: tch::TchError) -> Self {
         Error::Torch(e.to_string())
+    }
+}
+
+/// Runs `f`, turning a panic inside it (tch's infallible calls panic on libtorch errors: a
+/// CUDA out-of-memory, a shape mismatch) into an error, so the Python bindings raise a
+/// `RuntimeError` (or `MemoryError`) that `except Exception` catches instead of a `PanicException`.
+pub fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "an internal error (panic without a message)".into());
+        Err(Error::Torch(msg))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tch's infallible calls panic on a libtorch error; `guarded` turns that into an error
+    /// carrying libtorch's message (a RuntimeError in Python, not a PanicException).
+    #[test]
+    fn libtorch_panics_become_errors() {
+        let out = guarded(|| {
+            let a = tch::Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu));
+            let _ = a.matmul(&a); // (2, 3) x (2, 3): a shape error inside libtorch
+            Ok(())
+        });
+        match out {
+            Err(Error::Torch(m)) => assert!(m.contains("shapes cannot be multiplied") || m.contains("size"), "{m}"),
+            other => panic!("expected a libtorch error, got {other:?}"),
+        }
+        assert_eq!(guarded(|| Ok(7)).unwrap(), 7);
     }
 }

@@ -12,7 +12,9 @@
 //! * [`limits`]: sizes and counts from users and files, checked before allocating.
 //! * [`nets`]: networks (MLP, feature embedder, ...) as `nn::ModuleT` structs.
 //!
-//! The Python bindings live apart in `python/` (compiled in, but the core never uses PyO3).
+//! The Python bindings live apart in `python/`, behind the `python` Cargo feature (on for
+//! maturin, off for `cargo test`, so the core builds and tests without PyO3 or libpython); the
+//! core never uses PyO3.
 
 pub mod data;
 pub mod error;
@@ -26,7 +28,9 @@ pub mod sampling;
 pub mod tensors;
 pub mod train;
 
+#[cfg(feature = "python")]
 mod python;
 
 pub use error::{Error, Result};
+#[cfg(feature = "python")]
 pub use python::core_module;

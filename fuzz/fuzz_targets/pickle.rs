@@ -11,8 +11,8 @@ mod npy;
 #[allow(dead_code)]
 #[path = "../../src/io/pickle.rs"]
 mod pickle;
-#[allow(dead_code)]
-#[path = "../../src/io/pyliteral.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/io/pyliteral/mod.rs"]
 mod pyliteral;
 
 use pickle::Pickle;

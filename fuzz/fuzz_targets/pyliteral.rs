@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
-#[path = "../../src/io/pyliteral.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/io/pyliteral/mod.rs"]
 mod pyliteral;
 
 use pyliteral::{parse, Dialect};

@@ -11,27 +11,13 @@ mod model;
 mod side;
 mod tabular;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+// `guarded` is the core's (tested there by `cargo test`, which builds no bindings).
+pub(crate) use crate::error::guarded;
 use crate::error::Error;
 use crate::metrics::{EvalOptions, Metric};
-
-/// Runs `f`, turning a panic inside it (tch's infallible calls panic on libtorch errors: a
-/// CUDA out-of-memory, a shape mismatch) into an error, so Python gets a `RuntimeError` (or
-/// `MemoryError`) that `except Exception` catches instead of a `PanicException`.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "an internal error (panic without a message)".into());
-        Err(Error::Torch(msg))
-    })
-}
 
 /// Parsed metric names and options of an evaluation.
 pub(crate) fn metric_options(metrics: &[String], sampled_negatives: usize, seed: u64) -> crate::Result<(Vec<Metric>, EvalOptions)> {
@@ -88,25 +74,4 @@ pub fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tabular::register(m)?;
     cae::register(m)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// tch's infallible calls panic on a libtorch error; `guarded` turns that into an error
-    /// carrying libtorch's message (a RuntimeError in Python, not a PanicException).
-    #[test]
-    fn libtorch_panics_become_errors() {
-        let out = guarded(|| {
-            let a = tch::Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu));
-            let _ = a.matmul(&a); // (2, 3) x (2, 3): a shape error inside libtorch
-            Ok(())
-        });
-        match out {
-            Err(Error::Torch(m)) => assert!(m.contains("shapes cannot be multiplied") || m.contains("size"), "{m}"),
-            other => panic!("expected a libtorch error, got {other:?}"),
-        }
-        assert_eq!(guarded(|| Ok(7)).unwrap(), 7);
-    }
 }

@@ -1,0 +1,94 @@
+//! The parsing state over one text: where it is, whitespace and comments, and the errors
+//! it reports (every one at a byte offset, saying what was expected).
+
+use super::{Dialect, LiteralError, PResult};
+
+/// Parsing state over one text.
+pub(super) struct Cursor<'t, 's> {
+    pub(super) text: &'t [u8],
+    pub(super) pos: usize,
+    pub(super) dialect: Dialect,
+    pub(super) depth: usize,
+    pub(super) scratch: &'s mut Vec<u8>,
+}
+
+/// A byte as a message shows it.
+pub(super) fn show_byte(b: Option<u8>) -> String {
+    match b {
+        None => "the end of the text".to_string(),
+        Some(b) if b.is_ascii_graphic() => format!("'{}'", b as char),
+        Some(b' ') => "a space".to_string(),
+        Some(b'\n') => "a newline".to_string(),
+        Some(b) => format!("byte 0x{b:02x}"),
+    }
+}
+
+pub(super) fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+pub(super) fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+impl Cursor<'_, '_> {
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.text.get(self.pos).copied()
+    }
+
+    pub(super) fn peek_at(&self, ahead: usize) -> Option<u8> {
+        self.text.get(self.pos + ahead).copied()
+    }
+
+    pub(super) fn error_at(&self, offset: usize, message: impl Into<String>) -> LiteralError {
+        LiteralError { offset: offset.min(self.text.len()), message: message.into() }
+    }
+
+    pub(super) fn error_expected(&self, what: &str) -> LiteralError {
+        self.error_at(self.pos, format!("expected {what}, found {}", show_byte(self.peek())))
+    }
+
+    pub(super) fn expect_end(&mut self) -> PResult<()> {
+        self.skip_ws();
+        if self.pos < self.text.len() {
+            return Err(self.error_at(
+                self.pos,
+                format!("unexpected {} after the end of the value (one literal expected)", show_byte(self.peek())),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn skip_ws(&mut self) {
+        match self.dialect {
+            Dialect::Json => {
+                while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                    self.pos += 1;
+                }
+            }
+            Dialect::Python => loop {
+                match self.peek() {
+                    Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => self.pos += 1,
+                    Some(b'#') => {
+                        while let Some(b) = self.peek() {
+                            if b == b'\n' || b == b'\r' {
+                                break;
+                            }
+                            self.pos += 1;
+                        }
+                    }
+                    // An explicit line join.
+                    Some(b'\\') if matches!(self.peek_at(1), Some(b'\n' | b'\r')) => {
+                        self.pos += 1;
+                        if self.peek() == Some(b'\r') && self.peek_at(1) == Some(b'\n') {
+                            self.pos += 1;
+                        }
+                        self.pos += 1;
+                    }
+                    _ => break,
+                }
+            },
+        }
+    }
+
+}
