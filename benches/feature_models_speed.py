@@ -6,7 +6,7 @@ side by side in one run.
   rated <= 3 (random items for users with none); user features gender, occupation (embedded)
   and age, item features the 19 genres; embedding 32, dense 64-32-32, BPR, Adam 1e-3. The
   seed: 100,000 `train_on_batch` iterations of 16 triplets built by a pandas row loop (1.6M
-  triplets). fashionrec: `negatives="rated_below"`, the same 1.6M triplets as whole epochs.
+  triplets). fashionrec: `sampler="rated_below"`, the same 1.6M triplets as whole epochs.
 * Triplet models on anime.csv with generated ratings (rating.csv is not available:
   `fr.datasets.write_anime_ratings`), the seed's filters (TV, rating >= 6 positive, anime with
   >= 10 ratings); embedding 64, margin 1, cosine; deep: 32 + 64 -> MLP 128 (dropout 0.1) -> 1.
@@ -64,7 +64,7 @@ def bench_hybrid(folder: Path, iterations: int, our_batches: list[int]) -> None:
     train = fr.Interactions.from_pandas(ratings, "user_id", "item_id", "rating", user_ids=users.index.to_numpy(), item_ids=items.index.to_numpy())
     epochs = math.ceil(SEED_ITERATIONS * SEED_BATCH / len(pos))
     for batch in our_batches:
-        model = fr.HybridBPR(factors=32, embed_dim=32, hidden=(64, 32), item_bias=False, negatives="rated_below",
+        model = fr.HybridBPR(factors=32, embed_dim=32, hidden=(64, 32), item_bias=False, sampler="rated_below",
                              min_rating=4, epochs=epochs, lr=1e-3, batch_size=batch, device="auto", seed=0)
         start = time.perf_counter()
         model.fit(train, user_features=users, item_features=items, progress=False)

@@ -74,16 +74,16 @@ CASES = {
     "deep_triplet": (lambda: fr.DeepTripletModel(factors=8, user_factors=4, hidden=(8,), epochs=4, batch_size=64, device="cpu", threads=1), {}),
     "hybrid_bpr": (lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), dropout=0.2, epochs=4, batch_size=64, device="cpu", threads=1), {"side": True}),
     "hybrid_rated_below": (
-        lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), negatives="rated_below", min_rating=3, epochs=4, batch_size=64, device="cpu", threads=1),
+        lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), sampler="rated_below", min_rating=3, epochs=4, batch_size=64, device="cpu", threads=1),
         {"side": True},
     ),
     "vbpr": (lambda: fr.VBPR(factors=4, visual_factors=4, epochs=4, batch_size=64, device="cpu", threads=1), {"features": True}),
-    "sampled_softmax": (lambda: fr.SampledSoftmax(dim=8, n_negatives=5, epochs=4, batch_size=64, device="cpu", threads=1), {}),
+    "sampled_softmax": (lambda: fr.SampledSoftmax(factors=8, n_negatives=5, epochs=4, batch_size=64, device="cpu", threads=1), {}),
     "sampled_softmax_free_users": (
-        lambda: fr.SampledSoftmax(dim=8, users="embedding", n_negatives=5, epochs=4, batch_size=64, device="cpu", threads=1),
+        lambda: fr.SampledSoftmax(factors=8, users="embedding", n_negatives=5, epochs=4, batch_size=64, device="cpu", threads=1),
         {},
     ),
-    "compatibility": (lambda: fr.CompatibilityModel(style_dim=3, epochs=4, batch_size=32, device="cpu", threads=1), {"pairs": True}),
+    "compatibility": (lambda: fr.CompatibilityModel(factors=3, epochs=4, batch_size=32, device="cpu", threads=1), {"pairs": True}),
 }
 
 

@@ -178,12 +178,12 @@ def test_hybrid_rated_below_negatives(ml100k):
     users, items = fr.datasets.movielens_100k_features(ml100k, ids_like=train)
     users = users[["gender", "occupation", "age"]].astype({"gender": str, "occupation": str})
     genres = items.drop(columns=["title", "release_date", "video_release_date", "imdb_url"]).astype(np.float32)
-    model = fr.HybridBPR(negatives="rated_below", min_rating=4, epochs=2, device="cpu")
+    model = fr.HybridBPR(sampler="rated_below", min_rating=4, epochs=2, device="cpu")
     model.fit(train, user_features=users, item_features=genres, progress=False)
     assert np.isfinite(model.history_["loss"]).all()
     positives_only = fr.datasets.movielens_100k(ml100k, split="u1", min_rating=4)[0]
     with pytest.raises(ValueError, match="no rating is >= min_rating"):
-        fr.HybridBPR(negatives="rated_below", min_rating=6, epochs=1, device="cpu").fit(
+        fr.HybridBPR(sampler="rated_below", min_rating=6, epochs=1, device="cpu").fit(
             train, user_features=users, item_features=genres, progress=False
         )
     assert len(positives_only) < len(train)
@@ -198,5 +198,5 @@ def test_bad_parameters_name_themselves():
         fr.HybridBPR(loss="hinge")
     with pytest.raises(ValueError, match="n_negatives"):
         fr.HybridBPR(n_negatives=5)
-    with pytest.raises(ValueError, match="negatives"):
-        fr.HybridBPR(negatives="rated_below", loss="softmax", n_negatives=10)
+    with pytest.raises(ValueError, match="sampler='rated_below' works with loss='bpr'"):
+        fr.HybridBPR(sampler="rated_below", loss="softmax", n_negatives=10)

@@ -20,6 +20,9 @@ use crate::train::FitReport;
 
 use super::rated_below::{split_ratings, RatedBelow, RatedBelowStep};
 
+/// `sampler=` of the negatives a user rated below `min_rating`.
+const RATED_BELOW: &str = "rated_below";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HybridConfig {
@@ -42,9 +45,10 @@ pub struct HybridConfig {
     pub loss: String,
     /// Negatives per positive ("softmax": the batch's shared negatives).
     pub n_negatives: usize,
-    /// "sampled" (by `sampler`) or "rated_below" (the user's items rated < `min_rating`).
-    pub negatives: String,
+    /// sampler="rated_below": ratings >= `min_rating` are the positives.
     pub min_rating: f64,
+    /// Which negatives: a pairwise sampler (`crate::sampling::negatives`), or "rated_below"
+    /// (one of the user's items rated < `min_rating`; uniform for users without one).
     pub sampler: SamplerConfig,
     /// L2 weight on the user and item vectors of each batch (mean over the batch).
     pub reg: f64,
@@ -65,7 +69,6 @@ impl Default for HybridConfig {
             item_bias_init: "zero".into(),
             loss: "bpr".into(),
             n_negatives: 1,
-            negatives: "sampled".into(),
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
             common: Common::new(20, 0.001, 1024),
@@ -89,23 +92,25 @@ impl HybridConfig {
         if !["zero", "log_popularity"].contains(&self.item_bias_init.as_str()) {
             return bad(format!("item_bias_init must be 'zero' or 'log_popularity', not {:?}", self.item_bias_init));
         }
-        if !["sampled", "rated_below"].contains(&self.negatives.as_str()) {
-            return bad(format!("negatives must be 'sampled' or 'rated_below', not {:?}", self.negatives));
-        }
         if self.n_negatives == 0 || self.n_negatives > crate::sampling::negatives::MAX_CANDIDATES {
             return bad(format!("n_negatives must be in 1..={}, got {}", crate::sampling::negatives::MAX_CANDIDATES, self.n_negatives));
         }
         if self.loss != "softmax" && self.n_negatives != 1 {
             return bad(format!("loss={:?} trains on one negative per positive (or on every item): set n_negatives=1 or loss='softmax'", self.loss));
         }
-        if self.negatives == "rated_below" && (self.loss != "bpr" || self.sampler.candidates() != 1) {
-            return bad("negatives='rated_below' works with loss='bpr' and a one-candidate sampler".into());
+        if self.rated_below() && self.loss != "bpr" {
+            return bad("sampler='rated_below' works with loss='bpr'".into());
         }
         super::bpr::check_weights(&[("reg", self.reg, false)])?;
         if !self.min_rating.is_finite() {
             return bad(format!("min_rating must be finite, got {}", self.min_rating));
         }
-        self.sampler.validate()
+        self.sampler.validate_kinds(&[crate::sampling::negatives::SAMPLERS, &[RATED_BELOW]].concat())
+    }
+
+    /// Negatives from the user's low ratings.
+    fn rated_below(&self) -> bool {
+        self.sampler.kind == RATED_BELOW
     }
 }
 
@@ -471,9 +476,10 @@ impl Spec for HybridBpr {
         let step = TorchStep::new(p.towers(c.reg), &p.store.vs, step_cfg)?;
         let device = p.store.device();
         let score = |u: &[i64]| tch::no_grad(|| Self::score_block(c, p, &Tensor::from_slice(u).f_to_device(device)?));
-        if c.negatives == "rated_below" {
+        if c.rated_below() {
             let (positives, below) = split_ratings(train, c.min_rating)?;
-            let source = RatedBelow::new(&positives, below, &c.sampler, side)?;
+            let uniform = SamplerConfig { kind: "uniform".into(), ..c.sampler.clone() };
+            let source = RatedBelow::new(&positives, below, &uniform, side)?;
             ctx.run(&mut RatedBelowStep(step), &source, &score)
         } else {
             let sampler = TripleSampler::with_config(train, c.n_negatives, &c.sampler, side)?;

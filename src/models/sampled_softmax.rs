@@ -31,24 +31,23 @@ use super::factors::{FactorHandles, Factors};
 use crate::data::{Interactions, SideInfo};
 use crate::error::{Error, Result};
 use crate::sampling::rng::{below, stream_rng, Rng};
-use crate::sampling::{TripleBatch, TripleSampler};
+use crate::sampling::{SamplerConfig, TripleBatch, TripleSampler};
 use crate::train::{BatchStep, FitReport};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SampledSoftmaxConfig {
     /// Embedding dimension.
-    pub dim: usize,
+    pub factors: usize,
     /// "embedding" (a free vector per user) or "item_average" (the mean of the history's
     /// context embeddings).
     pub users: String,
     /// Negatives per positive (shared by the batch's rows, or per row).
     pub n_negatives: usize,
-    /// Proposal of the negatives: "uniform", "popularity" (count^exponent) or "log_uniform"
-    /// (Zipf over popularity ranks, as TensorFlow's log-uniform candidate sampler).
-    pub sampler: String,
-    /// Exponent of the counts for the "popularity" sampler.
-    pub exponent: f64,
+    /// Proposal of the negatives: "uniform", "popularity" ((count + 1)^exponent, the
+    /// sampler's `exponent`) or "log_uniform" (Zipf over popularity ranks, as TensorFlow's
+    /// log-uniform candidate sampler).
+    pub sampler: SamplerConfig,
     /// Subtract ln q(item) from every logit.
     pub logq_correction: bool,
     /// A learnt per-item bias.
@@ -68,12 +67,11 @@ pub struct SampledSoftmaxConfig {
 impl Default for SampledSoftmaxConfig {
     fn default() -> Self {
         SampledSoftmaxConfig {
-            dim: 64,
+            factors: 64,
             users: "item_average".into(),
             n_negatives: 100,
             // Chosen on a split carved from the ASOS train parquet (benches/tune_sampled_softmax.py).
-            sampler: "popularity".into(),
-            exponent: 0.75,
+            sampler: SamplerConfig { kind: "popularity".into(), exponent: 0.75, ..SamplerConfig::default() },
             logq_correction: true,
             item_bias: true,
             shared_negatives: true,
@@ -87,7 +85,7 @@ impl Default for SampledSoftmaxConfig {
 impl SampledSoftmaxConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("dim", self.dim), ("n_negatives", self.n_negatives)] {
+        for (name, v) in [("factors", self.factors), ("n_negatives", self.n_negatives)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
@@ -95,13 +93,11 @@ impl SampledSoftmaxConfig {
         if self.n_negatives > 1 << 20 {
             return bad(format!("n_negatives must be at most 2^20, got {}", self.n_negatives));
         }
-        super::bpr::check_weights(&[("init_std", self.init_std, true), ("reg", self.reg, false), ("exponent", self.exponent, false)])?;
+        super::bpr::check_weights(&[("init_std", self.init_std, true), ("reg", self.reg, false)])?;
         if !["embedding", "item_average"].contains(&self.users.as_str()) {
             return bad(format!("users must be 'embedding' or 'item_average', not {:?}", self.users));
         }
-        if !["uniform", "popularity", "log_uniform"].contains(&self.sampler.as_str()) {
-            return bad(format!("sampler must be 'uniform', 'popularity' or 'log_uniform', not {:?}", self.sampler));
-        }
+        self.sampler.validate_kinds(&["uniform", "popularity", "log_uniform"])?;
         Ok(())
     }
 }
@@ -379,7 +375,7 @@ impl<'a> SoftmaxStep<'a> {
             lp = lp + bw.f_index_select(0, &pos_inv)?;
             ln = ln + bw.f_index_select(0, &neg_inv)?.view([-1, n]);
         }
-        if self.cfg.logq_correction && self.cfg.sampler != "uniform" {
+        if self.cfg.logq_correction && self.cfg.sampler.kind != "uniform" {
             let lq = &self.proposal.log_q;
             lp = lp - lq.f_index_select(0, &t(pos))?;
             ln = ln - lq.f_index_select(0, &neg_items.flatten(0, -1))?.view([-1, n]);
@@ -482,7 +478,7 @@ impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
 
 /// Starting parameters: N(0, init_std^2) embeddings, bias ln(1 + count) (or 0 without bias).
 pub fn initial_factors(train: &Interactions, cfg: &SampledSoftmaxConfig, device: Device) -> Result<Factors> {
-    let f = Factors::random(train.n_users(), train.n_items(), cfg.dim, cfg.init_std, cfg.common.seed, device)?;
+    let f = Factors::random(train.n_users(), train.n_items(), cfg.factors, cfg.init_std, cfg.common.seed, device)?;
     if cfg.item_bias {
         super::factors::set_log_popularity(&f.item_bias, train)?;
     }
@@ -516,10 +512,10 @@ impl Spec for SampledSoftmax {
         // Positives only: the step draws the negatives (one uniform negative per positive is
         // drawn by the sampler and unused).
         let sampler = TripleSampler::new(train, 1)?;
-        let proposal = Proposal::new(&c.sampler, c.exponent, &train.item_counts(), device)?;
+        let proposal = Proposal::new(&c.sampler.kind, c.sampler.exponent, &train.item_counts(), device)?;
         let average = if c.users == "item_average" {
             // Drawn like the item factors (seeded, independent of the device).
-            let ctx = Factors::random(1, train.n_items(), c.dim, c.init_std, c.common.seed ^ 0x5eed_c0de, device)?;
+            let ctx = Factors::random(1, train.n_items(), c.factors, c.init_std, c.common.seed ^ 0x5eed_c0de, device)?;
             Some(ItemAverage { train, context: ctx.items.detach() })
         } else {
             None
@@ -538,7 +534,7 @@ impl Spec for SampledSoftmax {
     }
 
     fn restore(c: &SampledSoftmaxConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {
-        Factors::from_state(state, shape, c.dim, device)
+        Factors::from_state(state, shape, c.factors, device)
     }
 
     fn score_block(_: &SampledSoftmaxConfig, p: &Factors, users: &Tensor) -> Result<Tensor> {
@@ -627,8 +623,8 @@ mod tests {
         let data = synthetic(&SyntheticConfig { n_users: 200, n_items: 120, ..Default::default() }).unwrap();
         for (shared, users) in [(true, "embedding"), (false, "embedding"), (true, "item_average"), (false, "item_average")] {
             let json = format!(
-                r#"{{"users": "{users}", "dim": 8, "n_negatives": 20, "epochs": 3, "batch_size": 256, "shared_negatives": {shared},
-                    "sampler": "popularity", "device": "cpu", "threads": 1}}"#
+                r#"{{"users": "{users}", "factors": 8, "n_negatives": 20, "epochs": 3, "batch_size": 256, "shared_negatives": {shared},
+                    "sampler": {{"kind": "popularity"}}, "device": "cpu", "threads": 1}}"#
             );
             let mut m = crate::models::create("sampled_softmax", &json).unwrap();
             let r = m.fit(&data, &SideInfo::default(), None, &mut |_| crate::train::Control::Continue, &Default::default()).unwrap();

@@ -56,9 +56,16 @@ pub enum Choice {
 }
 
 impl SamplerConfig {
+    /// Checks the options, with `kind` one of the pairwise samplers ([`SAMPLERS`]).
     pub fn validate(&self) -> Result<()> {
-        if !SAMPLERS.contains(&self.kind.as_str()) {
-            return Err(Error::invalid(format!("sampler must be one of {}, not {:?}", SAMPLERS.join(", "), self.kind)));
+        self.validate_kinds(SAMPLERS)
+    }
+
+    /// Checks the options, with `kind` one of `kinds` (a model that takes only some samplers,
+    /// or one of its own as well).
+    pub fn validate_kinds(&self, kinds: &[&str]) -> Result<()> {
+        if !kinds.contains(&self.kind.as_str()) {
+            return Err(Error::invalid(format!("sampler must be one of {}, not {:?}", kinds.join(", "), self.kind)));
         }
         if !(self.exponent.is_finite() && (0.0..=4.0).contains(&self.exponent)) {
             return Err(Error::invalid(format!("sampler exponent must be in [0, 4], got {}", self.exponent)));

@@ -10,7 +10,7 @@ import torch
 from .._ids import id_column, is_scalar
 from ..interactions import Interactions
 from ..pairs import pair_metrics
-from .base import Recommender, _raw_items
+from .base import Recommender, _raw_items, sampler_config
 
 
 class CompatibilityModel(Recommender):
@@ -18,7 +18,7 @@ class CompatibilityModel(Recommender):
 
     ``p(i goes with j) = sigmoid(c - ||E1 x_i - E2 x_j||^2)`` (``distance="euclidean"``) or
     ``sigmoid(c + <E1 x_i, E2 x_j>)`` (``"inner"``), with ``E1, E2`` of shape
-    ``(feature_dim, style_dim)``, trained with the log loss on positive pairs and sampled
+    ``(feature_dim, factors)``, trained with the log loss on positive pairs and sampled
     negatives, mini-batch Adam on the device.
 
     ``fit(pairs, item_features=X, categories=None, validation=held_out_pairs)``: ``pairs`` is
@@ -26,14 +26,14 @@ class CompatibilityModel(Recommender):
     e.g. ``fr.io.compatibility_pairs`` output turned into Interactions, or
     ``fr.datasets.fashion_compatibility(...).pairs``), ``X`` a float32 array with one row per
     item (a numpy array, ``fr.io.ImageFeatures`` rows, or a tower's embeddings), categories
-    one integer per item (-1: none) for ``negatives="category"``. Split pairs with
+    one integer per item (-1: none) for ``sampler="category"``. Split pairs with
     ``fr.split.pair_split`` so that no held-out pair is trained on.
 
     Args:
-        style_dim: dimension of the style space.
+        factors: dimension of the style space.
         distance: ``"euclidean"`` or ``"inner"``.
-        negatives: ``"random"`` (uniform over items) or ``"category"`` (from the positive
-            partner's category: the seed's "difficult" negatives).
+        sampler: ``"uniform"`` (over items) or ``"category"`` (from the positive partner's
+            category: the seed's "difficult" negatives), or a dict with the sampler's options.
         n_negatives: negatives per positive pair.
         lr: Adam learning rate.
         epochs: passes over the positive pairs.
@@ -48,9 +48,9 @@ class CompatibilityModel(Recommender):
 
     def __init__(
         self,
-        style_dim: int = 5,
+        factors: int = 5,
         distance: Literal["euclidean", "inner"] = "euclidean",
-        negatives: Literal["random", "category"] = "random",
+        sampler: Literal["uniform", "category"] | dict[str, Any] = "uniform",
         n_negatives: int = 1,
         lr: float = 1e-3,
         epochs: int = 20,
@@ -61,9 +61,9 @@ class CompatibilityModel(Recommender):
         threads: int = 0,
     ):
         super().__init__(
-            style_dim=style_dim,
+            factors=factors,
             distance=distance,
-            negatives=negatives,
+            sampler=sampler_config(sampler, self.kind),
             n_negatives=n_negatives,
             lr=lr,
             epochs=epochs,
@@ -81,7 +81,7 @@ class CompatibilityModel(Recommender):
 
     def style_embeddings(self, side: Literal["query", "partner"] = "query") -> np.ndarray:
         """Every item in the style space: ``E1 x`` (``side="query"``, the seed's style
-        embedding) or ``E2 x`` (``"partner"``), float32 ``(n_items, style_dim)``."""
+        embedding) or ``E2 x`` (``"partner"``), float32 ``(n_items, factors)``."""
         if side not in ("query", "partner"):
             raise ValueError(f"side must be 'query' or 'partner', not {side!r}")
         return self._tensors()["style_query" if side == "query" else "style_partner"]
