@@ -10,6 +10,7 @@ pub mod compatibility;
 pub mod core;
 pub mod dvbpr;
 pub mod dvbpr_step;
+pub mod ensemble;
 pub mod factors;
 pub mod hybrid;
 pub mod popularity;
@@ -172,6 +173,7 @@ registry!(
     core::Model<vbpr::Vbpr>,
     core::Model<compatibility::Compatibility>,
     core::Model<sampled_softmax::SampledSoftmax>,
+    ensemble::Ensemble,
 );
 
 /// Scores on the device for one block of users, then the top-k selection: for [`Recommender::recommend`].

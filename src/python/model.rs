@@ -17,8 +17,18 @@ use crate::data::SideInfo;
 use crate::error::Error;
 use crate::metrics::Validation;
 use crate::models::dvbpr::Dvbpr;
+use crate::models::ensemble::Ensemble;
 use crate::models::{checkpoint, create, FitOptions, Recommender};
 use crate::train::{Control, Event};
+
+/// A copy of member `k` of the ensemble in `shared` (a function, so a closure captures the
+/// `Sync` wrapper whole, not the model inside it).
+fn member_of(shared: &Shared, k: usize) -> crate::Result<Box<dyn Recommender>> {
+    match shared.0.as_any().downcast_ref::<Ensemble>() {
+        Some(e) => e.member(k),
+        None => Err(Error::invalid(format!("a {} model has no members", shared.0.kind()))),
+    }
+}
 
 /// How often a running fit reports progress to Python (and checks for Ctrl-C).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -208,6 +218,29 @@ impl PyModel {
             return Err(e);
         }
         Ok(report?.stopped)
+    }
+
+    /// A fitted ensemble of copies of the fitted `models` (the mean of their scores).
+    #[staticmethod]
+    fn ensemble(py: Python<'_>, models: Vec<PyRef<'_, PyModel>>) -> PyResult<Self> {
+        let guards = models.iter().map(|m| m.read()).collect::<PyResult<Vec<_>>>()?;
+        let shared: Vec<&Shared> = guards.iter().map(|g| &**g).collect();
+        let e = py.allow_threads(|| {
+            let members: Vec<&dyn Recommender> = shared.iter().map(|s| s.0.as_ref()).collect();
+            guarded(|| Ensemble::of_fitted(&members))
+        })?;
+        Ok(PyModel { inner: RwLock::new(Shared(Box::new(e))) })
+    }
+
+    /// A copy of member `k` of an ensemble (fitted if the ensemble is).
+    fn member(&self, py: Python<'_>, k: usize) -> PyResult<Self> {
+        let guard = self.read()?;
+        if !guard.0.as_any().is::<Ensemble>() {
+            return Err(Error::invalid(format!("a {} model has no members", guard.0.kind())).into());
+        }
+        let model: &Shared = &guard;
+        let m = py.allow_threads(|| guarded(|| member_of(model, k)))?;
+        Ok(PyModel { inner: RwLock::new(Shared(m)) })
     }
 
     /// Build on the trained encoder of `encoder` (a `_core.ConvAutoencoder`): DVBPR's
