@@ -710,6 +710,49 @@ mod tests {
         }
     }
 
+    /// FNV-1a over the bits of every score and every epoch's loss of a small CPU fit, for each
+    /// form of the model. The constants were recorded on the code before the row-sparse Adam
+    /// moved to `train::sparse_adam` (commit 3fccf38's `LazyAdam`), so the move is shown to keep
+    /// SampledSoftmax's results bit for bit. They hold for this libtorch build on x86_64 (its
+    /// float32 matmul); on another platform, rerun the test at that commit to get its values.
+    #[test]
+    fn fit_is_bit_identical_to_the_lazy_adam_it_replaced() {
+        use crate::data::synthetic::{synthetic, SyntheticConfig};
+        let data = synthetic(&SyntheticConfig { n_users: 150, n_items: 90, ..Default::default() }).unwrap();
+        let fnv = |h: u64, bytes: &[u8]| bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let mut got = Vec::new();
+        for (shared, users, bias, reg) in [(true, "embedding", true, 0.0), (false, "embedding", false, 0.01), (true, "item_average", true, 0.01), (false, "item_average", true, 0.0)] {
+            let cfg = SampledSoftmaxConfig {
+                users: users.into(),
+                dim: 8,
+                n_negatives: 15,
+                epochs: 2,
+                batch_size: 128,
+                shared_negatives: shared,
+                item_bias: bias,
+                reg,
+                sampler: "popularity".into(),
+                device: "cpu".into(),
+                threads: 1,
+                ..Default::default()
+            };
+            let mut m = SampledSoftmax::new(cfg).unwrap();
+            let r = m.fit(&data, &SideInfo::default(), None, &mut |_| Control::Continue).unwrap();
+            let all: Vec<i64> = (0..150).collect();
+            let scores = crate::tensors::to_vec_f32(&m.score(&all).unwrap()).unwrap();
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            for s in scores {
+                h = fnv(h, &s.to_bits().to_le_bytes());
+            }
+            for e in &r.history {
+                h = fnv(h, &e.loss.to_bits().to_le_bytes());
+            }
+            got.push(h);
+        }
+        let want: [u64; 4] = [0xe9ff_4e2a_62a3_0c0e, 0x8e11_5143_692f_cbe7, 0x4823_5c98_2235_fd65, 0xf7ab_e848_47c9_b0f0];
+        assert_eq!(got, want, "{got:#x?}");
+    }
+
     #[test]
     fn item_average_users_are_the_mean_of_their_history() {
         // Two users, three items: user 0 has items 0 and 2, user 1 item 1.
