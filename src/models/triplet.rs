@@ -677,6 +677,63 @@ mod tests {
         assert!(DeepTriplet::new(DeepTripletConfig::default()).unwrap().restore(&short, train.ids().clone(), vec![], Some("cpu")).is_err());
     }
 
+    /// FNV-1a over the bits of every score and loss of small CPU fits with the dense Adam
+    /// (cosine, dot with bias and WARP, the deep model). Recorded before `TorchStep` gained
+    /// the sparse optimiser, so its dense path is shown unchanged; they hold for this
+    /// libtorch build on x86_64 (rerun at that commit on another platform).
+    #[test]
+    fn dense_adam_fits_keep_their_bits() {
+        let train = data();
+        let fnv = |h: u64, bytes: &[u8]| bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let hash = |m: &mut dyn Recommender| {
+            let r = fit(m, &train);
+            let all: Vec<i64> = (0..80).collect();
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            for s in crate::tensors::to_vec_f32(&m.score(&all).unwrap()).unwrap() {
+                h = fnv(h, &s.to_bits().to_le_bytes());
+            }
+            r.history.iter().fold(h, |h, e| fnv(h, &e.loss.to_bits().to_le_bytes()))
+        };
+        let base = TripletConfig { factors: 8, epochs: 2, batch_size: 64, device: "cpu".into(), threads: 1, ..Default::default() };
+        let warp = SamplerConfig { kind: "warp".into(), ..Default::default() };
+        let dot = TripletConfig { similarity: "dot".into(), item_bias: true, reg: 0.01, sampler: warp, ..base.clone() };
+        // The deep model through its step directly, its MLP set without libtorch's global
+        // generator (which tests running in parallel share, and which seeds dropout masks:
+        // none here).
+        let deep = DeepTripletConfig { epochs: 2, batch_size: 64, hidden: vec![16], dropout: 0.0, reg: 0.01, device: "cpu".into(), threads: 1, ..Default::default() };
+        let p = DeepParams::new(&deep, 80, 60, Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            for (k, (_, mut v)) in p.vs.variables().into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().enumerate() {
+                let n = v.numel() as i64;
+                let x: Vec<f32> = (0..n).map(|j| ((j * 7919 + k as i64 * 104_729) as f32 * 0.618).sin() * 0.2).collect();
+                v.copy_(&Tensor::from_slice(&x).view_as(&v));
+            }
+        });
+        let step_cfg = StepConfig {
+            loss: Loss::Margin(1.0),
+            reduction: Reduction::Mean,
+            optimizer: Optimizer::Adam,
+            lr: Box::new(|_| 0.003),
+            choice: deep.sampler.choice(),
+            n_items: 60,
+            shared_negatives: false,
+            log_q: None,
+        };
+        let mut step = TorchStep::new(p.towers(true, deep.reg), &p.vs, step_cfg).unwrap();
+        let sampler = TripleSampler::with_config(&train, 1, &deep.sampler, &SideInfo::default()).unwrap();
+        let loop_cfg = LoopConfig { epochs: 2, batch_size: 64, seed: 0, threads: 1 };
+        let r = fit_loop(&mut step, &sampler, &loop_cfg, &mut || Ok(Default::default()), &mut |_| Control::Continue).unwrap();
+        drop(step);
+        let mut h = r.history.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, e| fnv(h, &e.loss.to_bits().to_le_bytes()));
+        for (_, v) in p.vs.variables().into_iter().collect::<std::collections::BTreeMap<_, _>>() {
+            for x in crate::tensors::to_vec_f32(&v.detach().contiguous()).unwrap() {
+                h = fnv(h, &x.to_bits().to_le_bytes());
+            }
+        }
+        let got = [hash(&mut Triplet::new(base).unwrap()), hash(&mut Triplet::new(dot).unwrap()), h];
+        assert_eq!(got, [0x0729_e00f_8449_db45, 0x4eef_9009_a622_68c6, 0xf1ec_4a5f_b9d9_06ea], "{got:#x?}");
+    }
+
     #[test]
     fn config_errors_name_the_parameter() {
         let e = TripletConfig { similarity: "euclid".into(), ..Default::default() }.validate().unwrap_err().to_string();
