@@ -9,7 +9,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 use super::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
 use super::BatchStep;
 use crate::error::{Error, Result};
-use crate::sampling::{Choice, TripleBatch, TripleSampler};
+use crate::sampling::{warp_weight, Choice, TripleBatch, TripleSampler};
 use crate::tensors::view_i64;
 
 /// How a model turns users and items into scores. Index tensors are int64 on the model's
@@ -149,6 +149,8 @@ pub struct TorchStep<M: TwoTower> {
     opt: Opt,
     device: Device,
     loss: Tensor,
+    /// WARP's weights by tries (`warp_table`).
+    warp: std::cell::RefCell<Option<Tensor>>,
 }
 
 impl<M: TwoTower> TorchStep<M> {
@@ -168,7 +170,7 @@ impl<M: TwoTower> TorchStep<M> {
         };
         let device = vs.device();
         let log_q = cfg.log_q.as_ref().map(|t| t.to_device(device));
-        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device) })
+        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device), warp: Default::default() })
     }
 
     /// The optimisers of `Optimizer::SparseAdam`: the towers' row tables (named as in the
@@ -299,12 +301,11 @@ impl<M: TwoTower> TorchStep<M> {
                 // The first violator: argmax over a 0/1 tensor returns the first maximum.
                 let first = violates.f_to_kind(Kind::Uint8)?.f_argmax(-1, true)?;
                 let found = violates.f_any_dim(-1, false)?.f_to_kind(Kind::Float)?;
-                // LightFM's rank estimate ln(floor((n_items - 1) / tries)), normalised by its
-                // largest value (see `models::bpr::warp_weight`); 0 when none violated.
-                let tries = (&first + 1).f_to_kind(Kind::Float)?.f_squeeze_dim(-1)?;
-                let n1 = self.cfg.n_items.saturating_sub(1).max(2) as f64;
-                let rank = ((tries.f_reciprocal()? * n1).f_floor()?).f_clamp_min(1.0)?;
-                (Some(first), Some(rank.f_log()? * (found / n1.ln())))
+                // LightFM's rank estimate, `warp_weight` of the tries (first + 1), looked up
+                // in its table; 0 when none violated.
+                let table = self.warp_table(n_cand)?;
+                let weight = table.f_index_select(0, &first.f_flatten(0, -1)?)?.f_view_as(&found)?;
+                (Some(first), Some(weight * found))
             }
         };
         let (neg_idx, s_neg, i_neg) = match &pick {
@@ -338,6 +339,18 @@ impl<M: TwoTower> TorchStep<M> {
         let i_neg = Tensor::f_zeros([b, 0, items.size()[1]], (items.kind(), self.device))?;
         let g = Gathered { users, u, pos, i_pos: &i_pos, neg: &neg, i_neg: &i_neg };
         self.total(nll.f_sum(Kind::Float)?, &g, b)
+    }
+
+    /// `warp_weight(n_items, t)` for t = 1..=n_cand, on the device (made once per length).
+    fn warp_table(&self, n_cand: i64) -> Result<Tensor> {
+        let mut cached = self.warp.borrow_mut();
+        if let Some(t) = cached.as_ref().filter(|t| t.size()[0] == n_cand) {
+            return Ok(t.shallow_clone());
+        }
+        let w: Vec<f32> = (1..=n_cand as usize).map(|t| warp_weight(self.cfg.n_items, t)).collect();
+        let t = Tensor::from_slice(&w).f_to_device(self.device)?;
+        *cached = Some(t.shallow_clone());
+        Ok(t)
     }
 
     fn with_bias(&self, scores: Tensor, items: &Tensor) -> Result<Tensor> {
@@ -440,5 +453,33 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
 
     fn intra_op_threads(&self) -> Option<i32> {
         (self.device == Device::Cpu).then_some(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WARP weight the step looks up (`warp_weight`, the native kernel's) is the tensor
+    /// formula it replaced, ln(max(floor(n1 / tries), 1)) / ln(n1) with n1 = max(n_items - 1, 2),
+    /// to float rounding: about 4 in 5 weights are the same bits, the others differ in the
+    /// last bit or two (libtorch's vectorised logarithm, a product by 1 / ln(n1) where the
+    /// kernel divides). Catalogues of 2 items or fewer weigh 0 either way.
+    #[test]
+    fn warp_table_is_the_former_tensor_formula() {
+        let (mut same, mut all) = (0, 0);
+        for n_items in [3usize, 10, 60, 1682, 30_000, 1 << 20] {
+            let tries = Tensor::arange_start(1, 201, (Kind::Float, Device::Cpu));
+            let n1 = n_items.saturating_sub(1).max(2) as f64;
+            let rank = ((tries.reciprocal() * n1).floor()).clamp_min(1.0);
+            let old: Vec<f32> = Vec::try_from(rank.log() * (Tensor::ones([200], (Kind::Float, Device::Cpu)) / n1.ln())).unwrap();
+            for (t, o) in old.iter().enumerate() {
+                let w = warp_weight(n_items, t + 1);
+                assert!((w - o).abs() <= 2e-7 * o.abs().max(1e-3), "n_items {n_items}, tries {}: {w} vs {o}", t + 1);
+                same += (w == *o) as usize;
+                all += 1;
+            }
+        }
+        assert!(same * 2 > all, "{same} of {all} weights the same bits");
     }
 }
