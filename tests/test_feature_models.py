@@ -57,6 +57,23 @@ def test_triplet_models_learn_with_the_samplers(data, cls, sampler):
     assert model.history_["loss"][-1] < model.history_["loss"][0]
 
 
+@pytest.mark.parametrize("cls", [fr.TripletModel, fr.DeepTripletModel])
+def test_triplet_models_fit_and_score_with_sparse_adam(data, cls):
+    # torch.optim.SparseAdam's row-sparse update (a different optimiser from the dense Adam):
+    # it learns, scores every item, and the setting survives save/load through the config.
+    train, test = data
+    model = cls(optimizer="sparse_adam", epochs=10, batch_size=64, device="cpu", seed=0, threads=1)
+    model.fit(train, progress=False)
+    assert model.history_["loss"][-1] < model.history_["loss"][0]
+    s = model.score(train.user_ids[:4])
+    assert s.shape == (4, train.n_items) and np.isfinite(s).all()
+    res = fr.evaluate(model, test, train=train, metrics=["auc"])
+    assert res["auc"] > 0.7, (cls.__name__, res)
+    assert model.get_params()["optimizer"] == "sparse_adam"
+    with pytest.raises(ValueError, match="optimizer"):
+        cls(optimizer="adagrad")
+
+
 def test_deep_triplet_runs_with_best_of_n(data):
     # It trains (finite, falling loss) but on this small synthetic set the hardest-of-10
     # negatives are the popular items and the MLP does not get past popularity: no AUC claim.

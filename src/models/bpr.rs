@@ -267,15 +267,8 @@ impl<'a> NativeSgd<'a> {
     }
 }
 
-/// WARP's rank weight for a violator found at draw `tries`: ln(floor((n_items - 1) / tries)),
-/// divided by its largest value ln(n_items - 1) so a violator found at once weighs 1 (the
-/// plain BPR step) and easier ones less. Unnormalised, the weight multiplies the learning
-/// rate by up to ln(n_items) (7.4 on MovieLens), which diverges at BPR's learning rates.
-pub fn warp_weight(n_items: usize, tries: usize) -> f32 {
-    let top = (n_items.saturating_sub(1).max(2) as f32).ln();
-    let rank = (n_items.saturating_sub(1) / tries.max(1)).max(1);
-    (rank as f32).ln() / top
-}
+// WARP's rank weight: defined once, in the sampling module (`TorchStep` uses it too).
+use crate::sampling::warp_weight;
 
 /// What the native kernel needs to pick a negative among candidates (Copy, so rayon
 /// workers share it).
