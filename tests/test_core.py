@@ -71,6 +71,11 @@ CASES = {
     "bpr": (lambda: fr.BPR(factors=8, epochs=4, device="cpu", threads=1), {}),
     "bpr_torch_adam": (lambda: fr.BPR(factors=8, epochs=4, device="cpu", threads=1, optimizer="adam", lr=0.01), {}),
     "triplet": (lambda: fr.TripletModel(factors=8, epochs=4, batch_size=64, device="cpu", threads=1), {}),
+    "triplet_sparse_adam": (lambda: fr.TripletModel(factors=8, epochs=4, batch_size=64, device="cpu", threads=1, optimizer="sparse_adam", item_bias=True), {}),
+    "deep_triplet_sparse_adam": (
+        lambda: fr.DeepTripletModel(factors=8, user_factors=4, hidden=(8,), epochs=4, batch_size=64, device="cpu", threads=1, optimizer="sparse_adam"),
+        {},
+    ),
     "deep_triplet": (lambda: fr.DeepTripletModel(factors=8, user_factors=4, hidden=(8,), epochs=4, batch_size=64, device="cpu", threads=1), {}),
     "hybrid_bpr": (lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), dropout=0.2, epochs=4, batch_size=64, device="cpu", threads=1), {"side": True}),
     "hybrid_rated_below": (

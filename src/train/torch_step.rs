@@ -474,6 +474,7 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn state(&self) -> Vec<(String, Tensor)> {
         match &self.opt {
             Opt::Adam(a) => a.state(),
+            Opt::Sparse(s) => s.rows.state().into_iter().chain(s.dense.state()).collect(),
             // libtorch's SGD without momentum keeps nothing between steps.
             Opt::Sgd(_) => Vec::new(),
         }
@@ -482,6 +483,7 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn restore_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         match &mut self.opt {
             Opt::Adam(a) => a.restore(state),
+            Opt::Sparse(s) => s.rows.restore(state).and_then(|_| s.dense.restore(state)),
             Opt::Sgd(_) => Ok(()),
         }
     }
