@@ -16,7 +16,7 @@ from fashionrec import _core
 from fashionrec.models import MODELS
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", sorted(set(MODELS) - {"ensemble"}))  # an ensemble needs its members
 def test_python_defaults_are_the_cores(kind):
     """Built with no arguments, every model's configuration is the core's default one."""
     cls = MODELS[kind]

@@ -101,7 +101,7 @@ class Recommender:
             self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
         )
         names = list(metrics) if validation is not None else []
-        bar = FitProgress(type(self).__name__, int(self._params.get("epochs", 0)), progress, callback)
+        bar = FitProgress(type(self).__name__, self._epochs(), progress, callback)
         try:
             self._core.fit(
                 train._core,
@@ -116,6 +116,10 @@ class Recommender:
             bar.close()
             self._after_fit()
         return self
+
+    def _epochs(self) -> int:
+        """Epochs a fit runs (the progress bar's length)."""
+        return int(self._params.get("epochs", 0))
 
     def _after_fit(self) -> None:
         hist = self._core.history()
