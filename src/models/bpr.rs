@@ -644,10 +644,19 @@ mod tests {
             &(0..30).collect::<Vec<u32>>(),
             35,
             Some(&data),
+            None,
         )
         .unwrap();
-        let dev = super::super::device_top_k(s, &users, 35, Some(&data)).unwrap();
+        let dev = super::super::device_top_k(s.shallow_clone(), &users, 35, Some(&data), None).unwrap();
         assert_eq!(cpu, dev);
+        // Only candidates (every third item): fewer than k remain, the rest is -1 / -inf.
+        let cand: Vec<bool> = (0..40).map(|i| i % 3 == 0).collect();
+        let idx: Vec<u32> = (0..30).collect();
+        let cpu = crate::metrics::top_k_block(&crate::tensors::to_vec_f32(&s).unwrap(), 40, &idx, 20, Some(&data), Some(&cand)).unwrap();
+        let dev = super::super::device_top_k(s, &users, 20, Some(&data), Some(&cand)).unwrap();
+        assert_eq!(cpu, dev);
+        assert!(cpu.0.iter().all(|&i| i == -1 || i % 3 == 0));
+        assert!(cpu.0.iter().zip(&cpu.1).all(|(&i, &v)| (i == -1) == (v == f32::NEG_INFINITY)));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::nets::inception::InceptionV3;
 use crate::nets::towers::{cae_tower, inception_tower, read_inception_weights, HeadConfig, InceptionConfig};
 use crate::nets::ImageTower;
 use crate::sampling::TripleSampler;
-use crate::tensors::{device_name, parse_device, to_vec_f32};
+use crate::tensors::{device_name, parse_device};
 use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -525,17 +525,14 @@ impl Recommender for Dvbpr {
         Ok(scores(&f.net.theta, &f.items, users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
     }
 
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
         let f = self.fitted()?;
         let n_items = f.items.size()[0] as usize;
         let score = |b: &[i64]| scores(&f.net.theta, &f.items, b);
         if f.items.device().is_cuda() {
-            return recommend_by_blocks(users, k, n_items, exclude, &score, &device_top_k);
+            return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);
         }
-        recommend_by_blocks(users, k, n_items, exclude, &score, &|s, b, k, ex| {
-            let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-            crate::metrics::top_k_block(&to_vec_f32(&s)?, n_items, &idx, k, ex)
-        })
+        recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &super::cpu_top_k(n_items))
     }
 
     fn embed_new_items(&self, side: &SideInfo) -> Result<Tensor> {

@@ -310,22 +310,25 @@ impl PyModel {
     }
 
     /// Top-k (item indices, scores), each (len(users), k), for user indices; each user's
-    /// items in `exclude` are not candidates. Scoring and selection run in Rust.
-    #[pyo3(signature = (users, k, exclude=None))]
+    /// items in `exclude` are not candidates, nor (with `candidates`, one bool per item) the
+    /// items not flagged. Scoring and selection run in Rust.
+    #[pyo3(signature = (users, k, exclude=None, candidates=None))]
     fn recommend<'py>(
         &self,
         py: Python<'py>,
         users: PyReadonlyArray1<'py, i64>,
         k: usize,
         exclude: Option<PyRef<'py, PyInteractions>>,
+        candidates: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
         let u = users.as_slice()?;
         let ex = exclude.map(|x| x.inner.clone());
+        let cand = candidates.as_ref().map(|c| c.as_slice()).transpose()?;
         let guard = self.read()?;
         let model: &Shared = &guard;
         let n_items = fitted_ids(&guard)?.items.len();
         let k = k.min(n_items);
-        let (items, scores) = py.allow_threads(|| guarded(|| model.recommend(u, k, ex.as_deref())))?;
+        let (items, scores) = py.allow_threads(|| guarded(|| model.recommend(u, k, ex.as_deref(), cand)))?;
         let n = u.len();
         Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, scores).reshape([n, k])?))
     }
