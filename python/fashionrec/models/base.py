@@ -13,6 +13,7 @@ import numpy as np
 from .. import _core
 from .._ids import id_column, ids_to_array, is_scalar
 from .._progress import EpochCallback, FitProgress
+from .._side import feature_table, prepare
 from ..interactions import Interactions
 from ._params import core_model
 
@@ -95,8 +96,6 @@ class Recommender:
         # The core checks that validation uses train's ids (for every model, in one place).
         if validation is not None and not isinstance(validation, Interactions):
             raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
-        from .._side import prepare
-
         side, train, validation = prepare(
             self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
         )
@@ -179,8 +178,6 @@ class Recommender:
         users are scored from their features alone, whether or not they were trained on
         (new users), for models that can (e.g. ``HybridBPR``)."""
         if user_features is not None:
-            from .._side import feature_table
-
             ids = np.asarray(users if not is_scalar(users) else [users])
             return self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
         return self._score_indices(self._core.user_index(id_column(users, "users"), "users"))
