@@ -8,7 +8,7 @@ side by side in one run.
   seed: 100,000 `train_on_batch` iterations of 16 triplets built by a pandas row loop (1.6M
   triplets). fashionrec: `sampler="rated_below"`, the same 1.6M triplets as whole epochs.
 * Triplet models on anime.csv with generated ratings (rating.csv is not available:
-  `fr.datasets.write_anime_ratings`), the seed's filters (TV, rating >= 6 positive, anime with
+  `fr.testing.write_anime_ratings`), the seed's filters (TV, rating >= 6 positive, anime with
   >= 10 ratings); embedding 64, margin 1, cosine; deep: 32 + 64 -> MLP 128 (dropout 0.1) -> 1.
   The seed: each epoch, every positive with a random negative, batches of 64, Adam.
   fashionrec: the dense Adam at batches 64 and 1024, and `optimizer="sparse_adam"` (a
@@ -76,7 +76,7 @@ def bench_hybrid(folder: Path, iterations: int, our_batches: list[int]) -> None:
 
 def anime(folder: Path, n_users: int, tmp: Path):
     items = fr.datasets.anime(folder / "anime.csv").items
-    path = fr.datasets.write_anime_ratings(tmp / "rating.csv", items, n_users=n_users, seed=0)
+    path = fr.testing.write_anime_ratings(tmp / "rating.csv", items, n_users=n_users, seed=0)
     data = fr.datasets.anime(folder / "anime.csv", path, min_rating=6, types=["TV"], min_item_ratings=10)
     return data.ratings
 
