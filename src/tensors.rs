@@ -22,6 +22,23 @@ pub unsafe fn view_f32(data: &[f32], rows: usize, cols: usize) -> Tensor {
     Tensor::from_blob(data.as_ptr() as *const u8, &[rows as i64, cols as i64], &[], Kind::Float, Device::Cpu)
 }
 
+/// Set by tests to run the GPU code paths on CPU tensors (see [`gpu_path`]).
+static GPU_PATHS_ON_CPU: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether work on `device` takes the code written for GPUs (tensor-op optimisers instead of
+/// the fused CPU passes, libtorch's dropout, top-k and masks on the device, the resident
+/// image bank): on CUDA, or everywhere once [`set_gpu_paths_on_cpu`] turned it on. The one
+/// switch every device branch asks, so CI (which has no GPU) runs those branches on CPU
+/// tensors and compares them with the CPU paths.
+pub fn gpu_path(device: Device) -> bool {
+    device.is_cuda() || GPU_PATHS_ON_CPU.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns the GPU code paths on (or off) for CPU tensors, process-wide: for tests.
+pub fn set_gpu_paths_on_cpu(on: bool) {
+    GPU_PATHS_ON_CPU.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The device named by `name`: "cpu", "cuda", "cuda:N", or "auto" (CUDA when available).
 pub fn parse_device(name: &str) -> Result<Device> {
     check_device_name(name)?;

@@ -392,7 +392,7 @@ impl<S: Spec> Recommender for Model<S> {
         let p = self.params()?;
         let n_items = self.ids.as_ref().map_or(0, |i| i.items.len());
         let score = |b: &[i64]| self.scores_on_device(b);
-        if S::store(p).device() != Device::Cpu {
+        if crate::tensors::gpu_path(S::store(p).device()) {
             return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);
         }
         recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &cpu_top_k(n_items))

@@ -115,7 +115,7 @@ impl Mlp {
 /// triplet model's step at batch 1024. The chunks' streams are seeded by one draw from
 /// libtorch's generator, so `tch::manual_seed` still makes a fit repeatable.
 pub fn dropout(h: &Tensor, p: f64) -> Result<Tensor> {
-    if h.device() != Device::Cpu || h.kind() != Kind::Float {
+    if crate::tensors::gpu_path(h.device()) || h.kind() != Kind::Float {
         return Ok(h.f_dropout(p, true)?);
     }
     use rand::RngCore;

@@ -197,6 +197,12 @@ fn evaluate_scorer<'py>(
     evaluate_per_user(py, &call, test, exclude, metrics, users, candidates, sampled_negatives, seed, progress)
 }
 
+/// Run the code written for GPUs on CPU tensors too (process-wide; for tests: CI has no GPU).
+#[pyfunction]
+fn set_gpu_paths_on_cpu(on: bool) {
+    crate::tensors::set_gpu_paths_on_cpu(on)
+}
+
 /// Canonical metric names, e.g. "P@10" -> "precision@10"; ValueError for unknown names.
 #[pyfunction]
 fn canonical_metrics(metrics: Vec<String>) -> PyResult<Vec<String>> {
@@ -266,6 +272,7 @@ fn threads_info() -> (usize, i32) {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(leave_one_out, m)?)?;
+    m.add_function(wrap_pyfunction!(set_gpu_paths_on_cpu, m)?)?;
     m.add_function(wrap_pyfunction!(random_split, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic_interactions, m)?)?;
     m.add_function(wrap_pyfunction!(sample_triples, m)?)?;

@@ -56,7 +56,7 @@ impl Adam {
             if !g.defined() {
                 continue;
             }
-            if p.device() == Device::Cpu && fused_cpu_step(p, m, v, g, self.lr, bc1, bc2)? {
+            if !crate::tensors::gpu_path(p.device()) && fused_cpu_step(p, m, v, g, self.lr, bc1, bc2)? {
                 continue;
             }
             let tmp = match tmp {

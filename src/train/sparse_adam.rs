@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 use super::adam::{BETA1, BETA2, EPS};
 use crate::error::{Error, Result};
@@ -120,7 +120,7 @@ impl SparseAdam {
         let (bc1, bc2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
         let (p, m, v) = (&self.params[i].1, &self.m[i], &self.v[i]);
         let _guard = tch::no_grad_guard();
-        if p.device() == Device::Cpu {
+        if !crate::tensors::gpu_path(p.device()) {
             return update_cpu(p, m, v, rows, grad, self.lr, bc1, bc2, self.eps_at);
         }
         let rows = Tensor::from_slice(rows).f_to_device(p.device())?;
@@ -250,6 +250,7 @@ pub fn unique_inverse(idx: &[i64]) -> (Vec<i64>, Vec<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
     use tch::Kind;
 
     /// Deterministic pseudo-random values (no global generator: tests run in parallel).
