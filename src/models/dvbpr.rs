@@ -10,29 +10,27 @@
 //! model holds the network and those embeddings, so a loaded one scores without the images.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::cae::{Autoencoder, CaeConfig};
-use super::dvbpr_step::{DvbprStep, ImageFeed, Lambdas, Net, Offset, FROZEN};
-use super::{check_side, device_top_k, not_fitted, recommend_by_blocks, validator, Recommender};
-use crate::data::{IdMaps, Interactions, ItemImages, Need, SideInfo, SideNeeds};
+use super::core::{Common, FitCtx, FitStart, Model, ParamStore, Spec};
+use super::dvbpr_step::{embed_all, lock, DvbprStep, ImageFeed, Lambdas};
+use crate::data::{Interactions, ItemImages, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
 use crate::nets::cae::CaeShape;
 use crate::nets::cnnf::{CnnF, CnnFConfig};
 use crate::nets::inception::InceptionV3;
 use crate::nets::towers::{cae_tower, inception_tower, read_inception_weights, HeadConfig, InceptionConfig};
 use crate::nets::ImageTower;
 use crate::sampling::TripleSampler;
-use crate::tensors::{device_name, parse_device, to_vec_f32};
-use crate::train::{fit_loop, Control, EpochLog, Event, FitReport, LoopConfig};
+use crate::train::{Control, EpochLog, Event, FitReport};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DvbprConfig {
     /// Dimension of theta_u and phi(image).
     pub k: usize,
@@ -42,21 +40,15 @@ pub struct DvbprConfig {
     pub tower: String,
     /// Side of the (square) images the network takes; the bank must hold images of this size.
     pub image_size: usize,
-    pub epochs: usize,
-    /// Adam's learning rate.
-    pub lr: f64,
-    /// Triples per step (two images each).
-    pub batch_size: usize,
+    /// epochs, lr (Adam's), batch_size (triples per step, two images each), seed, threads
+    /// (sampling and gathering images), device.
+    #[serde(flatten)]
+    pub common: Common,
     pub lambda_cnn: f64,
     pub lambda_fc: f64,
     pub lambda_u: f64,
     /// Standard deviation of the initial user vectors.
     pub init_std: f64,
-    /// "auto", "cpu", "cuda" or "cuda:N".
-    pub device: String,
-    pub seed: u64,
-    /// CPU threads for sampling and gathering images; 0 uses every core.
-    pub threads: usize,
     /// CNN-F's fc 4096 layers' width (4096 as in the paper; smaller for quick CPU runs).
     pub fc_width: usize,
     /// CNN-F's conv1 as the equivalent space-to-depth convolution; None: on CUDA only
@@ -71,16 +63,12 @@ pub struct DvbprConfig {
     pub resident_images: String,
     /// Images per batch when embedding every item.
     pub embed_batch: usize,
-    /// Write a checkpoint (model, optimiser, epoch) there after every epoch.
-    pub checkpoint_dir: Option<String>,
-    /// Continue from the checkpoint in `checkpoint_dir` when there is one.
-    pub resume: bool,
     /// The trained head on a pretrained backbone (towers "cae" and "inception_v3"); None:
     /// the tower's default (cae: hidden 512, inception_v3: one linear layer; dropout 0.5).
     pub head: Option<HeadConfig>,
     /// tower="cae": the autoencoder's code size, first-layer channels and number of stride-2
-    /// convolutions. Taken from the encoder when one is given ([`Recommender::set_encoder`]),
-    /// else the shape of the autoencoder pretrained at the start of fit.
+    /// convolutions. Taken from the encoder when one is given (`set_encoder`), else the shape
+    /// of the autoencoder pretrained at the start of fit.
     pub latent: i64,
     pub cae_channels: i64,
     pub cae_depth: i64,
@@ -97,6 +85,11 @@ pub struct DvbprConfig {
     pub train_backbone: bool,
     /// tower="inception_v3": torchvision's flag, true for its ImageNet weights.
     pub transform_input: bool,
+    /// tower="cae": a trained encoder given by `set_encoder`, used by fit instead of
+    /// pretraining one. Not part of the JSON configuration: a fitted model holds it as its
+    /// frozen backbone.
+    #[serde(skip)]
+    pub encoder: Option<Encoder>,
 }
 
 impl Default for DvbprConfig {
@@ -105,24 +98,17 @@ impl Default for DvbprConfig {
             k: 50,
             tower: "cnnf".into(),
             image_size: 224,
-            epochs: 20,
-            lr: 1e-4,
-            batch_size: 128,
+            common: Common::new(20, 1e-4, 128),
             lambda_cnn: 1e-3,
             lambda_fc: 1e-3,
             lambda_u: 1.0,
             init_std: 0.01,
-            device: "auto".into(),
-            seed: 0,
-            threads: 0,
             fc_width: 4096,
             space_to_depth: None,
             channels_last: None,
             bf16: None,
             resident_images: "auto".into(),
             embed_batch: 256,
-            checkpoint_dir: None,
-            resume: false,
             head: None,
             latent: CaeShape::default().latent,
             cae_channels: CaeShape::default().channels,
@@ -132,7 +118,26 @@ impl Default for DvbprConfig {
             weights: None,
             train_backbone: false,
             transform_input: true,
+            encoder: None,
         }
+    }
+}
+
+/// The weights of a trained encoder (names as in its own store), on the CPU.
+#[derive(Clone)]
+pub struct Encoder(Arc<Mutex<HashMap<String, Tensor>>>);
+
+impl Encoder {
+    /// Shallow handles on the weights.
+    fn weights(&self) -> HashMap<String, Tensor> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encoder({} tensors)", self.weights().len())
     }
 }
 
@@ -140,15 +145,13 @@ impl Default for DvbprConfig {
 pub const TOWERS: &[&str] = &["cnnf", "cae", "inception_v3"];
 
 impl DvbprConfig {
+    /// The model's own fields (the common ones are checked by the core).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("k", self.k), ("fc_width", self.fc_width), ("batch_size", self.batch_size), ("embed_batch", self.embed_batch), ("image_size", self.image_size)] {
+        for (name, v) in [("k", self.k), ("fc_width", self.fc_width), ("embed_batch", self.embed_batch), ("image_size", self.image_size)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("lr must be a finite number > 0, got {}", self.lr));
         }
         for (name, v) in [("lambda_cnn", self.lambda_cnn), ("lambda_fc", self.lambda_fc), ("lambda_u", self.lambda_u), ("init_std", self.init_std)] {
             if !(v.is_finite() && v >= 0.0) {
@@ -191,11 +194,11 @@ impl DvbprConfig {
             }
             head.check()?;
         }
+        if self.encoder.is_some() && tower != "cae" {
+            return bad(format!("encoder= is for tower='cae' (a trained fr.ConvAutoencoder); this DVBPR has tower={tower:?}"));
+        }
         if !["auto", "device", "host"].contains(&self.resident_images.as_str()) {
             return bad(format!("resident_images must be 'auto', 'device' or 'host', not {:?}", self.resident_images));
-        }
-        if self.resume && self.checkpoint_dir.is_none() {
-            return bad("resume=True needs checkpoint_dir".into());
         }
         Ok(())
     }
@@ -211,6 +214,37 @@ impl DvbprConfig {
             _ => HeadConfig::default(),
         })
     }
+
+    /// This configuration with `encoder`'s trained encoder (copied now, to the CPU) for
+    /// tower="cae", and its shape (latent, channels, depth).
+    pub fn with_encoder(&self, encoder: &Autoencoder) -> Result<Self> {
+        if self.tower != "cae" {
+            return Err(Error::invalid(format!(
+                "encoder= is for tower='cae' (a trained fr.ConvAutoencoder); this DVBPR has tower={:?}",
+                self.tower
+            )));
+        }
+        let shape = encoder.config().shape();
+        if shape.image_size != self.image_size as i64 {
+            return Err(Error::invalid(format!(
+                "encoder: the autoencoder takes {0}x{0} images but this DVBPR has image_size={1}; \
+                 use image_size={0} (and a bank of that size) or an autoencoder trained at {1}x{1}",
+                shape.image_size, self.image_size
+            )));
+        }
+        let weights = encoder.encoder_state().map_err(|e| Error::invalid(format!("encoder: {e}")))?;
+        let mut copied = HashMap::with_capacity(weights.len());
+        for (name, t) in weights {
+            let cpu = t.f_to_device(Device::Cpu)?;
+            let own = cpu.f_empty_like()?;
+            tch::no_grad(|| own.shallow_clone().f_copy_(&cpu))?;
+            copied.insert(name, own);
+        }
+        let mut cfg = self.clone();
+        (cfg.latent, cfg.cae_channels, cfg.cae_depth) = (shape.latent, shape.channels, shape.depth);
+        cfg.encoder = Some(Encoder(Arc::new(Mutex::new(copied))));
+        Ok(cfg)
+    }
 }
 
 /// A tower's pretrained weights: `map[prefix + name]`, `what` naming them in errors.
@@ -220,124 +254,116 @@ struct Pretrained<'a> {
     what: String,
 }
 
-/// The fitted state.
-struct Fitted {
-    net: Net,
+/// Prefix of a frozen backbone's tensors (buffers of the store) in saved models and checkpoints.
+pub const FROZEN: &str = "frozen.";
+/// The buffer of phi of every catalogue item.
+const ITEMS: &str = "item_embeddings";
+
+/// The trained parameters and what scoring reads.
+pub struct DvbprParams {
+    /// The image network (under "tower") and one vector per user ("theta"); as buffers, a
+    /// frozen backbone ("frozen.<name>": the tower's own store) and the item embeddings.
+    store: ParamStore,
+    /// The image network (behind a lock: the training step and `embed_new_items` run it from
+    /// other threads).
+    tower: Mutex<Box<dyn ImageTower>>,
+    theta: Tensor,
     /// phi of every catalogue item (n_items, k), on the model's device.
     items: Tensor,
-}
-
-pub struct Dvbpr {
-    config: DvbprConfig,
-    fitted: Option<Fitted>,
-    ids: Option<IdMaps>,
-    history: Vec<EpochLog>,
-    /// tower="cae": the weights of a trained encoder given by the caller (names as in its
-    /// own store), used by fit instead of pretraining one.
-    encoder: Option<HashMap<String, Tensor>>,
-    /// The losses of the autoencoder pretrained by the last fit (tower="cae", no encoder).
+    /// The losses of the autoencoder pretrained by the fit (tower="cae", no encoder).
     pretrain_history: Vec<EpochLog>,
 }
 
-const CHECKPOINT: &str = "dvbpr-checkpoint.safetensors";
-const ITEMS: &str = "item_embeddings";
-
-impl Dvbpr {
-    pub fn new(config: DvbprConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Dvbpr { config, fitted: None, ids: None, history: Vec::new(), encoder: None, pretrain_history: Vec::new() })
-    }
-
-    fn fitted(&self) -> Result<&Fitted> {
-        self.fitted.as_ref().ok_or_else(|| not_fitted("DVBPR"))
-    }
-
-    /// A new network and user vectors on `device` (seeded). Towers on a pretrained backbone
-    /// copy it from `pretrained` (a fine-tuned Inception may do without: its backbone is in
-    /// the store, restored by the caller).
-    fn build_net(&self, device: Device, n_users: usize, pretrained: Option<&Pretrained<'_>>) -> Result<Net> {
-        let cfg = &self.config;
-        tch::manual_seed(crate::sampling::rng::sub_seed(cfg.seed, crate::sampling::rng::streams::INIT, 7) as i64 >> 1);
-        let vs = nn::VarStore::new(device);
-        let root = vs.root();
-        let size = cfg.image_size as i64;
-        let k = cfg.k as i64;
-        let tower: Box<dyn ImageTower> = match cfg.tower.as_str() {
-            "cnnf" => Box::new(CnnF::new(
-                &(&root / "tower"),
-                CnnFConfig {
-                    height: size,
-                    width: size,
-                    out_dim: k,
-                    fc_width: cfg.fc_width as i64,
-                    space_to_depth: cfg.space_to_depth.unwrap_or(device.is_cuda()),
-                    channels_last: cfg.channels_last.unwrap_or(device.is_cuda()),
-                    bf16: cfg.bf16.unwrap_or(device.is_cuda()),
-                },
-            )?),
-            "cae" => {
-                let p = pretrained.ok_or_else(|| Error::state("the CAE tower needs the encoder's weights"))?;
-                let tower = cae_tower(&(&root / "tower"), size, &cfg.cae_shape(), p.map, p.prefix, k, &cfg.head_config());
-                Box::new(tower.map_err(|e| Error::invalid(format!("{}: {e}", p.what)))?)
-            }
-            "inception_v3" => {
-                let icfg = InceptionConfig { train_backbone: cfg.train_backbone, transform_input: cfg.transform_input, head: cfg.head_config() };
-                let (map, prefix, what) = match pretrained {
-                    Some(p) => (Some(p.map), p.prefix, p.what.as_str()),
-                    None => (None, "", ""),
-                };
-                Box::new(inception_tower(&(&root / "tower"), size, k, &icfg, map, prefix, what)?)
-            }
-            other => return Err(Error::invalid(format!("unknown tower {other:?}"))),
-        };
-        let theta = root.var("theta", &[n_users as i64, k], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
-        Ok(Net { vs, tower, theta })
-    }
-
-    /// tower="cae" without an encoder: an autoencoder trained on every image of the bank; its
-    /// encoder's weights. The observer sees no pretraining epochs (the progress bar and the
-    /// callbacks count DVBPR's), but may stop it (Ctrl-C), which stops the fit.
-    fn pretrain(&mut self, images: &ItemImages, observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<HashMap<String, Tensor>> {
-        let cfg = &self.config;
-        let shape = cfg.cae_shape();
-        let mut cae = Autoencoder::new(CaeConfig {
-            latent: shape.latent,
-            image_size: shape.image_size,
-            channels: shape.channels,
-            depth: shape.depth,
-            epochs: cfg.pretrain_epochs,
-            lr: cfg.pretrain_lr,
-            batch_size: cfg.batch_size,
-            device: cfg.device.clone(),
-            seed: cfg.seed,
-        })?;
-        let report = cae.fit(&images.bank, &mut |e| match e {
-            Event::Progress { total, .. } => observer(&Event::Progress { epoch: 1, samples: 0, total: *total }),
-            Event::EpochEnd(_) => Control::Continue,
-        })?;
-        if report.stopped {
-            return Err(Error::state("fit was stopped while the autoencoder was pretrained"));
-        }
-        self.pretrain_history = cae.history().to_vec();
-        cae.encoder_state()
-    }
-
-    fn checkpoint_path(&self) -> Option<PathBuf> {
-        self.config.checkpoint_dir.as_ref().map(|d| Path::new(d).join(CHECKPOINT))
-    }
-
-    /// The configuration fields a checkpoint must agree on to be resumed.
-    fn resumable_config(&self) -> String {
-        let mut c = self.config.clone();
-        c.checkpoint_dir = None;
-        c.resume = false;
-        c.epochs = 0;
-        serde_json::to_string(&c).unwrap()
+impl DvbprParams {
+    /// Trainable variables by name, sorted (a stable order for the optimiser state).
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.store.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 }
 
-/// Checks every training item has a decoded image.
-fn check_training_images(train: &Interactions, images: &ItemImages) -> Result<()> {
+/// A new network, user vectors and (zero) item embeddings on `device` (seeded). Towers on a
+/// pretrained backbone copy it from `pretrained` (a fine-tuned Inception may do without: its
+/// backbone is in the store, loaded by the caller).
+fn build_net(cfg: &DvbprConfig, device: Device, (n_users, n_items): (usize, usize), pretrained: Option<&Pretrained<'_>>) -> Result<DvbprParams> {
+    tch::manual_seed(crate::sampling::rng::sub_seed(cfg.common.seed, crate::sampling::rng::streams::INIT, 7) as i64 >> 1);
+    let mut store = ParamStore::new(device);
+    let root = store.vs.root();
+    let size = cfg.image_size as i64;
+    let k = cfg.k as i64;
+    let tower: Box<dyn ImageTower> = match cfg.tower.as_str() {
+        "cnnf" => Box::new(CnnF::new(
+            &(&root / "tower"),
+            CnnFConfig {
+                height: size,
+                width: size,
+                out_dim: k,
+                fc_width: cfg.fc_width as i64,
+                space_to_depth: cfg.space_to_depth.unwrap_or(device.is_cuda()),
+                channels_last: cfg.channels_last.unwrap_or(device.is_cuda()),
+                bf16: cfg.bf16.unwrap_or(device.is_cuda()),
+            },
+        )?),
+        "cae" => {
+            let p = pretrained.ok_or_else(|| Error::state("the CAE tower needs the encoder's weights"))?;
+            let tower = cae_tower(&(&root / "tower"), size, &cfg.cae_shape(), p.map, p.prefix, k, &cfg.head_config());
+            Box::new(tower.map_err(|e| Error::invalid(format!("{}: {e}", p.what)))?)
+        }
+        "inception_v3" => {
+            let icfg = InceptionConfig { train_backbone: cfg.train_backbone, transform_input: cfg.transform_input, head: cfg.head_config() };
+            let (map, prefix, what) = match pretrained {
+                Some(p) => (Some(p.map), p.prefix, p.what.as_str()),
+                None => (None, "", ""),
+            };
+            Box::new(inception_tower(&(&root / "tower"), size, k, &icfg, map, prefix, what)?)
+        }
+        other => return Err(Error::invalid(format!("unknown tower {other:?}"))),
+    };
+    let theta = root.var("theta", &[n_users as i64, k], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
+    for (name, t) in tower.frozen_state() {
+        store.set_buffer(&format!("{FROZEN}{name}"), t);
+    }
+    let items = Tensor::f_zeros([n_items as i64, k], (Kind::Float, device))?;
+    store.set_buffer(ITEMS, items.shallow_clone());
+    Ok(DvbprParams { store, tower: Mutex::new(tower), theta, items, pretrain_history: Vec::new() })
+}
+
+/// tower="cae" without an encoder: an autoencoder trained on every image of the bank; its
+/// encoder's weights and losses. The observer sees no pretraining epochs (the progress bar and
+/// the callbacks count DVBPR's), but may stop it (Ctrl-C), which stops the fit.
+fn pretrain(cfg: &DvbprConfig, images: &ItemImages, observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<(HashMap<String, Tensor>, Vec<EpochLog>)> {
+    let shape = cfg.cae_shape();
+    let mut cae = Autoencoder::new(CaeConfig {
+        latent: shape.latent,
+        image_size: shape.image_size,
+        channels: shape.channels,
+        depth: shape.depth,
+        epochs: cfg.pretrain_epochs,
+        lr: cfg.pretrain_lr,
+        batch_size: cfg.common.batch_size,
+        device: cfg.common.device.clone(),
+        seed: cfg.common.seed,
+    })?;
+    let report = cae.fit(&images.bank, &mut |e| match e {
+        Event::Progress { total, .. } => observer(&Event::Progress { epoch: 1, samples: 0, total: *total }),
+        Event::EpochEnd(_) => Control::Continue,
+    })?;
+    if report.stopped {
+        return Err(Error::state("fit was stopped while the autoencoder was pretrained"));
+    }
+    Ok((cae.encoder_state()?, cae.history().to_vec()))
+}
+
+/// The bank holds images of the configured size and every training item has one.
+fn check_images(cfg: &DvbprConfig, train: &Interactions, images: &ItemImages) -> Result<()> {
+    let spec = images.bank.spec();
+    if spec.height != cfg.image_size || spec.width != cfg.image_size {
+        return Err(Error::invalid(format!(
+            "the image bank holds {}x{} images but image_size={}; build the bank with size={} (or set image_size)",
+            spec.height, spec.width, cfg.image_size, cfg.image_size
+        )));
+    }
     if images.bank.skipped().is_empty() {
         return Ok(());
     }
@@ -355,369 +381,6 @@ fn check_training_images(train: &Interactions, images: &ItemImages) -> Result<()
     Ok(())
 }
 
-fn scores(theta: &Tensor, items: &Tensor, users: &[i64]) -> Result<Tensor> {
-    let n = theta.size()[0];
-    if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
-        return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
-    }
-    let _guard = tch::no_grad_guard();
-    let idx = Tensor::from_slice(users).f_to_device(theta.device())?;
-    Ok(theta.f_index_select(0, &idx)?.f_matmul(&items.f_tr()?)?)
-}
-
-impl Recommender for Dvbpr {
-    fn kind(&self) -> &'static str {
-        "dvbpr"
-    }
-
-    fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).unwrap()
-    }
-
-    fn needs(&self) -> SideNeeds {
-        SideNeeds { images: Need::Required, ..Default::default() }
-    }
-
-    fn fit(
-        &mut self,
-        train: &Interactions,
-        side: &SideInfo,
-        validation: Option<&Validation<'_>>,
-        observer: &mut dyn FnMut(&Event<'_>) -> Control,
-        options: &super::FitOptions,
-    ) -> Result<FitReport> {
-        check_side(self, "DVBPR", train, side)?;
-        // fit(checkpoint_dir=, resume=) as every model takes them, or the configuration's.
-        if let Some(dir) = &options.checkpoint_dir {
-            self.config.checkpoint_dir = Some(dir.display().to_string());
-            self.config.resume = options.resume;
-        }
-        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR needs images="))?;
-        let cfg = self.config.clone();
-        let spec = images.bank.spec();
-        if spec.height != cfg.image_size || spec.width != cfg.image_size {
-            return Err(Error::invalid(format!(
-                "the image bank holds {}x{} images but image_size={}; build the bank with size={} (or set image_size)",
-                spec.height, spec.width, cfg.image_size, cfg.image_size
-            )));
-        }
-        check_training_images(train, images)?;
-        let device = parse_device(&cfg.device)?;
-        let sampler = TripleSampler::new(train, 1)?;
-        self.fitted = None;
-        self.ids = None;
-        self.history.clear();
-        self.pretrain_history.clear();
-
-        // A checkpoint to resume from is read (and checked against the settings and data)
-        // first: it holds the tower's frozen backbone too, so resuming neither pretrains nor
-        // reads the weights file again.
-        let data_key = Tensor::from_slice(&[train.n_users() as i64, train.n_items() as i64, train.nnz() as i64]);
-        let ckpt = match self.checkpoint_path() {
-            Some(path) if cfg.resume && path.exists() => Some((open_checkpoint(&path, &self.resumable_config(), &data_key)?, path)),
-            _ => None,
-        };
-        let frozen_in_ckpt = ckpt.as_ref().filter(|(state, _)| state.keys().any(|k| k.starts_with(FROZEN)));
-        let owned: Option<(HashMap<String, Tensor>, String)>;
-        let pretrained = if let Some((state, path)) = frozen_in_ckpt {
-            if let Some(encoder) = &self.encoder {
-                same_encoder(encoder, state, path)?;
-            }
-            owned = None;
-            Some(Pretrained { map: state, prefix: FROZEN, what: path.display().to_string() })
-        } else {
-            owned = match cfg.tower.as_str() {
-                "cae" => Some(match &self.encoder {
-                    Some(e) => (e.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), "encoder".to_string()),
-                    None => (self.pretrain(images, observer)?, "the pretrained autoencoder".to_string()),
-                }),
-                // A fine-tuned backbone comes back from the checkpoint.
-                "inception_v3" if !(cfg.train_backbone && ckpt.is_some()) => {
-                    let path = Path::new(cfg.weights.as_deref().unwrap_or_default());
-                    Some((read_inception_weights(path)?, path.display().to_string()))
-                }
-                _ => None,
-            };
-            owned.as_ref().map(|(map, what)| Pretrained { map, prefix: "", what: what.clone() })
-        };
-        let net = self.build_net(device, train.n_users(), pretrained.as_ref())?;
-        drop(owned);
-        let feed = ImageFeed::new(images, device, &cfg.resident_images)?;
-        let lambdas = Lambdas { cnn: cfg.lambda_cnn, fc: cfg.lambda_fc, user: cfg.lambda_u };
-        let mut step = DvbprStep::new(net, feed, cfg.lr, lambdas, cfg.seed, train.n_items(), cfg.embed_batch)?;
-        self.ids = Some(train.ids().clone());
-
-        // Resume: parameters, optimiser moments, history and the epoch to continue from.
-        let mut start = 0;
-        if let Some((state, path)) = &ckpt {
-            let (epoch, history) = apply_checkpoint(state, path, &mut step)?;
-            start = epoch;
-            self.history = history;
-        }
-        drop(ckpt);
-        let n_batches = sampler.epoch_len().div_ceil(cfg.batch_size) as u64;
-        step.epoch_offset = start;
-        // Without validation nothing reads the catalogue's embeddings before the fit ends.
-        step.embed_each_epoch = validation.is_some();
-        let source = Offset { inner: &sampler, offset: start as u64 * n_batches, epoch_offset: start };
-        let slot = step.embeddings.clone();
-        let theta = step.net.theta.shallow_clone();
-        let mut validate = validator(train, validation, |u| {
-            let items = slot.lock().unwrap_or_else(|p| p.into_inner());
-            let items = items.as_ref().ok_or_else(|| Error::state("no item embeddings yet"))?;
-            Ok(scores(&theta, items, u)?.f_to_device(Device::Cpu)?)
-        })?;
-        let snapshot: Arc<Mutex<Vec<(String, Tensor)>>> = Default::default();
-        if cfg.checkpoint_dir.is_some() {
-            step.snapshot = Some(snapshot.clone());
-        }
-        let ckpt = self.checkpoint_path();
-        let config_key = self.resumable_config();
-        let mut history = self.history.clone();
-        let mut wrapped = |e: &Event<'_>| -> Control {
-            match e {
-                Event::Progress { epoch, samples, total } => {
-                    observer(&Event::Progress { epoch: epoch + start, samples: *samples, total: *total })
-                }
-                Event::EpochEnd(log) => {
-                    let log = EpochLog { epoch: log.epoch + start, ..(*log).clone() };
-                    history.push(log.clone());
-                    if let Some(path) = &ckpt {
-                        let state = snapshot.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Err(err) = write_checkpoint(path, &state, log.epoch, &history, &config_key, &data_key) {
-                            eprintln!("DVBPR: could not write the checkpoint: {err}");
-                        }
-                    }
-                    observer(&Event::EpochEnd(&log))
-                }
-            }
-        };
-        let loop_cfg = LoopConfig { epochs: cfg.epochs.saturating_sub(start), batch_size: cfg.batch_size, seed: cfg.seed, threads: cfg.threads, start_epoch: 0 };
-        let result = if loop_cfg.epochs > 0 {
-            fit_loop(&mut step, &source, &loop_cfg, &mut *validate, &mut |_, _| Ok(()), &mut wrapped)
-        } else {
-            Ok(FitReport::default())
-        };
-        drop(validate);
-        drop(wrapped);
-        let mut report = result?;
-        // A fit stopped inside an epoch (or resumed at its end) has no fresh embeddings.
-        let items = match (report.stopped, step.take_embeddings()) {
-            (false, Some(e)) => e,
-            _ => step.net.embed_all(&step.feed, train.n_items(), cfg.embed_batch)?,
-        };
-        self.history = history;
-        report.history = self.history.clone();
-        self.fitted = Some(Fitted { net: step.net, items });
-        Ok(report)
-    }
-
-    fn ids(&self) -> Option<&IdMaps> {
-        self.ids.as_ref()
-    }
-
-    fn history(&self) -> &[EpochLog] {
-        &self.history
-    }
-
-    fn score(&self, users: &[i64]) -> Result<Tensor> {
-        let f = self.fitted()?;
-        Ok(scores(&f.net.theta, &f.items, users)?.f_to_device(Device::Cpu)?.f_contiguous()?)
-    }
-
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
-        let f = self.fitted()?;
-        let n_items = f.items.size()[0] as usize;
-        let score = |b: &[i64]| scores(&f.net.theta, &f.items, b);
-        if f.items.device().is_cuda() {
-            return recommend_by_blocks(users, k, n_items, exclude, &score, &device_top_k);
-        }
-        recommend_by_blocks(users, k, n_items, exclude, &score, &|s, b, k, ex| {
-            let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-            crate::metrics::top_k_block(&to_vec_f32(&s)?, n_items, &idx, k, ex)
-        })
-    }
-
-    fn embed_new_items(&self, side: &SideInfo) -> Result<Tensor> {
-        let f = self.fitted()?;
-        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR embeds new items from images: pass images"))?;
-        let spec = images.bank.spec();
-        if spec.height != self.config.image_size || spec.width != self.config.image_size {
-            return Err(Error::invalid(format!(
-                "the images are {}x{}, this model takes {}x{}",
-                spec.height, spec.width, self.config.image_size, self.config.image_size
-            )));
-        }
-        let feed = ImageFeed::new(images, f.net.vs.device(), "host")?;
-        Ok(f.net.embed_all(&feed, images.len(), self.config.embed_batch)?.f_to_device(Device::Cpu)?)
-    }
-
-    fn item_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.items.f_to_device(Device::Cpu)?)
-    }
-
-    fn user_vectors(&self) -> Result<Tensor> {
-        Ok(self.fitted()?.net.theta.detach().f_to_device(Device::Cpu)?)
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let f = self.fitted()?;
-        let mut out: Vec<(String, Tensor)> = f.net.vs.variables().into_iter().collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.extend(f.net.frozen_state());
-        out.push((ITEMS.into(), f.items.shallow_clone()));
-        Ok(out)
-    }
-
-    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
-        let device = parse_device(device.unwrap_or(&self.config.device))?;
-        // A frozen backbone comes from the file: no encoder or weights file is needed.
-        let frozen = state.keys().any(|k| k.starts_with(FROZEN));
-        let pretrained = frozen.then(|| Pretrained { map: state, prefix: FROZEN, what: "saved model".into() });
-        let net = self.build_net(device, ids.users.len(), pretrained.as_ref())?;
-        copy_vars(&net.vs, state, "saved model")?;
-        let items = state.get(ITEMS).ok_or_else(|| Error::state("saved model has no item_embeddings"))?;
-        if items.size() != [ids.items.len() as i64, self.config.k as i64] {
-            return Err(Error::state(format!("saved item embeddings have shape {:?}, expected ({}, {})", items.size(), ids.items.len(), self.config.k)));
-        }
-        let items = items.f_to_kind(Kind::Float)?.f_to_device(device)?;
-        self.fitted = Some(Fitted { net, items });
-        self.ids = Some(ids);
-        self.history = history;
-        Ok(())
-    }
-
-    fn device(&self) -> String {
-        self.fitted.as_ref().map(|f| device_name(f.net.vs.device())).unwrap_or_default()
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-}
-
-impl super::Registered for Dvbpr {
-    const KIND: &'static str = "dvbpr";
-    fn from_json(json: &str) -> Result<Self> {
-        Dvbpr::new(super::core::parse_config(Self::KIND, json)?)
-    }
-    fn default_json() -> String {
-        super::core::config_json(&DvbprConfig::default())
-    }
-}
-
-/// DVBPR's own methods (reached from Python by a downcast of the model).
-impl Dvbpr {
-    /// Losses of the autoencoder pretrained inside the last fit (tower="cae", no encoder).
-    pub fn pretrain_history(&self) -> &[EpochLog] {
-        &self.pretrain_history
-    }
-
-    /// tower="cae": build on `encoder`'s trained encoder (copied now, to the CPU) instead of
-    /// pretraining one in fit; the configuration takes its shape (latent, channels, depth).
-    pub fn set_encoder(&mut self, encoder: &Autoencoder) -> Result<()> {
-        if self.config.tower != "cae" {
-            return Err(Error::invalid(format!(
-                "encoder= is for tower='cae' (a trained fr.ConvAutoencoder); this DVBPR has tower={:?}",
-                self.config.tower
-            )));
-        }
-        let shape = encoder.config().shape();
-        if shape.image_size != self.config.image_size as i64 {
-            return Err(Error::invalid(format!(
-                "encoder: the autoencoder takes {0}x{0} images but this DVBPR has image_size={1}; \
-                 use image_size={0} (and a bank of that size) or an autoencoder trained at {1}x{1}",
-                shape.image_size, self.config.image_size
-            )));
-        }
-        let weights = encoder.encoder_state().map_err(|e| Error::invalid(format!("encoder: {e}")))?;
-        let mut copied = HashMap::with_capacity(weights.len());
-        for (name, t) in weights {
-            let cpu = t.f_to_device(Device::Cpu)?;
-            let own = cpu.f_empty_like()?;
-            tch::no_grad(|| own.shallow_clone().f_copy_(&cpu))?;
-            copied.insert(name, own);
-        }
-        (self.config.latent, self.config.cae_channels, self.config.cae_depth) = (shape.latent, shape.channels, shape.depth);
-        self.encoder = Some(copied);
-        Ok(())
-    }
-}
-
-/// Copy every variable of `vs` from `state` (same names and shapes).
-fn copy_vars(vs: &nn::VarStore, state: &HashMap<String, Tensor>, what: &str) -> Result<()> {
-    let _guard = tch::no_grad_guard();
-    for (name, mut var) in vs.variables() {
-        let saved = state.get(&name).ok_or_else(|| Error::state(format!("{what} has no tensor '{name}'")))?;
-        if saved.size() != var.size() {
-            return Err(Error::state(format!("{what}: '{name}' has shape {:?}, the model {:?}", saved.size(), var.size())));
-        }
-        var.f_copy_(saved)?;
-    }
-    Ok(())
-}
-
-fn text_tensor(s: &str) -> Tensor {
-    Tensor::from_slice(s.as_bytes())
-}
-
-fn tensor_text(t: &Tensor, what: &str) -> Result<String> {
-    let bytes = Vec::<u8>::try_from(t.f_to_kind(Kind::Uint8)?.f_flatten(0, -1)?)?;
-    String::from_utf8(bytes).map_err(|_| Error::state(format!("checkpoint: {what} is not UTF-8")))
-}
-
-/// Write the snapshot of an epoch's end (parameters, Adam moments, item embeddings) with the
-/// epoch, history and what it was trained on, through a temporary file.
-fn write_checkpoint(path: &Path, state: &[(String, Tensor)], epoch: usize, history: &[EpochLog], config: &str, data: &Tensor) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
-    }
-    let mut all: Vec<(String, Tensor)> = state.iter().map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu))).collect();
-    all.push(("ckpt.epoch".into(), Tensor::from_slice(&[epoch as i64])));
-    all.push(("ckpt.history".into(), text_tensor(&serde_json::to_string(history).unwrap())));
-    all.push(("ckpt.config".into(), text_tensor(config)));
-    all.push(("ckpt.data".into(), data.shallow_clone()));
-    let tmp = path.with_extension("partial");
-    Tensor::write_safetensors(&all, &tmp).map_err(|e| Error::file(&tmp, format!("cannot write the checkpoint: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
-}
-
-/// The tensors of the checkpoint at `path`, checked to be one of a model with these settings
-/// (`config`) trained on this data.
-fn open_checkpoint(path: &Path, config: &str, data: &Tensor) -> Result<HashMap<String, Tensor>> {
-    let bad = |m: String| Error::file(path, m);
-    let state: HashMap<String, Tensor> =
-        Tensor::read_safetensors(path).map_err(|e| bad(format!("not a DVBPR checkpoint: {e}")))?.into_iter().collect();
-    let get = |k: &str| state.get(k).ok_or_else(|| bad(format!("not a DVBPR checkpoint (no '{k}')")));
-    if tensor_text(get("ckpt.config")?, "config")? != config {
-        return Err(bad("the checkpoint was written with other settings than this model's; use another checkpoint_dir or resume=False".into()));
-    }
-    if !get("ckpt.data")?.equal(data) {
-        return Err(bad("the checkpoint was trained on other data (users, items or interactions differ)".into()));
-    }
-    Ok(state)
-}
-
-/// Put a checkpoint read by [`open_checkpoint`] back into `step`; returns the epochs it had
-/// finished and their history.
-fn apply_checkpoint(state: &HashMap<String, Tensor>, path: &Path, step: &mut DvbprStep) -> Result<(usize, Vec<EpochLog>)> {
-    let bad = |m: String| Error::file(path, m);
-    let get = |k: &str| state.get(k).ok_or_else(|| bad(format!("not a DVBPR checkpoint (no '{k}')")));
-    copy_vars(&step.net.vs, state, "the checkpoint").map_err(|e| bad(e.to_string()))?;
-    step.adam.restore(state).map_err(|e| bad(e.to_string()))?;
-    if let Some(items) = state.get(ITEMS) {
-        *step.embeddings.lock().unwrap_or_else(|p| p.into_inner()) = Some(items.f_to_device(step.net.vs.device())?);
-    }
-    let epoch = get("ckpt.epoch")?.f_int64_value(&[0])? as usize;
-    let history: Vec<EpochLog> =
-        serde_json::from_str(&tensor_text(get("ckpt.history")?, "history")?).map_err(|e| bad(format!("bad history: {e}")))?;
-    Ok((epoch, history))
-}
-
 /// A resumed fit given an encoder must be given the one its checkpoint was trained with.
 fn same_encoder(encoder: &HashMap<String, Tensor>, state: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let same = encoder.iter().all(|(name, t)| {
@@ -729,10 +392,156 @@ fn same_encoder(encoder: &HashMap<String, Tensor>, state: &HashMap<String, Tenso
     Ok(())
 }
 
+/// (B, n_items) scores of the user indices `users` (on the device).
+fn scores(theta: &Tensor, items: &Tensor, users: &Tensor) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    Ok(theta.f_index_select(0, users)?.f_matmul(&items.f_tr()?)?)
+}
+
+/// DVBPR: the model.
+pub struct Dvbpr;
+
+impl Spec for Dvbpr {
+    const KIND: &'static str = "dvbpr";
+    const NAME: &'static str = "DVBPR";
+    type Config = DvbprConfig;
+    type Params = DvbprParams;
+
+    fn common(c: &DvbprConfig) -> Option<&Common> {
+        Some(&c.common)
+    }
+
+    fn validate(c: &DvbprConfig) -> Result<()> {
+        c.validate()
+    }
+
+    fn needs(_: &DvbprConfig) -> SideNeeds {
+        SideNeeds { images: Need::Required, ..Default::default() }
+    }
+
+    fn build(cfg: &DvbprConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<DvbprParams> {
+        Self::build_fit(cfg, train, side, device, FitStart { resumed: None, observer: &mut |_| Control::Continue })
+    }
+
+    /// The tower's pretrained backbone comes from the checkpoint a resumed fit continues from
+    /// (so it neither pretrains nor reads the weights file again), else from the encoder given,
+    /// an autoencoder pretrained now, or the Inception weights file.
+    fn build_fit(cfg: &DvbprConfig, train: &Interactions, side: &SideInfo, device: Device, start: FitStart<'_>) -> Result<DvbprParams> {
+        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR needs images="))?;
+        check_images(cfg, train, images)?;
+        let shape = (train.n_users(), train.n_items());
+        let mut pretrain_history = Vec::new();
+        let frozen_in_ckpt = start.resumed.filter(|(_, state)| state.keys().any(|k| k.starts_with(FROZEN)));
+        let mut params = if let Some((path, state)) = frozen_in_ckpt {
+            if let Some(encoder) = &cfg.encoder {
+                same_encoder(&encoder.weights(), state, path)?;
+            }
+            build_net(cfg, device, shape, Some(&Pretrained { map: state, prefix: FROZEN, what: path.display().to_string() }))?
+        } else {
+            let owned = match cfg.tower.as_str() {
+                "cae" => Some(match &cfg.encoder {
+                    Some(e) => (e.weights(), "encoder".to_string()),
+                    None => {
+                        let (weights, history) = pretrain(cfg, images, start.observer)?;
+                        pretrain_history = history;
+                        (weights, "the pretrained autoencoder".to_string())
+                    }
+                }),
+                // A fine-tuned backbone comes back from the checkpoint.
+                "inception_v3" if !(cfg.train_backbone && start.resumed.is_some()) => {
+                    let path = Path::new(cfg.weights.as_deref().unwrap_or_default());
+                    Some((read_inception_weights(path)?, path.display().to_string()))
+                }
+                _ => None,
+            };
+            let pretrained = owned.as_ref().map(|(map, what)| Pretrained { map, prefix: "", what: what.clone() });
+            build_net(cfg, device, shape, pretrained.as_ref())?
+        };
+        params.pretrain_history = pretrain_history;
+        Ok(params)
+    }
+
+    fn train(cfg: &DvbprConfig, params: &DvbprParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
+        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR needs images="))?;
+        let sampler = TripleSampler::new(train, 1)?;
+        let feed = ImageFeed::new(images, params.store.device(), &cfg.resident_images)?;
+        let lambdas = Lambdas { cnn: cfg.lambda_cnn, fc: cfg.lambda_fc, user: cfg.lambda_u };
+        let (theta, items) = (params.theta.shallow_clone(), params.items.shallow_clone());
+        let mut step = DvbprStep::new(&params.tower, params.trainable(), theta, items, feed, cfg.common.lr, lambdas, cfg.common.seed, cfg.embed_batch)?;
+        // Without validation nothing reads the catalogue's embeddings before the last epoch.
+        step.embed_each_epoch = ctx.validates();
+        let report = ctx.run(&mut step, &sampler, &|u| {
+            let users = Tensor::from_slice(u).f_to_device(params.theta.device())?;
+            scores(&params.theta, &params.items, &users)
+        })?;
+        // Stopped inside an epoch, or resumed with no epoch left: embed the catalogue now.
+        if !step.fresh {
+            step.embed_items()?;
+        }
+        Ok(report)
+    }
+
+    fn store(params: &DvbprParams) -> &ParamStore {
+        &params.store
+    }
+
+    /// A frozen backbone comes from the saved state: no encoder or weights file is needed.
+    fn restore(cfg: &DvbprConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DvbprParams> {
+        let frozen = state.keys().any(|k| k.starts_with(FROZEN));
+        let pretrained = frozen.then(|| Pretrained { map: state, prefix: FROZEN, what: "saved model".into() });
+        let params = build_net(cfg, device, shape, pretrained.as_ref())?;
+        params.store.load(state)?;
+        Ok(params)
+    }
+
+    fn score_block(_: &DvbprConfig, params: &DvbprParams, users: &Tensor) -> Result<Tensor> {
+        scores(&params.theta, &params.items, users)
+    }
+
+    fn item_vectors(_: &DvbprConfig, params: &DvbprParams) -> Result<Tensor> {
+        Ok(params.items.shallow_clone())
+    }
+
+    fn user_vectors(_: &DvbprConfig, params: &DvbprParams) -> Result<Tensor> {
+        Ok(params.theta.shallow_clone())
+    }
+
+    /// phi of the images of `side` (new products), in the bank's row order.
+    fn embed_new_items(cfg: &DvbprConfig, params: &DvbprParams, side: &SideInfo) -> Result<Tensor> {
+        let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR embeds new items from images: pass images"))?;
+        let spec = images.bank.spec();
+        if spec.height != cfg.image_size || spec.width != cfg.image_size {
+            return Err(Error::invalid(format!(
+                "the images are {}x{}, this model takes {}x{}",
+                spec.height, spec.width, cfg.image_size, cfg.image_size
+            )));
+        }
+        let device = params.store.device();
+        let feed = ImageFeed::new(images, device, "host")?;
+        embed_all(&**lock(&params.tower), &feed, images.len(), cfg.embed_batch, device)
+    }
+}
+
+/// DVBPR's own methods (reached from Python by a downcast of the model).
+impl Model<Dvbpr> {
+    /// Losses of the autoencoder pretrained inside the last fit (tower="cae", no encoder).
+    pub fn pretrain_history(&self) -> &[EpochLog] {
+        self.params().map_or(&[], |p| &p.pretrain_history)
+    }
+
+    /// tower="cae": build on `encoder`'s trained encoder (copied now, to the CPU) instead of
+    /// pretraining one in fit; the configuration takes its shape (latent, channels, depth).
+    pub fn set_encoder(&mut self, encoder: &Autoencoder) -> Result<()> {
+        let cfg = self.config().with_encoder(encoder)?;
+        self.set_config(cfg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::Duplicates;
+    use crate::models::{FitOptions, Recommender};
     use crate::images::bank::{BankSpec, ImageBank, OnError};
     use crate::images::decode::tests::tiny_png;
     use crate::images::resize::Filter;
@@ -774,48 +583,51 @@ mod tests {
         (train, SideInfo { images: Some(images), ..Default::default() })
     }
 
-    fn config(epochs: usize, checkpoint: Option<&Path>, resume: bool) -> DvbprConfig {
+    type Dvbpr = Model<super::Dvbpr>;
+
+    fn config(epochs: usize) -> DvbprConfig {
         DvbprConfig {
             k: 4,
             image_size: 32,
-            epochs,
-            lr: 1e-3,
-            batch_size: 16,
-            device: "cpu".into(),
+            common: Common { device: "cpu".into(), ..Common::new(epochs, 1e-3, 16) },
             embed_batch: 10,
-            checkpoint_dir: checkpoint.map(|p| p.display().to_string()),
-            resume,
             ..Default::default()
         }
     }
 
-    fn fit(cfg: DvbprConfig, train: &Interactions, side: &SideInfo) -> Dvbpr {
-        let mut m = Dvbpr::new(cfg).unwrap();
-        m.fit(train, side, None, &mut |_| Control::Continue, &Default::default()).unwrap();
-        m
+    fn options(checkpoint: Option<&Path>, resume: bool) -> FitOptions {
+        FitOptions { checkpoint_dir: checkpoint.map(Path::to_path_buf), resume }
+    }
+
+    fn fit_with(cfg: DvbprConfig, train: &Interactions, side: &SideInfo, options: &FitOptions) -> Result<Dvbpr> {
+        let mut m = Dvbpr::new(cfg)?;
+        m.fit(train, side, None, &mut |_| Control::Continue, options)?;
+        Ok(m)
     }
 
     #[test]
     fn fits_scores_cold_items_saves_and_resumes_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let (train, side) = data(dir.path(), false);
-        let full = fit(config(3, Some(&dir.path().join("a")), false), &train, &side);
+        let full = fit_with(config(3), &train, &side, &options(Some(&dir.path().join("a")), false)).unwrap();
         let s = full.score(&[0, 1]).unwrap();
         assert_eq!(s.size(), vec![2, 24]);
         assert_eq!(full.item_vectors().unwrap().size(), vec![24, 4]);
         assert_eq!(full.history().len(), 3);
         assert!(full.history().iter().all(|h| h.loss.is_finite()));
         // Interrupted after 2 epochs, then resumed to 3. Bit-for-bit equality with the
-        // uninterrupted fit is tested in tests/test_dvbpr_model.py: dropout draws from
-        // libtorch's global generator, which the other tests of this binary use concurrently.
+        // uninterrupted fit is tested in tests/test_dvbpr_model.py and tests/test_core.py:
+        // dropout draws from libtorch's global generator, which the other tests of this
+        // binary use concurrently.
         let ck = dir.path().join("b");
-        let part = fit(config(2, Some(&ck), false), &train, &side);
-        let resumed = fit(config(3, Some(&ck), true), &train, &side);
+        let part = fit_with(config(2), &train, &side, &options(Some(&ck), false)).unwrap();
+        let resumed = fit_with(config(3), &train, &side, &options(Some(&ck), true)).unwrap();
         assert_eq!(resumed.history().len(), 3);
         assert_eq!(resumed.history()[..2], part.history()[..]);
         // Other settings do not resume from that checkpoint.
-        let mut other = Dvbpr::new(DvbprConfig { lr: 5e-4, ..config(3, Some(&ck), true) }).unwrap();
-        let e = other.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
+        let mut other = config(3);
+        other.common.lr = 5e-4;
+        let e = fit_with(other, &train, &side, &options(Some(&ck), true)).err().unwrap().to_string();
         assert!(e.contains("other settings"), "{e}");
         // Saved and loaded: same scores, without the images.
         let path = dir.path().join("m.safetensors");
@@ -836,13 +648,14 @@ mod tests {
         cae.fit(&side.images.as_ref().unwrap().bank, &mut |_| Control::Continue).unwrap();
         let encoder = cae.encoder_state().unwrap();
 
-        let mut m = Dvbpr::new(DvbprConfig { tower: "cae".into(), ..config(2, None, false) }).unwrap();
+        let mut m = Dvbpr::new(DvbprConfig { tower: "cae".into(), ..config(2) }).unwrap();
         m.set_encoder(&cae).unwrap();
-        assert_eq!((m.config.latent, m.config.cae_channels, m.config.cae_depth), (6, 4, 3), "the encoder's shape");
+        let c = m.config();
+        assert_eq!((c.latent, c.cae_channels, c.cae_depth), (6, 4, 3), "the encoder's shape");
         m.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap();
         assert!(m.pretrain_history().is_empty(), "given, not pretrained");
         // Trained: the head and the user vectors only; the encoder is saved unchanged.
-        let trained: Vec<String> = m.fitted().unwrap().net.trainable().into_iter().map(|(n, _)| n).collect();
+        let trained: Vec<String> = m.params().unwrap().trainable().into_iter().map(|(n, _)| n).collect();
         assert!(trained.contains(&"theta".to_string()) && trained.iter().all(|n| n == "theta" || n.starts_with("tower.head.")), "{trained:?}");
         let state = m.state().unwrap();
         let frozen: Vec<_> = state.iter().filter_map(|(n, t)| n.strip_prefix(FROZEN).map(|n| (n, t))).collect();
@@ -854,14 +667,14 @@ mod tests {
         assert!(back.score(&[0, 1]).unwrap().equal(&m.score(&[0, 1]).unwrap()));
 
         // Without an encoder, fit pretrains one on the bank.
-        let mut p = Dvbpr::new(DvbprConfig { tower: "cae".into(), latent: 5, cae_channels: 4, cae_depth: 2, pretrain_epochs: 2, ..config(1, None, false) }).unwrap();
+        let mut p = Dvbpr::new(DvbprConfig { tower: "cae".into(), latent: 5, cae_channels: 4, cae_depth: 2, pretrain_epochs: 2, ..config(1) }).unwrap();
         p.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap();
         assert_eq!(p.pretrain_history().len(), 2);
         assert_eq!(p.item_vectors().unwrap().size(), [24, 4]);
 
-        let mut cnnf = Dvbpr::new(config(1, None, false)).unwrap();
+        let mut cnnf = Dvbpr::new(config(1)).unwrap();
         assert!(cnnf.set_encoder(&cae).unwrap_err().to_string().contains("tower='cae'"));
-        let mut wide = Dvbpr::new(DvbprConfig { tower: "cae".into(), image_size: 64, ..config(1, None, false) }).unwrap();
+        let mut wide = Dvbpr::new(DvbprConfig { tower: "cae".into(), image_size: 64, ..config(1) }).unwrap();
         assert!(wide.set_encoder(&cae).unwrap_err().to_string().contains("takes 32x32 images"));
     }
 
@@ -874,13 +687,12 @@ mod tests {
         let w: HashMap<String, Tensor> = backbone.named_parameters().iter().map(|(n, t)| (n.clone(), t.detach().copy())).collect();
         let source = Pretrained { map: &w, prefix: "", what: "test weights".into() };
         for train_backbone in [false, true] {
-            let cfg = DvbprConfig { tower: "inception_v3".into(), image_size: 75, weights: Some("w.safetensors".into()), train_backbone, ..config(1, None, false) };
-            let m = Dvbpr::new(cfg).unwrap();
-            let net = m.build_net(Device::Cpu, 3, Some(&source)).unwrap();
+            let cfg = DvbprConfig { tower: "inception_v3".into(), image_size: 75, weights: Some("w.safetensors".into()), train_backbone, ..config(1) };
+            let net = build_net(&cfg, Device::Cpu, (3, 5), Some(&source)).unwrap();
             let in_store = net.trainable().iter().filter(|(n, _)| n.starts_with("tower.backbone.")).count();
             assert_eq!(in_store > 0, train_backbone);
-            assert_eq!(net.frozen_state().is_empty(), train_backbone);
-            let parts: Vec<_> = net.tower.penalties().into_iter().map(|p| p.0).collect();
+            assert_eq!(net.store.buffers.iter().any(|(n, _)| n.starts_with(FROZEN)), !train_backbone);
+            let parts: Vec<_> = lock(&net.tower).penalties().into_iter().map(|p| p.0).collect();
             assert_eq!(parts, if train_backbone { vec!["fc", "conv"] } else { vec!["fc"] });
         }
         let e = Dvbpr::new(DvbprConfig { tower: "inception_v3".into(), image_size: 75, ..Default::default() }).err().unwrap().to_string();
@@ -894,16 +706,15 @@ mod tests {
     fn bad_input_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let (train, side) = data(dir.path(), true);
-        let mut m = Dvbpr::new(config(1, None, false)).unwrap();
+        let mut m = Dvbpr::new(config(1)).unwrap();
         let e = m.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("training item 23 has no image"), "{e}");
-        let mut m = Dvbpr::new(DvbprConfig { image_size: 64, ..config(1, None, false) }).unwrap();
+        let mut m = Dvbpr::new(DvbprConfig { image_size: 64, ..config(1) }).unwrap();
         let e = m.fit(&train, &side, None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("32x32") && e.contains("image_size=64"), "{e}");
         let e = m.fit(&train, &SideInfo::default(), None, &mut |_| Control::Continue, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("needs images"), "{e}");
         assert!(Dvbpr::new(DvbprConfig { tower: "vgg".into(), ..Default::default() }).is_err());
         assert!(Dvbpr::new(DvbprConfig { image_size: 16, ..Default::default() }).err().unwrap().to_string().contains("too small"));
-        assert!(Dvbpr::new(DvbprConfig { resume: true, ..Default::default() }).is_err());
     }
 }

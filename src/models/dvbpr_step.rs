@@ -1,16 +1,16 @@
-//! DVBPR's training machinery: where the pixels of a batch come from ([`ImageFeed`]), the
-//! network and user vectors ([`Net`]), Adam with state that can be saved ([`Adam`]), and the
-//! training step on the shared loop ([`DvbprStep`]).
+//! DVBPR's training machinery: where the pixels of a batch come from ([`ImageFeed`]), phi of
+//! images ([`phi`], [`embed_all`]), and the training step on the shared loop ([`DvbprStep`]).
 //!
 //! GPU pipeline: when the images fit, the uint8 bank is copied to the device once and each
 //! batch is an `index_select` there (no host work, no copy, no synchronisation per step; the
 //! loss accumulates on the device). Otherwise each batch is gathered on the host (rayon) into
 //! pinned memory and copied asynchronously.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, MutexGuard};
 
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::ItemImages;
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ use crate::nets::ImageTower;
 use crate::sampling::rng::{streams, sub_seed};
 use crate::sampling::TripleBatch;
 use crate::tensors::view_i64;
+use crate::train::adam::Adam;
 use crate::train::{BatchSource, BatchStep};
 
 /// Where batches of item images come from.
@@ -93,58 +94,34 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
     Ok(t.f_to_device_(device, t.kind(), true, false)?)
 }
 
-/// Prefix of a frozen backbone's tensors in saved models and checkpoints.
-pub const FROZEN: &str = "frozen.";
-
-/// The trained parameters: the image network (under "tower") and one vector per user
-/// ("theta"), in one VarStore.
-pub struct Net {
-    pub vs: nn::VarStore,
-    pub tower: Box<dyn ImageTower>,
-    pub theta: Tensor,
+/// The tower behind its lock (a poisoned lock still holds a usable tower: the step that
+/// panicked has failed the fit).
+pub fn lock(tower: &Mutex<Box<dyn ImageTower>>) -> MutexGuard<'_, Box<dyn ImageTower>> {
+    tower.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Net {
-    /// phi of uint8 images; a libtorch panic inside the network becomes an error.
-    pub fn phi(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        let tower = &self.tower;
-        catch_unwind(AssertUnwindSafe(|| tower.forward_t(images, train))).map_err(|p| {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            Error::Torch(msg.unwrap_or_else(|| "the image network failed".into()))
-        })
-    }
-
-    /// phi of every item (eval mode, no gradient), `batch` images at a time: (n_items, k).
-    pub fn embed_all(&self, feed: &ImageFeed, n_items: usize, batch: usize) -> Result<Tensor> {
-        let device = self.vs.device();
-        let mut parts = Vec::new();
-        let _guard = tch::no_grad_guard();
-        for start in (0..n_items).step_by(batch.max(1)) {
-            let idx: Vec<i64> = (start as i64..(start + batch).min(n_items) as i64).collect();
-            let items = upload(&Tensor::from_slice(&idx), device)?;
-            parts.push(self.phi(&feed.pixels(&items, &idx)?, false)?);
-        }
-        if parts.is_empty() {
-            return Ok(Tensor::zeros([0, self.tower.out_dim()], (Kind::Float, device)));
-        }
-        Ok(Tensor::f_cat(&parts, 0)?)
-    }
-
-    /// The tower's frozen backbone (outside `vs`), named under [`FROZEN`]: saved with the
-    /// model and in checkpoints, so neither needs the encoder or weights file again.
-    pub fn frozen_state(&self) -> Vec<(String, Tensor)> {
-        self.tower.frozen_state().into_iter().map(|(n, t)| (format!("{FROZEN}{n}"), t)).collect()
-    }
-
-    /// Trainable variables by name, sorted (a stable order for the optimiser state).
-    pub fn trainable(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
+/// phi of uint8 images; a libtorch panic inside the network becomes an error.
+pub fn phi(tower: &dyn ImageTower, images: &Tensor, train: bool) -> Result<Tensor> {
+    catch_unwind(AssertUnwindSafe(|| tower.forward_t(images, train))).map_err(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+        Error::Torch(msg.unwrap_or_else(|| "the image network failed".into()))
+    })
 }
 
-pub use crate::train::adam::Adam;
+/// phi of every item (eval mode, no gradient), `batch` images at a time: (n_items, k) on `device`.
+pub fn embed_all(tower: &dyn ImageTower, feed: &ImageFeed, n_items: usize, batch: usize, device: Device) -> Result<Tensor> {
+    let mut parts = Vec::new();
+    let _guard = tch::no_grad_guard();
+    for start in (0..n_items).step_by(batch.max(1)) {
+        let idx: Vec<i64> = (start as i64..(start + batch).min(n_items) as i64).collect();
+        let items = upload(&Tensor::from_slice(&idx), device)?;
+        parts.push(phi(tower, &feed.pixels(&items, &idx)?, false)?);
+    }
+    if parts.is_empty() {
+        return Ok(Tensor::zeros([0, tower.out_dim()], (Kind::Float, device)));
+    }
+    Ok(Tensor::f_cat(&parts, 0)?)
+}
 
 /// Regularisation weights of the loss.
 #[derive(Debug, Clone, Copy)]
@@ -155,66 +132,68 @@ pub struct Lambdas {
 }
 
 /// The DVBPR step: phi of the batch's positives and negatives in one forward pass, the BPR
-/// loss summed over the batch, the L2 terms, Adam. `epoch_offset` shifts the epoch numbers
-/// (a resumed fit continues the learning rate schedule and the random streams).
-pub struct DvbprStep {
-    pub net: Net,
+/// loss summed over the batch, the L2 terms, Adam (its moments are the step's state in
+/// checkpoints). At the end of an epoch it embeds the catalogue into the model's item
+/// embeddings (in place) when validation reads them, and after the last epoch.
+pub struct DvbprStep<'a> {
+    tower: &'a Mutex<Box<dyn ImageTower>>,
+    theta: Tensor,
+    /// The model's item embeddings (n_items, k), refreshed in place.
+    items: Tensor,
     pub feed: ImageFeed,
-    pub adam: Adam,
-    pub lambdas: Lambdas,
-    pub seed: u64,
-    pub n_items: usize,
-    pub embed_batch: usize,
-    pub epoch_offset: usize,
-    loss: Tensor,
-    /// phi of every item after the last finished epoch (eval mode), for validation.
-    pub embeddings: Arc<Mutex<Option<Tensor>>>,
-    /// Embed the catalogue at each end of epoch (validation needs it); otherwise the fit
-    /// embeds it once, after the last epoch.
+    adam: Adam,
+    lambdas: Lambdas,
+    seed: u64,
+    embed_batch: usize,
+    /// Embed the catalogue at each end of epoch (validation needs it), not only the last.
     pub embed_each_epoch: bool,
-    /// Filled at each epoch's end with (shallow handles on) the parameters, the optimiser
-    /// state and the item embeddings, for a checkpoint written after validation.
-    pub snapshot: Option<Arc<Mutex<Vec<(String, Tensor)>>>>,
+    /// The item embeddings are those of the parameters as they are.
+    pub fresh: bool,
+    last_epoch: bool,
+    loss: Tensor,
 }
 
-impl DvbprStep {
-    pub fn new(net: Net, feed: ImageFeed, lr: f64, lambdas: Lambdas, seed: u64, n_items: usize, embed_batch: usize) -> Result<Self> {
-        let adam = Adam::new(net.trainable(), lr)?;
-        let device = net.vs.device();
-        Ok(DvbprStep {
-            net,
-            feed,
-            adam,
-            lambdas,
-            seed,
-            n_items,
-            embed_batch,
-            epoch_offset: 0,
-            loss: Tensor::zeros([], (Kind::Double, device)),
-            embeddings: Default::default(),
-            embed_each_epoch: true,
-            snapshot: None,
-        })
+impl<'a> DvbprStep<'a> {
+    /// A step over `trainable` (the variables Adam updates, by name), `theta` and `items`
+    /// handles on the model's tensors.
+    pub fn new(
+        tower: &'a Mutex<Box<dyn ImageTower>>,
+        trainable: Vec<(String, Tensor)>,
+        theta: Tensor,
+        items: Tensor,
+        feed: ImageFeed,
+        lr: f64,
+        lambdas: Lambdas,
+        seed: u64,
+        embed_batch: usize,
+    ) -> Result<Self> {
+        let adam = Adam::new(trainable, lr)?;
+        let loss = Tensor::zeros([], (Kind::Double, theta.device()));
+        Ok(DvbprStep { tower, theta, items, feed, adam, lambdas, seed, embed_batch, embed_each_epoch: true, fresh: false, last_epoch: false, loss })
+    }
+
+    fn device(&self) -> Device {
+        self.theta.device()
     }
 
     /// The batch's summed BPR loss and the total loss (with the L2 terms).
     pub fn losses(&self, batch: &TripleBatch) -> Result<(Tensor, Tensor)> {
-        let device = self.net.vs.device();
+        let device = self.device();
         let b = batch.len() as i64;
         let host: Vec<i64> = batch.pos.iter().chain(batch.neg.iter().step_by(batch.n_neg.max(1) * batch.n_cand.max(1))).copied().collect();
         // SAFETY: the views are used (copied to the device) while `batch` is borrowed unchanged.
         let users = upload(unsafe { &view_i64(&batch.users) }, device)?;
         let items = upload(unsafe { &view_i64(&host) }, device)?;
-        let phi = self.net.phi(&self.feed.pixels(&items, &host)?, true)?;
-        let theta = self.net.theta.f_index_select(0, &users)?;
+        let tower = lock(self.tower);
+        let phi = phi(&**tower, &self.feed.pixels(&items, &host)?, true)?;
+        let theta = self.theta.f_index_select(0, &users)?;
         let diff = phi.f_narrow(0, 0, b)? - phi.f_narrow(0, b, b)?;
         let x = (&theta * diff).f_sum_dim_intlist(1, false, Kind::Float)?;
         let data = (-x).f_softplus()?.f_sum(Kind::Float)?;
         let mut total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.lambdas.user;
-        for (name, p) in self.net.tower.penalties() {
+        for (name, p) in tower.penalties() {
             let w = match name {
                 "conv" => self.lambdas.cnn,
-                "fc" => self.lambdas.fc,
                 _ => self.lambdas.fc,
             };
             if w != 0.0 {
@@ -224,20 +203,27 @@ impl DvbprStep {
         Ok((data, total))
     }
 
-    /// Seed of the dropout masks of (absolute) epoch `epoch`: fixed per epoch, so a resumed
-    /// fit draws the same masks as an uninterrupted one.
+    /// Seed of the dropout masks of epoch `epoch`: fixed per epoch, so a resumed fit draws
+    /// the same masks as an uninterrupted one.
     fn dropout_seed(&self, epoch: usize) -> i64 {
         (sub_seed(self.seed, streams::MODEL, (1 << 32) + epoch as u64) >> 1) as i64
     }
 
-    pub fn take_embeddings(&self) -> Option<Tensor> {
-        self.embeddings.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|t| t.shallow_clone())
+    /// phi of every item into the model's item embeddings.
+    pub fn embed_items(&mut self) -> Result<()> {
+        let n_items = self.items.size()[0] as usize;
+        let e = embed_all(&**lock(self.tower), &self.feed, n_items, self.embed_batch, self.device())?;
+        tch::no_grad(|| self.items.shallow_clone().f_copy_(&e))?;
+        self.fresh = true;
+        Ok(())
     }
 }
 
-impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep {
-    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
-        tch::manual_seed(self.dropout_seed(epoch + self.epoch_offset));
+impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep<'_> {
+    fn begin_epoch(&mut self, epoch: usize, epochs: usize) -> Result<()> {
+        tch::manual_seed(self.dropout_seed(epoch));
+        self.fresh = false;
+        self.last_epoch = epoch + 1 == epochs;
         Ok(())
     }
 
@@ -259,41 +245,17 @@ impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep {
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
-        let e = match self.embed_each_epoch {
-            true => Some(self.net.embed_all(&self.feed, self.n_items, self.embed_batch)?),
-            false => None,
-        };
-        if let Some(slot) = &self.snapshot {
-            let mut state = self.net.vs.variables().into_iter().collect::<Vec<_>>();
-            state.extend(self.adam.state());
-            state.extend(self.net.frozen_state());
-            if let Some(e) = &e {
-                state.push(("item_embeddings".into(), e.shallow_clone()));
-            }
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        if self.embed_each_epoch || self.last_epoch {
+            self.embed_items()?;
         }
-        *self.embeddings.lock().unwrap_or_else(|p| p.into_inner()) = e;
         Ok(())
     }
-}
 
-/// A source whose batch numbers start `offset` batches later (a resumed fit draws the
-/// batches the uninterrupted one would have drawn).
-pub struct Offset<'a, S> {
-    pub inner: &'a S,
-    pub offset: u64,
-    pub epoch_offset: usize,
-}
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.adam.state()
+    }
 
-impl<S: BatchSource> BatchSource for Offset<'_, S> {
-    type Batch = S::Batch;
-    fn epoch_len(&self) -> usize {
-        self.inner.epoch_len()
-    }
-    fn fill(&self, batch: &mut Self::Batch, size: usize, seed: u64, batch_index: u64) {
-        self.inner.fill(batch, size, seed, batch_index + self.offset)
-    }
-    fn begin_epoch(&self, epoch: usize) {
-        self.inner.begin_epoch(epoch + self.epoch_offset)
+    fn restore_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.adam.restore(state)
     }
 }

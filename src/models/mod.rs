@@ -168,7 +168,7 @@ registry!(
     core::Model<hybrid::HybridBpr>,
     core::Model<triplet::Triplet>,
     core::Model<triplet::DeepTriplet>,
-    dvbpr::Dvbpr,
+    core::Model<dvbpr::Dvbpr>,
     core::Model<vbpr::Vbpr>,
     core::Model<compatibility::Compatibility>,
     core::Model<sampled_softmax::SampledSoftmax>,

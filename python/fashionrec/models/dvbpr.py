@@ -198,24 +198,25 @@ class DVBPR(Recommender):
         whose ``ids`` cover every training item); see :meth:`Recommender.fit` for
         ``validation``, ``metrics``, ``progress`` and ``callback``.
 
-        ``checkpoint_dir``: after every epoch, the model, Adam's state and the epoch are
-        written there (one file, replaced each epoch). ``resume=True`` continues from that
-        checkpoint when it exists (same settings and data, else a ValueError): the result is
-        the one an uninterrupted fit gives (exactly, on the CPU).
-        """
+        ``checkpoint_dir``, ``resume``: as every model's (:meth:`Recommender.fit`). The
+        checkpoint also holds the tower's frozen backbone, so a resumed fit neither pretrains
+        the autoencoder again nor reads the ``weights`` file."""
         if images is None:
             raise ValueError("DVBPR needs images=: an ImageBank of the items' photos")
-        params = dict(self._params)
-        params["checkpoint_dir"] = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        params["resume"] = bool(resume)
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        self._core = _core.Model(self.kind, json.dumps(params))
+        self._core = _core.Model(self.kind, json.dumps(self._params))
         encoder = getattr(self, "_encoder", None)
         if encoder is not None:  # copied again: it may have been refitted since
             self._set_encoder(encoder)
         super().fit(
-            train, validation=validation, metrics=metrics, progress=progress, callback=callback, images=images, **side
+            train,
+            validation=validation,
+            metrics=metrics,
+            progress=progress,
+            callback=callback,
+            images=images,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            **side,
         )
         return self
 
