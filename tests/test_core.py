@@ -85,7 +85,7 @@ CASES = {
     ),
     "compatibility": (lambda: fr.CompatibilityModel(style_dim=3, epochs=4, batch_size=32, device="cpu", threads=1), {"pairs": True}),
     "dvbpr": (
-        lambda: fr.DVBPR(k=4, image_size=32, fc_width=16, epochs=4, lr=1e-3, batch_size=64, device="cpu", threads=1),
+        lambda: fr.DVBPR(factors=4, image_size=32, fc_width=16, epochs=4, lr=1e-3, batch_size=64, device="cpu", threads=1),
         {"images": True},
     ),
 }

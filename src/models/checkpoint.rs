@@ -22,7 +22,15 @@ const FORMAT: &str = "fashionrec";
 const FORMAT_VERSION: &str = "3";
 const READS_VERSIONS: &[&str] = &["1", "2", "3"];
 /// Configuration keys renamed in format 3: (model kind, old name, new name).
-const RENAMED: &[(&str, &str, &str)] = &[("deep_triplet", "item_factors", "factors")];
+const RENAMED: &[(&str, &str, &str)] = &[
+    ("deep_triplet", "item_factors", "factors"),
+    ("dvbpr", "k", "factors"),
+    ("dvbpr", "lambda_cnn", "reg_cnn"),
+    ("dvbpr", "lambda_fc", "reg_fc"),
+    ("dvbpr", "lambda_u", "reg_user"),
+];
+/// Configuration keys that became arguments of fit in format 3 (model kind, name): dropped.
+const REMOVED: &[(&str, &str)] = &[("dvbpr", "checkpoint_dir"), ("dvbpr", "resume")];
 
 /// The configuration of a `kind` model saved in format `version`, in today's names.
 fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
@@ -36,6 +44,9 @@ fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
                 debug_assert_eq!(k, kind);
                 map.insert(new.to_string(), v);
             }
+        }
+        for &(_, old) in REMOVED.iter().filter(|r| r.0 == kind) {
+            map.remove(old);
         }
     }
     Ok(value.to_string())

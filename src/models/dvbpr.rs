@@ -1,8 +1,9 @@
 //! DVBPR (Kang et al. 2017): visually-aware recommendation trained end to end from item
 //! images. score(u, i) = theta_u . phi(image_i), phi an image network (CNN-F by default),
 //! trained on (user, positive, negative) triples to minimise
-//! -sum ln sigmoid(theta_u . (phi(i) - phi(j))) + lambda_cnn |conv weights|^2
-//! + lambda_fc |fc weights|^2 + lambda_u |theta of the batch's users|^2, with Adam.
+//! -sum ln sigmoid(theta_u . (phi(i) - phi(j))) + reg_cnn |conv weights|^2
+//! + reg_fc |fc weights|^2 + reg_user |theta of the batch's users|^2, with Adam; theta_u and
+//! phi have `factors` dimensions (the paper's K).
 //!
 //! The catalogue is the image bank's: every item with an image is scored, those without
 //! interactions (cold items) included. After each epoch phi is computed for every item in
@@ -18,7 +19,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::cae::{Autoencoder, CaeConfig};
 use super::core::{Common, FitCtx, FitStart, Model, ParamStore, Spec};
-use super::dvbpr_step::{embed_all, lock, DvbprStep, ImageFeed, Lambdas};
+use super::dvbpr_step::{embed_all, lock, DvbprStep, ImageFeed, Regs};
 use crate::data::{Interactions, ItemImages, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::nets::cae::CaeShape;
@@ -32,8 +33,8 @@ use crate::train::{Control, EpochLog, Event, FitReport};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DvbprConfig {
-    /// Dimension of theta_u and phi(image).
-    pub k: usize,
+    /// Dimension of theta_u and phi(image) (the paper's K).
+    pub factors: usize,
     /// The image network: "cnnf" (trained from scratch), "cae" (the frozen encoder of a
     /// convolutional autoencoder + a trained head) or "inception_v3" (ImageNet weights from
     /// `weights`, frozen or fine-tuned, + a trained head).
@@ -44,9 +45,12 @@ pub struct DvbprConfig {
     /// (sampling and gathering images), device.
     #[serde(flatten)]
     pub common: Common,
-    pub lambda_cnn: f64,
-    pub lambda_fc: f64,
-    pub lambda_u: f64,
+    /// L2 weight of the trained conv weights (CNN-F's, a fine-tuned Inception's).
+    pub reg_cnn: f64,
+    /// L2 weight of the fc weights (CNN-F's, the head's).
+    pub reg_fc: f64,
+    /// L2 weight of the batch's user vectors.
+    pub reg_user: f64,
     /// Standard deviation of the initial user vectors.
     pub init_std: f64,
     /// CNN-F's fc 4096 layers' width (4096 as in the paper; smaller for quick CPU runs).
@@ -81,7 +85,7 @@ pub struct DvbprConfig {
     /// holds the backbone.
     pub weights: Option<String>,
     /// tower="inception_v3": fine-tune the backbone (in the model's store, its conv weights
-    /// under lambda_cnn) instead of freezing it.
+    /// under reg_cnn) instead of freezing it.
     pub train_backbone: bool,
     /// tower="inception_v3": torchvision's flag, true for its ImageNet weights.
     pub transform_input: bool,
@@ -95,13 +99,13 @@ pub struct DvbprConfig {
 impl Default for DvbprConfig {
     fn default() -> Self {
         DvbprConfig {
-            k: 50,
+            factors: 50,
             tower: "cnnf".into(),
             image_size: 224,
             common: Common::new(20, 1e-4, 128),
-            lambda_cnn: 1e-3,
-            lambda_fc: 1e-3,
-            lambda_u: 1.0,
+            reg_cnn: 1e-3,
+            reg_fc: 1e-3,
+            reg_user: 1.0,
             init_std: 0.01,
             fc_width: 4096,
             space_to_depth: None,
@@ -148,12 +152,12 @@ impl DvbprConfig {
     /// The model's own fields (the common ones are checked by the core).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("k", self.k), ("fc_width", self.fc_width), ("embed_batch", self.embed_batch), ("image_size", self.image_size)] {
+        for (name, v) in [("factors", self.factors), ("fc_width", self.fc_width), ("embed_batch", self.embed_batch), ("image_size", self.image_size)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
         }
-        for (name, v) in [("lambda_cnn", self.lambda_cnn), ("lambda_fc", self.lambda_fc), ("lambda_u", self.lambda_u), ("init_std", self.init_std)] {
+        for (name, v) in [("reg_cnn", self.reg_cnn), ("reg_fc", self.reg_fc), ("reg_user", self.reg_user), ("init_std", self.init_std)] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} must be a finite number >= 0, got {v}"));
             }
@@ -268,7 +272,7 @@ pub struct DvbprParams {
     /// other threads).
     tower: Mutex<Box<dyn ImageTower>>,
     theta: Tensor,
-    /// phi of every catalogue item (n_items, k), on the model's device.
+    /// phi of every catalogue item (n_items, factors), on the model's device.
     items: Tensor,
     /// The losses of the autoencoder pretrained by the fit (tower="cae", no encoder).
     pretrain_history: Vec<EpochLog>,
@@ -291,7 +295,7 @@ fn build_net(cfg: &DvbprConfig, device: Device, (n_users, n_items): (usize, usiz
     let mut store = ParamStore::new(device);
     let root = store.vs.root();
     let size = cfg.image_size as i64;
-    let k = cfg.k as i64;
+    let k = cfg.factors as i64;
     let tower: Box<dyn ImageTower> = match cfg.tower.as_str() {
         "cnnf" => Box::new(CnnF::new(
             &(&root / "tower"),
@@ -465,9 +469,9 @@ impl Spec for Dvbpr {
         let images = side.images.as_ref().ok_or_else(|| Error::invalid("DVBPR needs images="))?;
         let sampler = TripleSampler::new(train, 1)?;
         let feed = ImageFeed::new(images, params.store.device(), &cfg.resident_images)?;
-        let lambdas = Lambdas { cnn: cfg.lambda_cnn, fc: cfg.lambda_fc, user: cfg.lambda_u };
+        let regs = Regs { cnn: cfg.reg_cnn, fc: cfg.reg_fc, user: cfg.reg_user };
         let (theta, items) = (params.theta.shallow_clone(), params.items.shallow_clone());
-        let mut step = DvbprStep::new(&params.tower, params.trainable(), theta, items, feed, cfg.common.lr, lambdas, cfg.common.seed, cfg.embed_batch)?;
+        let mut step = DvbprStep::new(&params.tower, params.trainable(), theta, items, feed, cfg.common.lr, regs, cfg.common.seed, cfg.embed_batch)?;
         // Without validation nothing reads the catalogue's embeddings before the last epoch.
         step.embed_each_epoch = ctx.validates();
         let report = ctx.run(&mut step, &sampler, &|u| {
@@ -587,7 +591,7 @@ mod tests {
 
     fn config(epochs: usize) -> DvbprConfig {
         DvbprConfig {
-            k: 4,
+            factors: 4,
             image_size: 32,
             common: Common { device: "cpu".into(), ..Common::new(epochs, 1e-3, 16) },
             embed_batch: 10,
@@ -679,7 +683,7 @@ mod tests {
     }
 
     /// Frozen: the backbone outside the model's store, saved as frozen state, only the head's
-    /// fc penalty; fine-tuned: in the store, trained, its conv weights under lambda_cnn.
+    /// fc penalty; fine-tuned: in the store, trained, its conv weights under reg_cnn.
     #[test]
     fn inception_tower_frozen_or_fine_tuned() {
         let vs = nn::VarStore::new(Device::Cpu);

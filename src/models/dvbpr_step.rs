@@ -108,7 +108,7 @@ pub fn phi(tower: &dyn ImageTower, images: &Tensor, train: bool) -> Result<Tenso
     })
 }
 
-/// phi of every item (eval mode, no gradient), `batch` images at a time: (n_items, k) on `device`.
+/// phi of every item (eval mode, no gradient), `batch` images at a time: (n_items, factors) on `device`.
 pub fn embed_all(tower: &dyn ImageTower, feed: &ImageFeed, n_items: usize, batch: usize, device: Device) -> Result<Tensor> {
     let mut parts = Vec::new();
     let _guard = tch::no_grad_guard();
@@ -125,7 +125,7 @@ pub fn embed_all(tower: &dyn ImageTower, feed: &ImageFeed, n_items: usize, batch
 
 /// Regularisation weights of the loss.
 #[derive(Debug, Clone, Copy)]
-pub struct Lambdas {
+pub struct Regs {
     pub cnn: f64,
     pub fc: f64,
     pub user: f64,
@@ -138,11 +138,11 @@ pub struct Lambdas {
 pub struct DvbprStep<'a> {
     tower: &'a Mutex<Box<dyn ImageTower>>,
     theta: Tensor,
-    /// The model's item embeddings (n_items, k), refreshed in place.
+    /// The model's item embeddings (n_items, factors), refreshed in place.
     items: Tensor,
     pub feed: ImageFeed,
     adam: Adam,
-    lambdas: Lambdas,
+    regs: Regs,
     seed: u64,
     embed_batch: usize,
     /// Embed the catalogue at each end of epoch (validation needs it), not only the last.
@@ -163,13 +163,13 @@ impl<'a> DvbprStep<'a> {
         items: Tensor,
         feed: ImageFeed,
         lr: f64,
-        lambdas: Lambdas,
+        regs: Regs,
         seed: u64,
         embed_batch: usize,
     ) -> Result<Self> {
         let adam = Adam::new(trainable, lr)?;
         let loss = Tensor::zeros([], (Kind::Double, theta.device()));
-        Ok(DvbprStep { tower, theta, items, feed, adam, lambdas, seed, embed_batch, embed_each_epoch: true, fresh: false, last_epoch: false, loss })
+        Ok(DvbprStep { tower, theta, items, feed, adam, regs, seed, embed_batch, embed_each_epoch: true, fresh: false, last_epoch: false, loss })
     }
 
     fn device(&self) -> Device {
@@ -190,11 +190,11 @@ impl<'a> DvbprStep<'a> {
         let diff = phi.f_narrow(0, 0, b)? - phi.f_narrow(0, b, b)?;
         let x = (&theta * diff).f_sum_dim_intlist(1, false, Kind::Float)?;
         let data = (-x).f_softplus()?.f_sum(Kind::Float)?;
-        let mut total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.lambdas.user;
+        let mut total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.regs.user;
         for (name, p) in tower.penalties() {
             let w = match name {
-                "conv" => self.lambdas.cnn,
-                _ => self.lambdas.fc,
+                "conv" => self.regs.cnn,
+                _ => self.regs.fc,
             };
             if w != 0.0 {
                 total = total + p * w;
