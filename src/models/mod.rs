@@ -9,7 +9,6 @@ pub mod checkpoint;
 pub mod compatibility;
 pub mod core;
 pub mod dvbpr;
-pub mod dvbpr_step;
 pub mod factors;
 pub mod hybrid;
 pub mod popularity;
