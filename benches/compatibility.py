@@ -72,7 +72,7 @@ class NegativeDraw:
         self.cat = categories
 
     def __call__(self, j: np.ndarray) -> np.ndarray:
-        if self.kind == "random":
+        if self.kind == "uniform":
             return self.rng.integers(0, self.n, len(j))
         c = self.cat[j]
         lo, hi = self.start[c], self.start[c + 1]
@@ -162,8 +162,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("FASHIONREC_PRODUCTS", str(DEFAULT_DATA)))
     p.add_argument("--distance", default="euclidean", choices=["euclidean", "inner"])
-    p.add_argument("--negatives", default="category", choices=["random", "category"])
-    p.add_argument("--style-dim", type=int, default=5)
+    p.add_argument("--negatives", default="category", choices=["uniform", "category"])
+    p.add_argument("--factors", type=int, default=5, help="dimension of the style space")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--seed-steps", type=int, default=50_000)
@@ -181,14 +181,14 @@ def main() -> None:
     x = torch.from_numpy(data.features)
     print(f"{len(data.items):,} products, {x.shape[1]} pixel features, {len(data.pairs):,} pairs: "
           f"{len(fit):,} train, {len(val):,} validation, {len(test):,} held out; negatives {kind}, "
-          f"distance {args.distance}, style_dim {args.style_dim}; torch threads {torch.get_num_threads()}")
+          f"distance {args.distance}, factors {args.factors}; torch threads {torch.get_num_threads()}")
 
     rows = []
     qi, pj = coo(fit)
     draw = NegativeDraw(data.categories, kind, np.random.default_rng(0))
-    m, pps = seed_loop(x, qi, pj, draw, args.distance, args.style_dim, args.seed_steps, args.lr, 0)
+    m, pps = seed_loop(x, qi, pj, draw, args.distance, args.factors, args.seed_steps, args.lr, 0)
     rows.append((f"seed loop in PyTorch (1 pair/step, {args.seed_steps:,} steps)", pps, evaluate(m, x, *test_sets), ""))
-    m, epochs, pps = minibatch(x, qi, pj, draw, args.distance, args.style_dim, args.lr, args.batch,
+    m, epochs, pps = minibatch(x, qi, pj, draw, args.distance, args.factors, args.lr, args.batch,
                                args.max_epochs, 5, val_sets, 0)
     rows.append(("PyTorch mini-batch, to convergence", pps, evaluate(m, x, *test_sets), f"best epoch {epochs}"))
 
@@ -196,7 +196,7 @@ def main() -> None:
         # Its epochs chosen as the reference's: by accuracy on the same validation pairs (a
         # doubling schedule, stopping when it stops improving), never on the held-out pairs.
         def fit_fr(n_epochs):
-            model = fr.CompatibilityModel(style_dim=args.style_dim, distance=args.distance, negatives=kind,
+            model = fr.CompatibilityModel(factors=args.factors, distance=args.distance, sampler=kind,
                                           lr=args.lr, batch_size=args.batch, epochs=n_epochs, device="cpu")
             t = time.perf_counter()
             model.fit(fit, item_features=data.features, categories=data.categories, progress=False)

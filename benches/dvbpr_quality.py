@@ -41,7 +41,7 @@ def catalogue(size: int, seed: int):
         return items, cat.images, f"fashion-product photos ({folder})"
     items, images = fr.datasets.synthetic_catalogue(1200, size, seed=seed)
     tmp = tempfile.mkdtemp()
-    paths = fr.datasets.write_pngs(images, tmp)
+    paths = fr.testing.write_pngs(images, tmp)
     return items, fr.ImageSource.from_files(paths, ids=items.index.to_numpy()), "generated shapes (real photos absent)"
 
 

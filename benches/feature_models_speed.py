@@ -6,11 +6,13 @@ side by side in one run.
   rated <= 3 (random items for users with none); user features gender, occupation (embedded)
   and age, item features the 19 genres; embedding 32, dense 64-32-32, BPR, Adam 1e-3. The
   seed: 100,000 `train_on_batch` iterations of 16 triplets built by a pandas row loop (1.6M
-  triplets). fashionrec: `negatives="rated_below"`, the same 1.6M triplets as whole epochs.
+  triplets). fashionrec: `sampler="rated_below"`, the same 1.6M triplets as whole epochs.
 * Triplet models on anime.csv with generated ratings (rating.csv is not available:
-  `fr.datasets.write_anime_ratings`), the seed's filters (TV, rating >= 6 positive, anime with
+  `fr.testing.write_anime_ratings`), the seed's filters (TV, rating >= 6 positive, anime with
   >= 10 ratings); embedding 64, margin 1, cosine; deep: 32 + 64 -> MLP 128 (dropout 0.1) -> 1.
   The seed: each epoch, every positive with a random negative, batches of 64, Adam.
+  fashionrec: the dense Adam at batches 64 and 1024, and `optimizer="sparse_adam"` (a
+  different optimiser, torch.optim.SparseAdam's: only the batch's embedding rows move) at 64.
 
 The seed loops are slow: by default a part of each is timed (--hybrid-iterations,
 --triplet-batches) and the full run's time is that rate times its length (said in the
@@ -64,7 +66,7 @@ def bench_hybrid(folder: Path, iterations: int, our_batches: list[int]) -> None:
     train = fr.Interactions.from_pandas(ratings, "user_id", "item_id", "rating", user_ids=users.index.to_numpy(), item_ids=items.index.to_numpy())
     epochs = math.ceil(SEED_ITERATIONS * SEED_BATCH / len(pos))
     for batch in our_batches:
-        model = fr.HybridBPR(factors=32, embed_dim=32, hidden=(64, 32), item_bias=False, negatives="rated_below",
+        model = fr.HybridBPR(factors=32, embed_dim=32, hidden=(64, 32), item_bias=False, sampler="rated_below",
                              min_rating=4, epochs=epochs, lr=1e-3, batch_size=batch, device="auto", seed=0)
         start = time.perf_counter()
         model.fit(train, user_features=users, item_features=items, progress=False)
@@ -74,7 +76,7 @@ def bench_hybrid(folder: Path, iterations: int, our_batches: list[int]) -> None:
 
 def anime(folder: Path, n_users: int, tmp: Path):
     items = fr.datasets.anime(folder / "anime.csv").items
-    path = fr.datasets.write_anime_ratings(tmp / "rating.csv", items, n_users=n_users, seed=0)
+    path = fr.testing.write_anime_ratings(tmp / "rating.csv", items, n_users=n_users, seed=0)
     data = fr.datasets.anime(folder / "anime.csv", path, min_rating=6, types=["TV"], min_item_ratings=10)
     return data.ratings
 
@@ -91,9 +93,10 @@ def bench_triplets(folder: Path, n_users: int, epochs: int, seed_batches: int, f
     batches_per_epoch = math.ceil(len(users) / 64)
     for name, seed_model, ours in [
         ("TripletModel", lambda: seed_loops.SeedTriplet(train.n_users, train.n_items, 64),
-         lambda b: fr.TripletModel(factors=64, margin=1.0, similarity="cosine", epochs=epochs, lr=1e-3, batch_size=b, device="auto", seed=0)),
+         lambda b, opt: fr.TripletModel(factors=64, margin=1.0, similarity="cosine", epochs=epochs, lr=1e-3, batch_size=b,
+                                        optimizer=opt, device="auto", seed=0)),
         ("DeepTripletModel", lambda: seed_loops.SeedDeepTriplet(train.n_users, train.n_items),
-         lambda b: fr.DeepTripletModel(epochs=epochs, lr=1e-3, batch_size=b, device="auto", seed=0)),
+         lambda b, opt: fr.DeepTripletModel(epochs=epochs, lr=1e-3, batch_size=b, optimizer=opt, device="auto", seed=0)),
     ]:
         limit = None if full else seed_batches
         seconds, done = seed_loops.fit_triplet_seed(seed_model(), users, items, train.n_items, epochs, 64, max_batches=limit)
@@ -104,12 +107,13 @@ def bench_triplets(folder: Path, n_users: int, epochs: int, seed_batches: int, f
         print(f"| {name} | dense Adam alone, torch fused=True, {torch.get_num_threads()} and 2 threads "
               f"(the seed's optimiser: a lower bound for any loop at this batch) | 64 | "
               f"{floor[0]:.1f} / {floor[1]:.1f} | {seed_total / floor[0]:.1f}x / {seed_total / floor[1]:.1f}x |", flush=True)
-        for b in (64, 1024):
-            model = ours(b)
+        # The dense Adam (the seed's optimiser) beside the row-sparse one at the seed's batch.
+        for b, opt in ((64, "adam"), (64, "sparse_adam"), (1024, "adam")):
+            model = ours(b, opt)
             start = time.perf_counter()
             model.fit(train, progress=False)
             t = time.perf_counter() - start
-            print(f"| {name} | fashionrec ({model.device}) | {b} | {t:.1f} | {seed_total / t:.1f}x |", flush=True)
+            print(f"| {name} | fashionrec ({model.device}, {opt}) | {b} | {t:.1f} | {seed_total / t:.1f}x |", flush=True)
 
 
 def dense_adam_floor(model: torch.nn.Module, steps: int) -> tuple[float, float]:

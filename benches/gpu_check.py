@@ -38,9 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-import struct
 import traceback
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -123,29 +121,6 @@ def compare_metrics(kind: str, label: str, ref: dict, dev: dict) -> list[Row]:
         ok = abs(diff) <= NOISE[kind][m]
         rows.append((f"{label} {m}", f"{dev[m]:.4f} vs CPU {ref[m]:.4f} ({diff:+.4f}, noise {NOISE[kind][m]})", PASS if ok else FAIL))
     return rows
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """A minimal RGB PNG (no Pillow needed on the GPU box)."""
-    h, w, _ = pixels.shape
-    raw = b"".join(b"\x00" + pixels[r].tobytes() for r in range(h))
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
-
-
-def write_pngs(folder: str, pixels: np.ndarray, prefix: str) -> list[str]:
-    """Each image of (n, h, w, 3) `pixels` as `folder/<prefix><k>.png`; the paths in order."""
-    paths = []
-    for k, image in enumerate(pixels):
-        path = os.path.join(folder, f"{prefix}{k}.png")
-        with open(path, "wb") as f:
-            f.write(png_bytes(image))
-        paths.append(path)
-    return paths
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -261,7 +236,7 @@ def bank_batch(ctx: Context) -> list[Row]:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_pngs(tmp, pixels, "")
+        paths = fr.testing.write_pngs(pixels, tmp)
         bank = fr.ImageBank.from_files(paths, size=size, progress=False)
         rows_wanted = rng.permutation(n)[: min(n, 256)]
         stored = np.array_equal(bank.array(), pixels)
@@ -296,7 +271,7 @@ def visual_catalogue(folder: str, n: int, size: int) -> tuple[fr.Interactions, f
     pixels = rng.integers(0, 128, size=(n, size, size, 3), dtype=np.uint8)
     pixels[: n // 2, ..., 0] += 127
     pixels[n // 2 :, ..., 2] += 127
-    paths = write_pngs(folder, pixels, f"{size}-")
+    paths = fr.testing.write_pngs(pixels, folder, ids=[f"{size}-{k}" for k in range(len(pixels))])
     bank = fr.ImageBank.from_files(paths, size=size, ids=np.arange(n), progress=False)
     users, items = [], []
     for u in range(n // 2):

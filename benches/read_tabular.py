@@ -2,7 +2,7 @@
 
     python benches/read_tabular.py [--users 73516] [--repeat 3] [--keep]
 
-Writes a realistic rating.csv to /tmp (fr.datasets.write_anime_ratings from anime.csv: from
+Writes a realistic rating.csv to /tmp (fr.testing.write_anime_ratings from anime.csv: from
 ../shared/data when present, else a synthetic catalogue of 12,294 anime), then times, each in
 its own process so peak memory is its own:
 
@@ -97,7 +97,7 @@ def main() -> None:
 
     items, source = catalogue()
     t = time.perf_counter()
-    fr.datasets.write_anime_ratings(args.path, items, n_users=args.users, seed=0)
+    fr.testing.write_anime_ratings(args.path, items, n_users=args.users, seed=0)
     gen = time.perf_counter() - t
     with open(args.path, "rb") as f:
         rows = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) - 1

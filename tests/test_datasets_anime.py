@@ -73,7 +73,7 @@ def test_real_anime_csv():
 def test_real_anime_with_generated_ratings(tmp_path):
     anime_csv = data_dir("anime-recommendations") / "anime.csv"
     items = fr.datasets.anime(anime_csv).items
-    path = fr.datasets.write_anime_ratings(tmp_path / "rating.csv", items, n_users=200, seed=3)
+    path = fr.testing.write_anime_ratings(tmp_path / "rating.csv", items, n_users=200, seed=3)
     data = fr.datasets.anime(anime_csv, path, types="TV", min_item_ratings=3)
     assert set(items.loc[data.ratings.item_ids, "type"]) == {"TV"}
     assert (data.ratings.item_counts() >= 3).all()
@@ -108,7 +108,7 @@ def test_rating_filters_match_a_pandas_reference(tmp_path):
     anime_csv = tmp_path / "anime.csv"
     frame = items.reset_index().assign(name="x", genre="Action", episodes=12)
     frame[["anime_id", "name", "genre", "type", "episodes", "rating", "members"]].to_csv(anime_csv, index=False)
-    path = fr.datasets.write_anime_ratings(tmp_path / "rating.csv", items, n_users=300, seed=1)
+    path = fr.testing.write_anime_ratings(tmp_path / "rating.csv", items, n_users=300, seed=1)
     ratings = pd.read_csv(path)
 
     data = fr.datasets.anime(anime_csv, path)

@@ -18,7 +18,7 @@ SIZE = 32
 def task(tmp_path_factory):
     items, pixels = fr.datasets.synthetic_catalogue(120, SIZE, seed=1)
     folder = tmp_path_factory.mktemp("catalogue")
-    paths = fr.datasets.write_pngs(pixels, folder)
+    paths = fr.testing.write_pngs(pixels, folder)
     vt = fr.datasets.visual_taste(items, n_users=60, items_per_user=8, min_group=3, cold_fraction=0.25, seed=1)
     ids = vt.train.item_ids
     bank = fr.ImageBank.from_files([paths[int(i)] for i in ids], size=SIZE, ids=ids, progress=False)
@@ -151,7 +151,7 @@ def test_bad_input_is_a_value_error(task, tmp_path):
     ids = vt.train.item_ids
     counts = vt.train.item_counts()
     victim = int(ids[np.argmax(counts)])
-    paths = fr.datasets.write_pngs(pixels[ids], tmp_path, ids=ids)
+    paths = fr.testing.write_pngs(pixels[ids], tmp_path, ids=ids)
     paths[int(np.argmax(counts))].write_bytes(b"not an image")
     with pytest.warns(UserWarning):
         broken = fr.ImageBank.from_files(paths, size=SIZE, ids=ids, on_error="skip", progress=False)

@@ -15,13 +15,13 @@ INCEPTION_SIZE = 75  # the smallest image Inception v3 takes
 
 def catalogue(tmp_path_factory, n_items: int, size: int, n_users: int, per_user: int):
     items, pixels = fr.datasets.synthetic_catalogue(n_items, size, seed=2)
-    paths = fr.datasets.write_pngs(pixels, tmp_path_factory.mktemp("catalogue"))
+    paths = fr.testing.write_pngs(pixels, tmp_path_factory.mktemp("catalogue"))
     vt = fr.datasets.visual_taste(items, n_users=n_users, items_per_user=per_user, min_group=2, cold_fraction=0.25, seed=2)
     ids = vt.train.item_ids
     bank = fr.ImageBank.from_files([paths[int(i)] for i in ids], size=size, ids=ids, progress=False)
     # New products the models never saw: other images of the same generator.
     _, new_pixels = fr.datasets.synthetic_catalogue(6, size, seed=9)
-    new = fr.ImageBank.from_files(fr.datasets.write_pngs(new_pixels, tmp_path_factory.mktemp("new")), size=size, progress=False)
+    new = fr.ImageBank.from_files(fr.testing.write_pngs(new_pixels, tmp_path_factory.mktemp("new")), size=size, progress=False)
     return vt, bank, new
 
 

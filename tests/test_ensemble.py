@@ -81,17 +81,43 @@ def test_vector_spaces_and_plots_ask_for_one_member(fitted):
 
 def test_save_and_load_give_the_same_scores(tmp_path, data, fitted):
     train, _ = data
-    path = tmp_path / "ens"
+    path = tmp_path / "ens.fashionrec"
     fitted.save(path)
-    back = fr.Ensemble.load(path)
+    for back in (fr.Ensemble.load(path), fr.load(path)):
+        assert isinstance(back, fr.Ensemble) and len(back) == 3
+        np.testing.assert_array_equal(back.score(train.user_ids[:5]), fitted.score(train.user_ids[:5]))
+        assert back.history_ == fitted.history_
+        assert [m.get_params()["seed"] for m in back.models] == [3, 4, 5]
+
+
+def test_folders_of_earlier_versions_load(tmp_path, data, fitted):
+    """Earlier versions saved an ensemble as a folder: ensemble.json and a file per member."""
+    import json
+
+    train, _ = data
+    folder = tmp_path / "old"
+    folder.mkdir()
+    names = [f"member_{k}.safetensors" for k in range(3)]
+    for m, name in zip(fitted.models, names):
+        m.save(folder / name)
+    (folder / "ensemble.json").write_text(json.dumps({"format": "fashionrec-ensemble", "version": 1, "members": names}))
+    back = fr.Ensemble.load(folder)
     np.testing.assert_array_equal(back.score(train.user_ids[:5]), fitted.score(train.user_ids[:5]))
-    fitted.save(path)  # an ensemble folder is replaced
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ens"]
-    other = tmp_path / "notes.txt"
-    other.write_text("mine")
-    with pytest.raises(ValueError, match="refusing to overwrite"):
-        fitted.save(other)
-    assert other.read_text() == "mine"
+
+
+def test_an_ensemble_is_a_model_of_the_core(data, fitted, tmp_path):
+    """fit, checkpoints and resume as for one model; members are copies."""
+    train, _ = data
+    assert fitted._core.kind == "ensemble"
+    whole = fr.Ensemble.of_seeds(fr.BPR(factors=4, epochs=2, device="cpu", threads=1), 2).fit(train, progress=False, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["member0", "member1"]
+    again = fr.Ensemble.of_seeds(fr.BPR(factors=4, epochs=2, device="cpu", threads=1), 2).fit(train, progress=False, checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(again.score(train.user_ids[:3]), whole.score(train.user_ids[:3]))
+    before = fitted.score(train.user_ids[:4])
+    copy = fitted.models[0]
+    copy.fit(fr.Interactions.from_pandas(train.to_pandas().head(50), "user", "item"), progress=False)
+    assert copy.n_users < fitted.n_users  # refitting a copy leaves the ensemble as it was
+    np.testing.assert_array_equal(fitted.score(train.user_ids[:4]), before)
 
 
 def test_bad_folders_are_errors_naming_the_file(tmp_path, data, fitted):

@@ -57,6 +57,23 @@ def test_triplet_models_learn_with_the_samplers(data, cls, sampler):
     assert model.history_["loss"][-1] < model.history_["loss"][0]
 
 
+@pytest.mark.parametrize("cls", [fr.TripletModel, fr.DeepTripletModel])
+def test_triplet_models_fit_and_score_with_sparse_adam(data, cls):
+    # torch.optim.SparseAdam's row-sparse update (a different optimiser from the dense Adam):
+    # it learns, scores every item, and the setting survives save/load through the config.
+    train, test = data
+    model = cls(optimizer="sparse_adam", epochs=10, batch_size=64, device="cpu", seed=0, threads=1)
+    model.fit(train, progress=False)
+    assert model.history_["loss"][-1] < model.history_["loss"][0]
+    s = model.score(train.user_ids[:4])
+    assert s.shape == (4, train.n_items) and np.isfinite(s).all()
+    res = fr.evaluate(model, test, train=train, metrics=["auc"])
+    assert res["auc"] > 0.7, (cls.__name__, res)
+    assert model.get_params()["optimizer"] == "sparse_adam"
+    with pytest.raises(ValueError, match="optimizer"):
+        cls(optimizer="adagrad")
+
+
 def test_deep_triplet_runs_with_best_of_n(data):
     # It trains (finite, falling loss) but on this small synthetic set the hardest-of-10
     # negatives are the popular items and the MLP does not get past popularity: no AUC claim.
@@ -178,12 +195,12 @@ def test_hybrid_rated_below_negatives(ml100k):
     users, items = fr.datasets.movielens_100k_features(ml100k, ids_like=train)
     users = users[["gender", "occupation", "age"]].astype({"gender": str, "occupation": str})
     genres = items.drop(columns=["title", "release_date", "video_release_date", "imdb_url"]).astype(np.float32)
-    model = fr.HybridBPR(negatives="rated_below", min_rating=4, epochs=2, device="cpu")
+    model = fr.HybridBPR(sampler="rated_below", min_rating=4, epochs=2, device="cpu")
     model.fit(train, user_features=users, item_features=genres, progress=False)
     assert np.isfinite(model.history_["loss"]).all()
     positives_only = fr.datasets.movielens_100k(ml100k, split="u1", min_rating=4)[0]
     with pytest.raises(ValueError, match="no rating is >= min_rating"):
-        fr.HybridBPR(negatives="rated_below", min_rating=6, epochs=1, device="cpu").fit(
+        fr.HybridBPR(sampler="rated_below", min_rating=6, epochs=1, device="cpu").fit(
             train, user_features=users, item_features=genres, progress=False
         )
     assert len(positives_only) < len(train)
@@ -198,5 +215,5 @@ def test_bad_parameters_name_themselves():
         fr.HybridBPR(loss="hinge")
     with pytest.raises(ValueError, match="n_negatives"):
         fr.HybridBPR(n_negatives=5)
-    with pytest.raises(ValueError, match="negatives"):
-        fr.HybridBPR(negatives="rated_below", loss="softmax", n_negatives=10)
+    with pytest.raises(ValueError, match="sampler='rated_below' works with loss='bpr'"):
+        fr.HybridBPR(sampler="rated_below", loss="softmax", n_negatives=10)

@@ -42,7 +42,7 @@ def negatives_for(test, group, ids, seed=0):
 @pytest.mark.parametrize("distance", ["euclidean", "inner"])
 def test_compatibility_learns_held_out_pairs(planted, distance, tmp_path):
     feats, group, ids, train, test = planted
-    model = fr.CompatibilityModel(style_dim=3, distance=distance, epochs=40, lr=0.03, batch_size=64, device="cpu")
+    model = fr.CompatibilityModel(factors=3, distance=distance, epochs=40, lr=0.03, batch_size=64, device="cpu")
     model.fit(train, item_features=feats, validation=test, metrics=["auc"], progress=False)
     assert len(model.history_["val_auc"]) == 40
     neg = negatives_for(test, group, ids)
@@ -70,7 +70,7 @@ def test_compatibility_learns_held_out_pairs(planted, distance, tmp_path):
 
 def test_compatible_items_options(planted):
     feats, group, ids, train, _ = planted
-    model = fr.CompatibilityModel(style_dim=3, epochs=5, device="cpu").fit(
+    model = fr.CompatibilityModel(factors=3, epochs=5, device="cpu").fit(
         train, item_features=feats, categories=group, progress=False
     )
     found, _ = model.compatible_items(ids[:4], k=5, category=2)
@@ -88,7 +88,7 @@ def test_compatible_items_options(planted):
 
 def test_compatibility_category_negatives_and_bad_input(planted):
     feats, group, ids, train, _ = planted
-    model = fr.CompatibilityModel(negatives="category", epochs=2, device="cpu")
+    model = fr.CompatibilityModel(sampler="category", epochs=2, device="cpu")
     with pytest.raises(ValueError, match="categories"):
         model.fit(train, item_features=feats, progress=False)
     model.fit(train, item_features=feats, categories=group, progress=False)
@@ -121,7 +121,7 @@ def string_users():
 @pytest.mark.parametrize("sampler, users", [(s, "embedding") for s in ("uniform", "popularity", "log_uniform")] + [("popularity", "item_average")])
 def test_sampled_softmax_beats_chance(string_users, sampler, users):
     train, test = string_users
-    model = fr.SampledSoftmax(dim=16, users=users, n_negatives=30, sampler=sampler, epochs=8, lr=0.05, batch_size=256, device="cpu")
+    model = fr.SampledSoftmax(factors=16, users=users, n_negatives=30, sampler=sampler, epochs=8, lr=0.05, batch_size=256, device="cpu")
     model.fit(train, validation=test, progress=False)
     assert len(model.history_["val_auc"]) == 8
     res = fr.evaluate(model, test, train=train, metrics=["auc"])
@@ -133,7 +133,7 @@ def test_sampled_softmax_item_average_users_follow_their_history():
     df = pd.DataFrame({"user": list("aaabbbccc") + [f"u{k}" for k in range(60)],
                        "item": [1, 2, 3, 1, 2, 3, 4, 5, 6] + [1 + k % 6 for k in range(60)]})
     train = fr.Interactions.from_pandas(df, "user", "item")
-    model = fr.SampledSoftmax(dim=8, users="item_average", n_negatives=4, epochs=3, lr=0.05, device="cpu", seed=0)
+    model = fr.SampledSoftmax(factors=8, users="item_average", n_negatives=4, epochs=3, lr=0.05, device="cpu", seed=0)
     model.fit(train, progress=False)
     u = model.user_embeddings
     ia, ib, ic = (list(train.user_ids).index(x) for x in "abc")
@@ -145,7 +145,7 @@ def test_sampled_softmax_item_average_users_follow_their_history():
 
 def test_sampled_softmax_api(string_users, tmp_path):
     train, test = string_users
-    model = fr.SampledSoftmax(dim=8, n_negatives=20, shared_negatives=False, epochs=3, device="cpu", seed=3)
+    model = fr.SampledSoftmax(factors=8, n_negatives=20, shared_negatives=False, epochs=3, device="cpu", seed=3)
     model.fit(train, progress=False)
     assert model.user_embeddings.shape == (train.n_users, 8)
     assert model.item_bias.shape == (train.n_items,)
@@ -159,7 +159,7 @@ def test_sampled_softmax_api(string_users, tmp_path):
     again = fr.load(path)
     np.testing.assert_array_equal(again.score(train.user_ids[:3]), model.score(train.user_ids[:3]))
     # Same seed, same model.
-    twin = fr.SampledSoftmax(dim=8, n_negatives=20, shared_negatives=False, epochs=3, device="cpu", seed=3, threads=1)
+    twin = fr.SampledSoftmax(factors=8, n_negatives=20, shared_negatives=False, epochs=3, device="cpu", seed=3, threads=1)
     twin.fit(train, progress=False)
     np.testing.assert_allclose(twin.score(train.user_ids[:3]), model.score(train.user_ids[:3]), rtol=1e-5)
     with pytest.raises(ValueError, match="sampler"):

@@ -76,7 +76,7 @@ def test_fashion_compatibility_pairs_follow_the_rule():
     assert data.compatible(i, j).all()
     assert len(unordered(data.pairs)) == len(data.pairs)  # one direction per unordered pair
     train, test = fr.split.pair_split(data.pairs, 0.2, seed=0)
-    for kind in ("random", "category"):
+    for kind in ("uniform", "category"):
         neg = data.negatives(test, kind, seed=1)
         qi, nj, _ = neg._core.coo()
         assert not data.compatible(qi, nj).any()

@@ -89,8 +89,15 @@ class Model:
     def score_new_users(self, users: FeatureTable) -> npt.NDArray[np.float32]: ...
     def embed_new_items(self, side: SideInfo) -> npt.NDArray[np.float32]: ...
     def recommend(
-        self, users: npt.NDArray[np.int64], k: int, exclude: Interactions | None = None
+        self,
+        users: npt.NDArray[np.int64],
+        k: int,
+        exclude: Interactions | None = None,
+        candidates: npt.NDArray[np.bool_] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    @staticmethod
+    def ensemble(models: Sequence[Model]) -> Model: ...
+    def member(self, k: int) -> Model: ...
     def evaluate(
         self,
         test: Interactions,

@@ -13,13 +13,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .models.base import Recommender
-    from .models.ensemble import Ensemble
 
 DEFAULT_METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "hitrate@10")
 
 
 def evaluate(
-    model: Recommender | Ensemble,
+    model: Recommender,
     test: Interactions,
     *,
     train: Interactions | None = None,
@@ -60,11 +59,8 @@ def evaluate(
     names = _core.canonical_metrics(list(metrics))
     user_idx, candidates = _restrictions(test, users, items)
     bar = _bar(progress)
-    from .models.ensemble import Ensemble
-
     args = (test._core, [x._core for x in excluded], names, user_idx, candidates, sampled_negatives, seed, bar)
-    # An ensemble has no core model: the same Rust loop runs over its mean scores.
-    result = _core.evaluate_scorer(model._score_indices, *args) if isinstance(model, Ensemble) else model._core.evaluate(*args)
+    result = model._core.evaluate(*args)
     return _summarise(test, names, result, per_user, bar)
 
 

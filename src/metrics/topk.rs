@@ -31,7 +31,8 @@ pub fn check_scores(scores: &[f32], user: u32) -> Result<()> {
 }
 
 /// Top-k items for each row of a (users.len(), n_items) score block, skipping the user's items
-/// in `exclude`. Rows with fewer than k candidates are padded with item -1 and score -inf.
+/// in `exclude` and, with `candidates` (one flag per item), the items not flagged. Rows with
+/// fewer than k candidates are padded with item -1 and score -inf.
 /// `k` above `n_items` is taken as `n_items` (rows are `min(k, n_items)` long), so a huge k
 /// never asks for a huge buffer.
 pub fn top_k_block(
@@ -40,7 +41,11 @@ pub fn top_k_block(
     users: &[u32],
     k: usize,
     exclude: Option<&Interactions>,
+    candidates: Option<&[bool]>,
 ) -> Result<(Vec<i64>, Vec<f32>)> {
+    if candidates.is_some_and(|c| c.len() != n_items) {
+        return Err(Error::invalid(format!("candidates has {} flags for {n_items} items", candidates.map_or(0, |c| c.len()))));
+    }
     if scores.len() != users.len() * n_items {
         return Err(Error::invalid(format!(
             "score block has {} values for {} users x {n_items} items",
@@ -63,7 +68,7 @@ pub fn top_k_block(
             let row = &scores[r * n_items..(r + 1) * n_items];
             check_scores(row, users[r])?;
             let seen: &[u32] = exclude.map_or(&[], |x| x.user_items(users[r] as usize));
-            top_k(row, k, |i| seen.binary_search(&(i as u32)).is_err(), buf);
+            top_k(row, k, |i| candidates.is_none_or(|c| c[i]) && seen.binary_search(&(i as u32)).is_err(), buf);
             for (slot, &(s, i)) in buf.iter().enumerate() {
                 it[slot] = i as i64;
                 sc[slot] = s;
@@ -89,15 +94,15 @@ mod tests {
     #[test]
     fn block_pads_when_few_candidates() {
         let seen = Interactions::from_indices(&[0], &[1], None, None, Some(3), crate::data::Duplicates::Sum, Default::default()).unwrap();
-        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5], 3, &[0], 3, Some(&seen)).unwrap();
+        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5], 3, &[0], 3, Some(&seen), None).unwrap();
         assert_eq!(it, vec![0, 2, -1]);
         assert_eq!(sc[2], f32::NEG_INFINITY);
-        assert!(top_k_block(&[1.0, f32::NAN], 2, &[0], 1, None).unwrap_err().to_string().contains("NaN"));
+        assert!(top_k_block(&[1.0, f32::NAN], 2, &[0], 1, None, None).unwrap_err().to_string().contains("NaN"));
     }
 
     #[test]
     fn huge_k_is_the_whole_catalogue() {
-        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5, 0.0], 2, &[0, 1], usize::MAX, None).unwrap();
+        let (it, sc) = top_k_block(&[1.0, 2.0, 0.5, 0.0], 2, &[0, 1], usize::MAX, None, None).unwrap();
         assert_eq!(it, vec![1, 0, 0, 1]);
         assert_eq!(sc, vec![2.0, 1.0, 0.5, 0.0]);
     }

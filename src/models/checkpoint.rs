@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
-use serde_json::json;
+use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
 use super::{create, Recommender};
@@ -18,39 +18,57 @@ use crate::train::EpochLog;
 
 const FORMAT: &str = "fashionrec";
 /// 2 adds the `checksum` metadata; version 1 files (no checksum) are still read. 3 names
-/// configuration fields in the one vocabulary: older files are read through [`RENAMED`].
+/// configuration fields in the one vocabulary: older files are read through [`migrate_config`].
 const FORMAT_VERSION: &str = "3";
 const READS_VERSIONS: &[&str] = &["1", "2", "3"];
-/// Configuration keys renamed in format 3: (model kind, old name, new name).
-const RENAMED: &[(&str, &str, &str)] = &[
-    ("deep_triplet", "item_factors", "factors"),
-    ("dvbpr", "k", "factors"),
-    ("dvbpr", "lambda_cnn", "reg_cnn"),
-    ("dvbpr", "lambda_fc", "reg_fc"),
-    ("dvbpr", "lambda_u", "reg_user"),
-];
-/// Configuration keys that became arguments of fit in format 3 (model kind, name): dropped.
-const REMOVED: &[(&str, &str)] = &[("dvbpr", "checkpoint_dir"), ("dvbpr", "resume")];
-
-/// The configuration of a `kind` model saved in format `version`, in today's names.
+/// The configuration of a `kind` model saved in format `version`, in today's names: format 3
+/// took one word for one thing (`factors` for every latent size, `sampler=` for every choice
+/// of negatives).
 fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
     if version == FORMAT_VERSION {
         return Ok(config);
     }
-    let mut value: serde_json::Value = serde_json::from_str(&config).map_err(|e| Error::state(format!("bad config metadata: {e}")))?;
-    if let Some(map) = value.as_object_mut() {
-        for &(k, old, new) in RENAMED.iter().filter(|r| r.0 == kind) {
-            if let Some(v) = map.remove(old) {
-                debug_assert_eq!(k, kind);
-                map.insert(new.to_string(), v);
+    let mut value: Value = serde_json::from_str(&config).map_err(|e| Error::state(format!("bad config metadata: {e}")))?;
+    let Some(map) = value.as_object_mut() else { return Ok(config) };
+    let rename = |map: &mut serde_json::Map<String, Value>, old: &str, new: &str| {
+        if let Some(v) = map.remove(old) {
+            map.insert(new.to_string(), v);
+        }
+    };
+    match kind {
+        "deep_triplet" => rename(map, "item_factors", "factors"),
+        "compatibility" => {
+            rename(map, "style_dim", "factors");
+            if let Some(v) = map.remove("negatives") {
+                let sampler = if v == "category" { "category" } else { "uniform" };
+                map.insert("sampler".into(), json!({ "kind": sampler }));
             }
         }
-        for &(_, old) in REMOVED.iter().filter(|r| r.0 == kind) {
-            map.remove(old);
+        "hybrid_bpr" => {
+            if map.remove("negatives").is_some_and(|v| v == "rated_below") {
+                map.insert("sampler".into(), json!({ "kind": "rated_below" }));
+            }
         }
+        "sampled_softmax" => {
+            rename(map, "dim", "factors");
+            if let Some(Value::String(proposal)) = map.get("sampler").cloned() {
+                let exponent = map.remove("exponent").unwrap_or(json!(0.75));
+                map.insert("sampler".into(), json!({ "kind": proposal, "exponent": exponent }));
+            }
+        }
+        "dvbpr" => {
+            for (old, new) in [("k", "factors"), ("lambda_cnn", "reg_cnn"), ("lambda_fc", "reg_fc"), ("lambda_u", "reg_user")] {
+                rename(map, old, new);
+            }
+            // Arguments of fit since format 3.
+            map.remove("checkpoint_dir");
+            map.remove("resume");
+        }
+        _ => {}
     }
     Ok(value.to_string())
 }
+
 const IDS_PREFIX: &str = "__ids__.";
 /// Metadata key of the CRC-32 over the tensors and the other metadata (see [`checksum`]).
 const CHECKSUM: &str = "checksum";
@@ -285,4 +303,51 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
     let ids = IdMaps::new(decode("users")?, decode("items")?);
     model.restore(&state, ids, history, device).map_err(|e| bad(e.to_string()))?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_2_configurations_read_in_todays_names() {
+        let old = [
+            ("deep_triplet", r#"{"user_factors": 8, "item_factors": 16}"#),
+            ("compatibility", r#"{"style_dim": 3, "negatives": "category"}"#),
+            ("compatibility", r#"{"style_dim": 3, "negatives": "random"}"#),
+            ("hybrid_bpr", r#"{"negatives": "rated_below", "sampler": {"kind": "uniform"}}"#),
+            ("hybrid_bpr", r#"{"negatives": "sampled", "sampler": {"kind": "warp"}}"#),
+            ("sampled_softmax", r#"{"dim": 8, "sampler": "log_uniform", "exponent": 0.5}"#),
+            ("dvbpr", r#"{"k": 8, "lambda_cnn": 0.1, "lambda_fc": 0.2, "lambda_u": 0.5, "checkpoint_dir": "/gone", "resume": false}"#),
+        ];
+        for (kind, config) in old {
+            // Refused as they are, read once migrated.
+            assert!(create(kind, config).is_err(), "{kind} {config}");
+            let new = migrate_config(kind, "2", config.to_string()).unwrap();
+            let model = create(kind, &new).unwrap_or_else(|e| panic!("{kind} {new}: {e}"));
+            let cfg: Value = serde_json::from_str(&model.config_json()).unwrap();
+            match kind {
+                "deep_triplet" => assert_eq!((cfg["factors"].as_u64(), cfg["user_factors"].as_u64()), (Some(16), Some(8))),
+                "compatibility" => {
+                    assert_eq!(cfg["factors"], 3);
+                    let kind = if config.contains("category") { "category" } else { "uniform" };
+                    assert_eq!(cfg["sampler"]["kind"], kind);
+                }
+                "hybrid_bpr" => {
+                    let kind = if config.contains("rated_below") { "rated_below" } else { "warp" };
+                    assert_eq!(cfg["sampler"]["kind"], kind);
+                }
+                "dvbpr" => {
+                    assert_eq!((cfg["factors"].as_u64(), cfg["reg_cnn"].as_f64()), (Some(8), Some(0.1)));
+                    assert_eq!((cfg["reg_fc"].as_f64(), cfg["reg_user"].as_f64()), (Some(0.2), Some(0.5)));
+                }
+                _ => {
+                    assert_eq!(cfg["factors"], 8);
+                    assert_eq!((cfg["sampler"]["kind"].as_str(), cfg["sampler"]["exponent"].as_f64()), (Some("log_uniform"), Some(0.5)));
+                }
+            }
+        }
+        // Today's files are read as written.
+        assert_eq!(migrate_config("compatibility", FORMAT_VERSION, "{\"style_dim\": 3}".into()).unwrap(), "{\"style_dim\": 3}");
+    }
 }

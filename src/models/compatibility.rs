@@ -1,5 +1,5 @@
 //! Visual compatibility (McAuley et al. 2015, "Image-based recommendations on styles and
-//! substitutes"): two style projections E1, E2 (feature_dim -> style_dim) of fixed item
+//! substitutes"): two style projections E1, E2 (feature_dim -> factors) of fixed item
 //! features, and
 //!
 //!   p(i goes with j) = sigmoid(c - ||E1 x_i - E2 x_j||^2)   ("euclidean")
@@ -26,11 +26,11 @@ use crate::train::FitReport;
 #[serde(default)]
 pub struct CompatibilityConfig {
     /// Dimension of the style space.
-    pub style_dim: usize,
+    pub factors: usize,
     /// "euclidean" or "inner".
     pub distance: String,
-    /// Negatives: "random" (uniform over items) or "category" (the positive partner's).
-    pub negatives: String,
+    /// Negatives: "uniform" (over items) or "category" (the positive partner's).
+    pub sampler: SamplerConfig,
     /// Negatives per positive pair.
     pub n_negatives: usize,
     /// epochs, lr, batch_size (positive pairs per step, each with its negatives), seed,
@@ -44,9 +44,9 @@ pub struct CompatibilityConfig {
 impl Default for CompatibilityConfig {
     fn default() -> Self {
         CompatibilityConfig {
-            style_dim: 5,
+            factors: 5,
             distance: "euclidean".into(),
-            negatives: "random".into(),
+            sampler: SamplerConfig::default(),
             n_negatives: 1,
             common: Common::new(20, 1e-3, 256),
             reg: 0.0,
@@ -57,7 +57,7 @@ impl Default for CompatibilityConfig {
 impl CompatibilityConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("style_dim", self.style_dim), ("n_negatives", self.n_negatives)] {
+        for (name, v) in [("factors", self.factors), ("n_negatives", self.n_negatives)] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
@@ -66,9 +66,7 @@ impl CompatibilityConfig {
         if !["euclidean", "inner"].contains(&self.distance.as_str()) {
             return bad(format!("distance must be 'euclidean' or 'inner', not {:?}", self.distance));
         }
-        if !["random", "category"].contains(&self.negatives.as_str()) {
-            return bad(format!("negatives must be 'random' or 'category', not {:?}", self.negatives));
-        }
+        self.sampler.validate_kinds(&["uniform", "category"])?;
         Ok(())
     }
 }
@@ -194,15 +192,10 @@ fn check_item_pairs(train: &Interactions) -> Result<()> {
 pub struct Compatibility;
 
 impl Compatibility {
-    fn sampler(c: &CompatibilityConfig) -> SamplerConfig {
-        let kind = if c.negatives == "category" { "category" } else { "uniform" };
-        SamplerConfig { kind: kind.into(), ..Default::default() }
-    }
-
     fn params(c: &CompatibilityConfig, device: Device, feature_dim: usize, n_items: usize) -> Result<CompatParams> {
         let mut store = ParamStore::new(device);
-        let net = StyleNet::new(&store.vs.root(), feature_dim, c.style_dim, c.distance == "euclidean", c.common.seed)?;
-        let zeros = || Tensor::f_zeros([n_items as i64, c.style_dim as i64], (Kind::Float, device));
+        let net = StyleNet::new(&store.vs.root(), feature_dim, c.factors, c.distance == "euclidean", c.common.seed)?;
+        let zeros = || Tensor::f_zeros([n_items as i64, c.factors as i64], (Kind::Float, device));
         store.set_buffer(STYLE_QUERY, zeros()?);
         store.set_buffer(STYLE_PARTNER, zeros()?);
         Ok(CompatParams { store, net, features: None })
@@ -224,7 +217,7 @@ impl Spec for Compatibility {
     }
 
     fn needs(c: &CompatibilityConfig) -> SideNeeds {
-        let categories = if c.negatives == "category" { Need::Required } else { Need::Optional };
+        let categories = if c.sampler.needs_categories() { Need::Required } else { Need::Optional };
         SideNeeds { item_features: Need::Required, categories, ..Default::default() }
     }
 
@@ -247,7 +240,7 @@ impl Spec for Compatibility {
 
     fn train(c: &CompatibilityConfig, p: &CompatParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
         let features = p.features.as_ref().ok_or_else(|| Error::state("no item features"))?;
-        let sampler = TripleSampler::with_config(train, c.n_negatives, &Self::sampler(c), side)?;
+        let sampler = TripleSampler::with_config(train, c.n_negatives, &c.sampler, side)?;
         let net = &p.net;
         let towers = Towers {
             e1: net.e1.ws.shallow_clone(),
@@ -291,8 +284,8 @@ impl Spec for Compatibility {
 
     fn restore(c: &CompatibilityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<CompatParams> {
         let e1 = checked(state, E1, &[], Kind::Float)?;
-        if e1.size().len() != 2 || e1.size()[0] != c.style_dim as i64 {
-            return Err(Error::state(format!("saved CompatibilityModel e1 has shape {:?}, not (style_dim={}, features)", e1.size(), c.style_dim)));
+        if e1.size().len() != 2 || e1.size()[0] != c.factors as i64 {
+            return Err(Error::state(format!("saved CompatibilityModel e1 has shape {:?}, not (factors={}, features)", e1.size(), c.factors)));
         }
         let mut p = Self::params(c, device, e1.size()[1] as usize, n_items)?;
         if state.contains_key(CATEGORIES) {
@@ -347,8 +340,10 @@ mod tests {
     #[test]
     fn config_is_checked() {
         assert!(CompatibilityConfig { distance: "cosine".into(), ..Default::default() }.validate().is_err());
-        assert!(CompatibilityConfig { negatives: "hard".into(), ..Default::default() }.validate().is_err());
-        assert!(CompatibilityConfig { style_dim: 0, ..Default::default() }.validate().is_err());
+        let sampler = |kind: &str| SamplerConfig { kind: kind.into(), ..Default::default() };
+        assert!(CompatibilityConfig { sampler: sampler("warp"), ..Default::default() }.validate().is_err());
+        assert!(CompatibilityConfig { sampler: sampler("category"), ..Default::default() }.validate().is_ok());
+        assert!(CompatibilityConfig { factors: 0, ..Default::default() }.validate().is_err());
         let err = crate::models::create("compatibility", r#"{"styledim": 3}"#).err().unwrap().to_string();
         assert!(err.contains("styledim"));
     }

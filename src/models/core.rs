@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{device_top_k, not_fitted, recommend_by_blocks, validator, Recommender};
+use super::{cpu_top_k, device_top_k, not_fitted, recommend_by_blocks, validator, Recommender};
 use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::{top_k_block, Validation};
-use crate::tensors::{device_name, parse_device, to_vec_f32};
+use crate::metrics::Validation;
+use crate::tensors::{device_name, parse_device};
 use crate::train::{fit_loop, BatchSource, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
 
 // ---------------------------------------------------------------------------------------------
@@ -420,17 +420,14 @@ impl<S: Spec> Recommender for Model<S> {
 
     /// Top-k where the scores are: with rayon on the CPU, or on the device (only (users, k)
     /// comes back).
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
         let p = self.params()?;
         let n_items = self.ids.as_ref().map_or(0, |i| i.items.len());
         let score = |b: &[i64]| self.scores_on_device(b);
         if S::store(p).device() != Device::Cpu {
-            return recommend_by_blocks(users, k, n_items, exclude, &score, &device_top_k);
+            return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);
         }
-        recommend_by_blocks(users, k, n_items, exclude, &score, &|s, b, k, ex| {
-            let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-            top_k_block(&to_vec_f32(&s.f_contiguous()?)?, n_items, &idx, k, ex)
-        })
+        recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &cpu_top_k(n_items))
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod compatibility;
 pub mod core;
 pub mod dvbpr;
+pub mod ensemble;
 pub mod factors;
 pub mod hybrid;
 pub mod popularity;
@@ -91,12 +92,10 @@ pub trait Recommender: Send {
     /// `exclude`: (items, scores), row-major (users.len(), k), padded with -1 / -inf where
     /// fewer candidates remain. Scores blocks of users and selects in Rust; models on a GPU
     /// may override it to select on the device.
-    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+    /// `candidates` (one flag per item): only those items are recommended.
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
         let n_items = self.ids().ok_or_else(|| not_fitted(self.kind()))?.items.len();
-        recommend_by_blocks(users, k, n_items, exclude, &|b| self.score(b), &|s, b, k, ex| {
-            let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-            top_k_block(&crate::tensors::to_vec_f32(&s)?, n_items, &idx, k, ex)
-        })
+        recommend_by_blocks(users, k, n_items, exclude, candidates, &|b| self.score(b), &cpu_top_k(n_items))
     }
 
     /// Named tensors to save.
@@ -171,10 +170,19 @@ registry!(
     core::Model<vbpr::Vbpr>,
     core::Model<compatibility::Compatibility>,
     core::Model<sampled_softmax::SampledSoftmax>,
+    ensemble::Ensemble,
 );
 
 /// Scores on the device for one block of users, then the top-k selection: for [`Recommender::recommend`].
-type BlockTopK<'a> = dyn Fn(Tensor, &[i64], usize, Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> + 'a;
+type BlockTopK<'a> = dyn Fn(Tensor, &[i64], usize, Option<&Interactions>, Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> + 'a;
+
+/// The top-k selection of a CPU score block (rayon over its rows).
+pub fn cpu_top_k(n_items: usize) -> impl Fn(Tensor, &[i64], usize, Option<&Interactions>, Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
+    move |s, b, k, ex, cand| {
+        let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
+        top_k_block(&crate::tensors::to_vec_f32(&s.f_contiguous()?)?, n_items, &idx, k, ex, cand)
+    }
+}
 
 /// Top-k over blocks of users: `score` gives a block's (users, items) scores, `select` picks
 /// (on the CPU with rayon, or on the device with [`device_top_k`]).
@@ -183,6 +191,7 @@ pub fn recommend_by_blocks(
     k: usize,
     n_items: usize,
     exclude: Option<&Interactions>,
+    candidates: Option<&[bool]>,
     score: &dyn Fn(&[i64]) -> Result<Tensor>,
     select: &BlockTopK<'_>,
 ) -> Result<(Vec<i64>, Vec<f32>)> {
@@ -192,11 +201,16 @@ pub fn recommend_by_blocks(
             return Err(Error::invalid(format!("exclude has {} items, the model {n_items}", x.n_items())));
         }
     }
+    if let Some(c) = candidates {
+        if c.len() != n_items {
+            return Err(Error::invalid(format!("candidates has {} flags, the model {n_items} items", c.len())));
+        }
+    }
     let step = (crate::metrics::evaluate::BLOCK_VALUES / n_items.max(1)).max(1);
     let total = users.len().checked_mul(k).ok_or_else(|| Error::invalid("k x users overflows"))?;
     let (mut items, mut scores) = (Vec::with_capacity(total), Vec::with_capacity(total));
     for block in users.chunks(step) {
-        let (it, sc) = select(score(block)?, block, k, exclude)?;
+        let (it, sc) = select(score(block)?, block, k, exclude, candidates)?;
         items.extend(it);
         scores.extend(sc);
     }
@@ -204,11 +218,22 @@ pub fn recommend_by_blocks(
 }
 
 /// Top-k of a (users, items) score block where it lives (a GPU): each user's items in
-/// `exclude` set to -inf there, `topk` there, only (users, k) copied back. Slots without a
-/// candidate come back as item -1, score -inf.
-pub fn device_top_k(scores: Tensor, users: &[i64], k: usize, exclude: Option<&Interactions>) -> Result<(Vec<i64>, Vec<f32>)> {
+/// `exclude`, and the items not in `candidates`, set to -inf there, `topk` there, only
+/// (users, k) copied back. Slots without a candidate come back as item -1, score -inf.
+pub fn device_top_k(
+    scores: Tensor,
+    users: &[i64],
+    k: usize,
+    exclude: Option<&Interactions>,
+    candidates: Option<&[bool]>,
+) -> Result<(Vec<i64>, Vec<f32>)> {
     let device = scores.device();
     let mut scores = scores.f_contiguous()?;
+    if let Some(c) = candidates {
+        let outside: Vec<bool> = c.iter().map(|&ok| !ok).collect();
+        let outside = Tensor::from_slice(&outside).f_to_device(device)?.f_unsqueeze(0)?;
+        scores = scores.f_masked_fill(&outside, f64::NEG_INFINITY)?;
+    }
     if let Some(x) = exclude {
         let (mut rows, mut cols) = (Vec::new(), Vec::new());
         for (r, &u) in users.iter().enumerate() {

@@ -27,7 +27,7 @@ pub fn split_ratings(ratings: &Interactions, min_rating: f64) -> Result<(Interac
     let csr = ratings.by_user();
     if ratings.nnz() > 0 && csr.row_values(0).is_none() {
         return Err(Error::invalid(
-            "negatives='rated_below' needs ratings as the interactions' values (e.g. movielens_100k(..., min_rating=None))",
+            "sampler='rated_below' needs ratings as the interactions' values (e.g. movielens_100k(..., min_rating=None))",
         ));
     }
     let (mut rows, mut cols, mut below) = (Vec::new(), Vec::new(), vec![Vec::new(); ratings.n_users()]);

@@ -19,7 +19,7 @@ use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::nets::mlp::Mlp;
 use crate::sampling::{SamplerConfig, TripleSampler};
-use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
+use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, RowsBy, StepConfig, TorchStep, TwoTower};
 use crate::train::FitReport;
 
 /// Settings shared by both triplet models' training.
@@ -39,6 +39,11 @@ pub struct TripletConfig {
     /// epochs, lr (Adam), batch_size (triples per step), seed, threads (sampling), device.
     #[serde(flatten)]
     pub common: Common,
+    /// "adam" (dense, as the seed notebook's Keras Adam: every embedding row moves at every
+    /// step) or "sparse_adam" (a different optimiser, torch.optim.SparseAdam: only the rows a
+    /// batch touches, and their moments, move; a step's cost no longer grows with the
+    /// catalogue).
+    pub optimizer: String,
     /// Standard deviation of the initial embeddings.
     pub init_std: f64,
     pub sampler: SamplerConfig,
@@ -53,6 +58,7 @@ impl Default for TripletConfig {
             margin: 1.0,
             reg: 0.0,
             common: Common::new(20, 0.01, 1024),
+            optimizer: "adam".into(),
             init_std: 0.05,
             sampler: SamplerConfig::default(),
         }
@@ -65,19 +71,29 @@ fn check_training(margin: f64, reg: f64, init_std: f64, sampler: &SamplerConfig)
     sampler.validate()
 }
 
-/// The step's settings for a margin loss trained with Adam (mean over the batch).
-fn margin_step(margin: f64, common: &Common, sampler: &SamplerConfig, n_items: usize) -> StepConfig {
+/// The step's optimiser named by a config's `optimizer`.
+fn optimizer(name: &str) -> Result<Optimizer> {
+    match name {
+        "adam" => Ok(Optimizer::Adam),
+        "sparse_adam" => Ok(Optimizer::SparseAdam),
+        other => Err(Error::invalid(format!("optimizer must be 'adam' or 'sparse_adam', not {other:?}"))),
+    }
+}
+
+/// The step's settings for a margin loss trained with (dense or sparse) Adam, the mean over
+/// the batch. `optimizer`: the config's, validated.
+fn margin_step(margin: f64, common: &Common, sampler: &SamplerConfig, n_items: usize, optimizer: &str) -> Result<StepConfig> {
     let lr = common.lr;
-    StepConfig {
+    Ok(StepConfig {
         loss: Loss::Margin(margin),
         reduction: Reduction::Mean,
-        optimizer: Optimizer::Adam,
+        optimizer: self::optimizer(optimizer)?,
         lr: Box::new(move |_| lr),
         choice: sampler.choice(),
         n_items,
         shared_negatives: false,
         log_q: None,
-    }
+    })
 }
 
 fn sum_sq(t: &Tensor) -> Result<Tensor> {
@@ -139,6 +155,15 @@ impl TwoTower for TripletTowers {
         let total = rows(&self.p.users, g.users)? + rows(&self.p.items, g.pos)? + rows(&self.p.items, g.neg)?;
         Ok(Some(total * (self.reg / g.users.size()[0].max(1) as f64)))
     }
+
+    fn row_tables(&mut self) -> Vec<(RowsBy, &mut Tensor)> {
+        let p = &mut self.p;
+        let mut out = vec![(RowsBy::User, &mut p.users), (RowsBy::Item, &mut p.items)];
+        if self.bias {
+            out.push((RowsBy::Item, &mut p.item_bias));
+        }
+        out
+    }
 }
 
 fn cosine(c: &TripletConfig) -> bool {
@@ -162,7 +187,8 @@ impl Spec for Triplet {
         if !["cosine", "dot"].contains(&c.similarity.as_str()) {
             return Err(Error::invalid(format!("similarity must be 'cosine' or 'dot', not {:?}", c.similarity)));
         }
-        check_training(c.margin, c.reg, c.init_std, &c.sampler)
+        check_training(c.margin, c.reg, c.init_std, &c.sampler)?;
+        optimizer(&c.optimizer).map(|_| ())
     }
 
     fn needs(c: &TripletConfig) -> SideNeeds {
@@ -177,7 +203,7 @@ impl Spec for Triplet {
         let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
         // Without `item_bias` the factor layout's bias gets no gradient: Adam leaves it at 0.
         let towers = TripletTowers { p: p.handles(), cosine: cosine(c), bias: c.item_bias, reg: c.reg };
-        let mut step = TorchStep::new(towers, &p.store.vs, margin_step(c.margin, &c.common, &c.sampler, train.n_items()))?;
+        let mut step = TorchStep::new(towers, &p.store.vs, margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?)?;
         ctx.run(&mut step, &sampler, &on_device(p.device(), |u| Self::score_block(c, p, u)))
     }
 
@@ -225,6 +251,9 @@ pub struct DeepTripletConfig {
     /// epochs, lr (Adam), batch_size (triples per step), seed, threads (sampling), device.
     #[serde(flatten)]
     pub common: Common,
+    /// "adam" or "sparse_adam" (as TripletConfig's: the sparse one moves only the batch's
+    /// embedding rows; the MLP's weights keep the dense Adam).
+    pub optimizer: String,
     pub init_std: f64,
     pub sampler: SamplerConfig,
 }
@@ -239,6 +268,7 @@ impl Default for DeepTripletConfig {
             margin: 1.0,
             reg: 0.0,
             common: Common::new(20, 0.003, 1024),
+            optimizer: "adam".into(),
             init_std: 0.05,
             sampler: SamplerConfig::default(),
         }
@@ -314,6 +344,10 @@ impl TwoTower for DeepTowers {
         let total = sum_sq(g.u)? + sum_sq(g.i_pos)? + sum_sq(g.i_neg)?;
         Ok(Some(total * (self.reg / g.users.size()[0].max(1) as f64)))
     }
+
+    fn row_tables(&mut self) -> Vec<(RowsBy, &mut Tensor)> {
+        vec![(RowsBy::User, &mut self.users), (RowsBy::Item, &mut self.items)]
+    }
 }
 
 /// (user, item) pairs per scoring block: bounds the (users, items, hidden) activations.
@@ -342,7 +376,8 @@ impl Spec for DeepTriplet {
         if !(0.0..1.0).contains(&c.dropout) {
             return Err(Error::invalid(format!("dropout must be in [0, 1), got {}", c.dropout)));
         }
-        check_training(c.margin, c.reg, c.init_std, &c.sampler)
+        check_training(c.margin, c.reg, c.init_std, &c.sampler)?;
+        optimizer(&c.optimizer).map(|_| ())
     }
 
     fn needs(c: &DeepTripletConfig) -> SideNeeds {
@@ -355,7 +390,7 @@ impl Spec for DeepTriplet {
 
     fn train(c: &DeepTripletConfig, p: &DeepParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
         let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
-        let step_cfg = margin_step(c.margin, &c.common, &c.sampler, train.n_items());
+        let step_cfg = margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?;
         let mut step = TorchStep::new(p.towers(true, c.reg), &p.store.vs, step_cfg)?;
         ctx.run(&mut step, &sampler, &on_device(p.store.device(), |u| Self::score_block(c, p, u)))
     }
@@ -478,6 +513,108 @@ mod tests {
         assert!(Model::<DeepTriplet>::from_json(json).unwrap().restore(&short, train.ids().clone(), vec![], Some("cpu")).is_err());
     }
 
+    /// FNV-1a over the bits of every score and loss of small CPU fits with the dense Adam
+    /// (cosine, dot with bias and WARP, the deep model). Recorded before `TorchStep` gained
+    /// the sparse optimiser and before the model core (commit 3fccf38), so its dense path and
+    /// the core are shown unchanged; they hold for this libtorch build on x86_64 (rerun at
+    /// that commit on another platform).
+    #[test]
+    fn dense_adam_fits_keep_their_bits() {
+        use crate::train::{fit_loop, LoopConfig};
+        let train = data();
+        let fnv = |h: u64, bytes: &[u8]| bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let hash = |json: &str| {
+            let mut m = Model::<Triplet>::from_json(json).unwrap();
+            let r = fit(&mut m, &train);
+            let all: Vec<i64> = (0..80).collect();
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            for s in crate::tensors::to_vec_f32(&m.score(&all).unwrap()).unwrap() {
+                h = fnv(h, &s.to_bits().to_le_bytes());
+            }
+            r.history.iter().fold(h, |h, e| fnv(h, &e.loss.to_bits().to_le_bytes()))
+        };
+        let base = r#"{"factors": 8, "epochs": 2, "batch_size": 64, "device": "cpu", "threads": 1}"#;
+        let dot = r#"{"factors": 8, "epochs": 2, "batch_size": 64, "device": "cpu", "threads": 1, "similarity": "dot", "item_bias": true, "reg": 0.01, "sampler": {"kind": "warp"}}"#;
+        // The deep model through its step directly, its MLP set without libtorch's global
+        // generator (which tests running in parallel share, and which seeds dropout masks:
+        // none here).
+        let deep: DeepTripletConfig =
+            crate::models::core::parse_config("deep_triplet", r#"{"epochs": 2, "batch_size": 64, "hidden": [16], "dropout": 0.0, "reg": 0.01, "device": "cpu", "threads": 1}"#).unwrap();
+        let p = DeepParams::new(&deep, 80, 60, Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            for (k, (_, mut v)) in p.store.vs.variables().into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().enumerate() {
+                let n = v.numel() as i64;
+                let x: Vec<f32> = (0..n).map(|j| ((j * 7919 + k as i64 * 104_729) as f32 * 0.618).sin() * 0.2).collect();
+                v.copy_(&Tensor::from_slice(&x).view_as(&v));
+            }
+        });
+        let step_cfg = StepConfig {
+            loss: Loss::Margin(1.0),
+            reduction: Reduction::Mean,
+            optimizer: Optimizer::Adam,
+            lr: Box::new(|_| 0.003),
+            choice: deep.sampler.choice(),
+            n_items: 60,
+            shared_negatives: false,
+            log_q: None,
+        };
+        let mut step = TorchStep::new(p.towers(true, deep.reg), &p.store.vs, step_cfg).unwrap();
+        let sampler = TripleSampler::with_config(&train, 1, &deep.sampler, &SideInfo::default()).unwrap();
+        let loop_cfg = LoopConfig { epochs: 2, batch_size: 64, seed: 0, threads: 1, start_epoch: 0 };
+        let r = fit_loop(&mut step, &sampler, &loop_cfg, &mut || Ok(Default::default()), &mut |_, _| Ok(()), &mut |_| Control::Continue).unwrap();
+        drop(step);
+        let mut h = r.history.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, e| fnv(h, &e.loss.to_bits().to_le_bytes()));
+        for (_, v) in p.store.vs.variables().into_iter().collect::<std::collections::BTreeMap<_, _>>() {
+            for x in crate::tensors::to_vec_f32(&v.detach().contiguous()).unwrap() {
+                h = fnv(h, &x.to_bits().to_le_bytes());
+            }
+        }
+        let got = [hash(base), hash(dot), h];
+        assert_eq!(got, [0x0729_e00f_8449_db45, 0x4eef_9009_a622_68c6, 0xf1ec_4a5f_b9d9_06ea], "{got:#x?}");
+    }
+
+    /// With sparse_adam both models learn (the loss falls), a user no batch holds keeps its
+    /// initial row (the sparse step never reads it), and the deep model's MLP still trains
+    /// (its weights on the dense Adam). That the rows move as the optimiser says is
+    /// `train::sparse_adam`'s tests.
+    #[test]
+    fn sparse_adam_fits_lower_the_loss_and_move_only_touched_rows() {
+        // User 80 has no interactions: never in a batch.
+        let base = data();
+        let (mut us, mut is) = (Vec::new(), Vec::new());
+        for u in 0..base.n_users() {
+            for &i in base.user_items(u) {
+                us.push(u as i64);
+                is.push(i as i64);
+            }
+        }
+        let train = Interactions::from_indices(&us, &is, None, Some(81), Some(60), crate::data::Duplicates::Sum, Default::default()).unwrap();
+        let start = Factors::random(81, 60, 8, 0.05, 0, Device::Cpu).unwrap();
+        for (similarity, bias, sampler) in [("cosine", false, "uniform"), ("dot", true, "warp")] {
+            let json = format!(
+                r#"{{"factors": 8, "epochs": 8, "lr": 0.05, "batch_size": 64, "similarity": "{similarity}", "item_bias": {bias}, "reg": 0.001,
+                    "sampler": {{"kind": "{sampler}"}}, "optimizer": "sparse_adam", "device": "cpu", "threads": 1}}"#
+            );
+            let mut m = Model::<Triplet>::from_json(&json).unwrap();
+            let losses: Vec<f64> = fit(&mut m, &train).history.iter().map(|h| h.loss).collect();
+            assert!(losses.last().unwrap() < &(losses[0] * 0.9), "{similarity}: loss did not fall: {losses:?}");
+            let f = m.params().unwrap();
+            assert!(f.users.get(80).equal(&start.users.get(80)), "an untouched user row moved");
+            assert!(!f.users.get(0).equal(&start.users.get(0)));
+            assert_eq!(f.item_bias.abs().sum(Kind::Float).double_value(&[]) > 0.0, bias);
+        }
+        let json = r#"{"epochs": 6, "batch_size": 64, "hidden": [16], "lr": 0.01, "optimizer": "sparse_adam", "device": "cpu", "threads": 1}"#;
+        let mut m = Model::<DeepTriplet>::from_json(json).unwrap();
+        let losses: Vec<f64> = fit(&mut m, &train).history.iter().map(|h| h.loss).collect();
+        assert!(losses.last().unwrap() < &(losses[0] * 0.9), "deep: loss did not fall: {losses:?}");
+        let init = DeepParams::new(m.config(), 81, 60, Device::Cpu).unwrap();
+        let p = m.params().unwrap();
+        assert!(p.users.get(80).equal(&init.users.get(80)), "an untouched user row moved");
+        let (w, w0) = (p.mlp.first_layer_split(32).unwrap().0, init.mlp.first_layer_split(32).unwrap().0);
+        assert!(!w.equal(&w0), "the MLP did not train");
+        assert_eq!(m.score(&[0, 80]).unwrap().size(), [2, 60]);
+    }
+
     #[test]
     fn config_errors_name_the_parameter() {
         let err = |kind: &str, json: &str| crate::models::create(kind, json).err().unwrap().to_string();
@@ -486,6 +623,7 @@ mod tests {
         assert!(err("triplet", r#"{"margin": -1.0}"#).contains("margin"));
         let e = err("triplet", r#"{"sampler": {"kind": "warp", "typo": 1}}"#);
         assert!(e.contains("typo") && e.contains("sampler"), "{e}");
+        assert!(err("deep_triplet", r#"{"optimizer": "adagrad"}"#).contains("optimizer"));
         let e = err("triplet", r#"{"epochs": 1.5}"#);
         assert!(e.starts_with("epochs: "), "{e}");
     }

@@ -217,7 +217,7 @@ fn top_k_block<'py>(
     let s = scores.as_slice()?;
     let u = user_slice(&users)?;
     let ex = exclude.as_ref().map(|x| x.inner.clone());
-    let (items, best) = py.allow_threads(|| topk_core(s, n_items, &u, k, ex.as_deref()))?;
+    let (items, best) = py.allow_threads(|| topk_core(s, n_items, &u, k, ex.as_deref(), None))?;
     let (n, k) = (u.len(), k.min(n_items)); // the core's row length
     Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, best).reshape([n, k])?))
 }

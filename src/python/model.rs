@@ -18,8 +18,18 @@ use crate::error::Error;
 use crate::metrics::Validation;
 use crate::models::core::Model;
 use crate::models::dvbpr::Dvbpr;
+use crate::models::ensemble::Ensemble;
 use crate::models::{checkpoint, create, FitOptions, Recommender};
 use crate::train::{Control, Event};
+
+/// A copy of member `k` of the ensemble in `shared` (a function, so a closure captures the
+/// `Sync` wrapper whole, not the model inside it).
+fn member_of(shared: &Shared, k: usize) -> crate::Result<Box<dyn Recommender>> {
+    match shared.0.as_any().downcast_ref::<Ensemble>() {
+        Some(e) => e.member(k),
+        None => Err(Error::invalid(format!("a {} model has no members", shared.0.kind()))),
+    }
+}
 
 /// How often a running fit reports progress to Python (and checks for Ctrl-C).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -211,6 +221,29 @@ impl PyModel {
         Ok(report?.stopped)
     }
 
+    /// A fitted ensemble of copies of the fitted `models` (the mean of their scores).
+    #[staticmethod]
+    fn ensemble(py: Python<'_>, models: Vec<PyRef<'_, PyModel>>) -> PyResult<Self> {
+        let guards = models.iter().map(|m| m.read()).collect::<PyResult<Vec<_>>>()?;
+        let shared: Vec<&Shared> = guards.iter().map(|g| &**g).collect();
+        let e = py.allow_threads(|| {
+            let members: Vec<&dyn Recommender> = shared.iter().map(|s| s.0.as_ref()).collect();
+            guarded(|| Ensemble::of_fitted(&members))
+        })?;
+        Ok(PyModel { inner: RwLock::new(Shared(Box::new(e))) })
+    }
+
+    /// A copy of member `k` of an ensemble (fitted if the ensemble is).
+    fn member(&self, py: Python<'_>, k: usize) -> PyResult<Self> {
+        let guard = self.read()?;
+        if !guard.0.as_any().is::<Ensemble>() {
+            return Err(Error::invalid(format!("a {} model has no members", guard.0.kind())).into());
+        }
+        let model: &Shared = &guard;
+        let m = py.allow_threads(|| guarded(|| member_of(model, k)))?;
+        Ok(PyModel { inner: RwLock::new(Shared(m)) })
+    }
+
     /// Build on the trained encoder of `encoder` (a `_core.ConvAutoencoder`): DVBPR's
     /// tower="cae". Checked (tower, image size, fitted) and copied now.
     fn set_encoder(&self, encoder: PyRef<'_, PyConvAutoencoder>) -> PyResult<()> {
@@ -278,22 +311,25 @@ impl PyModel {
     }
 
     /// Top-k (item indices, scores), each (len(users), k), for user indices; each user's
-    /// items in `exclude` are not candidates. Scoring and selection run in Rust.
-    #[pyo3(signature = (users, k, exclude=None))]
+    /// items in `exclude` are not candidates, nor (with `candidates`, one bool per item) the
+    /// items not flagged. Scoring and selection run in Rust.
+    #[pyo3(signature = (users, k, exclude=None, candidates=None))]
     fn recommend<'py>(
         &self,
         py: Python<'py>,
         users: PyReadonlyArray1<'py, i64>,
         k: usize,
         exclude: Option<PyRef<'py, PyInteractions>>,
+        candidates: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
         let u = users.as_slice()?;
         let ex = exclude.map(|x| x.inner.clone());
+        let cand = candidates.as_ref().map(|c| c.as_slice()).transpose()?;
         let guard = self.read()?;
         let model: &Shared = &guard;
         let n_items = fitted_ids(&guard)?.items.len();
         let k = k.min(n_items);
-        let (items, scores) = py.allow_threads(|| guarded(|| model.recommend(u, k, ex.as_deref())))?;
+        let (items, scores) = py.allow_threads(|| guarded(|| model.recommend(u, k, ex.as_deref(), cand)))?;
         let n = u.len();
         Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, scores).reshape([n, k])?))
     }

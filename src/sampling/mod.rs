@@ -4,5 +4,5 @@ pub mod negatives;
 pub mod rng;
 pub mod triples;
 
-pub use negatives::{Choice, SamplerConfig};
+pub use negatives::{warp_weight, Choice, SamplerConfig};
 pub use triples::{TripleBatch, TripleSampler};

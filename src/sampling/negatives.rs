@@ -51,14 +51,34 @@ pub enum Choice {
     /// The highest-scoring candidate under the current model.
     BestOfN,
     /// The first candidate that violates the margin; the loss is weighted by
-    /// ln(floor((n_items - 1) / tries)), and a sample with no violator is skipped.
+    /// ln(floor((n_items - 1) / tries)) ([`warp_weight`]), and a sample with no violator is
+    /// skipped.
     Warp { margin: f32 },
 }
 
+/// WARP's rank weight for a violator found at draw `tries`: ln(floor((n_items - 1) / tries)),
+/// divided by its largest value ln(n_items - 1) so a violator found at once weighs 1 (the
+/// plain BPR step) and easier ones less. Unnormalised, the weight multiplies the learning
+/// rate by up to ln(n_items) (7.4 on MovieLens), which diverges at BPR's learning rates.
+/// The one definition: the native BPR kernel calls it per sample, `TorchStep` looks it up
+/// in a table of it by tries.
+pub fn warp_weight(n_items: usize, tries: usize) -> f32 {
+    let top = (n_items.saturating_sub(1).max(2) as f32).ln();
+    let rank = (n_items.saturating_sub(1) / tries.max(1)).max(1);
+    (rank as f32).ln() / top
+}
+
 impl SamplerConfig {
+    /// Checks the options, with `kind` one of the pairwise samplers ([`SAMPLERS`]).
     pub fn validate(&self) -> Result<()> {
-        if !SAMPLERS.contains(&self.kind.as_str()) {
-            return Err(Error::invalid(format!("sampler must be one of {}, not {:?}", SAMPLERS.join(", "), self.kind)));
+        self.validate_kinds(SAMPLERS)
+    }
+
+    /// Checks the options, with `kind` one of `kinds` (a model that takes only some samplers,
+    /// or one of its own as well).
+    pub fn validate_kinds(&self, kinds: &[&str]) -> Result<()> {
+        if !kinds.contains(&self.kind.as_str()) {
+            return Err(Error::invalid(format!("sampler must be one of {}, not {:?}", kinds.join(", "), self.kind)));
         }
         if !(self.exponent.is_finite() && (0.0..=4.0).contains(&self.exponent)) {
             return Err(Error::invalid(format!("sampler exponent must be in [0, 4], got {}", self.exponent)));

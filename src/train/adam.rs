@@ -131,9 +131,7 @@ fn fused_cpu_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, lr: f64, bc1: 
             std::slice::from_raw_parts(cpu_f32_ptr(&g, "Adam")? as *const f32, n),
         )
     };
-    let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
-    let (step, root_bc2) = ((lr / bc1) as f32, (bc2.sqrt()) as f32);
-    let k = AdamConsts { b1, b2, eps, step, root_bc2 };
+    let k = AdamConsts::new(lr, bc1, bc2);
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
     const CHUNK: usize = 1 << 16;
@@ -156,6 +154,26 @@ struct AdamConsts {
     eps: f32,
     step: f32,
     root_bc2: f32,
+}
+
+impl AdamConsts {
+    fn new(lr: f64, bc1: f64, bc2: f64) -> Self {
+        AdamConsts { b1: BETA1 as f32, b2: BETA2 as f32, eps: EPS as f32, step: (lr / bc1) as f32, root_bc2: bc2.sqrt() as f32 }
+    }
+}
+
+/// The update of [`Adam`] on these elements alone, the same arithmetic and bits as its fused
+/// pass (`bc1`, `bc2`: the bias corrections of the step). The row-sparse optimiser's
+/// `EpsAt::Corrected` form runs it on each row a batch touches.
+pub(crate) fn update_slices(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], lr: f64, bc1: f64, bc2: f64) {
+    let k = AdamConsts::new(lr, bc1, bc2);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked).
+        unsafe { adam_avx2(w, m, v, g, k) };
+        return;
+    }
+    adam_elements(w, m, v, g, k)
 }
 
 /// The update of each element. Zipped iterators: no bounds checks, so the loop vectorises; each

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 pub mod adam;
 pub mod rows;
+pub mod sparse_adam;
 pub mod torch_step;
 
 pub use rows::RowBatches;

@@ -6,9 +6,10 @@
 
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
+use super::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
 use super::BatchStep;
-use crate::error::Result;
-use crate::sampling::{Choice, TripleBatch, TripleSampler};
+use crate::error::{Error, Result};
+use crate::sampling::{warp_weight, Choice, TripleBatch, TripleSampler};
 use crate::tensors::view_i64;
 
 /// How a model turns users and items into scores. Index tensors are int64 on the model's
@@ -36,6 +37,24 @@ pub trait TwoTower: Send {
     fn penalty(&self, _batch: &Gathered<'_>) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    /// The parameter tables the towers read by row: embeddings and per-item terms, read by
+    /// user index or by item index. Only `Optimizer::SparseAdam` asks: for each step it puts
+    /// in each handle a leaf holding just the batch's rows (its users', or its positives' and
+    /// negatives' items, each row once), and every index it then gives the towers (to the
+    /// methods above and in [`Gathered`]) is a position among those rows; after the step the
+    /// full tables are back. So a tower that declares tables must read users and items only
+    /// through them (no table or feature lookup by index left undeclared). None (the
+    /// default): the model trains with the dense optimisers only.
+    fn row_tables(&mut self) -> Vec<(RowsBy, &mut Tensor)> {
+        Vec::new()
+    }
+}
+
+/// Which index selects the rows of a table (see [`TwoTower::row_tables`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsBy {
+    User,
+    Item,
 }
 
 /// The tensors of one batch, as the step gathered them (for [`TwoTower::penalty`]).
@@ -79,7 +98,14 @@ pub enum Reduction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Optimizer {
     Sgd,
+    /// Dense Adam (`train::adam`): every row of every table moves at every step, as the seed
+    /// notebooks' Keras Adam.
     Adam,
+    /// A different optimiser, torch.optim.SparseAdam (`train::sparse_adam`) on the tables the
+    /// towers read by row ([`TwoTower::row_tables`]): only the rows a batch touches are read,
+    /// and only they and their moments move; the other parameters (an MLP's weights) keep the
+    /// dense Adam. A step costs O(batch rows), not O(catalogue).
+    SparseAdam,
 }
 
 pub struct StepConfig {
@@ -105,6 +131,16 @@ pub struct StepConfig {
 enum Opt {
     Sgd(nn::Optimizer),
     Adam(super::adam::Adam),
+    Sparse(Sparse),
+}
+
+/// `Optimizer::SparseAdam`: the row tables' optimiser (tables in `TwoTower::row_tables`'s
+/// order, each read by `by[k]`) and the dense Adam of every other trainable parameter.
+struct Sparse {
+    rows: SparseAdam,
+    by: Vec<RowsBy>,
+    dense: super::adam::Adam,
+    dense_params: Vec<Tensor>,
 }
 
 pub struct TorchStep<M: TwoTower> {
@@ -113,28 +149,112 @@ pub struct TorchStep<M: TwoTower> {
     opt: Opt,
     device: Device,
     loss: Tensor,
+    /// WARP's weights by tries (`warp_table`).
+    warp: std::cell::RefCell<Option<Tensor>>,
 }
 
 impl<M: TwoTower> TorchStep<M> {
     /// A step training the trainable variables of `vs` (the model's parameters; frozen
     /// backbones live in a VarStore of their own, or are frozen in this one).
-    pub fn new(model: M, vs: &nn::VarStore, cfg: StepConfig) -> Result<Self> {
+    pub fn new(mut model: M, vs: &nn::VarStore, cfg: StepConfig) -> Result<Self> {
         let lr = (cfg.lr)(0);
+        let trainable = || {
+            let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+            params.sort_by(|a, b| a.0.cmp(&b.0));
+            params
+        };
         let opt = match cfg.optimizer {
             Optimizer::Sgd => Opt::Sgd(nn::Sgd::default().build(vs, lr)?),
-            Optimizer::Adam => {
-                let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-                params.sort_by(|a, b| a.0.cmp(&b.0));
-                Opt::Adam(super::adam::Adam::new(params, lr)?)
-            }
+            Optimizer::Adam => Opt::Adam(super::adam::Adam::new(trainable(), lr)?),
+            Optimizer::SparseAdam => Opt::Sparse(Self::sparse(&mut model, trainable(), &cfg, lr)?),
         };
         let device = vs.device();
         let log_q = cfg.log_q.as_ref().map(|t| t.to_device(device));
-        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device) })
+        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device), warp: Default::default() })
+    }
+
+    /// The optimisers of `Optimizer::SparseAdam`: the towers' row tables (named as in the
+    /// VarStore) to the row-sparse Adam, the other trainable parameters to the dense one.
+    fn sparse(model: &mut M, trainable: Vec<(String, Tensor)>, cfg: &StepConfig, lr: f64) -> Result<Sparse> {
+        if cfg.loss == Loss::FullSoftmax {
+            return Err(Error::invalid("optimizer 'sparse_adam' needs sampled negatives: the full softmax touches every item at every step"));
+        }
+        let tables: Vec<(RowsBy, Tensor)> = model.row_tables().into_iter().map(|(by, t)| (by, t.shallow_clone())).collect();
+        if tables.is_empty() {
+            return Err(Error::invalid("optimizer 'sparse_adam' needs embedding tables read by row; this model declares none"));
+        }
+        let is_table = |t: &Tensor| tables.iter().any(|(_, r)| r.data_ptr() == t.data_ptr() && r.size() == t.size());
+        let named = tables
+            .iter()
+            .enumerate()
+            .map(|(k, (_, t))| {
+                let name = trainable.iter().find(|(_, p)| p.data_ptr() == t.data_ptr() && p.size() == t.size()).map(|(n, _)| n.clone());
+                (name.unwrap_or_else(|| format!("rows.{k}")), t.shallow_clone())
+            })
+            .collect();
+        let dense: Vec<(String, Tensor)> = trainable.into_iter().filter(|(_, t)| !is_table(t)).collect();
+        let dense_params = dense.iter().map(|(_, t)| t.shallow_clone()).collect();
+        Ok(Sparse {
+            rows: SparseAdam::new(named, lr)?,
+            by: tables.iter().map(|(by, _)| *by).collect(),
+            dense: super::adam::Adam::new(dense, lr)?,
+            dense_params,
+        })
     }
 
     pub fn into_model(self) -> M {
         self.model
+    }
+
+    /// One `Optimizer::SparseAdam` step: the batch's distinct users and items gathered once
+    /// from each row table as leaves, the loss over positions among them, gradients with
+    /// respect to the leaves and the dense parameters, then each optimiser's update. Returns
+    /// the data loss.
+    fn sparse_step(&mut self, batch: &TripleBatch) -> Result<Tensor> {
+        let dev = self.device;
+        let b = batch.len();
+        let used = if self.cfg.shared_negatives { (batch.n_neg * batch.n_cand.max(1)).min(batch.neg.len()) } else { batch.neg.len() };
+        let (u_rows, u_inv) = unique_inverse(&batch.users);
+        let items: Vec<i64> = batch.pos.iter().chain(&batch.neg[..used]).copied().collect();
+        let (i_rows, mut i_inv) = unique_inverse(&items);
+        let neg = i_inv.split_off(b);
+        let local = TripleBatch { users: u_inv, pos: i_inv, neg, n_neg: batch.n_neg, n_cand: batch.n_cand };
+        let (u_idx, i_idx) = (Tensor::from_slice(&u_rows).f_to_device(dev)?, Tensor::from_slice(&i_rows).f_to_device(dev)?);
+        let mut fulls = Vec::new();
+        let mut leaves = Vec::new();
+        tch::no_grad(|| -> Result<()> {
+            for (by, table) in self.model.row_tables() {
+                let leaf = table.f_index_select(0, if by == RowsBy::User { &u_idx } else { &i_idx })?.f_set_requires_grad(true)?;
+                fulls.push(std::mem::replace(table, leaf.shallow_clone()));
+                leaves.push(leaf);
+            }
+            Ok(())
+        })?;
+        // The log sampling probabilities by position too.
+        let full_log_q = self.cfg.log_q.take();
+        let gathered_log_q = full_log_q.as_ref().map(|lq| lq.f_index_select(0, &i_idx)).transpose();
+        let losses = gathered_log_q.map_err(Error::from).and_then(|lq| {
+            self.cfg.log_q = lq;
+            self.losses(&local)
+        });
+        // The full tables are back before anything else can fail.
+        self.cfg.log_q = full_log_q;
+        for (table, full) in self.model.row_tables().into_iter().map(|(_, t)| t).zip(fulls) {
+            *table = full;
+        }
+        let (data, total) = losses?;
+        let Opt::Sparse(opt) = &mut self.opt else { unreachable!("sparse_step without the sparse optimiser") };
+        let inputs: Vec<&Tensor> = opt.dense_params.iter().chain(&leaves).collect();
+        let mut grads = Tensor::f_run_backward(&[&total], &inputs, false, false)?;
+        let leaf_grads = grads.split_off(opt.dense_params.len());
+        opt.dense.step(&grads)?;
+        let row_grads: Vec<Option<RowGrad<'_>>> = leaf_grads
+            .iter()
+            .zip(&opt.by)
+            .map(|(g, by)| g.defined().then(|| RowGrad { rows: if *by == RowsBy::User { &u_rows } else { &i_rows }, grad: g }))
+            .collect();
+        opt.rows.step(&row_grads)?;
+        Ok(data)
     }
 
     /// The batch's data loss (summed over samples) and the total (reduced + penalty).
@@ -181,12 +301,11 @@ impl<M: TwoTower> TorchStep<M> {
                 // The first violator: argmax over a 0/1 tensor returns the first maximum.
                 let first = violates.f_to_kind(Kind::Uint8)?.f_argmax(-1, true)?;
                 let found = violates.f_any_dim(-1, false)?.f_to_kind(Kind::Float)?;
-                // LightFM's rank estimate ln(floor((n_items - 1) / tries)), normalised by its
-                // largest value (see `models::bpr::warp_weight`); 0 when none violated.
-                let tries = (&first + 1).f_to_kind(Kind::Float)?.f_squeeze_dim(-1)?;
-                let n1 = self.cfg.n_items.saturating_sub(1).max(2) as f64;
-                let rank = ((tries.f_reciprocal()? * n1).f_floor()?).f_clamp_min(1.0)?;
-                (Some(first), Some(rank.f_log()? * (found / n1.ln())))
+                // LightFM's rank estimate, `warp_weight` of the tries (first + 1), looked up
+                // in its table; 0 when none violated.
+                let table = self.warp_table(n_cand)?;
+                let weight = table.f_index_select(0, &first.f_flatten(0, -1)?)?.f_view_as(&found)?;
+                (Some(first), Some(weight * found))
             }
         };
         let (neg_idx, s_neg, i_neg) = match &pick {
@@ -220,6 +339,18 @@ impl<M: TwoTower> TorchStep<M> {
         let i_neg = Tensor::f_zeros([b, 0, items.size()[1]], (items.kind(), self.device))?;
         let g = Gathered { users, u, pos, i_pos: &i_pos, neg: &neg, i_neg: &i_neg };
         self.total(nll.f_sum(Kind::Float)?, &g, b)
+    }
+
+    /// `warp_weight(n_items, t)` for t = 1..=n_cand, on the device (made once per length).
+    fn warp_table(&self, n_cand: i64) -> Result<Tensor> {
+        let mut cached = self.warp.borrow_mut();
+        if let Some(t) = cached.as_ref().filter(|t| t.size()[0] == n_cand) {
+            return Ok(t.shallow_clone());
+        }
+        let w: Vec<f32> = (1..=n_cand as usize).map(|t| warp_weight(self.cfg.n_items, t)).collect();
+        let t = Tensor::from_slice(&w).f_to_device(self.device)?;
+        *cached = Some(t.shallow_clone());
+        Ok(t)
     }
 
     fn with_bias(&self, scores: Tensor, items: &Tensor) -> Result<Tensor> {
@@ -282,6 +413,10 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
         match &mut self.opt {
             Opt::Sgd(o) => o.set_lr(lr),
             Opt::Adam(a) => a.lr = lr,
+            Opt::Sparse(s) => {
+                s.rows.lr = lr;
+                s.dense.lr = lr;
+            }
         }
         Ok(())
     }
@@ -290,15 +425,21 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
         if batch.is_empty() {
             return Ok(());
         }
-        let (data, total) = self.losses(batch)?;
-        match &mut self.opt {
-            Opt::Sgd(o) => {
-                o.zero_grad();
-                total.f_backward()?;
-                o.step();
+        let data = if let Opt::Sparse(_) = self.opt {
+            self.sparse_step(batch)?
+        } else {
+            let (data, total) = self.losses(batch)?;
+            match &mut self.opt {
+                Opt::Sgd(o) => {
+                    o.zero_grad();
+                    total.f_backward()?;
+                    o.step();
+                }
+                Opt::Adam(a) => a.minimise(&total)?,
+                Opt::Sparse(_) => unreachable!(),
             }
-            Opt::Adam(a) => a.minimise(&total)?,
-        }
+            data
+        };
         let acc = tch::no_grad(|| data.detach().f_to_kind(Kind::Double))?;
         self.loss = (&self.loss).f_add(&acc)?;
         Ok(())
@@ -333,6 +474,7 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn state(&self) -> Vec<(String, Tensor)> {
         match &self.opt {
             Opt::Adam(a) => a.state(),
+            Opt::Sparse(s) => s.rows.state().into_iter().chain(s.dense.state()).collect(),
             // libtorch's SGD without momentum keeps nothing between steps.
             Opt::Sgd(_) => Vec::new(),
         }
@@ -341,6 +483,7 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn restore_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         match &mut self.opt {
             Opt::Adam(a) => a.restore(state),
+            Opt::Sparse(s) => s.rows.restore(state).and_then(|_| s.dense.restore(state)),
             Opt::Sgd(_) => Ok(()),
         }
     }
@@ -350,4 +493,32 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
 pub fn seed_batch(seed: u64, batch_index: u64) {
     let s = crate::sampling::rng::sub_seed(seed, crate::sampling::rng::streams::MODEL, batch_index);
     tch::manual_seed((s >> 1) as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WARP weight the step looks up (`warp_weight`, the native kernel's) is the tensor
+    /// formula it replaced, ln(max(floor(n1 / tries), 1)) / ln(n1) with n1 = max(n_items - 1, 2),
+    /// to float rounding: about 4 in 5 weights are the same bits, the others differ in the
+    /// last bit or two (libtorch's vectorised logarithm, a product by 1 / ln(n1) where the
+    /// kernel divides). Catalogues of 2 items or fewer weigh 0 either way.
+    #[test]
+    fn warp_table_is_the_former_tensor_formula() {
+        let (mut same, mut all) = (0, 0);
+        for n_items in [3usize, 10, 60, 1682, 30_000, 1 << 20] {
+            let tries = Tensor::arange_start(1, 201, (Kind::Float, Device::Cpu));
+            let n1 = n_items.saturating_sub(1).max(2) as f64;
+            let rank = ((tries.reciprocal() * n1).floor()).clamp_min(1.0);
+            let old: Vec<f32> = Vec::try_from(rank.log() * (Tensor::ones([200], (Kind::Float, Device::Cpu)) / n1.ln())).unwrap();
+            for (t, o) in old.iter().enumerate() {
+                let w = warp_weight(n_items, t + 1);
+                assert!((w - o).abs() <= 2e-7 * o.abs().max(1e-3), "n_items {n_items}, tries {}: {w} vs {o}", t + 1);
+                same += (w == *o) as usize;
+                all += 1;
+            }
+        }
+        assert!(same * 2 > all, "{same} of {all} weights the same bits");
+    }
 }

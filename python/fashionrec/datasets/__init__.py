@@ -1,13 +1,13 @@
 """Loaders for real data sets, and the built-in synthetic data."""
 
-from .anime import anime, synthetic_anime_ratings, write_anime_ratings
+from .anime import anime, synthetic_anime_ratings
 from .asos import asos
 from .catalogues import fashion_products, hm
 from .compatibility import fashion_compatibility
 from .dvbpr import dvbpr
 from .movielens import movielens_100k, movielens_100k_features, read_movielens_ratings
 from .synthetic import demo, synthetic
-from .visual_taste import VisualTaste, synthetic_catalogue, visual_taste, write_pngs
+from .visual_taste import VisualTaste, synthetic_catalogue, visual_taste
 
 __all__ = [
     "VisualTaste",
@@ -25,6 +25,4 @@ __all__ = [
     "synthetic_anime_ratings",
     "synthetic_catalogue",
     "visual_taste",
-    "write_anime_ratings",
-    "write_pngs",
 ]

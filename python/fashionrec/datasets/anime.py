@@ -6,7 +6,7 @@
 * ``rating.csv``: user_id, anime_id, rating (1-10, or -1 for "watched but not rated"), about
   7.8M rows. It is large, so it is read in Rust with the filters applied while reading.
 
-:func:`synthetic_anime_ratings` / :func:`write_anime_ratings` make a rating file in the same
+:func:`synthetic_anime_ratings` (and ``fashionrec.testing.write_anime_ratings``) make a rating file in the same
 layout from ``anime.csv`` (for tests, notebooks and benchmarks when the real one is absent).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..interactions import Duplicates, Interactions, UnknownIds
-from ..io._tabular import CsvReport, csv_records, read_interactions_csv, write_int_csv
+from ..io._tabular import CsvReport, csv_records, read_interactions_csv
 
 ANIME_COLUMNS = ("anime_id", "name", "genre", "type", "episodes", "rating", "members")
 
@@ -240,26 +240,3 @@ def synthetic_anime_ratings(
     return pd.DataFrame({"user_id": users, "anime_id": aid, "rating": rating})
 
 
-def write_anime_ratings(
-    path: str | os.PathLike,
-    items: pd.DataFrame,
-    n_users: int = 1000,
-    *,
-    mean_ratings: float = 106.0,
-    unrated: float = 0.19,
-    popularity: float = 1.0,
-    seed: int = 0,
-) -> Path:
-    """Write :func:`synthetic_anime_ratings` as a rating.csv (header ``user_id,anime_id,rating``,
-    LF line ends); returns the path. With the real anime.csv, 73,516 users (as in the real
-    data) give about 7.6M rows (the real file: 7.8M).
-
-    Example::
-
-        fr.datasets.write_anime_ratings("/tmp/rating.csv", items, n_users=2000, seed=0)
-        data = fr.datasets.anime("anime.csv", "/tmp/rating.csv")
-    """
-    frame = synthetic_anime_ratings(
-        items, n_users, mean_ratings=mean_ratings, unrated=unrated, popularity=popularity, seed=seed
-    )
-    return write_int_csv(path, {c: frame[c].to_numpy() for c in frame.columns})

@@ -80,14 +80,14 @@ class FashionCompatibility:
         return ok & goes[np.maximum(gender[i], 0), np.maximum(gender[j], 0)]
 
     def negatives(
-        self, positives: Interactions, kind: Literal["random", "category"] = "random", *, seed: int = 0
+        self, positives: Interactions, kind: Literal["uniform", "category"] = "uniform", *, seed: int = 0
     ) -> Interactions:
         """One negative pair per positive pair of ``positives``: the same query item with a
-        product drawn uniformly (``"random"``) or from the positive partner's category
+        product drawn uniformly (``"uniform"``) or from the positive partner's category
         (``"category"``: the harder, "difficult" negatives), redrawn until it does not go with
         the query item by the rule. Returns an Interactions with ``positives``' ids."""
-        if kind not in ("random", "category"):
-            raise ValueError(f"kind must be 'random' or 'category', not {kind!r}")
+        if kind not in ("uniform", "category"):
+            raise ValueError(f"kind must be 'uniform' or 'category', not {kind!r}")
         if not positives.same_ids(self.pairs):
             raise ValueError("positives must use the ids of this data set's pairs (e.g. a split of .pairs)")
         qi, pj, _ = positives._core.coo()
@@ -97,7 +97,7 @@ class FashionCompatibility:
         neg = np.empty(len(qi), dtype=np.int64)
         todo = np.arange(len(qi))
         for _ in range(100):
-            if kind == "random":
+            if kind == "uniform":
                 draw = rng.integers(0, n, len(todo))
             else:
                 draw = np.array([rng.choice(by_cat[self.categories[j]]) for j in pj[todo]], dtype=np.int64)

@@ -13,9 +13,6 @@ real photos are absent.
 
 from __future__ import annotations
 
-import os
-import struct
-import zlib
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -175,26 +172,4 @@ def synthetic_catalogue(n_items: int = 600, size: int = 32, *, seed: int = 0) ->
     return items, images
 
 
-def write_pngs(images: np.ndarray, folder: str | os.PathLike, ids: Sequence | None = None) -> list[Path]:
-    """Write uint8 (n, H, W, 3) images as ``<id>.png`` files in ``folder`` (uncompressed
-    deflate, no dependency); returns the paths in order. For building an ImageBank."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = range(len(images)) if ids is None else ids
-    paths = []
-    for i, img in zip(ids, images):
-        h, w, _ = img.shape
-        raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
-
-        def chunk(tag: bytes, data: bytes) -> bytes:
-            return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-        png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        png += chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
-        p = folder / f"{i}.png"
-        p.write_bytes(png)
-        paths.append(p)
-    return paths
-
-
-__all__ = ["VisualTaste", "synthetic_catalogue", "visual_taste", "write_pngs"]
+__all__ = ["VisualTaste", "synthetic_catalogue", "visual_taste"]

@@ -20,7 +20,7 @@ from .vbpr import VBPR
 #: Python class of each Rust registry name.
 MODELS: dict[str, type[Recommender]] = {
     cls.kind: cls
-    for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel, DVBPR, VBPR, CompatibilityModel, SampledSoftmax)
+    for cls in (BPR, Popularity, HybridBPR, TripletModel, DeepTripletModel, DVBPR, VBPR, CompatibilityModel, SampledSoftmax, Ensemble)
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from .. import _core
 from .._ids import id_column, ids_to_array, is_scalar
 from .._progress import EpochCallback, FitProgress
+from .._side import feature_table, prepare
 from ..interactions import Interactions
 from ._params import core_model
 
@@ -95,13 +96,11 @@ class Recommender:
         # The core checks that validation uses train's ids (for every model, in one place).
         if validation is not None and not isinstance(validation, Interactions):
             raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
-        from .._side import prepare
-
         side, train, validation = prepare(
             self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
         )
         names = list(metrics) if validation is not None else []
-        bar = FitProgress(type(self).__name__, int(self._params.get("epochs", 0)), progress, callback)
+        bar = FitProgress(type(self).__name__, self._epochs(), progress, callback)
         try:
             self._core.fit(
                 train._core,
@@ -116,6 +115,10 @@ class Recommender:
             bar.close()
             self._after_fit()
         return self
+
+    def _epochs(self) -> int:
+        """Epochs a fit runs (the progress bar's length)."""
+        return int(self._params.get("epochs", 0))
 
     def _after_fit(self) -> None:
         hist = self._core.history()
@@ -175,8 +178,6 @@ class Recommender:
         users are scored from their features alone, whether or not they were trained on
         (new users), for models that can (e.g. ``HybridBPR``)."""
         if user_features is not None:
-            from .._side import feature_table
-
             ids = np.asarray(users if not is_scalar(users) else [users])
             return self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
         return self._score_indices(self._core.user_index(id_column(users, "users"), "users"))
@@ -301,9 +302,7 @@ def sampler_config(sampler: str | dict[str, Any] | None, kind: str) -> dict[str,
     out = json.loads(_core.default_config(kind))["sampler"]
     if sampler is None:
         return out
-    if isinstance(sampler, str):
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+    if isinstance(sampler, str):  # the core checks the name against the model's samplers
         return {**out, "kind": sampler}
     if isinstance(sampler, dict):
         unknown = set(sampler) - set(out)

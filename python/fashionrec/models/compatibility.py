@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from .._ids import id_column, is_scalar
 from ..interactions import Interactions
 from ..pairs import pair_metrics
-from .base import Recommender, _raw_items
+from .base import Recommender, _raw_items, sampler_config
 
 
 class CompatibilityModel(Recommender):
@@ -18,7 +17,7 @@ class CompatibilityModel(Recommender):
 
     ``p(i goes with j) = sigmoid(c - ||E1 x_i - E2 x_j||^2)`` (``distance="euclidean"``) or
     ``sigmoid(c + <E1 x_i, E2 x_j>)`` (``"inner"``), with ``E1, E2`` of shape
-    ``(feature_dim, style_dim)``, trained with the log loss on positive pairs and sampled
+    ``(feature_dim, factors)``, trained with the log loss on positive pairs and sampled
     negatives, mini-batch Adam on the device.
 
     ``fit(pairs, item_features=X, categories=None, validation=held_out_pairs)``: ``pairs`` is
@@ -26,14 +25,14 @@ class CompatibilityModel(Recommender):
     e.g. ``fr.io.compatibility_pairs`` output turned into Interactions, or
     ``fr.datasets.fashion_compatibility(...).pairs``), ``X`` a float32 array with one row per
     item (a numpy array, ``fr.io.ImageFeatures`` rows, or a tower's embeddings), categories
-    one integer per item (-1: none) for ``negatives="category"``. Split pairs with
+    one integer per item (-1: none) for ``sampler="category"``. Split pairs with
     ``fr.split.pair_split`` so that no held-out pair is trained on.
 
     Args:
-        style_dim: dimension of the style space.
+        factors: dimension of the style space.
         distance: ``"euclidean"`` or ``"inner"``.
-        negatives: ``"random"`` (uniform over items) or ``"category"`` (from the positive
-            partner's category: the seed's "difficult" negatives).
+        sampler: ``"uniform"`` (over items) or ``"category"`` (from the positive partner's
+            category: the seed's "difficult" negatives), or a dict with the sampler's options.
         n_negatives: negatives per positive pair.
         lr: Adam learning rate.
         epochs: passes over the positive pairs.
@@ -48,9 +47,9 @@ class CompatibilityModel(Recommender):
 
     def __init__(
         self,
-        style_dim: int = 5,
+        factors: int = 5,
         distance: Literal["euclidean", "inner"] = "euclidean",
-        negatives: Literal["random", "category"] = "random",
+        sampler: Literal["uniform", "category"] | dict[str, Any] = "uniform",
         n_negatives: int = 1,
         lr: float = 1e-3,
         epochs: int = 20,
@@ -61,9 +60,9 @@ class CompatibilityModel(Recommender):
         threads: int = 0,
     ):
         super().__init__(
-            style_dim=style_dim,
+            factors=factors,
             distance=distance,
-            negatives=negatives,
+            sampler=sampler_config(sampler, self.kind),
             n_negatives=n_negatives,
             lr=lr,
             epochs=epochs,
@@ -81,7 +80,7 @@ class CompatibilityModel(Recommender):
 
     def style_embeddings(self, side: Literal["query", "partner"] = "query") -> np.ndarray:
         """Every item in the style space: ``E1 x`` (``side="query"``, the seed's style
-        embedding) or ``E2 x`` (``"partner"``), float32 ``(n_items, style_dim)``."""
+        embedding) or ``E2 x`` (``"partner"``), float32 ``(n_items, factors)``."""
         if side not in ("query", "partner"):
             raise ValueError(f"side must be 'query' or 'partner', not {side!r}")
         return self._tensors()["style_query" if side == "query" else "style_partner"]
@@ -126,50 +125,37 @@ class CompatibilityModel(Recommender):
         categories: np.ndarray | None = None,
         block: int = 4096,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` items that go best with each raw item id, by p(item goes with j),
-        computed in blocks of queries on the model's device (top-k there).
+        """The ``k`` items that go best with each raw item id, by p(item goes with j): the
+        core's ``recommend`` of the query items (scored in blocks where the model lives, top-k
+        there) with a candidate mask.
 
         ``exclude_self`` leaves the item itself out. ``category`` keeps only candidates of
         that category code, given ``categories`` (one code per item; defaults to those
         passed to ``fit``). Returns ``(items, probabilities)`` of shape ``(len(items), k)``
         (1-D for a single id); slots with no candidate hold -1 and probability 0.
+        ``block`` is accepted for compatibility and unused (the core sizes its blocks).
         """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ValueError(f"k must be an integer, not {type(k).__name__}")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         single = is_scalar(items)
         idx = self._core.item_index(id_column(items, "items"), "items")
-        t = self._tensors()
-        dev = torch.device(self.device or "cpu")
-        q_all = torch.from_numpy(t["style_query"]).to(dev)
-        p_all = torch.from_numpy(t["style_partner"]).to(dev)
-        c = float(t["c"])
-        allowed = torch.ones(self.n_items, dtype=torch.bool, device=dev)
+        candidates = None
         if category is not None:
-            cats = categories if categories is not None else t.get("categories")
+            cats = categories if categories is not None else self._tensors().get("categories")
             if cats is None:
                 raise ValueError("category= needs categories (pass categories=, or fit with categories)")
             cats = np.asarray(cats)
             if len(cats) != self.n_items:
                 raise ValueError(f"categories has {len(cats)} entries for {self.n_items} items")
-            allowed = torch.from_numpy(cats == category).to(dev)
-        k_eff = min(k, self.n_items)
-        found = np.full((len(idx), k_eff), -1, dtype=np.int64)
-        probs = np.zeros((len(idx), k_eff), dtype=np.float32)
-        pn = (p_all**2).sum(1)
-        for s in range(0, len(idx), block):
-            rows = torch.from_numpy(idx[s : s + block]).to(dev)
-            q = q_all[rows]
-            dot = q @ p_all.T
-            if self._params["distance"] == "euclidean":
-                logits = c - (q**2).sum(1, keepdim=True) - pn.unsqueeze(0) + 2 * dot
-            else:
-                logits = c + dot
-            logits = logits.masked_fill(~allowed.unsqueeze(0), float("-inf"))
-            if exclude_self:
-                logits[torch.arange(len(rows), device=dev), rows] = float("-inf")
-            val, ind = torch.topk(logits, k_eff, dim=1)
-            ok = torch.isfinite(val)
-            found[s : s + len(rows)] = torch.where(ok, ind, -1).cpu().numpy()
-            probs[s : s + len(rows)] = torch.where(ok, torch.sigmoid(val), 0.0).cpu().numpy()
+            candidates = np.ascontiguousarray(cats == category, dtype=np.bool_)
+        exclude = None
+        if exclude_self:
+            own = self.item_ids[np.unique(idx)]
+            exclude = Interactions.from_ids(own, own, user_ids=self.item_ids, item_ids=self.item_ids)._core
+        found, logits = self._core.recommend(np.ascontiguousarray(idx, dtype=np.int64), int(k), exclude, candidates)
+        # p = sigmoid(logit); an empty slot (-inf) is probability 0.
+        probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
         raw = _raw_items(self.item_ids, found)
         return (raw[0], probs[0]) if single else (raw, probs)

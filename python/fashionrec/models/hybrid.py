@@ -38,14 +38,14 @@ class HybridBPR(Recommender):
             product with all items per step; for catalogues of thousands of items; it ranks
             best for cold users in ``benches/hybrid_cold_users.py``).
         n_negatives: negatives per positive (1 except for ``"softmax"``).
-        negatives: ``"sampled"`` (by ``sampler``) or ``"rated_below"``: the negatives of a
-            user are the items they rated below ``min_rating`` (``train`` then holds every
-            rating as its value), or sampled ones for users who have none.
-        min_rating: with ``negatives="rated_below"``, ratings ``>= min_rating`` are the
-            positives.
+        min_rating: with ``sampler="rated_below"``, ratings ``>= min_rating`` are the
+            positives (``train`` then holds every rating, e.g.
+            ``movielens_100k(..., min_rating=None)``).
         sampler: ``"uniform"``, ``"popularity"``, ``"cosine"`` (the negative most similar to
             the positive by item features, among candidates: the notebook's hard negatives),
-            ``"warp"``, ``"best_of_n"`` or a dict of sampler options.
+            ``"warp"``, ``"best_of_n"``, ``"rated_below"`` (one of the items the user rated
+            below ``min_rating``, the notebook's explicit negatives; uniform for a user with
+            none) or a dict of sampler options.
         epochs, lr, batch_size, reg, device, seed, threads: training settings (``reg`` is an
             L2 weight on the tower outputs of each batch).
     """
@@ -63,7 +63,6 @@ class HybridBPR(Recommender):
         item_bias_init: Literal["zero", "log_popularity"] = "zero",
         loss: Literal["bpr", "softmax", "full_softmax"] = "bpr",
         n_negatives: int = 1,
-        negatives: Literal["sampled", "rated_below"] = "sampled",
         min_rating: float = 4.0,
         sampler: str | dict[str, Any] = "uniform",
         epochs: int = 20,
@@ -84,7 +83,6 @@ class HybridBPR(Recommender):
             item_bias_init=item_bias_init,
             loss=loss,
             n_negatives=n_negatives,
-            negatives=negatives,
             min_rating=min_rating,
             sampler=sampler_config(sampler, self.kind),
             epochs=epochs,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from .base import Recommender
+from .base import Recommender, sampler_config
 
 
 class SampledSoftmax(Recommender):
@@ -17,7 +17,7 @@ class SampledSoftmax(Recommender):
     notebook's item-to-item lookup (cosine of the item embeddings).
 
     Args:
-        dim: embedding dimension.
+        factors: embedding dimension.
         users: ``"item_average"``: a user is the mean of a second ("context") embedding of the
             items in their training history, the positive being predicted left out (FISM,
             Kabbur et al. 2013): on very sparse data such as ASOS (3.8 rows a user) it shares
@@ -27,9 +27,9 @@ class SampledSoftmax(Recommender):
             the means over the whole history, refreshed at each end of epoch); a user's
             vector follows from the training history, so new users need a refit.
         n_negatives: negatives per positive.
-        sampler: where negatives come from: ``"uniform"``, ``"popularity"`` (training count
-            ** ``exponent``) or ``"log_uniform"`` (Zipf over popularity ranks).
-        exponent: exponent of the counts for ``sampler="popularity"``.
+        sampler: where negatives come from: ``"uniform"``, ``"popularity"`` ((training count
+            + 1) ** ``exponent``, 0.75 unless given as ``{"kind": "popularity", "exponent": e}``)
+            or ``"log_uniform"`` (Zipf over popularity ranks).
         logq_correction: subtract ln q(item) from each logit, so the sampled loss estimates the
             full softmax whatever the sampler (a no-op for uniform).
         item_bias: learn a per-item bias (started at ln(1 + training count)).
@@ -52,11 +52,10 @@ class SampledSoftmax(Recommender):
 
     def __init__(
         self,
-        dim: int = 64,
+        factors: int = 64,
         users: Literal["item_average", "embedding"] = "item_average",
         n_negatives: int = 100,
-        sampler: Literal["uniform", "popularity", "log_uniform"] = "popularity",
-        exponent: float = 0.75,
+        sampler: Literal["uniform", "popularity", "log_uniform"] | dict[str, Any] = "popularity",
         logq_correction: bool = True,
         item_bias: bool = True,
         shared_negatives: bool = True,
@@ -70,11 +69,10 @@ class SampledSoftmax(Recommender):
         threads: int = 0,
     ):
         super().__init__(
-            dim=dim,
+            factors=factors,
             users=users,
             n_negatives=n_negatives,
-            sampler=sampler,
-            exponent=exponent,
+            sampler=sampler_config(sampler, self.kind),
             logq_correction=logq_correction,
             item_bias=item_bias,
             shared_negatives=shared_negatives,
@@ -90,12 +88,12 @@ class SampledSoftmax(Recommender):
 
     @property
     def user_embeddings(self):
-        """User embeddings, float32 ``(n_users, dim)`` (a copy)."""
+        """User embeddings, float32 ``(n_users, factors)`` (a copy)."""
         return self._core.state()["user_factors"]
 
     @property
     def item_embeddings(self):
-        """Item embeddings, float32 ``(n_items, dim)`` (a copy)."""
+        """Item embeddings, float32 ``(n_items, factors)`` (a copy)."""
         return self._core.state()["item_factors"]
 
     @property

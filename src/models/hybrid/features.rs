@@ -1,0 +1,182 @@
+//! One side of HybridBPR (users or items): its feature table encoded once (categorical
+//! columns through vocabularies, continuous ones as floats), on the device, and the
+//! `FeatureEmbedder` over it; saved as buffers (codes, values, column names, vocabularies).
+
+use std::collections::HashMap;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::HybridConfig;
+use crate::data::{FeatureTable, Vocab};
+use crate::error::{Error, Result};
+use crate::nets::embedder::{ContinuousStats, EmbedderSpec, FeatureEmbedder};
+/// The feature rows of one side and how new rows are encoded.
+pub(super) struct Features {
+    cat_names: Vec<String>,
+    cont_names: Vec<String>,
+    vocabs: Vec<Vocab>,
+    /// (n, n_categorical) int64 codes and (n, n_continuous) raw values, on the device.
+    pub(super) codes: Tensor,
+    pub(super) cont: Tensor,
+    pub(super) embedder: FeatureEmbedder,
+}
+
+/// Names of a table's continuous columns (x0, x1, ... for an unnamed numpy block).
+fn continuous_names(table: &FeatureTable) -> Vec<String> {
+    match &table.continuous {
+        Some(m) if m.names.len() == m.cols => m.names.clone(),
+        Some(m) => (0..m.cols).map(|j| format!("x{j}")).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Codes and continuous values of a table, checked against the fitted columns.
+fn encode(table: &FeatureTable, cat_names: &[String], cont_names: &[String], vocabs: &[Vocab], what: &str) -> Result<(Vec<i64>, Vec<f32>)> {
+    let got_cat: Vec<&str> = table.categorical.iter().map(|c| c.name.as_str()).collect();
+    let got_cont = continuous_names(table);
+    if got_cat != cat_names || got_cont != cont_names {
+        return Err(Error::invalid(format!(
+            "{what}: columns {got_cat:?} (categorical) and {got_cont:?} (continuous) differ from fit's {cat_names:?} and {cont_names:?}"
+        )));
+    }
+    let n = table.n_rows;
+    let c = vocabs.len();
+    let mut codes = vec![0i64; n * c];
+    for (k, (col, vocab)) in table.categorical.iter().zip(vocabs).enumerate() {
+        for (r, code) in vocab.encode(col)?.into_iter().enumerate() {
+            codes[r * c + k] = code;
+        }
+    }
+    let cont = table.continuous.as_ref().map(|m| m.data.clone()).unwrap_or_default();
+    Ok((codes, cont))
+}
+
+fn table_tensors(codes: &[i64], cont: &[f32], n: usize, c: usize, k: usize, device: Device) -> Result<(Tensor, Tensor)> {
+    let codes = Tensor::from_slice(codes).f_reshape([n as i64, c as i64])?.f_to_device(device)?;
+    let cont = Tensor::from_slice(cont).f_reshape([n as i64, k as i64])?.f_to_device(device)?;
+    Ok((codes, cont))
+}
+
+impl Features {
+    /// Fit vocabularies and scaling on `table` and build the tower under `path`.
+    pub(super) fn fit(path: &nn::Path, table: &FeatureTable, cfg: &HybridConfig) -> Result<Self> {
+        let vocabs: Vec<Vocab> = table.categorical.iter().map(Vocab::fit).collect();
+        let cat_names: Vec<String> = table.categorical.iter().map(|c| c.name.clone()).collect();
+        let cont_names = continuous_names(table);
+        let stats = match &table.continuous {
+            Some(m) => ContinuousStats::fit(&m.data, m.cols, None)?,
+            None => ContinuousStats { mean: vec![], std: vec![] },
+        };
+        Self::build(path, cat_names, cont_names, vocabs, Some(&stats), table, cfg)
+    }
+
+    fn build(
+        path: &nn::Path,
+        cat_names: Vec<String>,
+        cont_names: Vec<String>,
+        vocabs: Vec<Vocab>,
+        stats: Option<&ContinuousStats>,
+        table: &FeatureTable,
+        cfg: &HybridConfig,
+    ) -> Result<Self> {
+        let spec = EmbedderSpec {
+            cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
+            n_continuous: cont_names.len() as i64,
+            embed_dim: cfg.embed_dim as i64,
+            hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
+            out_dim: cfg.factors as i64,
+            dropout: cfg.dropout,
+        };
+        let embedder = FeatureEmbedder::new(path, spec, stats)?;
+        let (codes, cont) = encode(table, &cat_names, &cont_names, &vocabs, "features")?;
+        embedder.check_codes(&codes)?;
+        let (codes, cont) = table_tensors(&codes, &cont, table.n_rows, vocabs.len(), cont_names.len(), path.device())?;
+        Ok(Features { cat_names, cont_names, vocabs, codes, cont, embedder })
+    }
+
+    pub(super) fn shallow_clone(&self) -> Self {
+        Features {
+            cat_names: self.cat_names.clone(),
+            cont_names: self.cont_names.clone(),
+            vocabs: self.vocabs.clone(),
+            codes: self.codes.shallow_clone(),
+            cont: self.cont.shallow_clone(),
+            embedder: self.embedder.shallow_clone(),
+        }
+    }
+
+    /// Tower outputs of new rows.
+    pub(super) fn embed_table(&self, table: &FeatureTable, what: &str, train: bool) -> Result<Tensor> {
+        let (codes, cont) = encode(table, &self.cat_names, &self.cont_names, &self.vocabs, what)?;
+        self.embedder.check_codes(&codes)?;
+        let (codes, cont) = table_tensors(&codes, &cont, table.n_rows, self.vocabs.len(), self.cont_names.len(), self.codes.device())?;
+        self.embedder.embed(&codes, Some(&cont), train)
+    }
+
+    pub(super) fn state(&self, side: &str) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            (format!("{side}.codes"), self.codes.shallow_clone()),
+            (format!("{side}.cont"), self.cont.shallow_clone()),
+        ];
+        out.extend(strings_state(&format!("{side}.categorical_columns"), &self.cat_names));
+        out.extend(strings_state(&format!("{side}.continuous_columns"), &self.cont_names));
+        for (k, v) in self.vocabs.iter().enumerate() {
+            out.extend(v.state(&format!("{side}.vocab{k}")));
+        }
+        out
+    }
+
+    pub(super) fn from_state(path: &nn::Path, side: &str, state: &HashMap<String, Tensor>, cfg: &HybridConfig) -> Result<Option<Self>> {
+        if !state.contains_key(&format!("{side}.codes")) {
+            return Ok(None);
+        }
+        let cat_names = strings_from_state(state, &format!("{side}.categorical_columns"))?;
+        let cont_names = strings_from_state(state, &format!("{side}.continuous_columns"))?;
+        let vocabs = (0..cat_names.len()).map(|k| Vocab::from_state(state, &format!("{side}.vocab{k}"))).collect::<Result<Vec<_>>>()?;
+        let spec = EmbedderSpec {
+            cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
+            n_continuous: cont_names.len() as i64,
+            embed_dim: cfg.embed_dim as i64,
+            hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
+            out_dim: cfg.factors as i64,
+            dropout: cfg.dropout,
+        };
+        let embedder = FeatureEmbedder::new(path, spec, None)?;
+        let get = |n: &str| state.get(&format!("{side}.{n}")).ok_or_else(|| Error::state(format!("saved model has no tensor '{side}.{n}'")));
+        let codes = get("codes")?.f_to_kind(Kind::Int64)?;
+        let cont = get("cont")?.f_to_kind(Kind::Float)?;
+        if codes.size().len() != 2 || codes.size()[1] != vocabs.len() as i64 || cont.size().len() != 2 || cont.size()[1] != cont_names.len() as i64 || cont.size()[0] != codes.size()[0] {
+            return Err(Error::state(format!("saved {side} feature rows have shapes {:?} and {:?}", codes.size(), cont.size())));
+        }
+        embedder.check_codes(&Vec::<i64>::try_from(codes.f_flatten(0, -1)?)?)?;
+        let device = path.device();
+        Ok(Some(Features { cat_names, cont_names, vocabs, codes: codes.f_to_device(device)?, cont: cont.f_to_device(device)?, embedder }))
+    }
+}
+
+/// A list of strings as tensors (UTF-8 bytes and offsets), as [`Vocab::state`] stores values.
+fn strings_state(name: &str, values: &[String]) -> Vec<(String, Tensor)> {
+    let mut offsets = vec![0i64];
+    let mut bytes = Vec::new();
+    for s in values {
+        bytes.extend_from_slice(s.as_bytes());
+        offsets.push(bytes.len() as i64);
+    }
+    vec![(format!("{name}.offsets"), Tensor::from_slice(&offsets)), (format!("{name}.bytes"), Tensor::from_slice(&bytes))]
+}
+
+fn strings_from_state(state: &HashMap<String, Tensor>, name: &str) -> Result<Vec<String>> {
+    let get = |s: &str| state.get(&format!("{name}.{s}")).ok_or_else(|| Error::state(format!("saved model has no '{name}'")));
+    let offsets = Vec::<i64>::try_from(get("offsets")?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?;
+    let bytes = Vec::<u8>::try_from(get("bytes")?.f_to_kind(Kind::Uint8)?.f_flatten(0, -1)?)?;
+    offsets
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            if a < 0 || a > b || b as usize > bytes.len() {
+                return Err(Error::state(format!("'{name}': offsets out of range")));
+            }
+            String::from_utf8(bytes[a as usize..b as usize].to_vec()).map_err(|_| Error::state(format!("'{name}': invalid UTF-8")))
+        })
+        .collect()
+}
