@@ -74,7 +74,7 @@ def main() -> None:
     p.add_argument("--items-per-user", type=int, default=20)
     p.add_argument("--min-group", type=int, default=20, help="smallest colour x type group kept in the catalogue")
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--factors", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="DVBPR learning rate (default: chosen on validation)")
     p.add_argument("--choose", default="3e-4,1e-3", help="learning rates tried on the validation split")
@@ -97,12 +97,12 @@ def main() -> None:
     rows = []
 
     t = time.perf_counter()
-    bpr = fr.BPR(factors=args.k, epochs=50, device="cpu", seed=args.seed).fit(vt.train, progress=False)
-    rows.append(scores(bpr, vt, "BPR-MF (factors=k, defaults)", time.perf_counter() - t))
+    bpr = fr.BPR(factors=args.factors, epochs=50, device="cpu", seed=args.seed).fit(vt.train, progress=False)
+    rows.append(scores(bpr, vt, "BPR-MF (same factors, defaults)", time.perf_counter() - t))
 
     def dvbpr(lr: float, **tower):
         model = fr.DVBPR(
-            k=args.k, image_size=args.size, epochs=args.epochs, lr=lr, batch_size=args.batch, device="cpu", seed=args.seed,
+            factors=args.factors, image_size=args.size, epochs=args.epochs, lr=lr, batch_size=args.batch, device="cpu", seed=args.seed,
             **tower,
         )
         start = time.perf_counter()
@@ -142,7 +142,7 @@ def main() -> None:
     pix = bank.array().reshape(n, 8, size // 8, 8, size // 8, 3).mean(axis=(2, 4))
     pix = (pix.reshape(n, -1) / 127.5 - 1).astype(np.float32)
     t = time.perf_counter()
-    vbpr = fr.VBPR(factors=args.k, visual_factors=args.k, epochs=30, device="cpu", seed=args.seed)
+    vbpr = fr.VBPR(factors=args.factors, visual_factors=args.factors, epochs=30, device="cpu", seed=args.seed)
     vbpr.fit(vt.train, item_features=pix, progress=False)
     rows.append(scores(vbpr, vt, "VBPR (features: 8x8 pixels)", time.perf_counter() - t))
     for r in rows[1:]:

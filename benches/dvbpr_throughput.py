@@ -35,9 +35,9 @@ import torch.nn.functional as F
 
 class CnnF(nn.Module):
     """CNN-F as in DVBPR: conv 11x11x64/4, pool, 5x5x256, pool, 3x 3x3x256, pool, fc 4096,
-    4096, k; ReLU; dropout 0.5 on the fc 4096 layers; "same" padding. Input float NCHW."""
+    4096, factors; ReLU; dropout 0.5 on the fc 4096 layers; "same" padding. Input float NCHW."""
 
-    def __init__(self, size: int, k: int):
+    def __init__(self, size: int, factors: int):
         super().__init__()
         self.convs = nn.ModuleList(
             [
@@ -51,7 +51,7 @@ class CnnF(nn.Module):
         side = ((size - 1) // 4 + 1) // 8
         self.fc1 = nn.Linear(256 * side * side, 4096)
         self.fc2 = nn.Linear(4096, 4096)
-        self.fc3 = nn.Linear(4096, k)
+        self.fc3 = nn.Linear(4096, factors)
 
     def forward(self, x):
         c = self.convs
@@ -66,8 +66,8 @@ class CnnF(nn.Module):
 def reference(variant: str, args, device: torch.device) -> float:
     """Images/s of the plain PyTorch Siamese CNN-F training step."""
     torch.manual_seed(0)
-    net = CnnF(args.size, args.k).to(device)
-    theta = nn.Embedding(args.users, args.k).to(device)
+    net = CnnF(args.size, args.factors).to(device)
+    theta = nn.Embedding(args.users, args.factors).to(device)
     nn.init.normal_(theta.weight, std=0.01)
     opt = torch.optim.Adam(list(net.parameters()) + list(theta.parameters()), lr=1e-4)
     images = torch.rand(args.items, 3, args.size, args.size, device=device) * 2 - 1
@@ -145,7 +145,7 @@ def fashionrec(args, device: str, data, **options) -> tuple[float, float, int]:
 
     train, bank = data
     model = fr.DVBPR(
-        k=args.k,
+        factors=args.factors,
         tower="cnnf",
         image_size=args.size,
         epochs=args.epochs,
@@ -175,7 +175,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=32, help="triples per step")
-    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--factors", type=int, default=50)
     p.add_argument("--users", type=int, default=64)
     p.add_argument("--items", type=int, default=100)
     p.add_argument("--per-user", type=int, default=5, help="interactions per user (fashionrec's epoch)")
@@ -188,7 +188,7 @@ def main() -> None:
     device = torch.device(args.device)
     print(
         f"device {device}, {torch.get_num_threads()} torch threads, images {args.size}x{args.size}, "
-        f"batch {args.batch} triples ({2 * args.batch} images a step), k {args.k}"
+        f"batch {args.batch} triples ({2 * args.batch} images a step), factors {args.factors}"
     )
     # bf16 on a CPU without bf16 instructions is emulated (much slower): CUDA only.
     variants = ["fp32"] + (["bf16-cl", "compile"] if device.type == "cuda" else [])

@@ -287,7 +287,7 @@ def tower_rows(ctx: Context, label: str, train: fr.Interactions, bank: fr.ImageB
     identically, and new images embedded as the catalogue's own."""
     epochs = 1 if ctx.quick else 3
     t = time.perf_counter()
-    model = fr.DVBPR(k=8, epochs=epochs, lr=1e-3, batch_size=32, device=ctx.device, seed=0, **params)
+    model = fr.DVBPR(factors=8, epochs=epochs, lr=1e-3, batch_size=32, device=ctx.device, seed=0, **params)
     model.fit(train, images=bank, progress=False)
     seconds = time.perf_counter() - t
     loss = model.history_["loss"]

@@ -89,7 +89,18 @@ CASES = {
         {},
     ),
     "compatibility": (lambda: fr.CompatibilityModel(factors=3, epochs=4, batch_size=32, device="cpu", threads=1), {"pairs": True}),
+    "dvbpr": (
+        lambda: fr.DVBPR(factors=4, image_size=32, fc_width=16, epochs=4, lr=1e-3, batch_size=64, device="cpu", threads=1),
+        {"images": True},
+    ),
 }
+
+
+def _bank(tmp_path, n_items: int) -> fr.ImageBank:
+    """Tiny generated photos of items 0..n_items-1."""
+    _, pixels = fr.datasets.synthetic_catalogue(n_items, 32, seed=3)
+    paths = fr.testing.write_pngs(pixels, tmp_path / "images")
+    return fr.ImageBank.from_files(paths, size=32, ids=np.arange(n_items), progress=False)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -104,6 +115,8 @@ def test_a_resumed_fit_is_the_uninterrupted_fit(case, tmp_path):
     if how.get("pairs"):
         train, pair_feats = _pairs()
         kwargs = dict(item_features=pair_feats)
+    if how.get("images"):
+        kwargs = dict(images=_bank(tmp_path, train.n_items))
 
     whole = make().fit(train, progress=False, **kwargs)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import struct
+import zlib
+
 import numpy as np
 import pytest
 
@@ -22,7 +26,7 @@ def task(tmp_path_factory):
 
 
 def small(**kw) -> fr.DVBPR:
-    params = dict(k=8, image_size=SIZE, epochs=2, lr=1e-3, batch_size=32, fc_width=256, device="cpu", seed=0)
+    params = dict(factors=8, image_size=SIZE, epochs=2, lr=1e-3, batch_size=32, fc_width=256, device="cpu", seed=0)
     params.update(kw)
     return fr.DVBPR(**params)
 
@@ -61,6 +65,56 @@ def test_save_load_scores_without_images_and_embeds_new_ones(task, fitted, tmp_p
     users = vt.train.user_ids[:4]
     np.testing.assert_array_equal(back.score(users), fitted.score(users))
     np.testing.assert_allclose(back.embed_images(bank), fitted.item_embeddings(), atol=1e-5)
+
+
+#: DVBPR's configuration keys before format 3 (the one vocabulary), and what they became.
+OLD_NAMES = {"factors": "k", "reg_cnn": "lambda_cnn", "reg_fc": "lambda_fc", "reg_user": "lambda_u"}
+
+
+def _as_older_format(path, out, version: str) -> None:
+    """The model file at `path` as fashionrec wrote it in format `version` ("1": no checksum;
+    "2": a CRC-32 over the tensors and the metadata): the configuration in the old names, with
+    the fields that were then in it (checkpoint_dir, resume)."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    body = raw[8 + n :]
+    meta = header["__metadata__"]
+    config = json.loads(meta["config"])
+    config = {OLD_NAMES.get(key, key): value for key, value in config.items()}
+    config.update(checkpoint_dir="/gone/ckpt", resume=False)
+    meta["config"] = json.dumps(config)
+    meta["format_version"] = version
+    meta.pop("checksum")
+    if version == "2":  # the checksum the core writes (tests/test_hostile_inputs.py: _edit_tensor)
+        h = 0
+        for key in sorted(k for k in header if k != "__metadata__"):
+            t = header[key]
+            h = zlib.crc32(key.encode() + b"\0" + t["dtype"].encode() + b"\0", h)
+            for d in t["shape"]:
+                h = zlib.crc32(struct.pack("<Q", d), h)
+            a, b = t["data_offsets"]
+            h = zlib.crc32(body[a:b], h)
+        for key in sorted(meta):
+            h = zlib.crc32(key.encode() + b"\0" + meta[key].encode() + b"\0", h)
+        meta["checksum"] = f"crc32:{h:08x}"
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    out.write_bytes(struct.pack("<Q", len(text)) + text + body)
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_model_files_in_the_old_names_load(task, fitted, tmp_path, version):
+    vt, _, _ = task
+    path = tmp_path / "dvbpr.safetensors"
+    fitted.save(path)
+    old = tmp_path / f"format{version}.safetensors"
+    _as_older_format(path, old, version)
+    assert b"lambda_u" in old.read_bytes() and b"reg_user" not in old.read_bytes()
+    back = fr.load(old, device="cpu")
+    assert back.get_params() == fitted.get_params()
+    users = vt.train.user_ids[:4]
+    np.testing.assert_array_equal(back.score(users), fitted.score(users))
 
 
 def test_evaluate_warm_and_cold_items(task, fitted):

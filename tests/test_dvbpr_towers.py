@@ -39,7 +39,7 @@ def cae(small):
 
 
 def cae_dvbpr(**kw) -> fr.DVBPR:
-    params = dict(k=8, tower="cae", image_size=CAE_SIZE, epochs=4, lr=3e-3, batch_size=32, device="cpu", seed=0)
+    params = dict(factors=8, tower="cae", image_size=CAE_SIZE, epochs=4, lr=3e-3, batch_size=32, device="cpu", seed=0)
     params.update(kw)
     return fr.DVBPR(**params)
 
@@ -56,7 +56,7 @@ def check_round_trip(model: fr.DVBPR, bank: fr.ImageBank, new: fr.ImageBank, pat
     again = back.embed_images(bank)
     np.testing.assert_allclose(again, model.item_embeddings(), rtol=1e-5, atol=1e-5)
     fresh = back.embed_images(new)
-    assert fresh.shape == (len(new), model.get_params()["k"]) and np.isfinite(fresh).all()
+    assert fresh.shape == (len(new), model.get_params()["factors"]) and np.isfinite(fresh).all()
     np.testing.assert_array_equal(fresh, model.embed_images(new))
     return back
 
@@ -141,7 +141,7 @@ def weights(tmp_path_factory):
 
 def inception_dvbpr(path, **kw) -> fr.DVBPR:
     params = dict(
-        k=4, tower="inception_v3", weights=path, image_size=INCEPTION_SIZE, epochs=2, lr=1e-3, batch_size=16,
+        factors=4, tower="inception_v3", weights=path, image_size=INCEPTION_SIZE, epochs=2, lr=1e-3, batch_size=16,
         embed_batch=32, device="cpu", seed=0,
     )
     params.update(kw)

@@ -18,7 +18,7 @@ use crate::train::EpochLog;
 
 const FORMAT: &str = "fashionrec";
 /// 2 adds the `checksum` metadata; version 1 files (no checksum) are still read. 3 names
-/// configuration fields in the one vocabulary: older files are read through [`RENAMED`].
+/// configuration fields in the one vocabulary: older files are read through [`migrate_config`].
 const FORMAT_VERSION: &str = "3";
 const READS_VERSIONS: &[&str] = &["1", "2", "3"];
 /// The configuration of a `kind` model saved in format `version`, in today's names: format 3
@@ -55,6 +55,14 @@ fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
                 let exponent = map.remove("exponent").unwrap_or(json!(0.75));
                 map.insert("sampler".into(), json!({ "kind": proposal, "exponent": exponent }));
             }
+        }
+        "dvbpr" => {
+            for (old, new) in [("k", "factors"), ("lambda_cnn", "reg_cnn"), ("lambda_fc", "reg_fc"), ("lambda_u", "reg_user")] {
+                rename(map, old, new);
+            }
+            // Arguments of fit since format 3.
+            map.remove("checkpoint_dir");
+            map.remove("resume");
         }
         _ => {}
     }
@@ -310,6 +318,7 @@ mod tests {
             ("hybrid_bpr", r#"{"negatives": "rated_below", "sampler": {"kind": "uniform"}}"#),
             ("hybrid_bpr", r#"{"negatives": "sampled", "sampler": {"kind": "warp"}}"#),
             ("sampled_softmax", r#"{"dim": 8, "sampler": "log_uniform", "exponent": 0.5}"#),
+            ("dvbpr", r#"{"k": 8, "lambda_cnn": 0.1, "lambda_fc": 0.2, "lambda_u": 0.5, "checkpoint_dir": "/gone", "resume": false}"#),
         ];
         for (kind, config) in old {
             // Refused as they are, read once migrated.
@@ -327,6 +336,10 @@ mod tests {
                 "hybrid_bpr" => {
                     let kind = if config.contains("rated_below") { "rated_below" } else { "warp" };
                     assert_eq!(cfg["sampler"]["kind"], kind);
+                }
+                "dvbpr" => {
+                    assert_eq!((cfg["factors"].as_u64(), cfg["reg_cnn"].as_f64()), (Some(8), Some(0.1)));
+                    assert_eq!((cfg["reg_fc"].as_f64(), cfg["reg_user"].as_f64()), (Some(0.2), Some(0.5)));
                 }
                 _ => {
                     assert_eq!(cfg["factors"], 8);

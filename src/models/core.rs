@@ -228,6 +228,11 @@ pub trait Spec: Sized + 'static {
     }
     /// Fresh, seeded parameters for `train` and its side data, on `device`.
     fn build(cfg: &Self::Config, train: &Interactions, side: &SideInfo, device: Device) -> Result<Self::Params>;
+    /// The parameters of a fit: [`Spec::build`], unless building needs what only a fit has
+    /// (see [`FitStart`]: the checkpoint being resumed, the observer).
+    fn build_fit(cfg: &Self::Config, train: &Interactions, side: &SideInfo, device: Device, _start: FitStart<'_>) -> Result<Self::Params> {
+        Self::build(cfg, train, side, device)
+    }
     /// Trains `params`: makes the batch source and the step and runs them through `ctx`.
     fn train(cfg: &Self::Config, params: &Self::Params, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport>;
     /// After training (also when stopped early): derive what scoring reads (item embeddings).
@@ -264,6 +269,18 @@ pub struct FitOptions {
     pub resume: bool,
 }
 
+/// What [`Spec::build_fit`] may use besides the data and the configuration.
+pub struct FitStart<'a> {
+    /// The checkpoint a resumed fit continues from (its file, its tensors), already checked
+    /// against the settings and the data; the core loads it into the store after building.
+    /// Its tensors may stand in for what building would read or compute (a pretrained
+    /// backbone saved as buffers).
+    pub resumed: Option<(&'a Path, &'a HashMap<String, Tensor>)>,
+    /// The fit's observer, for work before the first epoch (a pretraining): progress, and
+    /// Stop, which stops the fit.
+    pub observer: &'a mut dyn FnMut(&Event<'_>) -> Control,
+}
+
 /// Any [`Spec`] as a [`Recommender`].
 pub struct Model<S: Spec> {
     cfg: S::Config,
@@ -274,11 +291,9 @@ pub struct Model<S: Spec> {
 
 impl<S: Spec> Model<S> {
     pub fn new(cfg: S::Config) -> Result<Self> {
-        if let Some(c) = S::common(&cfg) {
-            c.validate()?;
-        }
-        S::validate(&cfg)?;
-        Ok(Model { cfg, params: None, ids: None, history: Vec::new() })
+        let mut model = Model { cfg: S::Config::default(), params: None, ids: None, history: Vec::new() };
+        model.set_config(cfg)?;
+        Ok(model)
     }
 
     /// From JSON (see [`parse_config`]).
@@ -288,6 +303,17 @@ impl<S: Spec> Model<S> {
 
     pub fn config(&self) -> &S::Config {
         &self.cfg
+    }
+
+    /// Replaces the configuration (checked as in [`Model::new`]); a fitted model keeps its
+    /// parameters until the next fit.
+    pub fn set_config(&mut self, cfg: S::Config) -> Result<()> {
+        if let Some(c) = S::common(&cfg) {
+            c.validate()?;
+        }
+        S::validate(&cfg)?;
+        self.cfg = cfg;
+        Ok(())
     }
 
     /// The fitted parameters.
@@ -342,14 +368,20 @@ impl<S: Spec> Recommender for Model<S> {
         self.params = None;
         self.ids = None;
         self.history.clear();
-        let mut params = S::build(&self.cfg, train, side, device)?;
         let checkpoint = match &options.checkpoint_dir {
-            Some(dir) => Some(Checkpoint::new(S::KIND, dir, &self.cfg, train, options.resume)?),
+            Some(dir) => Some(Checkpoint::new(S::KIND, dir, &self.cfg, train)?),
             None if options.resume => return Err(Error::invalid("resume=True needs checkpoint_dir=")),
             None => None,
         };
+        // Read (and checked) before building, which may take from it.
+        let resumed = match &checkpoint {
+            Some(ck) if options.resume && ck.path.exists() => Some(ck.open()?),
+            _ => None,
+        };
+        let start = FitStart { resumed: checkpoint.as_ref().zip(resumed.as_ref()).map(|(c, s)| (c.path.as_path(), s)), observer: &mut *observer };
+        let mut params = S::build_fit(&self.cfg, train, side, device, start)?;
         let loop_cfg = S::common(&self.cfg).map(Common::loop_config).unwrap_or_default();
-        let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint };
+        let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint, resumed };
         let report = S::train(&self.cfg, &params, train, side, ctx)?;
         S::finish(&self.cfg, &mut params, train, side)?;
         self.params = Some(params);
@@ -442,9 +474,16 @@ pub struct FitCtx<'a> {
     observer: &'a mut dyn FnMut(&Event<'_>) -> Control,
     store: &'a ParamStore,
     checkpoint: Option<Checkpoint>,
+    /// The checkpoint's tensors when the fit is resumed.
+    resumed: Option<HashMap<String, Tensor>>,
 }
 
 impl FitCtx<'_> {
+    /// Whether scores are read after every epoch (validation data was given).
+    pub fn validates(&self) -> bool {
+        self.validation.is_some()
+    }
+
     /// Runs `step` over `source` for the configured epochs; `score` gives the validation
     /// scores (a CPU or device tensor). With a checkpoint to resume from, the parameters and
     /// the step's state are put back first and the fit continues at the next epoch, drawing
@@ -455,10 +494,9 @@ impl FitCtx<'_> {
         source: &B,
         score: &dyn Fn(&[i64]) -> Result<Tensor>,
     ) -> Result<FitReport> {
-        let FitCtx { mut loop_cfg, train, validation, observer, store, checkpoint } = self;
+        let FitCtx { mut loop_cfg, train, validation, observer, store, checkpoint, resumed } = self;
         let mut history = Vec::new();
-        if let Some(ck) = checkpoint.as_ref().filter(|c| c.resume && c.path.exists()) {
-            let state = ck.open()?;
+        if let (Some(ck), Some(state)) = (&checkpoint, resumed) {
             let bad = |e: Error| Error::file(&ck.path, e.to_string());
             store.load(&state).map_err(bad)?;
             step.restore_state(&state).map_err(bad)?;
@@ -487,7 +525,6 @@ impl FitCtx<'_> {
 /// The checkpoint of one fit: its file, and what it must match to be resumed from.
 struct Checkpoint {
     path: PathBuf,
-    resume: bool,
     /// The configuration without the fields a resumed fit may change (epochs, threads, device).
     config: String,
     /// Users, items and interactions of the training data.
@@ -500,7 +537,7 @@ const CKPT_CONFIG: &str = "ckpt.config";
 const CKPT_DATA: &str = "ckpt.data";
 
 impl Checkpoint {
-    fn new<C: Serialize>(kind: &str, dir: &Path, cfg: &C, train: &Interactions, resume: bool) -> Result<Self> {
+    fn new<C: Serialize>(kind: &str, dir: &Path, cfg: &C, train: &Interactions) -> Result<Self> {
         let mut config = serde_json::to_value(cfg).map_err(|e| Error::state(e.to_string()))?;
         if let Value::Object(map) = &mut config {
             for key in ["epochs", "threads", "device"] {
@@ -509,7 +546,7 @@ impl Checkpoint {
         }
         let path = dir.join(format!("{kind}-checkpoint.safetensors"));
         let data = [train.n_users() as i64, train.n_items() as i64, train.nnz() as i64];
-        Ok(Checkpoint { path, resume, config: config.to_string(), data })
+        Ok(Checkpoint { path, config: config.to_string(), data })
     }
 
     /// Parameters, the step's state (optimiser moments), the epochs done and their history,

@@ -9,7 +9,6 @@ pub mod checkpoint;
 pub mod compatibility;
 pub mod core;
 pub mod dvbpr;
-pub mod dvbpr_step;
 pub mod ensemble;
 pub mod factors;
 pub mod hybrid;
@@ -167,7 +166,7 @@ registry!(
     core::Model<hybrid::HybridBpr>,
     core::Model<triplet::Triplet>,
     core::Model<triplet::DeepTriplet>,
-    dvbpr::Dvbpr,
+    core::Model<dvbpr::Dvbpr>,
     core::Model<vbpr::Vbpr>,
     core::Model<compatibility::Compatibility>,
     core::Model<sampled_softmax::SampledSoftmax>,

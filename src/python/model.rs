@@ -16,6 +16,7 @@ use super::{guarded, metric_options};
 use crate::data::SideInfo;
 use crate::error::Error;
 use crate::metrics::Validation;
+use crate::models::core::Model;
 use crate::models::dvbpr::Dvbpr;
 use crate::models::ensemble::Ensemble;
 use crate::models::{checkpoint, create, FitOptions, Recommender};
@@ -249,7 +250,7 @@ impl PyModel {
         let cae = encoder.lock()?;
         let mut guard = self.write()?;
         let kind = guard.0.kind();
-        let dvbpr = guard.0.as_any_mut().downcast_mut::<Dvbpr>().ok_or_else(|| Error::invalid(format!("the {kind} model takes no encoder")))?;
+        let dvbpr = guard.0.as_any_mut().downcast_mut::<Model<Dvbpr>>().ok_or_else(|| Error::invalid(format!("the {kind} model takes no encoder")))?;
         // A copy of the encoder's few tensors: quick, so the GIL is kept.
         guarded(|| dvbpr.set_encoder(&cae))?;
         Ok(())
@@ -259,7 +260,7 @@ impl PyModel {
     /// an encoder): a list of {"epoch", "loss", "seconds"}; empty for other models.
     fn pretrain_history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let guard = self.read()?;
-        let pretrained = guard.0.as_any().downcast_ref::<Dvbpr>().map(|d| d.pretrain_history()).unwrap_or_default();
+        let pretrained = guard.0.as_any().downcast_ref::<Model<Dvbpr>>().map(|d| d.pretrain_history()).unwrap_or_default();
         history_dicts(py, pretrained)
     }
 

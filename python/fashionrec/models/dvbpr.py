@@ -22,11 +22,11 @@ class DVBPR(Recommender):
     """DVBPR (Kang et al. 2017): ``score(u, i) = theta_u . phi(image_i)``, where ``phi`` is an
     image network trained together with the user vectors ``theta`` on sampled (user,
     positive, negative) triples to minimise ``-sum ln sigmoid(theta_u . (phi(i) - phi(j)))``
-    plus ``lambda_cnn |conv weights|^2 + lambda_fc |fc weights|^2 + lambda_u |theta_u|^2``
+    plus ``reg_cnn |conv weights|^2 + reg_fc |fc weights|^2 + reg_user |theta_u|^2``
     (the batch's users), with Adam.
 
     The network (``tower="cnnf"``) is the paper's CNN-F: conv 11x11x64 stride 4, max-pool,
-    conv 5x5x256, max-pool, 3x conv 3x3x256, max-pool, fc 4096, fc 4096, fc k; ReLU; dropout
+    conv 5x5x256, max-pool, 3x conv 3x3x256, max-pool, fc 4096, fc 4096, fc ``factors``; ReLU; dropout
     0.5 on the fc 4096 layers while training. It takes the bank's uint8 images and
     normalises them to [-1, 1] itself; ``image_size`` other than 224 works (the fc input
     follows from it; 32 or 64 for quick runs on a CPU).
@@ -39,7 +39,7 @@ class DVBPR(Recommender):
     embeds new ones with :meth:`embed_images`.
 
     Towers on a pretrained backbone (frozen in a store of its own, run without gradients,
-    followed by a trained head to ``k``: dropout, linear to ``head["hidden"]``, ReLU,
+    followed by a trained head to ``factors``: dropout, linear to ``head["hidden"]``, ReLU,
     dropout, linear; ``hidden=0`` for one linear layer):
 
     * ``tower="cae"``: the encoder of a convolutional autoencoder. ``encoder=`` a fitted
@@ -52,9 +52,9 @@ class DVBPR(Recommender):
       torchvision's; nothing is ever downloaded). The bank stays uint8: the network
       normalises its input as the weights expect. ``image_size`` at least 75 (299 is its
       own). ``train_backbone=True`` fine-tunes the backbone with the head (its conv weights
-      under ``lambda_cnn``; batch norm in training mode).
+      under ``reg_cnn``; batch norm in training mode).
 
-    ``lambda_fc`` weighs the head's weights (CNN-F: its fc weights) and ``lambda_cnn`` the
+    ``reg_fc`` weighs the head's weights (CNN-F: its fc weights) and ``reg_cnn`` the
     trained conv weights (CNN-F's; a fine-tuned Inception's). A saved model holds the frozen
     backbone too, so :func:`fashionrec.load` scores and :meth:`embed_images` embeds new
     photos without the encoder or the weights file.
@@ -64,13 +64,13 @@ class DVBPR(Recommender):
     the host into pinned memory per batch; bf16 and channels-last are on by default there.
 
     Args:
-        k: dimension of ``theta_u`` and ``phi(image)``.
+        factors: dimension of ``theta_u`` and ``phi(image)`` (the paper's K).
         tower: the image network: ``"cnnf"``, ``"cae"`` or ``"inception_v3"`` (above).
         image_size: side of the square images (the bank must hold this size).
         epochs: passes over the training interactions (one triple per interaction).
         lr: Adam's learning rate.
         batch_size: triples per step (two images each).
-        lambda_cnn, lambda_fc, lambda_u: L2 weights on the conv weights, the fc weights and
+        reg_cnn, reg_fc, reg_user: L2 weights on the conv weights, the fc weights and
             the batch's user vectors.
         init_std: standard deviation of the initial user vectors.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -103,15 +103,15 @@ class DVBPR(Recommender):
 
     def __init__(
         self,
-        k: int = 50,
+        factors: int = 50,
         tower: Literal["cnnf", "cae", "inception_v3"] = "cnnf",
         image_size: int = 224,
         epochs: int = 20,
         lr: float = 1e-4,
         batch_size: int = 128,
-        lambda_cnn: float = 1e-3,
-        lambda_fc: float = 1e-3,
-        lambda_u: float = 1.0,
+        reg_cnn: float = 1e-3,
+        reg_fc: float = 1e-3,
+        reg_user: float = 1.0,
         init_std: float = 0.01,
         device: str = "auto",
         seed: int = 0,
@@ -135,15 +135,15 @@ class DVBPR(Recommender):
         transform_input: bool = True,
     ):
         super().__init__(
-            k=k,
+            factors=factors,
             tower=tower,
             image_size=image_size,
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
-            lambda_cnn=lambda_cnn,
-            lambda_fc=lambda_fc,
-            lambda_u=lambda_u,
+            reg_cnn=reg_cnn,
+            reg_fc=reg_fc,
+            reg_user=reg_user,
             init_std=init_std,
             device=device,
             seed=seed,
@@ -198,24 +198,25 @@ class DVBPR(Recommender):
         whose ``ids`` cover every training item); see :meth:`Recommender.fit` for
         ``validation``, ``metrics``, ``progress`` and ``callback``.
 
-        ``checkpoint_dir``: after every epoch, the model, Adam's state and the epoch are
-        written there (one file, replaced each epoch). ``resume=True`` continues from that
-        checkpoint when it exists (same settings and data, else a ValueError): the result is
-        the one an uninterrupted fit gives (exactly, on the CPU).
-        """
+        ``checkpoint_dir``, ``resume``: as every model's (:meth:`Recommender.fit`). The
+        checkpoint also holds the tower's frozen backbone, so a resumed fit neither pretrains
+        the autoencoder again nor reads the ``weights`` file."""
         if images is None:
             raise ValueError("DVBPR needs images=: an ImageBank of the items' photos")
-        params = dict(self._params)
-        params["checkpoint_dir"] = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        params["resume"] = bool(resume)
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        self._core = _core.Model(self.kind, json.dumps(params))
+        self._core = _core.Model(self.kind, json.dumps(self._params))
         encoder = getattr(self, "_encoder", None)
         if encoder is not None:  # copied again: it may have been refitted since
             self._set_encoder(encoder)
         super().fit(
-            train, validation=validation, metrics=metrics, progress=progress, callback=callback, images=images, **side
+            train,
+            validation=validation,
+            metrics=metrics,
+            progress=progress,
+            callback=callback,
+            images=images,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            **side,
         )
         return self
 
@@ -225,16 +226,16 @@ class DVBPR(Recommender):
         self.pretrain_history_ = {key: [h[key] for h in hist] for key in ("epoch", "loss", "seconds")}
 
     def item_embeddings(self) -> np.ndarray:
-        """``phi(image)`` of every catalogue item, float32 ``(n_items, k)`` in ``item_ids`` order."""
+        """``phi(image)`` of every catalogue item, float32 ``(n_items, factors)`` in ``item_ids`` order."""
         return self._core.item_vectors()
 
     def user_embeddings(self) -> np.ndarray:
-        """``theta_u`` of every user, float32 ``(n_users, k)`` in ``user_ids`` order."""
+        """``theta_u`` of every user, float32 ``(n_users, factors)`` in ``user_ids`` order."""
         return self._core.user_vectors()
 
     def embed_images(self, bank: ImageBank) -> np.ndarray:
         """``phi`` of every image of ``bank`` (new products the model never saw), float32
-        ``(len(bank), k)`` in the bank's row order. Score them for a user with
+        ``(len(bank), factors)`` in the bank's row order. Score them for a user with
         ``model.user_embeddings()[u] @ model.embed_images(bank).T``."""
         side = _core.SideInfo(images=bank._core)
         return self._core.embed_new_items(side)

@@ -1,0 +1,156 @@
+//! DVBPR's training step on the shared loop.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tch::{Device, Kind, Tensor};
+
+use super::config::DvbprConfig;
+use super::feed::{upload, ImageFeed};
+use super::net::{embed_all, lock, phi, DvbprParams};
+use crate::error::Result;
+use crate::nets::ImageTower;
+use crate::sampling::rng::{streams, sub_seed};
+use crate::sampling::TripleBatch;
+use crate::tensors::view_i64;
+use crate::train::adam::Adam;
+use crate::train::{BatchSource, BatchStep};
+
+/// Regularisation weights of the loss.
+#[derive(Debug, Clone, Copy)]
+struct Regs {
+    pub cnn: f64,
+    pub fc: f64,
+    pub user: f64,
+}
+
+/// The DVBPR step: phi of the batch's positives and negatives in one forward pass, the BPR
+/// loss summed over the batch, the L2 terms, Adam (its moments are the step's state in
+/// checkpoints). At the end of an epoch it embeds the catalogue into the model's item
+/// embeddings (in place) when validation reads them, and after the last epoch.
+pub struct DvbprStep<'a> {
+    tower: &'a Mutex<Box<dyn ImageTower>>,
+    theta: Tensor,
+    /// The model's item embeddings (n_items, factors), refreshed in place.
+    items: Tensor,
+    pub feed: ImageFeed,
+    adam: Adam,
+    regs: Regs,
+    seed: u64,
+    embed_batch: usize,
+    /// Embed the catalogue at each end of epoch (validation needs it), not only the last.
+    pub embed_each_epoch: bool,
+    /// The item embeddings are those of the parameters as they are.
+    pub fresh: bool,
+    last_epoch: bool,
+    loss: Tensor,
+}
+
+impl<'a> DvbprStep<'a> {
+    /// A step over `params` (Adam over its trainable variables; handles on its user vectors and
+    /// item embeddings) with the pixels of `feed`.
+    pub fn new(params: &'a DvbprParams, feed: ImageFeed, cfg: &DvbprConfig) -> Result<Self> {
+        let adam = Adam::new(params.trainable(), cfg.common.lr)?;
+        Ok(DvbprStep {
+            tower: &params.tower,
+            theta: params.theta.shallow_clone(),
+            items: params.items.shallow_clone(),
+            feed,
+            adam,
+            regs: Regs { cnn: cfg.reg_cnn, fc: cfg.reg_fc, user: cfg.reg_user },
+            seed: cfg.common.seed,
+            embed_batch: cfg.embed_batch,
+            embed_each_epoch: true,
+            fresh: false,
+            last_epoch: false,
+            loss: Tensor::zeros([], (Kind::Double, params.theta.device())),
+        })
+    }
+
+    fn device(&self) -> Device {
+        self.theta.device()
+    }
+
+    /// The batch's summed BPR loss and the total loss (with the L2 terms).
+    pub fn losses(&self, batch: &TripleBatch) -> Result<(Tensor, Tensor)> {
+        let device = self.device();
+        let b = batch.len() as i64;
+        let host: Vec<i64> = batch.pos.iter().chain(batch.neg.iter().step_by(batch.n_neg.max(1) * batch.n_cand.max(1))).copied().collect();
+        // SAFETY: the views are used (copied to the device) while `batch` is borrowed unchanged.
+        let users = upload(unsafe { &view_i64(&batch.users) }, device)?;
+        let items = upload(unsafe { &view_i64(&host) }, device)?;
+        let tower = lock(self.tower);
+        let phi = phi(&**tower, &self.feed.pixels(&items, &host)?, true)?;
+        let theta = self.theta.f_index_select(0, &users)?;
+        let diff = phi.f_narrow(0, 0, b)? - phi.f_narrow(0, b, b)?;
+        let x = (&theta * diff).f_sum_dim_intlist(1, false, Kind::Float)?;
+        let data = (-x).f_softplus()?.f_sum(Kind::Float)?;
+        let mut total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.regs.user;
+        for (name, p) in tower.penalties() {
+            let w = match name {
+                "conv" => self.regs.cnn,
+                _ => self.regs.fc,
+            };
+            if w != 0.0 {
+                total = total + p * w;
+            }
+        }
+        Ok((data, total))
+    }
+
+    /// Seed of the dropout masks of epoch `epoch`: fixed per epoch, so a resumed fit draws
+    /// the same masks as an uninterrupted one.
+    fn dropout_seed(&self, epoch: usize) -> i64 {
+        (sub_seed(self.seed, streams::MODEL, (1 << 32) + epoch as u64) >> 1) as i64
+    }
+
+    /// phi of every item into the model's item embeddings.
+    pub fn embed_items(&mut self) -> Result<()> {
+        let n_items = self.items.size()[0] as usize;
+        let e = embed_all(&**lock(self.tower), &self.feed, n_items, self.embed_batch, self.device())?;
+        tch::no_grad(|| self.items.shallow_clone().f_copy_(&e))?;
+        self.fresh = true;
+        Ok(())
+    }
+}
+
+impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep<'_> {
+    fn begin_epoch(&mut self, epoch: usize, epochs: usize) -> Result<()> {
+        tch::manual_seed(self.dropout_seed(epoch));
+        self.fresh = false;
+        self.last_epoch = epoch + 1 == epochs;
+        Ok(())
+    }
+
+    fn step(&mut self, batch: &TripleBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (data, total) = self.losses(batch)?;
+        self.adam.minimise(&total)?;
+        let _guard = tch::no_grad_guard();
+        self.loss += data.detach().f_to_kind(Kind::Double)?;
+        Ok(())
+    }
+
+    fn take_loss(&mut self) -> Result<f64> {
+        let v = self.loss.f_double_value(&[])?;
+        self.loss = self.loss.f_zeros_like()?;
+        Ok(v)
+    }
+
+    fn end_epoch(&mut self, _epoch: usize) -> Result<()> {
+        if self.embed_each_epoch || self.last_epoch {
+            self.embed_items()?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.adam.state()
+    }
+
+    fn restore_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.adam.restore(state)
+    }
+}
