@@ -76,3 +76,30 @@ def test_gpu_paths_learn_as_the_cpu_paths(case, tmp_path):
         np.testing.assert_array_equal(back.score(users), full)
     finally:
         _core.set_gpu_paths_on_cpu(False)
+
+
+def test_dvbpr_gpu_paths(tmp_path):
+    """DVBPR's device branches on the CPU: the resident image bank, bf16, channels-last and
+    space-to-depth CNN-F (its GPU defaults), Adam's tensor path; it trains, recommends its
+    scores' top-k and saves / loads to the same scores."""
+    items, pixels = fr.datasets.synthetic_catalogue(80, 32, seed=1)
+    paths = fr.testing.write_pngs(pixels, tmp_path / "img")
+    vt = fr.datasets.visual_taste(items, n_users=40, items_per_user=8, min_group=3, cold_fraction=0.25, seed=1)
+    ids = vt.train.item_ids
+    bank = fr.ImageBank.from_files([paths[int(i)] for i in ids], size=32, ids=ids, progress=False)
+    _core.set_gpu_paths_on_cpu(True)
+    try:
+        model = fr.DVBPR(factors=8, image_size=32, epochs=2, lr=1e-3, batch_size=32, fc_width=64, device="cpu", seed=0)
+        model.fit(vt.train, images=bank, progress=False)
+        config = model._core.config_json()
+        assert np.isfinite(model.history_["loss"]).all() and model.history_["loss"][-1] < model.history_["loss"][0] * 1.5, config
+        users = vt.train.user_ids[:5]
+        full = model.score(users)
+        assert np.isfinite(full).all()
+        items_k, scores = model.recommend(users, k=4, exclude=vt.train)
+        for row in range(len(users)):
+            np.testing.assert_allclose(scores[row], np.sort(full[row][~np.isin(model.item_ids, vt.train.to_pandas().query("user == @users[@row]").item)])[::-1][:4], rtol=1e-5)
+        model.save(tmp_path / "d.fashionrec")
+        np.testing.assert_array_equal(fr.load(tmp_path / "d.fashionrec", device="cpu").score(users), full)
+    finally:
+        _core.set_gpu_paths_on_cpu(False)

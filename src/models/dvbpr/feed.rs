@@ -24,7 +24,7 @@ impl ImageFeed {
     /// else the host feed. On the CPU the host feed is the resident one (no copy needed).
     pub fn new(images: &ItemImages, device: Device, resident: &str) -> Result<Self> {
         let host = || ImageFeed::Host { images: images.clone(), device };
-        if device == Device::Cpu || resident == "host" {
+        if !crate::tensors::gpu_path(device) || resident == "host" {
             return Ok(host());
         }
         let bank = &images.bank;
