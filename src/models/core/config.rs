@@ -1,0 +1,102 @@
+//! The configuration every model shares: the [`Common`] fields, and reading a model's
+//! configuration from JSON over its defaults with errors that name the field.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tch::Device;
+
+use crate::error::{Error, Result};
+use crate::tensors::parse_device;
+use crate::train::LoopConfig;
+
+/// The fields every trained model's configuration has, flattened into it (the JSON stays flat:
+/// `{"factors": 64, "epochs": 20, ...}`), validated here once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Common {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Seeds the initial parameters and every sampled batch.
+    pub seed: u64,
+    /// CPU threads for sampling and parallel steps; 0 uses every core.
+    pub threads: usize,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    pub device: String,
+}
+
+impl Common {
+    /// The usual settings with this model's `epochs`, `lr` and `batch_size`.
+    pub fn new(epochs: usize, lr: f64, batch_size: usize) -> Self {
+        Common { epochs, lr, batch_size, seed: 0, threads: 0, device: "auto".into() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        // f32 is what the kernels compute in: a finite f64 beyond it would become inf there.
+        if !self.lr.is_finite() || self.lr <= 0.0 || self.lr > f32::MAX as f64 {
+            return Err(Error::invalid(format!("lr must be a finite number > 0, got {}", self.lr)));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch_size must be at least 1"));
+        }
+        crate::limits::check_threads("threads", self.threads)?;
+        crate::tensors::check_device_name(&self.device)
+    }
+
+    pub fn device(&self) -> Result<Device> {
+        parse_device(&self.device)
+    }
+
+    pub fn loop_config(&self) -> LoopConfig {
+        LoopConfig { epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, threads: self.threads, start_epoch: 0 }
+    }
+}
+
+/// Characters of a configuration error's reason kept at most.
+const QUOTE_CHARS: usize = 300;
+
+/// A configuration of model `kind` from JSON: keys not given take the model's defaults, an
+/// unknown key is an error listing the known ones, and a bad value names its field's path
+/// ("epochs", "sampler.kind"). Nested objects (`sampler`) are taken whole: their own missing
+/// keys take their type's defaults.
+pub fn parse_config<C: Serialize + DeserializeOwned + Default>(kind: &str, json: &str) -> Result<C> {
+    let given: Value =
+        serde_json::from_str(json).map_err(|e| Error::invalid(format!("{kind} configuration is not JSON: {e}")))?;
+    let Value::Object(given) = given else {
+        return Err(Error::invalid(format!("{kind} configuration must be a JSON object, not {given}")));
+    };
+    let Ok(Value::Object(mut merged)) = serde_json::to_value(C::default()) else {
+        return Err(Error::state(format!("{kind}: the default configuration is not an object")));
+    };
+    for (key, value) in given {
+        if !merged.contains_key(&key) {
+            let known: Vec<&str> = merged.keys().map(String::as_str).collect();
+            return Err(Error::invalid(format!("unknown parameter {key:?} for {kind} (known: {})", known.join(", "))));
+        }
+        merged.insert(key, value);
+    }
+    let named = |e: serde_path_to_error::Error<serde_json::Error>| {
+        let reason = e.inner().to_string();
+        let reason = reason.trim_end_matches(" at line 0 column 0");
+        // A wrong-typed value is quoted in the reason: a huge one is cut.
+        let reason = match reason.char_indices().nth(QUOTE_CHARS) {
+            Some((cut, _)) => format!("{}... ({} characters in all)", &reason[..cut], reason.chars().count()),
+            None => reason.to_string(),
+        };
+        Error::invalid(format!("{}: {reason}", e.path()))
+    };
+    // Serde reports no path inside a flattened struct: the common fields are read on their
+    // own first, so their errors name them too.
+    if merged.contains_key("epochs") && merged.contains_key("device") {
+        serde_path_to_error::deserialize::<_, Common>(Value::Object(merged.clone())).map_err(named)?;
+    }
+    serde_path_to_error::deserialize(Value::Object(merged)).map_err(named)
+}
+
+/// The configuration as JSON (every field).
+pub fn config_json<C: Serialize>(config: &C) -> String {
+    serde_json::to_string(config).expect("a configuration serialises to JSON")
+}

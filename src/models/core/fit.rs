@@ -1,0 +1,158 @@
+//! Running a fit: the loop, validation, the observer, and checkpoints / resume, in one place
+//! for every model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use super::{to_cpu, ParamStore};
+use crate::data::Interactions;
+use crate::error::{Error, Result};
+use crate::metrics::Validation;
+use crate::models::validator;
+use crate::train::{fit_loop, BatchSource, BatchStep, Control, EpochLog, Event, FitReport, LoopConfig};
+
+/// What a model's `train` runs its step through: the loop's settings, validation, the
+/// observer, and the checkpoints (resume). Later also the place of the collective for
+/// training on several processes.
+pub struct FitCtx<'a> {
+    pub loop_cfg: LoopConfig,
+    pub(super) train: &'a Interactions,
+    pub(super) validation: Option<&'a Validation<'a>>,
+    pub(super) observer: &'a mut dyn FnMut(&Event<'_>) -> Control,
+    pub(super) store: &'a ParamStore,
+    pub(super) checkpoint: Option<Checkpoint>,
+    /// The checkpoint's tensors when the fit is resumed.
+    pub(super) resumed: Option<HashMap<String, Tensor>>,
+}
+
+impl FitCtx<'_> {
+    /// Whether scores are read after every epoch (validation data was given).
+    pub fn validates(&self) -> bool {
+        self.validation.is_some()
+    }
+
+    /// Runs `step` over `source` for the configured epochs; `score` gives the validation
+    /// scores (a CPU or device tensor). With a checkpoint to resume from, the parameters and
+    /// the step's state are put back first and the fit continues at the next epoch, drawing
+    /// the batches the uninterrupted fit would have drawn.
+    pub fn run<B: BatchSource>(
+        self,
+        step: &mut dyn BatchStep<B>,
+        source: &B,
+        score: &dyn Fn(&[i64]) -> Result<Tensor>,
+    ) -> Result<FitReport> {
+        let FitCtx { mut loop_cfg, train, validation, observer, store, checkpoint, resumed } = self;
+        let mut history = Vec::new();
+        if let (Some(ck), Some(state)) = (&checkpoint, resumed) {
+            let bad = |e: Error| Error::file(&ck.path, e.to_string());
+            store.load(&state).map_err(bad)?;
+            step.restore_state(&state).map_err(bad)?;
+            (loop_cfg.start_epoch, history) = ck.progress(&state)?;
+        }
+        let score = |u: &[i64]| -> Result<Tensor> { to_cpu(score(u)?) };
+        let mut validate = validator(train, validation, score)?;
+        let mut after_epoch = |step: &dyn BatchStep<B>, log: &EpochLog| -> Result<()> {
+            history.push(log.clone());
+            match &checkpoint {
+                Some(ck) => ck.write(store, step, &history),
+                None => Ok(()),
+            }
+        };
+        let mut report = if loop_cfg.start_epoch < loop_cfg.epochs {
+            fit_loop(step, source, &loop_cfg, &mut validate, &mut after_epoch, observer)?
+        } else {
+            FitReport::default()
+        };
+        drop(validate);
+        report.history = history;
+        Ok(report)
+    }
+}
+
+/// The checkpoint of one fit: its file, and what it must match to be resumed from.
+pub(super) struct Checkpoint {
+    pub(super) path: PathBuf,
+    /// The configuration without the fields a resumed fit may change (epochs, threads, device).
+    config: String,
+    /// Users, items and interactions of the training data.
+    data: [i64; 3],
+}
+
+const CKPT_EPOCH: &str = "ckpt.epoch";
+const CKPT_HISTORY: &str = "ckpt.history";
+const CKPT_CONFIG: &str = "ckpt.config";
+const CKPT_DATA: &str = "ckpt.data";
+
+impl Checkpoint {
+    pub(super) fn new<C: Serialize>(kind: &str, dir: &Path, cfg: &C, train: &Interactions) -> Result<Self> {
+        let mut config = serde_json::to_value(cfg).map_err(|e| Error::state(e.to_string()))?;
+        if let Value::Object(map) = &mut config {
+            for key in ["epochs", "threads", "device"] {
+                map.remove(key);
+            }
+        }
+        let path = dir.join(format!("{kind}-checkpoint.safetensors"));
+        let data = [train.n_users() as i64, train.n_items() as i64, train.nnz() as i64];
+        Ok(Checkpoint { path, config: config.to_string(), data })
+    }
+
+    /// Parameters, the step's state (optimiser moments), the epochs done and their history,
+    /// through a temporary file.
+    fn write<B: BatchSource>(&self, store: &ParamStore, step: &dyn BatchStep<B>, history: &[EpochLog]) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+        }
+        let text = |s: &str| Tensor::from_slice(s.as_bytes());
+        let mut all: Vec<(String, Tensor)> = store.state().into_iter().chain(step.state()).collect();
+        for (_, t) in all.iter_mut() {
+            *t = t.f_detach()?.f_to_device(Device::Cpu)?;
+        }
+        all.push((CKPT_EPOCH.into(), Tensor::from_slice(&[history.last().map_or(0, |h| h.epoch) as i64])));
+        all.push((CKPT_HISTORY.into(), text(&serde_json::to_string(history).expect("history serialises"))));
+        all.push((CKPT_CONFIG.into(), text(&self.config)));
+        all.push((CKPT_DATA.into(), Tensor::from_slice(&self.data)));
+        let tmp = self.path.with_extension("partial");
+        Tensor::write_safetensors(&all, &tmp).map_err(|e| Error::file(&tmp, format!("cannot write the checkpoint: {e}")))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, &e))
+    }
+
+    /// The checkpoint's tensors, checked to be one of a model with these settings trained on
+    /// this data.
+    pub(super) fn open(&self) -> Result<HashMap<String, Tensor>> {
+        let bad = |m: String| Error::file(&self.path, m);
+        let state: HashMap<String, Tensor> =
+            Tensor::read_safetensors(&self.path).map_err(|e| bad(format!("not a checkpoint: {e}")))?.into_iter().collect();
+        if ckpt_text(&state, CKPT_CONFIG).map_err(bad)? != self.config {
+            return Err(bad("the checkpoint was written with other settings than this model's; use another checkpoint_dir or resume=False".into()));
+        }
+        let data = state.get(CKPT_DATA).and_then(|t| Vec::<i64>::try_from(t).ok());
+        if data.as_deref() != Some(self.data.as_slice()) {
+            return Err(bad("the checkpoint was trained on other data (users, items or interactions differ)".into()));
+        }
+        Ok(state)
+    }
+
+    /// Epochs done and their history.
+    fn progress(&self, state: &HashMap<String, Tensor>) -> Result<(usize, Vec<EpochLog>)> {
+        let bad = |m: String| Error::file(&self.path, m);
+        let epoch = state.get(CKPT_EPOCH).ok_or_else(|| bad(format!("not a checkpoint (no '{CKPT_EPOCH}')")))?;
+        let epoch = epoch.f_int64_value(&[0])?;
+        let history: Vec<EpochLog> = serde_json::from_str(&ckpt_text(state, CKPT_HISTORY).map_err(bad)?)
+            .map_err(|e| bad(format!("bad history: {e}")))?;
+        if epoch < 0 || history.len() != epoch as usize {
+            return Err(bad(format!("the checkpoint's history ({} epochs) does not match its epoch {epoch}", history.len())));
+        }
+        Ok((epoch as usize, history))
+    }
+}
+
+fn ckpt_text(state: &HashMap<String, Tensor>, key: &str) -> std::result::Result<String, String> {
+    let t = state.get(key).ok_or_else(|| format!("not a checkpoint (no '{key}')"))?;
+    let bytes = Vec::<u8>::try_from(t.f_to_kind(Kind::Uint8).and_then(|t| t.f_flatten(0, -1)).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| format!("checkpoint: {key} is not UTF-8"))
+}

@@ -1,0 +1,284 @@
+//! The model core: what every model shares, written once.
+//!
+//! A model is a [`Spec`]: its configuration (the [`Common`] fields flattened into it), its
+//! parameters (held in a [`ParamStore`]), how to build and train them, and how to score a
+//! block of users. [`Model`] makes any `Spec` a [`Recommender`]: kind, configuration, ids,
+//! history, the fit wrapper (side-data checks, validation, checkpoints and resume through a
+//! [`FitCtx`]), scores with their range check, recommend on the model's device, state and
+//! restore.
+
+
+mod config;
+mod fit;
+mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tch::{Device, Tensor};
+
+pub use self::config::{config_json, parse_config, Common};
+pub use self::fit::FitCtx;
+use self::fit::Checkpoint;
+pub use self::store::{checked, ParamStore};
+use super::{cpu_top_k, device_top_k, not_fitted, recommend_by_blocks, Recommender};
+use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
+use crate::error::{Error, Result};
+use crate::metrics::Validation;
+use crate::tensors::{device_name, parse_device};
+use crate::train::{Control, EpochLog, Event, FitReport};
+
+/// What a model is: a configuration, parameters, how to train and score them. Everything
+/// else ([`Recommender`]) is [`Model`]'s.
+pub trait Spec: Sized + 'static {
+    /// The registry name ("bpr").
+    const KIND: &'static str;
+    /// The name users know ("BPR", "TripletModel"), in messages.
+    const NAME: &'static str;
+    type Config: Serialize + DeserializeOwned + Default + Clone + Send + Sync;
+    type Params: Send;
+
+    /// The common fields (None: a model without training, as popularity).
+    fn common(cfg: &Self::Config) -> Option<&Common>;
+    /// Checks the model's own fields (the common ones are checked by the core).
+    fn validate(_cfg: &Self::Config) -> Result<()> {
+        Ok(())
+    }
+    fn needs(_cfg: &Self::Config) -> SideNeeds {
+        SideNeeds::default()
+    }
+    /// Fresh, seeded parameters for `train` and its side data, on `device`.
+    fn build(cfg: &Self::Config, train: &Interactions, side: &SideInfo, device: Device) -> Result<Self::Params>;
+    /// The parameters of a fit: [`Spec::build`], unless building needs what only a fit has
+    /// (see [`FitStart`]: the checkpoint being resumed, the observer).
+    fn build_fit(cfg: &Self::Config, train: &Interactions, side: &SideInfo, device: Device, _start: FitStart<'_>) -> Result<Self::Params> {
+        Self::build(cfg, train, side, device)
+    }
+    /// Trains `params`: makes the batch source and the step and runs them through `ctx`.
+    fn train(cfg: &Self::Config, params: &Self::Params, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport>;
+    /// After training (also when stopped early): derive what scoring reads (item embeddings).
+    fn finish(_cfg: &Self::Config, _params: &mut Self::Params, _train: &Interactions, _side: &SideInfo) -> Result<()> {
+        Ok(())
+    }
+    fn store(params: &Self::Params) -> &ParamStore;
+    /// Parameters from a saved state (for `n_users` x `n_items`), on `device`.
+    fn restore(cfg: &Self::Config, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Self::Params>;
+    /// Scores (B, n_items) of the user indices `users` (B, int64, on the parameters' device,
+    /// checked in range), left on that device.
+    fn score_block(cfg: &Self::Config, params: &Self::Params, users: &Tensor) -> Result<Tensor>;
+    /// One vector per item (n_items, d), on any device.
+    fn item_vectors(_cfg: &Self::Config, _params: &Self::Params) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model has no item vectors, so it cannot find similar items", Self::NAME)))
+    }
+    fn user_vectors(_cfg: &Self::Config, _params: &Self::Params) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model has no user vectors", Self::NAME)))
+    }
+    fn score_new_users(_cfg: &Self::Config, _params: &Self::Params, _users: &FeatureTable) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model cannot score new users from features", Self::NAME)))
+    }
+    fn embed_new_items(_cfg: &Self::Config, _params: &Self::Params, _side: &SideInfo) -> Result<Tensor> {
+        Err(Error::invalid(format!("the {} model cannot embed new items from side data", Self::NAME)))
+    }
+}
+
+/// Where a fit keeps its checkpoints: `fit(..., checkpoint_dir=..., resume=True)`.
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    /// A checkpoint is written here after every epoch ("<kind>-checkpoint.safetensors").
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in `checkpoint_dir` when there is one.
+    pub resume: bool,
+}
+
+/// What [`Spec::build_fit`] may use besides the data and the configuration.
+pub struct FitStart<'a> {
+    /// The checkpoint a resumed fit continues from (its file, its tensors), already checked
+    /// against the settings and the data; the core loads it into the store after building.
+    /// Its tensors may stand in for what building would read or compute (a pretrained
+    /// backbone saved as buffers).
+    pub resumed: Option<(&'a Path, &'a HashMap<String, Tensor>)>,
+    /// The fit's observer, for work before the first epoch (a pretraining): progress, and
+    /// Stop, which stops the fit.
+    pub observer: &'a mut dyn FnMut(&Event<'_>) -> Control,
+}
+
+/// Any [`Spec`] as a [`Recommender`].
+pub struct Model<S: Spec> {
+    cfg: S::Config,
+    params: Option<S::Params>,
+    ids: Option<IdMaps>,
+    history: Vec<EpochLog>,
+}
+
+impl<S: Spec> Model<S> {
+    pub fn new(cfg: S::Config) -> Result<Self> {
+        let mut model = Model { cfg: S::Config::default(), params: None, ids: None, history: Vec::new() };
+        model.set_config(cfg)?;
+        Ok(model)
+    }
+
+    /// From JSON (see [`parse_config`]).
+    pub fn from_json(json: &str) -> Result<Self> {
+        Self::new(parse_config(S::KIND, json)?)
+    }
+
+    pub fn config(&self) -> &S::Config {
+        &self.cfg
+    }
+
+    /// Replaces the configuration (checked as in [`Model::new`]); a fitted model keeps its
+    /// parameters until the next fit.
+    pub fn set_config(&mut self, cfg: S::Config) -> Result<()> {
+        if let Some(c) = S::common(&cfg) {
+            c.validate()?;
+        }
+        S::validate(&cfg)?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// The fitted parameters.
+    pub fn params(&self) -> Result<&S::Params> {
+        self.params.as_ref().ok_or_else(|| not_fitted(S::NAME))
+    }
+
+    /// Scores of `users` on the parameters' device, after the range check.
+    fn scores_on_device(&self, users: &[i64]) -> Result<Tensor> {
+        let p = self.params()?;
+        let n = self.ids.as_ref().map_or(0, |i| i.users.len()) as i64;
+        if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
+            return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
+        }
+        let idx = Tensor::from_slice(users).f_to_device(S::store(p).device())?;
+        tch::no_grad(|| S::score_block(&self.cfg, p, &idx))
+    }
+}
+
+/// A CPU copy of `t`, contiguous and detached.
+pub(super) fn to_cpu(t: Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?)
+}
+
+impl<S: Spec> Recommender for Model<S> {
+    fn kind(&self) -> &'static str {
+        S::KIND
+    }
+
+    fn config_json(&self) -> String {
+        config_json(&self.cfg)
+    }
+
+    fn needs(&self) -> SideNeeds {
+        S::needs(&self.cfg)
+    }
+
+    fn fit(
+        &mut self,
+        train: &Interactions,
+        side: &SideInfo,
+        validation: Option<&Validation<'_>>,
+        observer: &mut dyn FnMut(&Event<'_>) -> Control,
+        options: &FitOptions,
+    ) -> Result<FitReport> {
+        S::needs(&self.cfg).check(S::NAME, side)?;
+        side.check_rows(train.n_users(), train.n_items())?;
+        let device = match S::common(&self.cfg) {
+            Some(c) => c.device()?,
+            None => Device::Cpu,
+        };
+        self.params = None;
+        self.ids = None;
+        self.history.clear();
+        let checkpoint = match &options.checkpoint_dir {
+            Some(dir) => Some(Checkpoint::new(S::KIND, dir, &self.cfg, train)?),
+            None if options.resume => return Err(Error::invalid("resume=True needs checkpoint_dir=")),
+            None => None,
+        };
+        // Read (and checked) before building, which may take from it.
+        let resumed = match &checkpoint {
+            Some(ck) if options.resume && ck.path.exists() => Some(ck.open()?),
+            _ => None,
+        };
+        let start = FitStart { resumed: checkpoint.as_ref().zip(resumed.as_ref()).map(|(c, s)| (c.path.as_path(), s)), observer: &mut *observer };
+        let mut params = S::build_fit(&self.cfg, train, side, device, start)?;
+        let loop_cfg = S::common(&self.cfg).map(Common::loop_config).unwrap_or_default();
+        let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint, resumed };
+        let report = S::train(&self.cfg, &params, train, side, ctx)?;
+        S::finish(&self.cfg, &mut params, train, side)?;
+        self.params = Some(params);
+        self.ids = Some(train.ids().clone());
+        self.history = report.history.clone();
+        Ok(report)
+    }
+
+    fn ids(&self) -> Option<&IdMaps> {
+        self.ids.as_ref()
+    }
+
+    fn history(&self) -> &[EpochLog] {
+        &self.history
+    }
+
+    fn score(&self, users: &[i64]) -> Result<Tensor> {
+        to_cpu(self.scores_on_device(users)?)
+    }
+
+    fn score_new_users(&self, users: &FeatureTable) -> Result<Tensor> {
+        to_cpu(tch::no_grad(|| S::score_new_users(&self.cfg, self.params()?, users))?)
+    }
+
+    fn embed_new_items(&self, side: &SideInfo) -> Result<Tensor> {
+        to_cpu(tch::no_grad(|| S::embed_new_items(&self.cfg, self.params()?, side))?)
+    }
+
+    fn item_vectors(&self) -> Result<Tensor> {
+        to_cpu(tch::no_grad(|| S::item_vectors(&self.cfg, self.params()?))?)
+    }
+
+    fn user_vectors(&self) -> Result<Tensor> {
+        to_cpu(tch::no_grad(|| S::user_vectors(&self.cfg, self.params()?))?)
+    }
+
+    /// Top-k where the scores are: with rayon on the CPU, or on the device (only (users, k)
+    /// comes back).
+    fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
+        let p = self.params()?;
+        let n_items = self.ids.as_ref().map_or(0, |i| i.items.len());
+        let score = |b: &[i64]| self.scores_on_device(b);
+        if crate::tensors::gpu_path(S::store(p).device()) {
+            return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);
+        }
+        recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &cpu_top_k(n_items))
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(S::store(self.params()?).state())
+    }
+
+    fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
+        let device = match (device, S::common(&self.cfg)) {
+            (Some(d), _) => parse_device(d)?,
+            (None, Some(c)) => c.device()?,
+            (None, None) => Device::Cpu,
+        };
+        let params = S::restore(&self.cfg, (ids.users.len(), ids.items.len()), state, device)?;
+        self.params = Some(params);
+        self.ids = Some(ids);
+        self.history = history;
+        Ok(())
+    }
+
+    fn device(&self) -> String {
+        self.params.as_ref().map(|p| device_name(S::store(p).device())).unwrap_or_default()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}

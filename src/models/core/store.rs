@@ -1,0 +1,89 @@
+//! A model's tensors, saved and restored with one check of names, shapes, dtypes and values.
+
+use std::collections::HashMap;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A model's tensors: trained variables in a `VarStore`, and buffers saved beside them (item
+/// features, vocabularies, counts, embeddings derived after training). State and restore check
+/// names, shapes and dtypes here, for every model.
+pub struct ParamStore {
+    pub vs: nn::VarStore,
+    pub buffers: Vec<(String, Tensor)>,
+}
+
+impl ParamStore {
+    pub fn new(device: Device) -> Self {
+        ParamStore { vs: nn::VarStore::new(device), buffers: Vec::new() }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// A buffer by name.
+    pub fn buffer(&self, name: &str) -> Result<&Tensor> {
+        self.buffers.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| Error::state(format!("no buffer '{name}'")))
+    }
+
+    /// Sets (or replaces) a buffer.
+    pub fn set_buffer(&mut self, name: &str, t: Tensor) {
+        match self.buffers.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = t,
+            None => self.buffers.push((name.to_string(), t)),
+        }
+    }
+
+    /// Variables (by name) then buffers: what a model file and a checkpoint hold.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars.extend(self.buffers.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
+        vars
+    }
+
+    /// Copies every variable and buffer from `saved` (each must be there with the same shape
+    /// and a float or integer dtype as the model's; float values finite).
+    pub fn load(&self, saved: &HashMap<String, Tensor>) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let vars = self.vs.variables();
+        let all = vars.iter().map(|(n, t)| (n.as_str(), t)).chain(self.buffers.iter().map(|(n, t)| (n.as_str(), t)));
+        for (name, own) in all {
+            let t = checked(saved, name, own.size().as_slice(), own.kind())?;
+            own.shallow_clone().f_copy_(&t.f_to_device(own.device())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `saved[name]`, checked to have `shape` (empty: any) and to convert to `kind` without loss
+/// of meaning (float to float, integer to integer), float values finite.
+pub fn checked<'a>(saved: &'a HashMap<String, Tensor>, name: &str, shape: &[i64], kind: Kind) -> Result<&'a Tensor> {
+    let t = saved.get(name).ok_or_else(|| Error::state(format!("saved model has no tensor '{name}'")))?;
+    if !shape.is_empty() && t.size() != shape {
+        return Err(Error::state(format!("saved tensor '{name}' has shape {:?}, the model {shape:?}", t.size())));
+    }
+    let float = |k: Kind| matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+    if float(t.kind()) != float(kind) {
+        return Err(Error::state(format!("saved tensor '{name}' holds {} values, not {}", kind_name(t.kind()), kind_name(kind))));
+    }
+    if float(kind) && t.numel() > 0 && t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
+        return Err(Error::state(format!("saved tensor '{name}' holds NaN or infinite values")));
+    }
+    Ok(t)
+}
+
+/// numpy's name of a dtype, for messages.
+fn kind_name(k: Kind) -> String {
+    match k {
+        Kind::Float => "float32".into(),
+        Kind::Double => "float64".into(),
+        Kind::Half => "float16".into(),
+        Kind::Int64 => "int64".into(),
+        Kind::Int => "int32".into(),
+        Kind::Uint8 => "uint8".into(),
+        other => format!("{other:?}"),
+    }
+}
