@@ -35,8 +35,8 @@ TRIPLET_BIAS = dict(factors=64, similarity="dot", item_bias=True, margin=3.0, re
 #: optimizer="sparse_adam" at the seed's batch of 64: the other settings as the dense models',
 #: learning rate and epochs chosen on the validation split.
 SPARSE_GRID = {
-    "TripletModel": [dict(TRIPLET_BIAS, optimizer="sparse_adam", batch_size=64, lr=lr, epochs=e) for lr in (0.001, 0.003) for e in (5, 10, 20)],
-    "DeepTripletModel": [dict(DEEP, optimizer="sparse_adam", batch_size=64, lr=lr, epochs=e) for lr in (0.001, 0.003) for e in (5, 10, 20)],
+    "TripletModel": [dict(TRIPLET_BIAS, optimizer="sparse_adam", batch_size=64, lr=lr, epochs=e) for lr in (0.003, 0.01) for e in (10, 20, 40)],
+    "DeepTripletModel": [dict(DEEP, optimizer="sparse_adam", batch_size=64, lr=lr, epochs=e) for lr in (0.003, 0.01) for e in (10, 20, 40)],
 }
 GRID = {
     "TripletModel": [dict(TRIPLET, epochs=e, lr=lr) for e in (15, 30) for lr in (0.003, 0.01, 0.03)]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 mod deep;
+mod native;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +23,7 @@ use super::core::{Common, FitCtx, ParamStore, Spec};
 use super::factors::{FactorHandles, Factors};
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::sampling::{SamplerConfig, TripleSampler};
+use crate::sampling::{Choice, SamplerConfig, TripleSampler};
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, RowsBy, StepConfig, TorchStep, TwoTower};
 use crate::train::FitReport;
 
@@ -205,10 +206,16 @@ impl Spec for Triplet {
 
     fn train(c: &TripletConfig, p: &Factors, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
         let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
+        let score = on_device(p.device(), |u| Self::score_block(c, p, u));
+        // The row-sparse Adam on the CPU with one negative per sample: the gradient written
+        // out (native.rs); else the shared libtorch step.
+        if c.optimizer == "sparse_adam" && c.sampler.choice() == Choice::Single && !crate::tensors::gpu_path(p.device()) {
+            return ctx.run(&mut native::NativeSparseStep::new(p.handles(), c)?, &sampler, &score);
+        }
         // Without `item_bias` the factor layout's bias gets no gradient: Adam leaves it at 0.
         let towers = TripletTowers { p: p.handles(), cosine: cosine(c), bias: c.item_bias, reg: c.reg };
         let mut step = TorchStep::new(towers, &p.store.vs, margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?)?;
-        ctx.run(&mut step, &sampler, &on_device(p.device(), |u| Self::score_block(c, p, u)))
+        ctx.run(&mut step, &sampler, &score)
     }
 
     fn store(p: &Factors) -> &ParamStore {
