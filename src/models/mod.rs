@@ -259,12 +259,6 @@ pub fn device_top_k(
     Ok((items, values))
 }
 
-/// Checks `side` against what `model` needs and that every part has one row per index.
-pub fn check_side(model: &dyn Recommender, name: &str, train: &Interactions, side: &SideInfo) -> Result<()> {
-    model.needs().check(name, side)?;
-    side.check_rows(train.n_users(), train.n_items())
-}
-
 /// The per-epoch validation closure for a model scored by `score`: metrics named "val_<m>".
 pub(crate) fn validator<'a>(
     train: &'a Interactions,
