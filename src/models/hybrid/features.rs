@@ -79,14 +79,7 @@ impl Features {
         table: &FeatureTable,
         cfg: &HybridConfig,
     ) -> Result<Self> {
-        let spec = EmbedderSpec {
-            cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
-            n_continuous: cont_names.len() as i64,
-            embed_dim: cfg.embed_dim as i64,
-            hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
-            out_dim: cfg.factors as i64,
-            dropout: cfg.dropout,
-        };
+        let spec = embedder_spec(&vocabs, cont_names.len(), cfg);
         let embedder = FeatureEmbedder::new(path, spec, stats)?;
         let (codes, cont) = encode(table, &cat_names, &cont_names, &vocabs, "features")?;
         embedder.check_codes(&codes)?;
@@ -133,14 +126,7 @@ impl Features {
         let cat_names = strings_from_state(state, &format!("{side}.categorical_columns"))?;
         let cont_names = strings_from_state(state, &format!("{side}.continuous_columns"))?;
         let vocabs = (0..cat_names.len()).map(|k| Vocab::from_state(state, &format!("{side}.vocab{k}"))).collect::<Result<Vec<_>>>()?;
-        let spec = EmbedderSpec {
-            cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
-            n_continuous: cont_names.len() as i64,
-            embed_dim: cfg.embed_dim as i64,
-            hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
-            out_dim: cfg.factors as i64,
-            dropout: cfg.dropout,
-        };
+        let spec = embedder_spec(&vocabs, cont_names.len(), cfg);
         let embedder = FeatureEmbedder::new(path, spec, None)?;
         let get = |n: &str| state.get(&format!("{side}.{n}")).ok_or_else(|| Error::state(format!("saved model has no tensor '{side}.{n}'")));
         let codes = get("codes")?.f_to_kind(Kind::Int64)?;
@@ -179,4 +165,16 @@ fn strings_from_state(state: &HashMap<String, Tensor>, name: &str) -> Result<Vec
             String::from_utf8(bytes[a as usize..b as usize].to_vec()).map_err(|_| Error::state(format!("'{name}': invalid UTF-8")))
         })
         .collect()
+}
+
+/// The embedder of a side with these vocabularies and continuous columns, sized by `cfg`.
+fn embedder_spec(vocabs: &[Vocab], n_continuous: usize, cfg: &HybridConfig) -> EmbedderSpec {
+    EmbedderSpec {
+        cardinalities: vocabs.iter().map(|v| v.size() as i64).collect(),
+        n_continuous: n_continuous as i64,
+        embed_dim: cfg.embed_dim as i64,
+        hidden: cfg.hidden.iter().map(|&h| h as i64).collect(),
+        out_dim: cfg.factors as i64,
+        dropout: cfg.dropout,
+    }
 }
