@@ -5,6 +5,7 @@
 #   make test-wheel   install that wheel into a fresh venv and run the demo there
 #   make bench   fashionrec BPR vs implicit's BPR on MovieLens 100k (needs ../shared/data)
 #   make bench-data   the data readers and the image bank vs numpy / pandas / PIL
+#   make docs    build the documentation site into site/ (mkdocs --strict; needs no build)
 # Everything goes into .venv; libtorch is the one inside PyPI's torch==2.11.0 (never downloaded
 # separately). The build links against that torch, so it is installed before the crate is built.
 
@@ -19,7 +20,7 @@ FEATURES := $(if $(NASM),-F jpeg-simd,)
 PY_FEATURES := --features "python extension-module pyo3/abi3-py311 $(if $(NASM),jpeg-simd,)"
 NASM_NOTE = $(if $(NASM),,@echo "warning: nasm not found: building the JPEG decoder without SIMD (apt install nasm)")
 
-.PHONY: setup build demo wheel test test-rust test-python test-wheel bench bench-data gpu-check clean
+.PHONY: setup build demo wheel test test-rust test-python test-wheel bench bench-data gpu-check docs clean
 
 $(VENV)/.setup-done:
 	$(PYTHON) -m venv $(VENV)
@@ -77,5 +78,18 @@ bench-data: build
 	$(ACTIVATE) && python benches/read_amazon.py
 	$(ACTIVATE) && python benches/read_tabular.py
 
+# The documentation site (mkdocs.yml, docs/). mkdocstrings reads python/fashionrec and
+# _core.pyi without importing them: neither the extension nor torch is needed. The docs tools
+# go into $(VENV) once (a bare venv is made when there is none yet); --strict fails on any
+# warning (a broken link or reference).
+DOCS_TOOLS = "mkdocs>=1.6,<2" "mkdocs-material>=9.5" "mkdocstrings[python]>=0.26" "mkdocs-jupyter>=0.25" ruff
+$(VENV)/.docs-tools:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet $(DOCS_TOOLS)
+	touch $@
+
+docs: $(VENV)/.docs-tools
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/python -m mkdocs build --strict -d site
+
 clean:
-	rm -rf $(VENV) target dist
+	rm -rf $(VENV) target dist site .cache
