@@ -45,3 +45,19 @@ def test_model_page_example_runs(page, line, code, tmp_path, monkeypatch):
             f"the example at {page.relative_to(ROOT)}:{line} failed: {type(e).__name__}: {e}\n"
             + textwrap.indent(code, "    ")
         ) from e
+
+
+def test_every_public_name_has_an_api_entry():
+    """Each name of ``fashionrec.__all__`` is rendered (``::: fashionrec.X``) or linked
+    (``#fashionrec.X``) from docs/api.md. Read from the source, so it holds for a fresh clone."""
+    import ast
+
+    init = (ROOT / "python" / "fashionrec" / "__init__.py").read_text(encoding="utf-8")
+    names = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(init).body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+    )
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    missing = [n for n in names if f"::: fashionrec.{n}\n" not in api and f"#fashionrec.{n})" not in api and f"#fashionrec.{n} }}" not in api]
+    assert not missing, f"public names without an entry in docs/api.md: {missing}"
