@@ -1,5 +1,5 @@
-"""The examples of the model pages run: every fenced ```python block of docs/models/*.md is
-executed as it is, on the built-in synthetic data, in a temporary folder (for the files an
+"""The examples of the model pages run: every fenced ```python block of docs/models/*.md (and
+of README.md and docs/getting-started.md, the first model a newcomer trains) is executed as it is, on the built-in synthetic data, in a temporary folder (for the files an
 example writes). Blocks fenced ```py show real data sets the tests do not have and are not run.
 
 A failing example names its page and its first line, and shows the block."""
@@ -14,12 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs" / "models").glob("*.md"))
+FIRST_STEPS = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
-def examples() -> list:
+def examples(pages=None) -> list:
     found = []
-    for page in PAGES:
+    for page in PAGES + FIRST_STEPS if pages is None else pages:
         text = page.read_text(encoding="utf-8")
         for m in FENCE.finditer(text):
             line = text.count("\n", 0, m.start()) + 2
@@ -29,7 +30,7 @@ def examples() -> list:
 
 def test_every_model_page_has_a_runnable_example():
     pages = {p.stem for p in PAGES} - {"index"}
-    with_example = {p.stem for p, *_ in (e.values for e in examples())}
+    with_example = {p.stem for p, *_ in (e.values for e in examples(PAGES))}
     assert pages, "no model pages under docs/models"
     assert pages <= with_example, f"model pages without a ```python example: {sorted(pages - with_example)}"
 
