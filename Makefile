@@ -1,6 +1,6 @@
 # One entry point for a fresh machine (Rust, Python 3.11 and pip are all it needs):
 #   make demo    set up, build, and train + evaluate BPR on the built-in data
-#   make test    set up, build, and run the whole test suite (cargo test + pytest + the wheel)
+#   make test    set up, build, and run the whole test suite (cargo test + the wheel + docs + pytest)
 #   make wheel   build the abi3 wheel into dist/ (pip install it next to torch==2.11.0)
 #   make test-wheel   install that wheel into a fresh venv and run the demo there
 #   make bench   fashionrec BPR vs implicit's BPR on MovieLens 100k (needs ../shared/data)
@@ -58,8 +58,8 @@ TORCH ?= link
 test-wheel: wheel
 	$(ACTIVATE) && python tests/wheel_install.py --torch $(TORCH)
 
-# pytest last, so its summary is the closing line CI reads.
-test: build test-rust test-wheel test-python
+# pytest last, so its summary is the closing line CI reads. docs: a few seconds (--strict).
+test: build test-rust test-wheel docs test-python
 
 # Every GPU-side check in one table (on a CUDA machine; DEVICE=cpu runs it here).
 DEVICE ?= cuda
