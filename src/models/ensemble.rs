@@ -199,7 +199,7 @@ impl Recommender for Ensemble {
                 Event::EpochEnd(log) => observer(&Event::EpochEnd(&EpochLog { epoch: log.epoch + offset, ..(*log).clone() })),
             };
             // Each member checkpoints in a folder of its own.
-            let own = FitOptions { checkpoint_dir: options.checkpoint_dir.as_ref().map(|d| d.join(format!("member{k}"))), resume: options.resume };
+            let own = FitOptions { checkpoint_dir: options.checkpoint_dir.as_ref().map(|d| d.join(format!("member{k}"))), resume: options.resume, group: options.group.clone() };
             let r = m.fit(train, side, validation, &mut renumbered, &own)?;
             self.history.extend(r.history.iter().map(|h| EpochLog { epoch: h.epoch + offset, ..h.clone() }));
             offset += r.history.len();

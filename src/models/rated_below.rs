@@ -107,10 +107,12 @@ impl<M: TwoTower> BatchStep<RatedBelow<'_>> for RatedBelowStep<M> {
         BatchStep::<TripleSampler<'_>>::intra_op_threads(&self.0)
     }
 
-    fn sample_and_step(&mut self, source: &RatedBelow<'_>, batch: &mut TripleBatch, size: usize, seed: u64, batch_index: u64) -> Result<()> {
-        crate::train::torch_step::seed_batch(seed, batch_index);
-        source.fill(batch, size, seed, batch_index);
-        self.step(batch)
+    fn begin_batch(&mut self, seed: u64, batch_index: u64) {
+        BatchStep::<TripleSampler<'_>>::begin_batch(&mut self.0, seed, batch_index)
+    }
+
+    fn distribute(&mut self, sync: &crate::train::GradSync) -> Result<()> {
+        BatchStep::<TripleSampler<'_>>::distribute(&mut self.0, sync)
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -143,7 +143,7 @@ impl TwoTower for Params {
         let rows = sq(g.u.shallow_clone())? + items(g.i_pos)? + items(g.i_neg)?;
         let bias = sq(self.bias.f_index_select(0, g.pos)?)? + sq(self.bias.f_index_select(0, &g.neg.f_flatten(0, -1)?)?)?;
         let visual = sq(self.e.shallow_clone())? + sq(self.beta.shallow_clone())?;
-        Ok(Some(rows * self.reg + bias * self.bias_reg + visual * self.visual_reg))
+        Ok(Some(rows * self.reg + bias * self.bias_reg + visual * (self.visual_reg * g.fraction)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod cae;
 mod datasets;
+mod distributed;
 mod formats;
 mod functions;
 mod images;

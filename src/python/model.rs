@@ -20,6 +20,8 @@ use crate::models::core::Model;
 use crate::models::dvbpr::Dvbpr;
 use crate::models::ensemble::Ensemble;
 use crate::models::{checkpoint, create, FitOptions, Recommender};
+use super::distributed::PyCollective;
+use crate::train::distributed::ProcessGroup;
 use crate::train::{Control, Event};
 
 /// A copy of member `k` of the ensemble in `shared` (a function, so a closure captures the
@@ -142,8 +144,9 @@ impl PyModel {
     /// `side`: side data aligned to `train`'s indices. If training fails (an error, or a
     /// libtorch failure such as CUDA running out of memory), the model is left unfitted.
     /// `checkpoint_dir`: a checkpoint is written there after every epoch; with `resume`, a
-    /// fit continues from the one there.
-    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0, side=None, checkpoint_dir=None, resume=false))]
+    /// fit continues from the one there. `group`: a `fashionrec.distributed._Group`, to
+    /// train on several processes (every rank calls `fit` with the same arguments).
+    #[pyo3(signature = (train, callback=None, validation=None, metrics=Vec::new(), sampled_negatives=100, seed=0, side=None, checkpoint_dir=None, resume=false, group=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
@@ -157,8 +160,13 @@ impl PyModel {
         side: Option<PyRef<'_, PySideInfo>>,
         checkpoint_dir: Option<PathBuf>,
         resume: bool,
+        group: Option<PyObject>,
     ) -> PyResult<bool> {
-        let fit_options = FitOptions { checkpoint_dir, resume };
+        let group = match group {
+            Some(g) => Some(ProcessGroup(std::sync::Arc::new(PyCollective::new(py, g)?))),
+            None => None,
+        };
+        let fit_options = FitOptions { checkpoint_dir, resume, group };
         let data = train.inner.clone();
         let side: SideInfo = side.map(|s| s.inner.clone()).unwrap_or_default();
         let held_out = validation.as_ref().map(|v| v.inner.clone());
@@ -199,7 +207,7 @@ impl PyModel {
                     Ok(_) => Control::Continue,
                     Err(e) => {
                         pending = Some(e);
-                        Control::Stop
+                        Control::Fail
                     }
                 }
             })

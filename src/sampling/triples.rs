@@ -28,6 +28,9 @@ pub struct TripleBatch {
     pub neg: Vec<i64>,
     pub n_neg: usize,
     pub n_cand: usize,
+    /// On several processes, the negatives of the global batch's first sample (which serve
+    /// every sample with shared negatives); empty in one process.
+    pub first_neg: Vec<i64>,
 }
 
 impl TripleBatch {
@@ -36,6 +39,33 @@ impl TripleBatch {
     }
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+    /// Negatives per sample (`n_neg * n_cand`, at least one candidate per slot).
+    pub fn width(&self) -> usize {
+        self.n_neg * self.n_cand.max(1)
+    }
+    /// The negatives shared by every sample (models with shared negatives): the first
+    /// sample's of the whole batch.
+    pub fn shared_neg(&self) -> &[i64] {
+        if self.first_neg.is_empty() {
+            &self.neg[..self.width().min(self.neg.len())]
+        } else {
+            &self.first_neg
+        }
+    }
+}
+
+impl crate::train::Shard for TripleBatch {
+    fn samples(&self) -> usize {
+        self.len()
+    }
+    fn keep(&mut self, range: std::ops::Range<usize>) {
+        let w = self.width();
+        // The batch was just filled: its first sample's negatives are the global batch's.
+        self.first_neg = self.neg[..w.min(self.neg.len())].to_vec();
+        self.users = self.users[range.clone()].to_vec();
+        self.pos = self.pos[range.clone()].to_vec();
+        self.neg = self.neg[(range.start * w).min(self.neg.len())..(range.end * w).min(self.neg.len())].to_vec();
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Adam {
     scratch: Vec<Option<Tensor>>,
     pub t: i64,
     pub lr: f64,
+    /// Training on several processes: the gradients are summed over them before the update.
+    pub sync: Option<crate::train::GradSync>,
 }
 
 pub const BETA1: f64 = 0.9;
@@ -32,7 +34,16 @@ impl Adam {
         let m = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let v = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let scratch = params.iter().map(|_| None).collect();
-        Ok(Adam { params, m, v, scratch, t: 0, lr })
+        Ok(Adam { params, m, v, scratch, t: 0, lr, sync: None })
+    }
+
+    /// Parameters optimised.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
     }
 
     /// Minimise `loss`: its gradients with respect to the parameters, computed without
@@ -49,6 +60,16 @@ impl Adam {
         if grads.len() != self.params.len() {
             return Err(Error::state(format!("Adam: {} gradients for {} parameters", grads.len(), self.params.len())));
         }
+        let summed;
+        let grads = match &self.sync {
+            Some(sync) => {
+                let mut g: Vec<Tensor> = grads.iter().map(|g| g.shallow_clone()).collect();
+                sync.reduce_dense(&self.params.iter().map(|(_, p)| p).collect::<Vec<_>>(), &mut g)?;
+                summed = g;
+                &summed[..]
+            }
+            None => grads,
+        };
         self.t += 1;
         let (bc1, bc2) = (1.0 - BETA1.powi(self.t as i32), 1.0 - BETA2.powi(self.t as i32));
         let _guard = tch::no_grad_guard();

@@ -13,10 +13,12 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 
 pub mod adam;
+pub mod distributed;
 pub mod rows;
 pub mod sparse_adam;
 pub mod torch_step;
 
+pub use distributed::{GradSync, Shard};
 pub use rows::RowBatches;
 
 /// The loss of one epoch, as kept in a model's history.
@@ -47,13 +49,16 @@ pub enum Event<'a> {
 pub enum Control {
     Continue,
     Stop,
+    /// Stop because of an error the caller will raise (on several processes, the other
+    /// ranks stop with an error too).
+    Fail,
 }
 
 /// Where batches come from: a seeded, model-free sampler (triples of users, positives and
 /// negatives; pairs of items; plain rows). `fill` must give the same batch for the same
 /// (seed, batch) whatever the thread count.
 pub trait BatchSource: Sync {
-    type Batch: Default + Send;
+    type Batch: Default + Send + Shard;
     /// Samples in one epoch.
     fn epoch_len(&self) -> usize;
     /// Fill `batch` with `size` samples: batch number `batch` (0-based over the whole fit,
@@ -71,6 +76,9 @@ pub trait BatchStep<S: BatchSource>: Send {
     }
     /// Update the parameters from one batch.
     fn step(&mut self, batch: &S::Batch) -> Result<()>;
+    /// Called before batch `batch_index` of `seed` is drawn (e.g. to seed what the step
+    /// draws itself: dropout masks, negatives).
+    fn begin_batch(&mut self, _seed: u64, _batch_index: u64) {}
     /// Draw `size` samples (batch `batch_index` of `seed`) into `batch` and train on them.
     /// Kernels that sample inside their own parallel loop override this to skip the buffer;
     /// they must draw the same samples (see [`crate::sampling::TripleSampler::chunks`]).
@@ -82,8 +90,14 @@ pub trait BatchStep<S: BatchSource>: Send {
         seed: u64,
         batch_index: u64,
     ) -> Result<()> {
+        self.begin_batch(seed, batch_index);
         source.fill(batch, size, seed, batch_index);
         self.step(batch)
+    }
+    /// Training on several processes: the step's optimisers sum their gradients over the
+    /// ranks through `sync` (see [`distributed`]). Steps that cannot refuse.
+    fn distribute(&mut self, _sync: &GradSync) -> Result<()> {
+        Err(Error::invalid("this model's training step cannot run on several processes"))
     }
     /// The summed per-sample loss since the last call (models on a GPU accumulate it there,
     /// so a step never waits for the device).
@@ -144,6 +158,8 @@ pub struct LoopConfig {
     /// The first epoch to run (0-based): a fit resumed after `start_epoch` epochs draws the
     /// batches, learning rates and epoch numbers the uninterrupted fit would have.
     pub start_epoch: usize,
+    /// Training on several processes: each rank trains on its share of every global batch.
+    pub sync: Option<GradSync>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +190,9 @@ pub fn fit_loop<S: BatchSource>(
         return Err(Error::invalid("nothing to train on: the training data yields no samples"));
     }
     let n_batches = total.div_ceil(cfg.batch_size);
+    if let Some(sync) = &cfg.sync {
+        model.distribute(sync)?;
+    }
     let pool = ThreadPool::new(cfg.threads)?;
     let mut report = FitReport::default();
     let mut batch = S::Batch::default();
@@ -186,27 +205,46 @@ pub fn fit_loop<S: BatchSource>(
             // Batches run in rounds of up to ROUND on a pool thread, so the parallel work
             // inside is dispatched cheaply; between rounds the observer runs here, on the
             // calling thread (where Python can see Ctrl-C).
-            done = pool.run(|| -> Result<usize> {
+            let (d, stop) = pool.run(|| -> Result<(usize, bool)> {
                 let _threads = IntraOpThreads::set(model.intra_op_threads());
                 let round = Instant::now();
                 let mut b = done;
                 while b < n_batches {
                     let size = cfg.batch_size.min(total - b * cfg.batch_size);
-                    model.sample_and_step(source, &mut batch, size, cfg.seed, (epoch * n_batches + b) as u64)?;
+                    let index = (epoch * n_batches + b) as u64;
                     b += 1;
+                    if let Some(sync) = &cfg.sync {
+                        if shared_step(model, source, &mut batch, size, cfg.seed, index, sync)? {
+                            return Ok((b, true));
+                        }
+                    } else {
+                        model.sample_and_step(source, &mut batch, size, cfg.seed, index)?;
+                    }
                     if round.elapsed() >= ROUND {
                         break;
                     }
                 }
-                Ok(b)
+                Ok((b, false))
             })?;
-            let samples = done.saturating_mul(cfg.batch_size).min(total);
-            if done < n_batches && observer(&Event::Progress { epoch: epoch + 1, samples, total }) == Control::Stop {
+            done = d;
+            if stop {
                 report.stopped = true;
                 return Ok(report);
             }
+            let samples = done.saturating_mul(cfg.batch_size).min(total);
+            if done < n_batches {
+                let said = observer(&Event::Progress { epoch: epoch + 1, samples, total });
+                if said != Control::Continue && !stop_or_ask(cfg, said) {
+                    report.stopped = true;
+                    return Ok(report);
+                }
+            }
         }
-        let loss = model.take_loss()? / total as f64;
+        let mut loss = model.take_loss()?;
+        if let Some(sync) = &cfg.sync {
+            loss = sync.sum_f64(&[loss])?[0];
+        }
+        let loss = loss / total as f64;
         model.end_epoch(epoch)?;
         if !loss.is_finite() {
             return Err(Error::state(format!(
@@ -218,12 +256,66 @@ pub fn fit_loop<S: BatchSource>(
         let log = EpochLog { epoch: epoch + 1, loss, seconds, metrics: validate()? };
         report.history.push(log.clone());
         after_epoch(&*model, &log)?;
-        if observer(&Event::EpochEnd(&log)) == Control::Stop {
+        let said = observer(&Event::EpochEnd(&log));
+        let stop = match &cfg.sync {
+            None => said != Control::Continue,
+            Some(sync) => {
+                if said != Control::Continue {
+                    stop_or_ask(cfg, said);
+                }
+                agreed_stop(sync.exchange()?)?
+            }
+        };
+        if stop {
             report.stopped = epoch + 1 < cfg.epochs;
             return Ok(report);
         }
     }
     Ok(report)
+}
+
+/// One step on several processes: this rank's share of the global batch, then the ranks'
+/// agreement on stopping. True when every rank stops here.
+fn shared_step<S: BatchSource>(
+    model: &mut dyn BatchStep<S>,
+    source: &S,
+    batch: &mut S::Batch,
+    size: usize,
+    seed: u64,
+    index: u64,
+    sync: &GradSync,
+) -> Result<bool> {
+    model.begin_batch(seed, index);
+    source.fill(batch, size, seed, index);
+    let mine = sync.begin_batch(batch.samples());
+    batch.keep(mine);
+    // An error here leaves the other ranks waiting in a collective until the group's
+    // timeout (or until this process exits and the group notices).
+    model.step(batch)?;
+    agreed_stop(sync.after_step()?)
+}
+
+/// What the observer said (Stop or Fail) under several processes is asked of every rank at
+/// the next exchange; in one process the loop stops now (returns false).
+fn stop_or_ask(cfg: &LoopConfig, said: Control) -> bool {
+    match &cfg.sync {
+        None => false,
+        Some(sync) => {
+            if said == Control::Fail {
+                sync.report_failure();
+            } else {
+                sync.request_stop();
+            }
+            true
+        }
+    }
+}
+
+fn agreed_stop(a: distributed::Agreed) -> Result<bool> {
+    if a.failed {
+        return Err(Error::state("training stopped: another rank of the process group failed (its own error says why)"));
+    }
+    Ok(a.stop)
 }
 
 /// Longest stretch of batches between two observer calls.

@@ -21,6 +21,15 @@ pub struct Rows {
     pub rows: Vec<i64>,
 }
 
+impl super::Shard for Rows {
+    fn samples(&self) -> usize {
+        self.rows.len()
+    }
+    fn keep(&mut self, range: std::ops::Range<usize>) {
+        self.rows = self.rows[range].to_vec();
+    }
+}
+
 impl RowBatches {
     pub fn new(n: usize, seed: u64) -> Self {
         RowBatches { n, seed, order: Mutex::new((0..n as i64).collect()) }

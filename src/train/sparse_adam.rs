@@ -53,6 +53,9 @@ pub struct SparseAdam {
     t: Vec<i64>,
     pub lr: f64,
     pub eps_at: EpsAt,
+    /// Training on several processes: each step's rows and gradients are gathered from every
+    /// process and summed by row before the update.
+    pub sync: Option<crate::train::GradSync>,
 }
 
 impl SparseAdam {
@@ -69,7 +72,7 @@ impl SparseAdam {
             v.push(p.f_zeros_like()?);
         }
         let t = vec![0; params.len()];
-        Ok(SparseAdam { params, m, v, t, lr, eps_at: EpsAt::default() })
+        Ok(SparseAdam { params, m, v, t, lr, eps_at: EpsAt::default(), sync: None })
     }
 
     /// The same optimiser with epsilon in the other place.
@@ -98,17 +101,39 @@ impl SparseAdam {
             return Err(Error::state(format!("sparse Adam: {} gradients for {} parameters", grads.len(), self.params.len())));
         }
         for (i, g) in grads.iter().enumerate() {
-            if let Some(g) = g {
-                self.update(i, g.rows, g.grad)?;
+            match (g, &self.sync) {
+                (Some(g), _) => self.update(i, g.rows, g.grad)?,
+                // The other processes may have rows of this parameter.
+                (None, Some(_)) => self.update_shared(i, None)?,
+                (None, None) => {}
             }
         }
         Ok(())
+    }
+
+    /// On several processes: every process's rows of parameter `i` summed by row, then the
+    /// update of [`SparseAdam::update`] (none where no process had a gradient).
+    fn update_shared(&mut self, i: usize, mine: Option<(&[i64], &Tensor)>) -> Result<()> {
+        let sync = self.sync.clone().ok_or_else(|| Error::state("sparse Adam: no process group"))?;
+        let p = &self.params.get(i).ok_or_else(|| Error::state(format!("sparse Adam: no parameter {i}")))?.1;
+        let (shape, kind, device) = (p.size()[1..].to_vec(), p.kind(), p.device());
+        match sync.reduce_rows(mine, &shape, kind, device)? {
+            Some((rows, grad)) => self.update_local(i, &rows, &grad),
+            None => Ok(()),
+        }
     }
 
     /// The update of parameter `i` alone at its next step: distinct `rows` and their
     /// gradient `grad` (one row of it per entry of `rows`). No rows: the step is counted and
     /// nothing moves (as torch with an empty sparse gradient).
     pub fn update(&mut self, i: usize, rows: &[i64], grad: &Tensor) -> Result<()> {
+        if self.sync.is_some() {
+            return self.update_shared(i, Some((rows, grad)));
+        }
+        self.update_local(i, rows, grad)
+    }
+
+    fn update_local(&mut self, i: usize, rows: &[i64], grad: &Tensor) -> Result<()> {
         if i >= self.params.len() {
             return Err(Error::state(format!("sparse Adam: no parameter {i}")));
         }

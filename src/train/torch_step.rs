@@ -7,7 +7,7 @@
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
-use super::BatchStep;
+use super::{BatchStep, GradSync};
 use crate::error::{Error, Result};
 use crate::sampling::{warp_weight, Choice, TripleBatch, TripleSampler};
 use crate::tensors::view_i64;
@@ -68,6 +68,10 @@ pub struct Gathered<'a> {
     /// The negatives trained on (B, n) and their vectors (B, n, d).
     pub neg: &'a Tensor,
     pub i_neg: &'a Tensor,
+    /// This process's share of the global batch (1 in one process): a penalty that does not
+    /// depend on the batch (an L2 on shared weights) is scaled by it, so it counts once in
+    /// the sum over the processes (see `train::distributed`).
+    pub fraction: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,6 +155,12 @@ pub struct TorchStep<M: TwoTower> {
     loss: Tensor,
     /// WARP's weights by tries (`warp_table`).
     warp: std::cell::RefCell<Option<Tensor>>,
+    /// The trainable parameters (SGD on several processes updates them itself).
+    params: Vec<Tensor>,
+    /// Training on several processes.
+    sync: Option<GradSync>,
+    /// The current epoch (0-based).
+    epoch: usize,
 }
 
 impl<M: TwoTower> TorchStep<M> {
@@ -170,7 +180,49 @@ impl<M: TwoTower> TorchStep<M> {
         };
         let device = vs.device();
         let log_q = cfg.log_q.as_ref().map(|t| t.to_device(device));
-        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device), warp: Default::default() })
+        let params = trainable().into_iter().map(|(_, t)| t).collect();
+        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device), warp: Default::default(), params, sync: None, epoch: 0 })
+    }
+
+    /// A step without samples: nothing in one process; on several, this process's share of
+    /// the global batch is empty (a last batch smaller than the group) and it takes part in
+    /// the step's collectives with nothing to add, then takes the same update.
+    fn empty_share(&mut self) -> Result<()> {
+        let Some(sync) = self.sync.clone() else { return Ok(()) };
+        let none = |n: usize| -> Vec<Tensor> { (0..n).map(|_| Tensor::new()).collect() };
+        match &mut self.opt {
+            Opt::Sgd(_) => self.shared_sgd(None, &sync),
+            Opt::Adam(a) => a.step(&none(self.params.len())),
+            Opt::Sparse(s) => {
+                s.dense.step(&none(s.dense_params.len()))?;
+                s.rows.step(&(0..s.by.len()).map(|_| None).collect::<Vec<_>>())
+            }
+        }
+    }
+
+    /// This process's share of the global batch (1 in one process).
+    fn fraction(&self) -> f64 {
+        self.sync.as_ref().map_or(1.0, |s| s.fraction())
+    }
+
+    /// SGD on several processes: the gradients summed over the processes, then libtorch's
+    /// SGD update (p <- p - lr g) written out. No loss: this process's share of the batch is
+    /// empty, it adds nothing to the sum.
+    fn shared_sgd(&self, total: Option<&Tensor>, sync: &GradSync) -> Result<()> {
+        let lr = (self.cfg.lr)(self.epoch);
+        let params: Vec<&Tensor> = self.params.iter().collect();
+        let mut grads = match total {
+            Some(t) => Tensor::f_run_backward(&[t], &params, false, false)?,
+            None => params.iter().map(|_| Tensor::new()).collect(),
+        };
+        sync.reduce_dense(&params, &mut grads)?;
+        let _guard = tch::no_grad_guard();
+        for (p, g) in params.iter().zip(&grads) {
+            if g.defined() {
+                let _ = p.shallow_clone().f_sub_(&(g * lr))?;
+            }
+        }
+        Ok(())
     }
 
     /// The optimisers of `Optimizer::SparseAdam`: the towers' row tables (named as in the
@@ -213,12 +265,12 @@ impl<M: TwoTower> TorchStep<M> {
     fn sparse_step(&mut self, batch: &TripleBatch) -> Result<Tensor> {
         let dev = self.device;
         let b = batch.len();
-        let used = if self.cfg.shared_negatives { (batch.n_neg * batch.n_cand.max(1)).min(batch.neg.len()) } else { batch.neg.len() };
+        let negs = if self.cfg.shared_negatives { batch.shared_neg() } else { &batch.neg };
         let (u_rows, u_inv) = unique_inverse(&batch.users);
-        let items: Vec<i64> = batch.pos.iter().chain(&batch.neg[..used]).copied().collect();
+        let items: Vec<i64> = batch.pos.iter().chain(negs).copied().collect();
         let (i_rows, mut i_inv) = unique_inverse(&items);
         let neg = i_inv.split_off(b);
-        let local = TripleBatch { users: u_inv, pos: i_inv, neg, n_neg: batch.n_neg, n_cand: batch.n_cand };
+        let local = TripleBatch { users: u_inv, pos: i_inv, neg, n_neg: batch.n_neg, n_cand: batch.n_cand, first_neg: Vec::new() };
         let (u_idx, i_idx) = (Tensor::from_slice(&u_rows).f_to_device(dev)?, Tensor::from_slice(&i_rows).f_to_device(dev)?);
         let mut fulls = Vec::new();
         let mut leaves = Vec::new();
@@ -264,13 +316,13 @@ impl<M: TwoTower> TorchStep<M> {
         let (n_neg, n_cand) = (batch.n_neg as i64, batch.n_cand.max(1) as i64);
         // SAFETY: the views live only inside this call, while `batch` is borrowed unchanged;
         // `to_device` copies them (or is a no-op view on the CPU, used before returning).
-        let (users, pos, neg) = unsafe { (view_i64(&batch.users), view_i64(&batch.pos), view_i64(&batch.neg)) };
+        let negs = if self.cfg.shared_negatives { batch.shared_neg() } else { &batch.neg };
+        let (users, pos, neg) = unsafe { (view_i64(&batch.users), view_i64(&batch.pos), view_i64(negs)) };
         let (users, pos, neg) = (users.f_to_device(dev)?, pos.f_to_device(dev)?, neg.f_to_device(dev)?);
         let u = self.model.user_vectors(&users, true)?;
         if self.cfg.loss == Loss::FullSoftmax {
             return self.full_softmax(&users, &u, &pos);
         }
-        let neg = if self.cfg.shared_negatives { neg.f_narrow(0, 0, n_neg * n_cand)? } else { neg };
         let all = Tensor::f_cat(&[&pos, &neg], 0)?;
         let vectors = self.model.item_vectors(&all, true)?;
         let d = vectors.size()[1];
@@ -285,7 +337,7 @@ impl<M: TwoTower> TorchStep<M> {
             let mut s_neg = self.with_bias(self.model.match_scores(&u, &i_neg)?, &neg_rows)?;
             s_neg = s_neg.f_masked_fill(&neg_rows.f_eq_tensor(&pos.f_unsqueeze(1)?)?, f64::NEG_INFINITY)?;
             let data = self.data_loss(&s_pos, &s_neg, &neg_rows, None)?;
-            let g = Gathered { users: &users, u: &u, pos: &pos, i_pos: &i_pos, neg: &neg_rows, i_neg: &i_neg };
+            let g = Gathered { users: &users, u: &u, pos: &pos, i_pos: &i_pos, neg: &neg_rows, i_neg: &i_neg, fraction: self.fraction() };
             return self.total(data, &g, b);
         }
 
@@ -321,7 +373,7 @@ impl<M: TwoTower> TorchStep<M> {
             }
         };
         let data = self.data_loss(&s_pos, &s_neg, &neg_idx, weight.as_ref())?;
-        let g = Gathered { users: &users, u: &u, pos: &pos, i_pos: &i_pos, neg: &neg_idx, i_neg: &i_neg };
+        let g = Gathered { users: &users, u: &u, pos: &pos, i_pos: &i_pos, neg: &neg_idx, i_neg: &i_neg, fraction: self.fraction() };
         self.total(data, &g, b)
     }
 
@@ -337,7 +389,7 @@ impl<M: TwoTower> TorchStep<M> {
         // No sampled negatives: the penalty sees none.
         let neg = Tensor::f_zeros([b, 0], (Kind::Int64, self.device))?;
         let i_neg = Tensor::f_zeros([b, 0, items.size()[1]], (items.kind(), self.device))?;
-        let g = Gathered { users, u, pos, i_pos: &i_pos, neg: &neg, i_neg: &i_neg };
+        let g = Gathered { users, u, pos, i_pos: &i_pos, neg: &neg, i_neg: &i_neg, fraction: self.fraction() };
         self.total(nll.f_sum(Kind::Float)?, &g, b)
     }
 
@@ -409,6 +461,7 @@ fn zero(device: Device) -> Tensor {
 
 impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
+        self.epoch = epoch;
         let lr = (self.cfg.lr)(epoch);
         match &mut self.opt {
             Opt::Sgd(o) => o.set_lr(lr),
@@ -423,13 +476,17 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
 
     fn step(&mut self, batch: &TripleBatch) -> Result<()> {
         if batch.is_empty() {
-            return Ok(());
+            return self.empty_share();
         }
         let data = if let Opt::Sparse(_) = self.opt {
             self.sparse_step(batch)?
         } else {
             let (data, total) = self.losses(batch)?;
             match &mut self.opt {
+                Opt::Sgd(_) if self.sync.is_some() => {
+                    let sync = self.sync.clone().expect("checked");
+                    self.shared_sgd(Some(&total), &sync)?;
+                }
                 Opt::Sgd(o) => {
                     o.zero_grad();
                     total.f_backward()?;
@@ -458,17 +515,22 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     /// Each batch seeds libtorch's generator from its own stream, so what the towers draw
     /// (dropout masks) depends on the batch alone: a resumed fit draws what the
     /// uninterrupted one did.
-    fn sample_and_step(
-        &mut self,
-        source: &TripleSampler<'_>,
-        batch: &mut TripleBatch,
-        size: usize,
-        seed: u64,
-        batch_index: u64,
-    ) -> Result<()> {
+    fn begin_batch(&mut self, seed: u64, batch_index: u64) {
         seed_batch(seed, batch_index);
-        source.fill(batch, size, seed, batch_index);
-        self.step(batch)
+    }
+
+    fn distribute(&mut self, sync: &GradSync) -> Result<()> {
+        sync.set_mean(self.cfg.reduction == Reduction::Mean);
+        match &mut self.opt {
+            Opt::Sgd(_) => {}
+            Opt::Adam(a) => a.sync = Some(sync.clone()),
+            Opt::Sparse(s) => {
+                s.rows.sync = Some(sync.clone());
+                s.dense.sync = Some(sync.clone());
+            }
+        }
+        self.sync = Some(sync.clone());
+        Ok(())
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -188,6 +188,13 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
         Ok(())
     }
 
+    /// Hogwild updates from every thread, lock-free: nothing a process group could sum.
+    fn distribute(&mut self, _sync: &crate::train::GradSync) -> Result<()> {
+        Err(crate::error::Error::invalid(
+            "BPR's native kernel (backend='native') trains in one process only; distributed training needs backend='torch'",
+        ))
+    }
+
     /// Sampling fused into the update loop: the same triples as `fill`, without a buffer and
     /// with one parallel pass per batch instead of two.
     fn sample_and_step(

@@ -51,7 +51,7 @@ impl Common {
     }
 
     pub fn loop_config(&self) -> LoopConfig {
-        LoopConfig { epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, threads: self.threads, start_epoch: 0 }
+        LoopConfig { epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, threads: self.threads, start_epoch: 0, sync: None }
     }
 }
 

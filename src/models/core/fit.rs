@@ -9,7 +9,7 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
 use super::{to_cpu, ParamStore};
-use crate::data::Interactions;
+use crate::data::{Interactions, SideInfo};
 use crate::error::{Error, Result};
 use crate::metrics::Validation;
 use crate::models::validator;
@@ -53,13 +53,37 @@ impl FitCtx<'_> {
             step.restore_state(&state).map_err(bad)?;
             (loop_cfg.start_epoch, history) = ck.progress(&state)?;
         }
+        let sync = loop_cfg.sync.clone();
+        if let Some(sync) = &sync {
+            // Every rank starts from rank 0's parameters and resumes at rank 0's epoch.
+            let start = sync.sum_f64(&[if sync.rank() == 0 { loop_cfg.start_epoch as f64 } else { 0.0 }])?[0] as usize;
+            if start != loop_cfg.start_epoch {
+                return Err(Error::invalid(format!(
+                    "distributed fit: rank {} resumes at epoch {} but rank 0 at epoch {start}; every rank must see the same checkpoint_dir",
+                    sync.rank(),
+                    loop_cfg.start_epoch
+                )));
+            }
+            let tensors: Vec<Tensor> = store.state().into_iter().map(|(_, t)| t).collect();
+            sync.broadcast_all(&tensors)?;
+        }
         let score = |u: &[i64]| -> Result<Tensor> { to_cpu(score(u)?) };
         let mut validate = validator(train, validation, score)?;
         let mut after_epoch = |step: &dyn BatchStep<B>, log: &EpochLog| -> Result<()> {
             history.push(log.clone());
-            match &checkpoint {
-                Some(ck) => ck.write(store, step, &history),
-                None => Ok(()),
+            let Some(ck) = &checkpoint else { return Ok(()) };
+            match &sync {
+                None => ck.write(store, step, &history),
+                // Rank 0 writes; the others wait until the file is complete.
+                Some(sync) => {
+                    let written = if sync.rank() == 0 { ck.write(store, step, &history) } else { Ok(()) };
+                    let failed = sync.sum_f64(&[written.is_err() as u8 as f64])?[0] > 0.0;
+                    written?;
+                    if failed {
+                        return Err(Error::state("rank 0 could not write the checkpoint (its error says why)"));
+                    }
+                    Ok(())
+                }
             }
         };
         let mut report = if loop_cfg.start_epoch < loop_cfg.epochs {
@@ -155,4 +179,34 @@ fn ckpt_text(state: &HashMap<String, Tensor>, key: &str) -> std::result::Result<
     let bytes = Vec::<u8>::try_from(t.f_to_kind(Kind::Uint8).and_then(|t| t.f_flatten(0, -1)).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|_| format!("checkpoint: {key} is not UTF-8"))
+}
+
+/// A fingerprint of the training data and side data, compared between the ranks of a
+/// distributed fit: the interactions (indices and values), the feature tables, the
+/// categories, and the images' rows (not their pixels).
+pub(super) fn fingerprint(train: &Interactions, side: &SideInfo) -> u64 {
+    let mut a = crc32fast::Hasher::new();
+    let mut b = crc32fast::Hasher::new();
+    let csr = train.by_user();
+    a.update(&(train.n_users() as u64).to_le_bytes());
+    a.update(&(train.n_items() as u64).to_le_bytes());
+    csr.indptr.iter().for_each(|p| a.update(&(*p as u64).to_le_bytes()));
+    csr.indices.iter().for_each(|i| a.update(&i.to_le_bytes()));
+    csr.values.iter().flatten().for_each(|v| a.update(&v.to_le_bytes()));
+    for table in [&side.user_features, &side.item_features].into_iter().flatten() {
+        b.update(&(table.n_rows as u64).to_le_bytes());
+        for c in &table.categorical {
+            b.update(c.name.as_bytes());
+            c.values.iter().for_each(|v| b.update(v.as_bytes()));
+        }
+        if let Some(m) = &table.continuous {
+            m.data.iter().for_each(|v| b.update(&v.to_le_bytes()));
+        }
+    }
+    side.categories.iter().for_each(|c| c.iter().for_each(|v| b.update(&v.to_le_bytes())));
+    if let Some(images) = &side.images {
+        b.update(&(images.bank.len() as u64).to_le_bytes());
+        images.rows.iter().for_each(|r| r.iter().for_each(|v| b.update(&v.to_le_bytes())));
+    }
+    (a.finalize() as u64) << 32 | b.finalize() as u64
 }

@@ -10,6 +10,8 @@
 
 mod config;
 mod fit;
+#[cfg(test)]
+mod distributed_tests;
 mod store;
 
 use std::collections::HashMap;
@@ -28,7 +30,8 @@ use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::metrics::Validation;
 use crate::tensors::{device_name, parse_device};
-use crate::train::{Control, EpochLog, Event, FitReport};
+use crate::train::distributed::ProcessGroup;
+use crate::train::{Control, EpochLog, Event, FitReport, GradSync};
 
 /// What a model is: a configuration, parameters, how to train and score them. Everything
 /// else ([`Recommender`]) is [`Model`]'s.
@@ -90,6 +93,9 @@ pub struct FitOptions {
     pub checkpoint_dir: Option<PathBuf>,
     /// Continue from the checkpoint in `checkpoint_dir` when there is one.
     pub resume: bool,
+    /// Train on several processes: this process's group (every rank calls `fit` with the
+    /// same data and settings; see `train::distributed`).
+    pub group: Option<ProcessGroup>,
 }
 
 /// What [`Spec::build_fit`] may use besides the data and the configuration.
@@ -203,7 +209,12 @@ impl<S: Spec> Recommender for Model<S> {
         };
         let start = FitStart { resumed: checkpoint.as_ref().zip(resumed.as_ref()).map(|(c, s)| (c.path.as_path(), s)), observer: &mut *observer };
         let mut params = S::build_fit(&self.cfg, train, side, device, start)?;
-        let loop_cfg = S::common(&self.cfg).map(Common::loop_config).unwrap_or_default();
+        let mut loop_cfg = S::common(&self.cfg).map(Common::loop_config).unwrap_or_default();
+        if let Some(group) = &options.group {
+            let sync = GradSync::new(group.0.clone())?;
+            sync.check_same("the training data or side data", fit::fingerprint(train, side))?;
+            loop_cfg.sync = Some(sync);
+        }
         let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint, resumed };
         let report = S::train(&self.cfg, &params, train, side, ctx)?;
         S::finish(&self.cfg, &mut params, train, side)?;

@@ -44,6 +44,8 @@ pub struct DvbprStep<'a> {
     pub fresh: bool,
     last_epoch: bool,
     loss: Tensor,
+    /// Training on several processes.
+    sync: Option<crate::train::GradSync>,
 }
 
 impl<'a> DvbprStep<'a> {
@@ -64,6 +66,7 @@ impl<'a> DvbprStep<'a> {
             fresh: false,
             last_epoch: false,
             loss: Tensor::zeros([], (Kind::Double, params.theta.device())),
+            sync: None,
         })
     }
 
@@ -86,13 +89,15 @@ impl<'a> DvbprStep<'a> {
         let x = (&theta * diff).f_sum_dim_intlist(1, false, Kind::Float)?;
         let data = (-x).f_softplus()?.f_sum(Kind::Float)?;
         let mut total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.regs.user;
+        // The network's L2 does not depend on the batch: each process adds its share of it.
+        let share = self.sync.as_ref().map_or(1.0, |s| s.fraction());
         for (name, p) in tower.penalties() {
             let w = match name {
                 "conv" => self.regs.cnn,
                 _ => self.regs.fc,
             };
             if w != 0.0 {
-                total = total + p * w;
+                total = total + p * (w * share);
             }
         }
         Ok((data, total))
@@ -124,6 +129,11 @@ impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep<'_> {
 
     fn step(&mut self, batch: &TripleBatch) -> Result<()> {
         if batch.is_empty() {
+            // On several processes, an empty share still takes part in the gradient sum.
+            if self.sync.is_some() {
+                let none: Vec<Tensor> = (0..self.adam.len()).map(|_| Tensor::new()).collect();
+                self.adam.step(&none)?;
+            }
             return Ok(());
         }
         let (data, total) = self.losses(batch)?;
@@ -143,6 +153,14 @@ impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep<'_> {
         if self.embed_each_epoch || self.last_epoch {
             self.embed_items()?;
         }
+        Ok(())
+    }
+
+    fn distribute(&mut self, sync: &crate::train::GradSync) -> Result<()> {
+        // The BPR loss is summed over the batch.
+        sync.set_mean(false);
+        self.adam.sync = Some(sync.clone());
+        self.sync = Some(sync.clone());
         Ok(())
     }
 

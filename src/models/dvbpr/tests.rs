@@ -66,7 +66,7 @@ fn config(epochs: usize) -> DvbprConfig {
 }
 
 fn options(checkpoint: Option<&Path>, resume: bool) -> FitOptions {
-    FitOptions { checkpoint_dir: checkpoint.map(Path::to_path_buf), resume }
+    FitOptions { checkpoint_dir: checkpoint.map(Path::to_path_buf), resume, group: None }
 }
 
 fn fit_with(cfg: DvbprConfig, train: &Interactions, side: &SideInfo, options: &FitOptions) -> Result<Dvbpr> {

@@ -121,6 +121,10 @@ pub struct SoftmaxStep<'a> {
     average: Option<ItemAverage<'a>>,
     loss: Tensor,
     negs: Vec<i64>,
+    /// The current batch's number (its negatives' stream).
+    batch_index: u64,
+    /// Training on several processes.
+    sync: Option<crate::train::GradSync>,
 }
 
 impl<'a> SoftmaxStep<'a> {
@@ -135,7 +139,7 @@ impl<'a> SoftmaxStep<'a> {
         // torch.optim.SparseAdam's), named so the step's choice is explicit.
         let adam = SparseAdam::new(tables, cfg.common.lr)?.with_eps_at(EpsAt::Uncorrected);
         let loss = Tensor::zeros([], (Kind::Double, p.device));
-        Ok(SoftmaxStep { p, cfg, proposal, adam, average, loss, negs: Vec::new() })
+        Ok(SoftmaxStep { p, cfg, proposal, adam, average, loss, negs: Vec::new(), batch_index: 0, sync: None })
     }
 
     /// The batch's user vectors (B, d), the leaf holding the rows they come from and those
@@ -167,17 +171,33 @@ impl<'a> SoftmaxStep<'a> {
         Ok((mean_bags(&w, &inv, &offsets)?, w, rows))
     }
 
-    /// Draw this batch's negatives from `rng`: N shared, or N per row.
+    /// Draw this batch's negatives from `rng`: N shared, or N per row. On several processes,
+    /// the whole global batch's are drawn and this process keeps its rows'.
     fn draw_negatives(&mut self, rows: usize, rng: &mut Rng) {
-        let n = self.cfg.n_negatives * if self.cfg.shared_negatives { 1 } else { rows };
+        let (mine, global) = match &self.sync {
+            Some(s) => s.current_share(),
+            None => (0..rows, rows),
+        };
+        let per_row = self.cfg.n_negatives;
+        let n = per_row * if self.cfg.shared_negatives { 1 } else { global };
         self.negs.clear();
         self.negs.extend((0..n).map(|_| self.proposal.draw(rng)));
+        if !self.cfg.shared_negatives && global != rows {
+            self.negs.drain(mine.end * per_row..);
+            self.negs.drain(..mine.start * per_row);
+        }
     }
 
     /// Train on positives (users[b], pos[b]); negatives from stream `stream` of the seed.
     pub fn train(&mut self, users: &[i64], pos: &[i64], stream: u64) -> Result<()> {
         let b = users.len();
         if b == 0 {
+            // On several processes, an empty share still takes part in the row sums.
+            if self.sync.is_some() {
+                for table in 0..self.adam.len() {
+                    self.adam.update(table, &[], &Tensor::new())?;
+                }
+            }
             return Ok(());
         }
         let mut rng = stream_rng(self.cfg.common.seed, stream, u64::MAX);
@@ -242,19 +262,18 @@ impl<'a> SoftmaxStep<'a> {
 /// as for BPR); the step draws its own negatives from the proposal, on the batch's stream.
 impl BatchStep<TripleSampler<'_>> for SoftmaxStep<'_> {
     fn step(&mut self, batch: &TripleBatch) -> Result<()> {
-        self.train(&batch.users, &batch.pos, 0)
+        self.train(&batch.users, &batch.pos, self.batch_index)
     }
 
-    fn sample_and_step(
-        &mut self,
-        source: &TripleSampler<'_>,
-        batch: &mut TripleBatch,
-        size: usize,
-        seed: u64,
-        batch_index: u64,
-    ) -> Result<()> {
-        source.fill(batch, size, seed, batch_index);
-        self.train(&batch.users, &batch.pos, batch_index)
+    fn begin_batch(&mut self, _seed: u64, batch_index: u64) {
+        self.batch_index = batch_index;
+    }
+
+    fn distribute(&mut self, sync: &crate::train::GradSync) -> Result<()> {
+        sync.set_mean(true);
+        self.adam.sync = Some(sync.clone());
+        self.sync = Some(sync.clone());
+        Ok(())
     }
 
     fn take_loss(&mut self) -> Result<f64> {

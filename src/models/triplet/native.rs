@@ -63,6 +63,11 @@ impl BatchStep<TripleSampler<'_>> for NativeSparseStep {
     fn step(&mut self, batch: &TripleBatch) -> Result<()> {
         let b = batch.len();
         if b == 0 {
+            // On several processes, an empty share still takes part in the row sums.
+            if self.adam.sync.is_some() {
+                let none: Vec<_> = (0..self.adam.len()).map(|_| None).collect();
+                self.adam.step(&none)?;
+            }
             return Ok(());
         }
         let d = self.p.users.size()[1] as usize;
@@ -151,6 +156,12 @@ impl BatchStep<TripleSampler<'_>> for NativeSparseStep {
 
     fn intra_op_threads(&self) -> Option<i32> {
         Some(1)
+    }
+
+    fn distribute(&mut self, sync: &crate::train::GradSync) -> Result<()> {
+        sync.set_mean(true);
+        self.adam.sync = Some(sync.clone());
+        Ok(())
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -127,7 +127,7 @@ fn dense_adam_fits_keep_their_bits() {
     };
     let mut step = TorchStep::new(p.towers(true, deep.reg), &p.store.vs, step_cfg).unwrap();
     let sampler = TripleSampler::with_config(&train, 1, &deep.sampler, &SideInfo::default()).unwrap();
-    let loop_cfg = LoopConfig { epochs: 2, batch_size: 64, seed: 0, threads: 1, start_epoch: 0 };
+    let loop_cfg = LoopConfig { epochs: 2, batch_size: 64, seed: 0, threads: 1, start_epoch: 0, sync: None };
     let r = fit_loop(&mut step, &sampler, &loop_cfg, &mut || Ok(Default::default()), &mut |_, _| Ok(()), &mut |_| Control::Continue).unwrap();
     drop(step);
     let mut h = r.history.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, e| fnv(h, &e.loss.to_bits().to_le_bytes()));
@@ -209,7 +209,7 @@ fn native_sparse_step_matches_the_libtorch_one() {
         );
         let cfg: TripletConfig = crate::models::core::parse_config("triplet", &json).unwrap();
         let sampler = TripleSampler::with_config(&train, 1, &cfg.sampler, &SideInfo::default()).unwrap();
-        let loop_cfg = LoopConfig { epochs: 2, batch_size: 64, seed: 0, threads: 1, start_epoch: 0 };
+        let loop_cfg = LoopConfig { epochs: 2, batch_size: 64, seed: 0, threads: 1, start_epoch: 0, sync: None };
         let run = |native: bool| {
             let p = Factors::random(80, 60, 8, 0.05, 0, Device::Cpu).unwrap();
             if bias {

@@ -1,0 +1,403 @@
+//! Training on several processes: the one seam between the training loop and a process group.
+//!
+//! A [`Collective`] is a process group's operations on tensors (PyTorch's torch.distributed
+//! behind it in the Python extension: gloo on CPUs, NCCL on GPUs; [`ThreadGroup`] in tests).
+//! A [`GradSync`] is what one fit uses of it: the loop gives each rank a share of every global
+//! batch ([`Shard`]), the optimisers sum their gradients over the ranks (dense ones as one
+//! flattened bucket, row-sparse ones as the touched rows only), and the loop agrees on the
+//! epoch's loss and on stopping. Every rank then takes the same optimiser step on the same
+//! gradient, so the parameters stay equal on every rank without being sent again.
+//!
+//! Gradients are weighted so that their sum over the ranks is the single-process gradient of
+//! the global batch: a loss that is a mean over the batch (`mean`) is weighted by the rank's
+//! share of the batch; a loss summed over samples is summed as it is, and batch-independent
+//! terms (an L2 on a network's weights) are scaled by the share ([`GradSync::fraction`]) by the
+//! step that adds them.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tch::{Device, Kind, Tensor};
+
+use super::sparse_adam::unique_inverse;
+use crate::error::{Error, Result};
+
+/// A process group's collective operations, in place on contiguous tensors. Every rank must
+/// call the same operations in the same order with tensors of the same shape and kind.
+pub trait Collective: Send + Sync {
+    fn rank(&self) -> usize;
+    fn world_size(&self) -> usize;
+    /// Sums `t` over the ranks, in place.
+    fn all_reduce_sum(&self, t: &Tensor) -> Result<()>;
+    /// Makes `t` rank `root`'s on every rank, in place.
+    fn broadcast(&self, t: &Tensor, root: usize) -> Result<()>;
+    /// Every rank's `t` into `out` (shape (world_size, *t.shape), same kind and device).
+    fn all_gather(&self, t: &Tensor, out: &Tensor) -> Result<()>;
+    fn barrier(&self) -> Result<()>;
+}
+
+/// A batch the loop can cut into the ranks' shares.
+pub trait Shard {
+    /// Samples in the batch.
+    fn samples(&self) -> usize;
+    /// Keeps samples `range` only (in order).
+    fn keep(&mut self, range: Range<usize>);
+}
+
+/// Rank `rank`'s samples of a global batch of `n` among `world` ranks: contiguous, sizes
+/// differing by at most one, the lower ranks first.
+pub fn share(n: usize, rank: usize, world: usize) -> Range<usize> {
+    let start = |r: usize| r * (n / world) + r.min(n % world);
+    start(rank)..start(rank + 1)
+}
+
+/// Flags the ranks exchange to agree on stopping; summed, so any rank's flag reaches all.
+const STOP: u8 = 1;
+const FAILED: u8 = 2;
+
+/// One fit's use of a [`Collective`] (cheap to clone: every optimiser of the fit holds one).
+#[derive(Clone)]
+pub struct GradSync(Arc<Inner>);
+
+struct Inner {
+    group: Arc<dyn Collective>,
+    /// The loss is a mean over the batch (see the module's notes).
+    mean: AtomicBool,
+    /// This rank's share of the current global batch and that batch's size.
+    share: Mutex<(Range<usize>, usize)>,
+    /// What this rank asks of the others at the next exchange (`STOP`, `FAILED`).
+    local: AtomicU8,
+    /// What the last exchange agreed (any rank's flags).
+    agreed: AtomicU8,
+    /// The flags travelled with a gradient bucket during the current step.
+    exchanged: AtomicBool,
+}
+
+impl std::fmt::Debug for GradSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GradSync(rank {} of {})", self.rank(), self.world_size())
+    }
+}
+
+impl GradSync {
+    pub fn new(group: Arc<dyn Collective>) -> Result<Self> {
+        let world = group.world_size();
+        if world == 0 || group.rank() >= world {
+            return Err(Error::invalid(format!("process group: rank {} of world size {world}", group.rank())));
+        }
+        Ok(GradSync(Arc::new(Inner {
+            group,
+            mean: AtomicBool::new(false),
+            share: Mutex::new((0..0, 0)),
+            local: AtomicU8::new(0),
+            agreed: AtomicU8::new(0),
+            exchanged: AtomicBool::new(false),
+        })))
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.group.rank()
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.0.group.world_size()
+    }
+
+    pub fn group(&self) -> &dyn Collective {
+        &*self.0.group
+    }
+
+    /// The step's loss is a mean over the batch (its gradient is weighted by the share).
+    pub fn set_mean(&self, mean: bool) {
+        self.0.mean.store(mean, Ordering::Relaxed);
+    }
+
+    fn lock_share(&self) -> std::sync::MutexGuard<'_, (Range<usize>, usize)> {
+        self.0.share.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called by the loop before each step: this rank's samples of a global batch of `n`.
+    pub fn begin_batch(&self, n: usize) -> Range<usize> {
+        let r = share(n, self.rank(), self.world_size());
+        *self.lock_share() = (r.clone(), n);
+        self.0.exchanged.store(false, Ordering::Relaxed);
+        r
+    }
+
+    /// This rank's samples of the current global batch, and the global batch's size.
+    pub fn current_share(&self) -> (Range<usize>, usize) {
+        self.lock_share().clone()
+    }
+
+    /// This rank's fraction of the current global batch (batch-independent loss terms are
+    /// scaled by it, so that they count once in the sum over the ranks).
+    pub fn fraction(&self) -> f64 {
+        let (r, n) = self.current_share();
+        if n == 0 {
+            return 0.0;
+        }
+        r.len() as f64 / n as f64
+    }
+
+    /// The weight of this rank's gradient in the sum.
+    fn weight(&self) -> f64 {
+        if self.0.mean.load(Ordering::Relaxed) {
+            self.fraction()
+        } else {
+            1.0
+        }
+    }
+
+    /// Asks every rank to stop after the current step (the observer said Stop here).
+    pub fn request_stop(&self) {
+        self.0.local.fetch_or(STOP, Ordering::Relaxed);
+    }
+
+    /// Tells the other ranks that this one failed (they stop with an error).
+    pub fn report_failure(&self) {
+        self.0.local.fetch_or(FAILED, Ordering::Relaxed);
+    }
+
+    /// This rank's flag value for an exchange: FAILED outweighs any number of STOPs.
+    fn local_flag(&self) -> f64 {
+        let l = self.0.local.load(Ordering::Relaxed);
+        if l & FAILED != 0 {
+            // Larger than every rank's STOP together, so the sum tells a failure apart.
+            (self.world_size() + 1) as f64
+        } else if l & STOP != 0 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Exchanges the flags unless a gradient bucket of this step carried them already; then
+    /// whether every rank stops, and whether because one failed.
+    pub fn after_step(&self) -> Result<Agreed> {
+        if self.0.exchanged.load(Ordering::Relaxed) {
+            return Ok(self.agreed());
+        }
+        self.exchange()
+    }
+
+    /// Exchanges the flags now (after the observer's verdict on an epoch).
+    pub fn exchange(&self) -> Result<Agreed> {
+        let t = Tensor::from_slice(&[self.local_flag()]);
+        self.0.group.all_reduce_sum(&t)?;
+        self.agree_sum(t.f_double_value(&[0])?);
+        Ok(self.agreed())
+    }
+
+    fn agree_sum(&self, summed: f64) {
+        let failed = summed > self.world_size() as f64 + 0.5;
+        let mut flags = 0;
+        if failed {
+            flags |= FAILED;
+        }
+        if summed > 0.5 {
+            flags |= STOP;
+        }
+        self.0.agreed.fetch_or(flags, Ordering::Relaxed);
+        self.0.exchanged.store(true, Ordering::Relaxed);
+    }
+
+    pub fn agreed(&self) -> Agreed {
+        let a = self.0.agreed.load(Ordering::Relaxed);
+        Agreed { stop: a & STOP != 0, failed: a & FAILED != 0 }
+    }
+
+    /// Sums `values` (small, on the CPU) over the ranks.
+    pub fn sum_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
+        let t = Tensor::from_slice(values);
+        self.0.group.all_reduce_sum(&t)?;
+        Ok(Vec::<f64>::try_from(&t)?)
+    }
+
+    /// Sums the gradients `grads` of `params` over the ranks, in place, as one flattened
+    /// bucket (weighted, see the module's notes). The stop flags travel in the same bucket. A
+    /// gradient undefined on this rank counts as zeros; it stays undefined only where it is
+    /// undefined on every rank (the single-process optimiser skips such a parameter).
+    pub fn reduce_dense(&self, params: &[&Tensor], grads: &mut [Tensor]) -> Result<()> {
+        if params.len() != grads.len() {
+            return Err(Error::state(format!("gradient sync: {} gradients for {} parameters", grads.len(), params.len())));
+        }
+        let device = params.first().map_or(Device::Cpu, |p| p.device());
+        let w = self.weight();
+        let _guard = tch::no_grad_guard();
+        let mut parts = Vec::with_capacity(grads.len() + 1);
+        for (p, g) in params.iter().zip(grads.iter()) {
+            parts.push(if g.defined() { g.f_to_kind(Kind::Float)?.f_flatten(0, -1)? * w } else { Tensor::f_zeros([p.numel() as i64], (Kind::Float, device))? });
+        }
+        let mut flags: Vec<f32> = grads.iter().map(|g| g.defined() as u8 as f32).collect();
+        flags.push(self.local_flag() as f32);
+        parts.push(Tensor::from_slice(&flags).f_to_device(device)?);
+        let bucket = Tensor::f_cat(&parts, 0)?;
+        self.0.group.all_reduce_sum(&bucket)?;
+        let tail = Vec::<f32>::try_from(bucket.f_narrow(0, bucket.size()[0] - flags.len() as i64, flags.len() as i64)?.f_to_device(Device::Cpu)?)?;
+        let mut at = 0i64;
+        for ((p, g), defined) in params.iter().zip(grads.iter_mut()).zip(&tail) {
+            let n = p.numel() as i64;
+            *g = if *defined > 0.5 { bucket.f_narrow(0, at, n)?.f_view_as(p)?.f_to_kind(p.kind())? } else { Tensor::new() };
+            at += n;
+        }
+        self.agree_sum(tail[tail.len() - 1] as f64);
+        Ok(())
+    }
+
+    /// Sums a row-sparse gradient over the ranks, sending only the touched rows: every rank's
+    /// (rows, grad) gathered, then added up by row. `None` where no rank had a gradient.
+    /// Returns the distinct rows (ascending) and their summed gradient.
+    pub fn reduce_rows(&self, rows: Option<(&[i64], &Tensor)>, row_shape: &[i64], kind: Kind, device: Device) -> Result<Option<(Vec<i64>, Tensor)>> {
+        let _guard = tch::no_grad_guard();
+        let world = self.world_size() as i64;
+        // Row counts first (-1: no gradient here), then rows and gradients padded to the longest.
+        let count = rows.map_or(-1, |(r, _)| r.len() as i64);
+        let counts = Tensor::f_zeros([world], (Kind::Int64, Device::Cpu))?;
+        self.0.group.all_gather(&Tensor::from_slice(&[count]), &counts.f_view([world, 1])?)?;
+        let counts = Vec::<i64>::try_from(&counts)?;
+        if counts.iter().all(|&c| c < 0) {
+            return Ok(None);
+        }
+        let longest = counts.iter().copied().max().unwrap_or(0).max(0);
+        let width: i64 = row_shape.iter().product();
+        let mut idx = vec![-1i64; longest as usize];
+        let mine = Tensor::f_zeros([longest, width], (Kind::Float, device))?;
+        if let Some((r, g)) = rows {
+            idx[..r.len()].copy_from_slice(r);
+            if !r.is_empty() {
+                mine.f_narrow(0, 0, r.len() as i64)?.f_copy_(&(g.f_to_kind(Kind::Float)?.f_view([r.len() as i64, width])? * self.weight()))?;
+            }
+        }
+        let all_idx = Tensor::f_zeros([world, longest], (Kind::Int64, Device::Cpu))?;
+        self.0.group.all_gather(&Tensor::from_slice(&idx), &all_idx)?;
+        let all_grad = Tensor::f_zeros([world, longest, width], (Kind::Float, device))?;
+        self.0.group.all_gather(&mine, &all_grad)?;
+        let all_idx = Vec::<i64>::try_from(all_idx.f_flatten(0, -1)?)?;
+        let keep: Vec<i64> = (0..all_idx.len() as i64).filter(|&k| all_idx[k as usize] >= 0).collect();
+        let flat: Vec<i64> = keep.iter().map(|&k| all_idx[k as usize]).collect();
+        let (distinct, inverse) = unique_inverse(&flat);
+        let sel = all_grad.f_view([world * longest, width])?.f_index_select(0, &Tensor::from_slice(&keep).f_to_device(device)?)?;
+        let summed = Tensor::f_zeros([distinct.len() as i64, width], (Kind::Float, device))?
+            .f_index_add(0, &Tensor::from_slice(&inverse).f_to_device(device)?, &sel)?;
+        let mut shape = vec![distinct.len() as i64];
+        shape.extend_from_slice(row_shape);
+        Ok(Some((distinct, summed.f_view(shape.as_slice())?.f_to_kind(kind)?)))
+    }
+
+    /// Makes every tensor of `tensors` rank 0's (the initial parameters).
+    pub fn broadcast_all(&self, tensors: &[Tensor]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for t in tensors {
+            let c = t.f_contiguous()?;
+            self.0.group.broadcast(&c, 0)?;
+            if c.data_ptr() != t.data_ptr() {
+                t.shallow_clone().f_copy_(&c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An error on every rank unless every rank passes the same `value` (a hash of the
+    /// training data).
+    pub fn check_same(&self, what: &str, value: u64) -> Result<()> {
+        let world = self.world_size() as i64;
+        let out = Tensor::f_zeros([world, 1], (Kind::Int64, Device::Cpu))?;
+        self.0.group.all_gather(&Tensor::from_slice(&[value as i64]), &out)?;
+        let all = Vec::<i64>::try_from(out.f_flatten(0, -1)?)?;
+        if let Some(r) = all.iter().position(|&v| v != all[0]) {
+            return Err(Error::invalid(format!(
+                "distributed fit: {what} differ between ranks (rank 0 and rank {r}); every rank must pass the same data"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn barrier(&self) -> Result<()> {
+        self.0.group.barrier()
+    }
+}
+
+/// What the ranks agreed after a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Agreed {
+    pub stop: bool,
+    pub failed: bool,
+}
+
+/// A process group of threads in one process (tests and benches of the seam without
+/// torch.distributed): each rank a thread holding one `ThreadGroup`.
+pub struct ThreadGroup {
+    rank: usize,
+    shared: Arc<ThreadShared>,
+}
+
+struct ThreadShared {
+    world: usize,
+    barrier: std::sync::Barrier,
+    slots: Mutex<Vec<Option<Tensor>>>,
+}
+
+impl ThreadGroup {
+    /// The `world` ranks of one group.
+    pub fn group(world: usize) -> Vec<ThreadGroup> {
+        let shared = Arc::new(ThreadShared { world, barrier: std::sync::Barrier::new(world), slots: Mutex::new((0..world).map(|_| None).collect()) });
+        (0..world).map(|rank| ThreadGroup { rank, shared: shared.clone() }).collect()
+    }
+
+    /// Every rank's tensor (CPU copies), in rank order.
+    fn exchange(&self, t: &Tensor) -> Result<Vec<Tensor>> {
+        let lock = || self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        lock()[self.rank] = Some(t.f_to_device(Device::Cpu)?.f_contiguous()?.f_detach_copy()?);
+        self.shared.barrier.wait();
+        let all: Vec<Tensor> = lock().iter().map(|s| s.as_ref().map(|t| t.shallow_clone()).unwrap_or_else(Tensor::new)).collect();
+        // Nobody overwrites a slot before every rank has read them all.
+        self.shared.barrier.wait();
+        Ok(all)
+    }
+}
+
+impl Collective for ThreadGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.shared.world
+    }
+    fn all_reduce_sum(&self, t: &Tensor) -> Result<()> {
+        let all = self.exchange(t)?;
+        // Summed in rank order on every rank: the same bits everywhere.
+        let mut sum = all[0].f_detach_copy()?;
+        for x in &all[1..] {
+            sum = sum.f_add(x)?;
+        }
+        t.shallow_clone().f_copy_(&sum)?;
+        Ok(())
+    }
+    fn broadcast(&self, t: &Tensor, root: usize) -> Result<()> {
+        let all = self.exchange(t)?;
+        t.shallow_clone().f_copy_(&all[root])?;
+        Ok(())
+    }
+    fn all_gather(&self, t: &Tensor, out: &Tensor) -> Result<()> {
+        let all = self.exchange(t)?;
+        for (r, x) in all.iter().enumerate() {
+            out.f_select(0, r as i64)?.f_copy_(&x.f_view_as(&out.f_select(0, r as i64)?)?)?;
+        }
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        self.shared.barrier.wait();
+        Ok(())
+    }
+}
+
+/// A process group as a fit's option (`FitOptions::group`).
+#[derive(Clone)]
+pub struct ProcessGroup(pub Arc<dyn Collective>);
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProcessGroup(rank {} of {})", self.0.rank(), self.0.world_size())
+    }
+}
