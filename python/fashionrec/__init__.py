@@ -19,7 +19,7 @@ libtorch through tch on CUDA).
 import torch as _torch  # noqa: F401
 
 from . import _core  # noqa: E402
-from . import datasets, io, plot, split, testing  # noqa: E402
+from . import datasets, distributed, io, plot, split, testing  # noqa: E402
 from .evaluation import evaluate, evaluate_scores  # noqa: E402
 from .images import ImageBank, ImageSource  # noqa: E402
 from .interactions import Interactions  # noqa: E402
@@ -69,6 +69,7 @@ __all__ = [
     "__version__",
     "cuda_available",
     "datasets",
+    "distributed",
     "evaluate",
     "evaluate_scores",
     "inception_features",

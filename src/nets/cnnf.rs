@@ -154,7 +154,8 @@ impl CnnF {
         for (i, l) in self.fc.iter().enumerate() {
             x = x.f_linear(&w(&l.ws)?, l.bs.as_ref().map(w).transpose()?.as_ref())?;
             if i < 2 {
-                x = x.f_relu()?.f_dropout(DROPOUT, train)?;
+                // DVBPR's batches are its positives then its negatives: two blocks of samples.
+                x = crate::train::distributed::batch_dropout(&x.f_relu()?, DROPOUT, train, 2)?;
             }
         }
         Ok(x.f_to_kind(Kind::Float)?)

@@ -37,6 +37,11 @@ impl PyCollective {
                 Kind::Float => "float32",
                 Kind::Double => "float64",
                 Kind::Int64 => "int64",
+                Kind::Int => "int32",
+                Kind::Uint8 => "uint8",
+                Kind::Int8 => "int8",
+                Kind::Half => "float16",
+                Kind::BFloat16 => "bfloat16",
                 other => return Err(Error::state(format!("process group: no collective for {other:?} tensors"))),
             };
             let device = match t.device() {

@@ -318,6 +318,46 @@ impl GradSync {
     }
 }
 
+thread_local! {
+    /// The share of the global batch the step running on this thread trains on (set by the
+    /// loop around each distributed step): this process's rows and the global batch's size.
+    static SHARE: std::cell::RefCell<Option<(Range<usize>, usize)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a step) with `share` as the current thread's share of the global batch.
+pub fn with_share<T>(share: (Range<usize>, usize), f: impl FnOnce() -> T) -> T {
+    SHARE.with(|s| *s.borrow_mut() = Some(share));
+    let out = f();
+    SHARE.with(|s| *s.borrow_mut() = None);
+    out
+}
+
+/// Inverted dropout (libtorch's on the CPU, to the bit: the mask is
+/// `empty_like(x).bernoulli_(1 - p) / (1 - p)`) whose mask is the one of the whole global
+/// batch: `x` holds `blocks` blocks of this process's samples (DVBPR's positives, then
+/// negatives: 2), and on several processes the mask is drawn for the global batch's blocks
+/// and this process's rows of each kept. Every rank draws the same mask from the same
+/// generator state (libtorch's CPU Bernoulli gives element i from the seed and i alone), so
+/// the ranks' masks are the single process's.
+pub fn batch_dropout(x: &Tensor, p: f64, train: bool, blocks: i64) -> Result<Tensor> {
+    if !train || p == 0.0 {
+        return Ok(x.shallow_clone());
+    }
+    let mut shape = x.size();
+    let rows = shape.first().copied().unwrap_or(0);
+    let share = SHARE.with(|s| s.borrow().clone()).filter(|(r, _)| blocks > 0 && r.len() as i64 * blocks == rows);
+    let mut noise = match share {
+        None => Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - p)?,
+        Some((range, global)) => {
+            shape[0] = blocks * global as i64;
+            let all = Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - p)?;
+            let keep: Vec<i64> = (0..blocks).flat_map(|b| range.clone().map(move |r| b * global as i64 + r as i64)).collect();
+            all.f_index_select(0, &Tensor::from_slice(&keep).f_to_device(x.device())?)?
+        }
+    };
+    Ok(x * noise.f_div_scalar_(1.0 - p)?)
+}
+
 /// What the ranks agreed after a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Agreed {
@@ -399,5 +439,40 @@ pub struct ProcessGroup(pub Arc<dyn Collective>);
 impl std::fmt::Debug for ProcessGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ProcessGroup(rank {} of {})", self.0.rank(), self.0.world_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_batch_in_order() {
+        for (n, world) in [(10, 3), (1, 2), (0, 2), (64, 2), (7, 7), (5, 8)] {
+            let parts: Vec<_> = (0..world).map(|r| share(n, r, world)).collect();
+            assert_eq!(parts[0].start, 0);
+            assert_eq!(parts[world - 1].end, n);
+            assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(parts.iter().all(|p| p.len() == n / world || p.len() == n / world + 1));
+        }
+    }
+
+    /// In one process, libtorch's CPU dropout to the bit; on a share, the global batch's mask
+    /// rows of this process, in each block.
+    #[test]
+    fn batch_dropout_is_libtorchs_and_shares_the_global_mask() {
+        let x = Tensor::rand([12, 50], (Kind::Float, Device::Cpu)) + 1.0;
+        tch::manual_seed(7);
+        let theirs = x.dropout(0.5, true);
+        tch::manual_seed(7);
+        let mine = batch_dropout(&x, 0.5, true, 2).unwrap();
+        assert!(mine.equal(&theirs));
+        // Rank 1 of 3 holds samples 2..4 of a global batch of 6, in two blocks.
+        let rows = Tensor::from_slice(&[2i64, 3, 8, 9]);
+        let part = x.index_select(0, &rows);
+        tch::manual_seed(7);
+        let shared = with_share((2..4, 6), || batch_dropout(&part, 0.5, true, 2)).unwrap();
+        assert!(shared.equal(&theirs.index_select(0, &rows)));
+        assert!(batch_dropout(&x, 0.5, false, 2).unwrap().equal(&x));
     }
 }

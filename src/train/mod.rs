@@ -287,11 +287,12 @@ fn shared_step<S: BatchSource>(
 ) -> Result<bool> {
     model.begin_batch(seed, index);
     source.fill(batch, size, seed, index);
-    let mine = sync.begin_batch(batch.samples());
-    batch.keep(mine);
+    let global = batch.samples();
+    let mine = sync.begin_batch(global);
+    batch.keep(mine.clone());
     // An error here leaves the other ranks waiting in a collective until the group's
     // timeout (or until this process exits and the group notices).
-    model.step(batch)?;
+    distributed::with_share((mine, global), || model.step(batch))?;
     agreed_stop(sync.after_step()?)
 }
 

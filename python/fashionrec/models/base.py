@@ -13,6 +13,7 @@ import numpy as np
 from .. import _core
 from .._ids import id_column, ids_to_array, is_scalar
 from .._progress import EpochCallback, FitProgress
+from ..distributed import _group_for, is_initialized
 from .._side import feature_table, prepare
 from ..interactions import Interactions
 from ._params import core_model
@@ -64,6 +65,7 @@ class Recommender:
         categories: Any = None,
         checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False,
+        distributed: bool | str = False,
     ) -> Recommender:
         """Train from scratch on ``train``; returns ``self``.
 
@@ -90,6 +92,13 @@ class Recommender:
         ``resume=True`` a fit continues from that checkpoint (same settings and data, else a
         ValueError naming the file; ``epochs`` may be raised), drawing the batches the
         uninterrupted fit would have drawn: on the CPU the result is the same to the bit.
+
+        ``distributed``: train on several processes (see :mod:`fashionrec.distributed`):
+        ``True`` in the process group created by ``fr.distributed.init()`` or
+        ``torch.distributed.init_process_group`` (a RuntimeError without one), ``"auto"``
+        when one exists. Every rank calls ``fit`` with the same data and settings
+        (``batch_size`` is the global batch, shared among the ranks); rank 0 shows the
+        progress bar and writes the checkpoints; :meth:`save` writes on rank 0 only.
         """
         if not isinstance(train, Interactions):
             raise TypeError(f"fit() takes an Interactions, not {type(train).__name__}")
@@ -100,7 +109,9 @@ class Recommender:
             self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
         )
         names = list(metrics) if validation is not None else []
-        bar = FitProgress(type(self).__name__, self._epochs(), progress, callback)
+        group = _group_for(distributed)
+        self._group = group
+        bar = FitProgress(type(self).__name__, self._epochs(), progress and (group is None or group.rank == 0), callback)
         try:
             self._core.fit(
                 train._core,
@@ -110,6 +121,7 @@ class Recommender:
                 side=side,
                 checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
                 resume=bool(resume),
+                group=group,
             )
         finally:
             bar.close()
@@ -261,8 +273,20 @@ class Recommender:
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to one safetensors file: parameters, id maps, and in the metadata
         the model kind, its JSON configuration and its history. ``fashionrec.load`` reads it
-        back with identical scores."""
-        self._core.save(os.fspath(path))
+        back with identical scores. A model trained with ``distributed=True`` is written by
+        rank 0 while the other ranks wait (an error on rank 0 is raised on every rank)."""
+        group = getattr(self, "_group", None)
+        if group is None or not is_initialized():
+            self._core.save(os.fspath(path))
+            return
+        error: Exception | None = None
+        if group.rank == 0:
+            try:
+                self._core.save(os.fspath(path))
+            except Exception as e:  # re-raised below, after the other ranks know
+                error = e
+        if not group.agree(error is None):
+            raise error if error is not None else RuntimeError(f"rank 0 could not write {os.fspath(path)} (its error says why)")
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Recommender:
