@@ -331,6 +331,43 @@ def dvbpr_towers(ctx: Context) -> list[Row]:
     return rows
 
 
+@check("distributed", "group_of_one")
+def distributed_group_of_one(ctx: Context) -> list[Row]:
+    """fit(distributed=True) in a process group of one (NCCL on a GPU, gloo on the CPU):
+    the same parameters as a fit without a group, and the collective's cost per fit. Two
+    GPUs: benches/distributed_scaling.py --device cuda."""
+    import socket
+
+    import torch.distributed as dist
+
+    backend = "nccl" if ctx.is_cuda else "gloo"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group(backend, rank=0, world_size=1)
+    rows: list[Row] = []
+    try:
+        _, train, _ = ctx.ratings()
+        dev = {"device": ctx.device}
+        cases = [("TripletModel", lambda: fr.TripletModel(factors=32, epochs=2, **dev)),
+                 ("TripletModel sparse_adam", lambda: fr.TripletModel(factors=32, epochs=2, optimizer="sparse_adam", **dev))]
+        for label, make in cases:
+            t = time.perf_counter()
+            plain = make().fit(train, progress=False)
+            t_plain = time.perf_counter() - t
+            t = time.perf_counter()
+            grouped = make().fit(train, progress=False, distributed=True)
+            t_group = time.perf_counter() - t
+            a, b = plain._core.state(), grouped._core.state()
+            gap = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+            rows.append((f"{label} ({backend}, 1 rank) vs no group", f"max |diff| {gap:.3g}", PASS if gap <= 1e-4 else FAIL))
+            rows.append((f"{label} fit time with / without the group", f"{t_group:.2f} s / {t_plain:.2f} s", INFO))
+    finally:
+        dist.destroy_process_group()
+    return rows
+
+
 # -- runner ----------------------------------------------------------------------------------
 
 

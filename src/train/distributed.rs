@@ -227,12 +227,18 @@ impl GradSync {
         let _guard = tch::no_grad_guard();
         let mut parts = Vec::with_capacity(grads.len() + 1);
         for (p, g) in params.iter().zip(grads.iter()) {
-            parts.push(if g.defined() { g.f_to_kind(Kind::Float)?.f_flatten(0, -1)? * w } else { Tensor::f_zeros([p.numel() as i64], (Kind::Float, device))? });
+            parts.push(if g.defined() { g.f_to_kind(Kind::Float)?.f_flatten(0, -1)? } else { Tensor::f_zeros([p.numel() as i64], (Kind::Float, device))? });
         }
+        let n_grads = parts.iter().map(|t| t.numel() as i64).sum::<i64>();
         let mut flags: Vec<f32> = grads.iter().map(|g| g.defined() as u8 as f32).collect();
         flags.push(self.local_flag() as f32);
         parts.push(Tensor::from_slice(&flags).f_to_device(device)?);
+        // One copy into the bucket; the weight (a mean's share) applied there in place.
         let bucket = Tensor::f_cat(&parts, 0)?;
+        drop(parts);
+        if w != 1.0 {
+            let _ = bucket.f_narrow(0, 0, n_grads)?.f_mul_scalar_(w)?;
+        }
         self.0.group.all_reduce_sum(&bucket)?;
         let tail = Vec::<f32>::try_from(bucket.f_narrow(0, bucket.size()[0] - flags.len() as i64, flags.len() as i64)?.f_to_device(Device::Cpu)?)?;
         let mut at = 0i64;
