@@ -55,7 +55,7 @@ def data_for(case: str, folder: pathlib.Path, shift: int = 0):
 def main() -> None:
     out = pathlib.Path(sys.argv[1])
     mode = sys.argv[2]
-    cases = sys.argv[3].split(",") if len(sys.argv) > 3 else []
+    cases = [c for c in sys.argv[3].split(",") if c] if len(sys.argv) > 3 else []
     torch.set_num_threads(1)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -64,6 +64,12 @@ def main() -> None:
     scratch = out / f"scratch{rank}"
     scratch.mkdir(parents=True, exist_ok=True)
     results = {}
+    if mode == "bank_cache":
+        # Every rank builds a bank with one cache file: the first process decodes, the
+        # others map its file.
+        paths = sorted((out / "pngs").glob("*.png"))
+        bank = fr.ImageBank.from_files(paths, size=32, ids=np.arange(len(paths)), cache=out / "bank.cache", progress=False)
+        results["bank"] = {"cache": bank.cache_status, "sum": int(bank.images(np.arange(len(paths))).sum())}
     for case in cases:
         train, kwargs = data_for(case, scratch, shift=rank if mode == "other_data" else 0)
         model = CASES[case][0]()

@@ -97,6 +97,14 @@ def test_two_ranks_train_as_one_process(case, two_ranks, one_process):
         np.testing.assert_array_equal(value, ranks[0][name])
 
 
+def test_a_bank_cache_is_decoded_once_per_machine(tmp_path):
+    _, pixels = fr.datasets.synthetic_catalogue(12, 32, seed=3)
+    fr.testing.write_pngs(pixels, tmp_path / "pngs")
+    res = _run(tmp_path, "bank_cache", [])
+    assert [r["bank"]["cache"] for r in res] == ["built", "reused"], res
+    assert res[0]["bank"]["sum"] == res[1]["bank"]["sum"]
+
+
 def test_ranks_with_other_data_fail_on_every_rank(tmp_path):
     for r in _run(tmp_path, "other_data", ["triplet"]):
         assert "differ between ranks" in r["triplet"]["error"], r

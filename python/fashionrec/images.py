@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 
 from . import _core
+from . import distributed as _distributed
 from ._ids import ids_to_array
 
 if TYPE_CHECKING:
@@ -166,6 +167,13 @@ class ImageBank:
                 bar.n = done
                 bar.refresh()
 
+        # In a process group (fr.distributed), the machine's first process (LOCAL_RANK 0)
+        # builds the cache while the others wait, then they map the file it wrote instead of
+        # decoding every image again.
+        shared = path not in (None, False) and _distributed.world_size() > 1
+        first_here = os.environ.get("LOCAL_RANK", "0") == "0"
+        if shared and not first_here:
+            _distributed._dist().barrier()
         try:
             core, used, reason = _core.ImageBank.build(
                 source.core(),
@@ -182,6 +190,8 @@ class ImageBank:
         finally:
             if bar is not None:
                 bar.close()
+            if shared and first_here:
+                _distributed._dist().barrier()
         if used == "rebuilt":
             warnings.warn(f"image cache {path} was rebuilt: {reason}", stacklevel=2)
         bank = cls(core, source.ids, source, None if used == "none" else used)
