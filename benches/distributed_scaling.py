@@ -46,7 +46,7 @@ def data(model: str, scratch: pathlib.Path, samples: int):
         users = rng.integers(0, 100, samples)
         items = rng.integers(0, n_items, samples)
         train = fr.Interactions.from_ids(users, items, item_ids=np.arange(n_items), duplicates="max")
-        return (lambda **kw: fr.DVBPR(image_size=64, epochs=2, batch_size=64, **kw)), train, {"images": bank}
+        return (lambda **kw: fr.DVBPR(image_size=64, epochs=2, **kw)), train, {"images": bank}
     if model == "hybrid":
         n_users, n_items = 943, 1682
         users = rng.integers(0, n_users, samples)

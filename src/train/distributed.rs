@@ -52,6 +52,9 @@ pub fn share(n: usize, rank: usize, world: usize) -> Range<usize> {
     start(rank)..start(rank + 1)
 }
 
+/// The largest flattened bucket of gradients (DDP's default, 25 MiB).
+pub const BUCKET_BYTES: usize = 25 << 20;
+
 /// Flags the ranks exchange to agree on stopping; summed, so any rank's flag reaches all.
 const STOP: u8 = 1;
 const FAILED: u8 = 2;
@@ -214,10 +217,12 @@ impl GradSync {
         Ok(Vec::<f64>::try_from(&t)?)
     }
 
-    /// Sums the gradients `grads` of `params` over the ranks, in place, as one flattened
-    /// bucket (weighted, see the module's notes). The stop flags travel in the same bucket. A
-    /// gradient undefined on this rank counts as zeros; it stays undefined only where it is
-    /// undefined on every rank (the single-process optimiser skips such a parameter).
+    /// Sums the gradients `grads` of `params` over the ranks, in place, in flattened buckets
+    /// of up to [`BUCKET_BYTES`] (DDP's default size; a larger gradient is a bucket of its
+    /// own, reduced where it is, so no copy of the big tables), weighted (see the module's
+    /// notes). The stop flags travel in the last bucket. A gradient undefined on this rank
+    /// counts as zeros; it stays undefined only where it is undefined on every rank (the
+    /// single-process optimiser skips such a parameter).
     pub fn reduce_dense(&self, params: &[&Tensor], grads: &mut [Tensor]) -> Result<()> {
         if params.len() != grads.len() {
             return Err(Error::state(format!("gradient sync: {} gradients for {} parameters", grads.len(), params.len())));
@@ -225,29 +230,65 @@ impl GradSync {
         let device = params.first().map_or(Device::Cpu, |p| p.device());
         let w = self.weight();
         let _guard = tch::no_grad_guard();
-        let mut parts = Vec::with_capacity(grads.len() + 1);
-        for (p, g) in params.iter().zip(grads.iter()) {
-            parts.push(if g.defined() { g.f_to_kind(Kind::Float)?.f_flatten(0, -1)? } else { Tensor::f_zeros([p.numel() as i64], (Kind::Float, device))? });
-        }
-        let n_grads = parts.iter().map(|t| t.numel() as i64).sum::<i64>();
         let mut flags: Vec<f32> = grads.iter().map(|g| g.defined() as u8 as f32).collect();
         flags.push(self.local_flag() as f32);
-        parts.push(Tensor::from_slice(&flags).f_to_device(device)?);
-        // One copy into the bucket; the weight (a mean's share) applied there in place.
-        let bucket = Tensor::f_cat(&parts, 0)?;
-        drop(parts);
-        if w != 1.0 {
-            let _ = bucket.f_narrow(0, 0, n_grads)?.f_mul_scalar_(w)?;
+        // Every gradient as a contiguous float32 tensor of the parameter's size.
+        let mut flat = Vec::with_capacity(grads.len());
+        for (p, g) in params.iter().zip(grads.iter()) {
+            flat.push(if g.defined() { g.f_to_kind(Kind::Float)?.f_contiguous()? } else { Tensor::f_zeros(p.size().as_slice(), (Kind::Float, device))? });
         }
-        self.0.group.all_reduce_sum(&bucket)?;
-        let tail = Vec::<f32>::try_from(bucket.f_narrow(0, bucket.size()[0] - flags.len() as i64, flags.len() as i64)?.f_to_device(Device::Cpu)?)?;
-        let mut at = 0i64;
-        for ((p, g), defined) in params.iter().zip(grads.iter_mut()).zip(&tail) {
-            let n = p.numel() as i64;
-            *g = if *defined > 0.5 { bucket.f_narrow(0, at, n)?.f_view_as(p)?.f_to_kind(p.kind())? } else { Tensor::new() };
-            at += n;
+        let scale = |t: &Tensor| -> Result<()> {
+            if w != 1.0 {
+                let _ = t.shallow_clone().f_mul_scalar_(w)?;
+            }
+            Ok(())
+        };
+        // Small gradients are gathered into buckets; the flags ride in the last one.
+        let mut small: Vec<usize> = Vec::new();
+        let mut small_bytes = 0usize;
+        let reduce_small = |small: &mut Vec<usize>, with_flags: bool, flat: &mut [Tensor]| -> Result<Option<Vec<f32>>> {
+            let mut parts: Vec<Tensor> = small.iter().map(|&i| flat[i].f_flatten(0, -1)).collect::<std::result::Result<_, _>>()?;
+            if with_flags {
+                parts.push(Tensor::from_slice(&flags).f_to_device(device)?);
+            }
+            if parts.is_empty() {
+                return Ok(None);
+            }
+            let bucket = Tensor::f_cat(&parts, 0)?;
+            let n_grads = bucket.size()[0] - if with_flags { flags.len() as i64 } else { 0 };
+            scale(&bucket.f_narrow(0, 0, n_grads)?)?;
+            self.0.group.all_reduce_sum(&bucket)?;
+            let mut at = 0i64;
+            for &i in small.iter() {
+                let n = flat[i].numel() as i64;
+                flat[i] = bucket.f_narrow(0, at, n)?.f_view(flat[i].size().as_slice())?;
+                at += n;
+            }
+            small.clear();
+            if !with_flags {
+                return Ok(None);
+            }
+            Ok(Some(Vec::<f32>::try_from(bucket.f_narrow(0, n_grads, flags.len() as i64)?.f_to_device(Device::Cpu)?)?))
+        };
+        for i in 0..flat.len() {
+            let bytes = flat[i].numel() * 4;
+            if bytes >= BUCKET_BYTES {
+                scale(&flat[i])?;
+                self.0.group.all_reduce_sum(&flat[i])?;
+                continue;
+            }
+            if small_bytes + bytes > BUCKET_BYTES {
+                reduce_small(&mut small, false, &mut flat)?;
+                small_bytes = 0;
+            }
+            small.push(i);
+            small_bytes += bytes;
         }
-        self.agree_sum(tail[tail.len() - 1] as f64);
+        let tail = reduce_small(&mut small, true, &mut flat)?.unwrap_or_default();
+        for (((p, g), f), defined) in params.iter().zip(grads.iter_mut()).zip(flat).zip(&tail) {
+            *g = if *defined > 0.5 { f.f_to_kind(p.kind())? } else { Tensor::new() };
+        }
+        self.agree_sum(tail.last().copied().unwrap_or(0.0) as f64);
         Ok(())
     }
 
@@ -461,6 +502,48 @@ mod tests {
             assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
             assert!(parts.iter().all(|p| p.len() == n / world || p.len() == n / world + 1));
         }
+    }
+
+    /// Buckets: small gradients flattened together, one above the bucket size reduced where
+    /// it is, undefined ones as zeros unless undefined everywhere; a mean's share weights.
+    #[test]
+    fn dense_gradients_sum_over_the_ranks() {
+        let big = (BUCKET_BYTES / 4 + 10) as i64;
+        let shapes: Vec<Vec<i64>> = vec![vec![3, 4], vec![big], vec![5], vec![2, 2]];
+        let outs: Vec<Vec<Tensor>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = ThreadGroup::group(2)
+                .into_iter()
+                .map(|g| {
+                    let shapes = &shapes;
+                    sc.spawn(move || {
+                        let params: Vec<Tensor> = shapes.iter().map(|s| Tensor::zeros(s.as_slice(), (Kind::Float, Device::Cpu))).collect();
+                        let r = g.rank() as f64;
+                        let sync = GradSync::new(Arc::new(g)).unwrap();
+                        sync.set_mean(true);
+                        sync.begin_batch(3); // shares of 2 and 1: weights 2/3 and 1/3
+                        let mut grads: Vec<Tensor> = params
+                            .iter()
+                            .enumerate()
+                            .map(|(k, p)| if k == 3 || (k == 2 && r == 1.0) { Tensor::new() } else { p.ones_like() * (r + 1.0) })
+                            .collect();
+                        let refs: Vec<&Tensor> = params.iter().collect();
+                        sync.reduce_dense(&refs, &mut grads).unwrap();
+                        grads
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for grads in &outs {
+            // rank 0: 1 * 2/3, rank 1: 2 * 1/3.
+            for k in [0, 1] {
+                assert_eq!(grads[k].size(), shapes[k]);
+                assert!((grads[k].max().double_value(&[]) - 4.0 / 3.0).abs() < 1e-6 && (grads[k].min().double_value(&[]) - 4.0 / 3.0).abs() < 1e-6);
+            }
+            assert!((grads[2].mean(Kind::Float).double_value(&[]) - 2.0 / 3.0).abs() < 1e-6);
+            assert!(!grads[3].defined());
+        }
+        assert!(outs[0][1].equal(&outs[1][1]));
     }
 
     /// In one process, libtorch's CPU dropout to the bit; on a share, the global batch's mask
