@@ -201,10 +201,16 @@ pub fn phi(tower: &dyn ImageTower, images: &Tensor, train: bool) -> Result<Tenso
 
 /// phi of every item (eval mode, no gradient), `batch` images at a time: (n_items, factors) on `device`.
 pub fn embed_all(tower: &dyn ImageTower, feed: &ImageFeed, n_items: usize, batch: usize, device: Device) -> Result<Tensor> {
+    embed_range(tower, feed, 0..n_items, batch, device)
+}
+
+/// phi of items `range` (as [`embed_all`]).
+pub fn embed_range(tower: &dyn ImageTower, feed: &ImageFeed, range: std::ops::Range<usize>, batch: usize, device: Device) -> Result<Tensor> {
     let mut parts = Vec::new();
     let _guard = tch::no_grad_guard();
-    for start in (0..n_items).step_by(batch.max(1)) {
-        let idx: Vec<i64> = (start as i64..(start + batch).min(n_items) as i64).collect();
+    let end = range.end;
+    for start in range.step_by(batch.max(1)) {
+        let idx: Vec<i64> = (start as i64..(start + batch).min(end) as i64).collect();
         let items = upload(&Tensor::from_slice(&idx), device)?;
         parts.push(phi(tower, &feed.pixels(&items, &idx)?, false)?);
     }

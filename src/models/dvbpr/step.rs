@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::DvbprConfig;
 use super::feed::{upload, ImageFeed};
-use super::net::{embed_all, lock, phi, DvbprParams};
+use super::net::{embed_all, embed_range, lock, phi, DvbprParams};
 use crate::error::Result;
 use crate::nets::ImageTower;
 use crate::sampling::rng::{streams, sub_seed};
@@ -110,9 +110,30 @@ impl<'a> DvbprStep<'a> {
     }
 
     /// phi of every item into the model's item embeddings.
+    /// On several processes each rank embeds its share of the catalogue and the shares are
+    /// gathered.
     pub fn embed_items(&mut self) -> Result<()> {
         let n_items = self.items.size()[0] as usize;
-        let e = embed_all(&**lock(self.tower), &self.feed, n_items, self.embed_batch, self.device())?;
+        let e = match &self.sync {
+            None => embed_all(&**lock(self.tower), &self.feed, n_items, self.embed_batch, self.device())?,
+            Some(sync) => {
+                let (world, d) = (sync.world_size(), self.items.size()[1]);
+                let mine = crate::train::distributed::share(n_items, sync.rank(), world);
+                let longest = n_items.div_ceil(world) as i64;
+                let part = embed_range(&**lock(self.tower), &self.feed, mine.clone(), self.embed_batch, self.device())?;
+                let padded = Tensor::f_zeros([longest, d], (Kind::Float, self.device()))?;
+                padded.f_narrow(0, 0, mine.len() as i64)?.f_copy_(&part)?;
+                let all = Tensor::f_zeros([world as i64, longest, d], (Kind::Float, self.device()))?;
+                sync.group().all_gather(&padded, &all)?;
+                let rows: Vec<Tensor> = (0..world)
+                    .map(|r| {
+                        let s = crate::train::distributed::share(n_items, r, world);
+                        all.f_select(0, r as i64).and_then(|t| t.f_narrow(0, 0, s.len() as i64))
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+                Tensor::f_cat(&rows, 0)?
+            }
+        };
         tch::no_grad(|| self.items.shallow_clone().f_copy_(&e))?;
         self.fresh = true;
         Ok(())
