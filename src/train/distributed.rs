@@ -292,44 +292,76 @@ impl GradSync {
         Ok(())
     }
 
-    /// Sums a row-sparse gradient over the ranks, sending only the touched rows: every rank's
-    /// (rows, grad) gathered, then added up by row. `None` where no rank had a gradient.
-    /// Returns the distinct rows (ascending) and their summed gradient.
-    pub fn reduce_rows(&self, rows: Option<(&[i64], &Tensor)>, row_shape: &[i64], kind: Kind, device: Device) -> Result<Option<(Vec<i64>, Tensor)>> {
+    /// Sums row-sparse gradients over the ranks, sending only the touched rows: for every
+    /// table at once, every rank's rows and their gradients are gathered (three collectives
+    /// for all tables: the row counts with the stop flags, the row indices, the gradients,
+    /// each padded to the longest rank), then added up by row. Returns per table the
+    /// distinct rows and their summed gradient, `None` where no rank had a gradient.
+    pub fn reduce_rows(&self, tables: &[RowsIn<'_>]) -> Result<Vec<Option<(Vec<i64>, Tensor)>>> {
         let _guard = tch::no_grad_guard();
-        let world = self.world_size() as i64;
-        // Row counts first (-1: no gradient here), then rows and gradients padded to the longest.
-        let count = rows.map_or(-1, |(r, _)| r.len() as i64);
-        let counts = Tensor::f_zeros([world], (Kind::Int64, Device::Cpu))?;
-        self.0.group.all_gather(&Tensor::from_slice(&[count]), &counts.f_view([world, 1])?)?;
-        let counts = Vec::<i64>::try_from(&counts)?;
-        if counts.iter().all(|&c| c < 0) {
-            return Ok(None);
-        }
-        let longest = counts.iter().copied().max().unwrap_or(0).max(0);
-        let width: i64 = row_shape.iter().product();
-        let mut idx = vec![-1i64; longest as usize];
-        let mine = Tensor::f_zeros([longest, width], (Kind::Float, device))?;
-        if let Some((r, g)) = rows {
-            idx[..r.len()].copy_from_slice(r);
-            if !r.is_empty() {
-                mine.f_narrow(0, 0, r.len() as i64)?.f_copy_(&(g.f_to_kind(Kind::Float)?.f_view([r.len() as i64, width])? * self.weight()))?;
+        let (world, n) = (self.world_size(), tables.len());
+        let device = tables.first().map_or(Device::Cpu, |t| t.device);
+        // Row counts (-1: no gradient here) and this rank's stop flag.
+        let mut mine: Vec<i64> = tables.iter().map(|t| t.mine.map_or(-1, |(r, _)| r.len() as i64)).collect();
+        mine.push(self.local_flag() as i64);
+        let counts = Tensor::f_zeros([world as i64, n as i64 + 1], (Kind::Int64, Device::Cpu))?;
+        self.0.group.all_gather(&Tensor::from_slice(&mine), &counts)?;
+        let counts = Vec::<i64>::try_from(counts.f_flatten(0, -1)?)?;
+        let count = |r: usize, t: usize| counts[r * (n + 1) + t];
+        self.agree_sum((0..world).map(|r| count(r, n) as f64).sum());
+        let longest: Vec<usize> = (0..n).map(|t| (0..world).map(|r| count(r, t).max(0) as usize).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = tables.iter().map(|t| t.row_shape.iter().product::<i64>().max(0) as usize).collect();
+        // This rank's rows (-1 pads) and gradients (zero pads), table after table.
+        let mut idx = Vec::with_capacity(longest.iter().sum());
+        let mut grads = Vec::with_capacity(n);
+        for ((t, &len), &width) in tables.iter().zip(&longest).zip(&widths) {
+            let block = Tensor::f_zeros([len as i64, width as i64], (Kind::Float, device))?;
+            let rows = t.mine.map_or(&[][..], |(r, _)| r);
+            idx.extend_from_slice(rows);
+            idx.extend(std::iter::repeat_n(-1, len - rows.len()));
+            if let Some((r, g)) = t.mine.filter(|(r, _)| !r.is_empty()) {
+                block.f_narrow(0, 0, r.len() as i64)?.f_copy_(&(g.f_to_kind(Kind::Float)?.f_view([r.len() as i64, width as i64])? * self.weight()))?;
             }
+            grads.push(block.f_flatten(0, -1)?);
         }
-        let all_idx = Tensor::f_zeros([world, longest], (Kind::Int64, Device::Cpu))?;
+        let all_idx = Tensor::f_zeros([world as i64, idx.len() as i64], (Kind::Int64, Device::Cpu))?;
         self.0.group.all_gather(&Tensor::from_slice(&idx), &all_idx)?;
-        let all_grad = Tensor::f_zeros([world, longest, width], (Kind::Float, device))?;
-        self.0.group.all_gather(&mine, &all_grad)?;
         let all_idx = Vec::<i64>::try_from(all_idx.f_flatten(0, -1)?)?;
-        let keep: Vec<i64> = (0..all_idx.len() as i64).filter(|&k| all_idx[k as usize] >= 0).collect();
-        let flat: Vec<i64> = keep.iter().map(|&k| all_idx[k as usize]).collect();
-        let (distinct, inverse) = unique_inverse(&flat);
-        let sel = all_grad.f_view([world * longest, width])?.f_index_select(0, &Tensor::from_slice(&keep).f_to_device(device)?)?;
-        let summed = Tensor::f_zeros([distinct.len() as i64, width], (Kind::Float, device))?
-            .f_index_add(0, &Tensor::from_slice(&inverse).f_to_device(device)?, &sel)?;
-        let mut shape = vec![distinct.len() as i64];
-        shape.extend_from_slice(row_shape);
-        Ok(Some((distinct, summed.f_view(shape.as_slice())?.f_to_kind(kind)?)))
+        let flat = if grads.is_empty() { Tensor::f_zeros([0], (Kind::Float, device))? } else { Tensor::f_cat(&grads, 0)? };
+        let all_grad = Tensor::f_zeros([world as i64, flat.size()[0]], (Kind::Float, device))?;
+        self.0.group.all_gather(&flat, &all_grad)?;
+        let mut out = Vec::with_capacity(n);
+        let (mut at_idx, mut at_grad) = (0usize, 0i64);
+        for (t, table) in tables.iter().enumerate() {
+            let (len, width) = (longest[t], widths[t] as i64);
+            if (0..world).all(|r| count(r, t) < 0) {
+                out.push(None);
+            } else {
+                // Positions of real rows among the gathered (rank, slot) pairs.
+                let mut keep = Vec::new();
+                let mut rows = Vec::new();
+                for r in 0..world {
+                    for k in 0..len {
+                        let row = all_idx[r * idx.len() + at_idx + k];
+                        if row >= 0 {
+                            keep.push((r * len + k) as i64);
+                            rows.push(row);
+                        }
+                    }
+                }
+                let (distinct, inverse) = unique_inverse(&rows);
+                let gathered = all_grad.f_narrow(1, at_grad, len as i64 * width)?.f_reshape([world as i64 * len as i64, width])?;
+                let sel = gathered.f_index_select(0, &Tensor::from_slice(&keep).f_to_device(device)?)?;
+                let summed = Tensor::f_zeros([distinct.len() as i64, width], (Kind::Float, device))?
+                    .f_index_add(0, &Tensor::from_slice(&inverse).f_to_device(device)?, &sel)?;
+                let mut shape = vec![distinct.len() as i64];
+                shape.extend_from_slice(&table.row_shape);
+                out.push(Some((distinct, summed.f_view(shape.as_slice())?.f_to_kind(table.kind)?)));
+            }
+            at_idx += len;
+            at_grad += len as i64 * width;
+        }
+        Ok(out)
     }
 
     /// Makes every tensor of `tensors` rank 0's (the initial parameters).
@@ -403,6 +435,15 @@ pub fn batch_dropout(x: &Tensor, p: f64, train: bool, blocks: i64) -> Result<Ten
         }
     };
     Ok(x * noise.f_div_scalar_(1.0 - p)?)
+}
+
+/// One table's part of [`GradSync::reduce_rows`]: this rank's rows and their gradient
+/// (`None`: no gradient this step), and the table's row shape, kind and device.
+pub struct RowsIn<'a> {
+    pub mine: Option<(&'a [i64], &'a Tensor)>,
+    pub row_shape: Vec<i64>,
+    pub kind: Kind,
+    pub device: Device,
 }
 
 /// What the ranks agreed after a step.

@@ -17,6 +17,7 @@ use tch::Tensor;
 
 use super::adam::{BETA1, BETA2, EPS};
 use crate::error::{Error, Result};
+use crate::train::distributed::RowsIn;
 use crate::tensors::cpu_f32_ptr;
 
 /// Where epsilon sits in the update, the two forms of Adam in use. Both move a row with
@@ -100,35 +101,37 @@ impl SparseAdam {
         if grads.len() != self.params.len() {
             return Err(Error::state(format!("sparse Adam: {} gradients for {} parameters", grads.len(), self.params.len())));
         }
+        // On several processes: every process's rows summed by row, for all tables at once.
+        if let Some(sync) = self.sync.clone() {
+            let tables: Vec<RowsIn<'_>> = grads
+                .iter()
+                .zip(&self.params)
+                .map(|(g, (_, p))| RowsIn { mine: g.as_ref().map(|g| (g.rows, g.grad)), row_shape: p.size()[1..].to_vec(), kind: p.kind(), device: p.device() })
+                .collect();
+            for (i, summed) in sync.reduce_rows(&tables)?.into_iter().enumerate() {
+                if let Some((rows, grad)) = summed {
+                    self.update_local(i, &rows, &grad)?;
+                }
+            }
+            return Ok(());
+        }
         for (i, g) in grads.iter().enumerate() {
-            match (g, &self.sync) {
-                (Some(g), _) => self.update(i, g.rows, g.grad)?,
-                // The other processes may have rows of this parameter.
-                (None, Some(_)) => self.update_shared(i, None)?,
-                (None, None) => {}
+            if let Some(g) = g {
+                self.update_local(i, g.rows, g.grad)?;
             }
         }
         Ok(())
     }
 
-    /// On several processes: every process's rows of parameter `i` summed by row, then the
-    /// update of [`SparseAdam::update`] (none where no process had a gradient).
-    fn update_shared(&mut self, i: usize, mine: Option<(&[i64], &Tensor)>) -> Result<()> {
-        let sync = self.sync.clone().ok_or_else(|| Error::state("sparse Adam: no process group"))?;
-        let p = &self.params.get(i).ok_or_else(|| Error::state(format!("sparse Adam: no parameter {i}")))?.1;
-        let (shape, kind, device) = (p.size()[1..].to_vec(), p.kind(), p.device());
-        match sync.reduce_rows(mine, &shape, kind, device)? {
-            Some((rows, grad)) => self.update_local(i, &rows, &grad),
-            None => Ok(()),
-        }
-    }
-
     /// The update of parameter `i` alone at its next step: distinct `rows` and their
     /// gradient `grad` (one row of it per entry of `rows`). No rows: the step is counted and
-    /// nothing moves (as torch with an empty sparse gradient).
+    /// nothing moves (as torch with an empty sparse gradient). (On several processes, a step
+    /// of its own: [`SparseAdam::step`] sums every table in one exchange.)
     pub fn update(&mut self, i: usize, rows: &[i64], grad: &Tensor) -> Result<()> {
         if self.sync.is_some() {
-            return self.update_shared(i, Some((rows, grad)));
+            let mut grads: Vec<Option<RowGrad<'_>>> = (0..self.params.len()).map(|_| None).collect();
+            *grads.get_mut(i).ok_or_else(|| Error::state(format!("sparse Adam: no parameter {i}")))? = Some(RowGrad { rows, grad });
+            return self.step(&grads);
         }
         self.update_local(i, rows, grad)
     }

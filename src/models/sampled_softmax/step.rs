@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::models::factors::{FactorHandles, Factors};
 use crate::sampling::rng::{below, stream_rng, Rng};
 use crate::sampling::{TripleBatch, TripleSampler};
-use crate::train::sparse_adam::{unique_inverse, EpsAt, SparseAdam};
+use crate::train::sparse_adam::{unique_inverse, EpsAt, RowGrad, SparseAdam};
 use crate::train::BatchStep;
 
 /// The negatives' proposal distribution over items: draws and ln q.
@@ -194,9 +194,9 @@ impl<'a> SoftmaxStep<'a> {
         if b == 0 {
             // On several processes, an empty share still takes part in the row sums.
             if self.sync.is_some() {
-                for table in 0..self.adam.len() {
-                    self.adam.update(table, &[], &Tensor::new())?;
-                }
+                let none = Tensor::new();
+                let empty = |learnt: bool| learnt.then_some(RowGrad { rows: &[], grad: &none });
+                self.adam.step(&[empty(true), empty(true), empty(self.cfg.item_bias)])?;
             }
             return Ok(());
         }
@@ -246,11 +246,12 @@ impl<'a> SoftmaxStep<'a> {
             // Every table counts the step (the user rows may be none: item-average users
             // whose history is only the positive); the bias only when it is learnt.
             let u_grad = if u_rows.is_empty() { Tensor::new() } else { uw.grad() };
-            self.adam.update(0, &u_rows, &u_grad)?;
-            self.adam.update(1, &i_host, &iw.grad())?;
-            if let Some(bw) = &bw {
-                self.adam.update(2, &i_host, &bw.grad())?;
-            }
+            let (i_grad, b_grad) = (iw.grad(), bw.as_ref().map(|b| b.grad()));
+            self.adam.step(&[
+                Some(RowGrad { rows: &u_rows, grad: &u_grad }),
+                Some(RowGrad { rows: &i_host, grad: &i_grad }),
+                b_grad.as_ref().map(|grad| RowGrad { rows: &i_host, grad }),
+            ])?;
             self.loss += data_loss.detach().to_kind(Kind::Double);
             Ok(())
         })

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::models::factors::FactorHandles;
 use crate::sampling::{TripleBatch, TripleSampler};
 use crate::tensors::cpu_f32_ptr;
-use crate::train::sparse_adam::{unique_inverse, SparseAdam};
+use crate::train::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
 use crate::train::BatchStep;
 
 pub(super) struct NativeSparseStep {
@@ -139,11 +139,13 @@ impl BatchStep<TripleSampler<'_>> for NativeSparseStep {
         }
         let as_rows = |g: Vec<f32>, n: usize, width: usize| Tensor::from_slice(&g).view([n as i64, width as i64]);
         tch::no_grad(|| -> Result<()> {
-            self.adam.update(0, &u_rows, &as_rows(gu, u_rows.len(), d))?;
-            self.adam.update(1, &i_rows, &as_rows(gi, i_rows.len(), d))?;
+            let (gu, gi) = (as_rows(gu, u_rows.len(), d), as_rows(gi, i_rows.len(), d));
+            let gb = Tensor::from_slice(&gb).f_to_kind(Kind::Float)?;
+            let mut grads = vec![Some(RowGrad { rows: &u_rows, grad: &gu }), Some(RowGrad { rows: &i_rows, grad: &gi })];
             if self.bias {
-                self.adam.update(2, &i_rows, &Tensor::from_slice(&gb).f_to_kind(Kind::Float)?)?;
+                grads.push(Some(RowGrad { rows: &i_rows, grad: &gb }));
             }
+            self.adam.step(&grads)?;
             Ok(())
         })?;
         self.loss += loss;
