@@ -26,6 +26,7 @@ same way: ``fit(..., distributed=True)`` uses the default group.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 from datetime import timedelta
@@ -70,7 +71,19 @@ def init(backend: str | None = None, *, timeout: float = 1800.0) -> str:
         if cuda and chosen == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(chosen, timeout=timedelta(seconds=float(timeout)))
+        # The group this call made is closed at exit: a process that exits with a live gloo
+        # group can abort in its threads' destructors.
+        atexit.register(_close)
     return f"cuda:{local_rank}" if cuda else "cpu"
+
+
+def _close() -> None:
+    try:
+        dist = _dist()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # exiting anyway
+        pass
 
 
 def is_initialized() -> bool:
