@@ -80,13 +80,20 @@ def main() -> None:
         if mode == "exit_on_rank1" and rank == 1:
             def callback(epoch, logs):
                 os._exit(3)
+        if mode == "resume":
+            # Stopped after the first epoch (a checkpoint in a folder every rank sees), then
+            # resumed by a new model.
+            ckpt = out / "checkpoints"
+            model.fit(train, progress=False, distributed=True, checkpoint_dir=ckpt, callback=lambda e, logs: e < 1, **kwargs)
+            model = CASES[case][0]()
+            kwargs = dict(kwargs, checkpoint_dir=ckpt, resume=True)
         try:
             model.fit(train, progress=False, distributed=world > 1, callback=callback, **kwargs)
         except Exception as e:  # the failure modes are what the test reads
             results[case] = {"error": f"{type(e).__name__}: {e}"}
             continue
         state = model._core.state()
-        np.savez(out / f"{case}-rank{rank}-of{world}.npz", **state)
+        np.savez(out / f"{case}-rank{rank}-of{world}{'-resumed' if mode == 'resume' else ''}.npz", **state)
         results[case] = {"history": model.history_}
         if mode == "save":
             model.save(out / f"{case}.safetensors")

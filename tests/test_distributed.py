@@ -97,6 +97,18 @@ def test_two_ranks_train_as_one_process(case, two_ranks, one_process):
         np.testing.assert_array_equal(value, ranks[0][name])
 
 
+@pytest.mark.parametrize("case", ["triplet_sparse_adam", "dvbpr"])
+def test_a_resumed_distributed_fit_is_the_uninterrupted_one(case, two_ranks, tmp_path):
+    out2, _ = two_ranks
+    res = _run(tmp_path, "resume", [case])
+    assert all(r[case]["history"]["epoch"] == [1, 2] for r in res), res
+    whole = np.load(out2 / f"{case}-rank0-of2.npz")
+    for rank in range(2):
+        resumed = np.load(tmp_path / f"{case}-rank{rank}-of2-resumed.npz")
+        for name in whole.files:
+            np.testing.assert_array_equal(resumed[name], whole[name], err_msg=f"{case} rank {rank}: {name}")
+
+
 def test_a_bank_cache_is_decoded_once_per_machine(tmp_path):
     _, pixels = fr.datasets.synthetic_catalogue(12, 32, seed=3)
     fr.testing.write_pngs(pixels, tmp_path / "pngs")
