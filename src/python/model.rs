@@ -352,9 +352,13 @@ impl PyModel {
     ) -> PyResult<super::functions::PerUserPy<'py>> {
         let guard = self.read()?;
         let model: &Shared = &guard;
+        // Cut-off metrics of a dot-product model: ranked in blocks, never scored in full.
+        let same_items = fitted_ids(&guard)?.items.len() == test.inner.n_items();
+        let rank = |idx: &[i64], k: usize, keep: &crate::metrics::Keep<'_>| model.rank(idx, k, keep);
         super::functions::evaluate_per_user(
             py,
             &|idx: &[i64]| model.score(idx),
+            same_items.then_some(&rank as &crate::metrics::Rank<'_>),
             test,
             exclude,
             metrics,

@@ -23,10 +23,11 @@ pub use self::config::{config_json, parse_config, Common};
 pub use self::fit::FitCtx;
 use self::fit::Checkpoint;
 pub use self::store::{checked, ParamStore};
-use super::{cpu_top_k, device_top_k, not_fitted, recommend_by_blocks, Recommender};
+use super::dot::DotFactors;
+use super::{cpu_top_k, device_top_k, dot_recommend, not_fitted, recommend_by_blocks, Recommender};
 use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
+use crate::metrics::{Keep, Validation};
 use crate::tensors::{device_name, parse_device};
 use crate::train::{Control, EpochLog, Event, FitReport};
 
@@ -77,6 +78,13 @@ pub trait Spec: Sized + 'static {
     }
     fn score_new_users(_cfg: &Self::Config, _params: &Self::Params, _users: &FeatureTable) -> Result<Tensor> {
         Err(Error::invalid(format!("the {} model cannot score new users from features", Self::NAME)))
+    }
+    /// For a model whose scores are `users[u] . items[i] + bias[i]`: those vectors (as scored,
+    /// e.g. unit rows for cosine), so that on the CPU `score`, `recommend` and `evaluate` run
+    /// the blocked kernel of [`DotFactors`] instead of `score_block`. None (the default): the
+    /// scores are something else (an MLP over pairs) and `score_block` is used.
+    fn dot_factors(_cfg: &Self::Config, _params: &Self::Params) -> Result<Option<DotFactors>> {
+        Ok(None)
     }
     fn embed_new_items(_cfg: &Self::Config, _params: &Self::Params, _side: &SideInfo) -> Result<Tensor> {
         Err(Error::invalid(format!("the {} model cannot embed new items from side data", Self::NAME)))
@@ -154,6 +162,16 @@ impl<S: Spec> Model<S> {
         let idx = Tensor::from_slice(users).f_to_device(S::store(p).device())?;
         tch::no_grad(|| S::score_block(&self.cfg, p, &idx))
     }
+
+    /// The dot-product factors when the CPU scores this model through [`DotFactors`] (not on
+    /// the GPU paths, which keep `score_block` and the device's top-k).
+    fn dot(&self) -> Result<Option<DotFactors>> {
+        let p = self.params()?;
+        if crate::tensors::gpu_path(S::store(p).device()) {
+            return Ok(None);
+        }
+        tch::no_grad(|| S::dot_factors(&self.cfg, p))
+    }
 }
 
 /// A CPU copy of `t`, contiguous and detached.
@@ -222,7 +240,17 @@ impl<S: Spec> Recommender for Model<S> {
     }
 
     fn score(&self, users: &[i64]) -> Result<Tensor> {
+        if let Some(f) = self.dot()? {
+            return f.scores(users);
+        }
         to_cpu(self.scores_on_device(users)?)
+    }
+
+    fn rank(&self, users: &[i64], k: usize, keep: &Keep<'_>) -> Result<Option<(Vec<i64>, Vec<f32>)>> {
+        match self.dot()? {
+            Some(f) => Ok(Some(f.top_k(users, k, keep)?)),
+            None => Ok(None),
+        }
     }
 
     fn score_new_users(&self, users: &FeatureTable) -> Result<Tensor> {
@@ -241,11 +269,15 @@ impl<S: Spec> Recommender for Model<S> {
         to_cpu(tch::no_grad(|| S::user_vectors(&self.cfg, self.params()?))?)
     }
 
-    /// Top-k where the scores are: with rayon on the CPU, or on the device (only (users, k)
+    /// Top-k where the scores are: blocked dot products on the CPU (never the full scores),
+    /// other models' score blocks with rayon on the CPU, or on the device (only (users, k)
     /// comes back).
     fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
         let p = self.params()?;
         let n_items = self.ids.as_ref().map_or(0, |i| i.items.len());
+        if let Some(f) = self.dot()? {
+            return dot_recommend(&f, users, k, exclude, candidates);
+        }
         let score = |b: &[i64]| self.scores_on_device(b);
         if crate::tensors::gpu_path(S::store(p).device()) {
             return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);
