@@ -86,9 +86,9 @@ impl DotFactors {
         })
     }
 
-    /// Matrix factors with an item bias (BPR, SampledSoftmax).
-    pub fn of_factors(f: &super::factors::Factors) -> Result<Self> {
-        Self::new(&f.users, &f.items, Some(&f.item_bias))
+    /// Matrix factors with an item bias (BPR, SampledSoftmax), for the users `users`.
+    pub fn of_factors(f: &super::factors::Factors, users: &Tensor) -> Result<Self> {
+        Self::new(&f.users.f_index_select(0, users)?, &f.items, Some(&f.item_bias))
     }
 
     pub fn n_items(&self) -> usize {

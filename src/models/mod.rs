@@ -200,10 +200,12 @@ pub fn cpu_top_k(n_items: usize) -> impl Fn(Tensor, &[i64], usize, Option<&Inter
     }
 }
 
-/// `recommend` of a model scored by [`dot::DotFactors`]: the same checks and results as
-/// [`recommend_by_blocks`], the exclusions applied inside the blocked top-k.
+/// `recommend` of a model scored by [`dot::DotFactors`] (`rows`: the users' rows there): the
+/// same checks and results as [`recommend_by_blocks`], the exclusions applied inside the
+/// blocked top-k.
 pub fn dot_recommend(
     f: &dot::DotFactors,
+    rows: &[i64],
     users: &[i64],
     k: usize,
     exclude: Option<&Interactions>,
@@ -214,7 +216,7 @@ pub fn dot_recommend(
     let keep = |r: usize, i: u32| {
         candidates.is_none_or(|c| c[i as usize]) && exclude.is_none_or(|x| x.user_items(users[r] as usize).binary_search(&i).is_err())
     };
-    f.top_k(users, k, &keep)
+    f.top_k(rows, k, &keep)
 }
 
 fn check_restrictions(n_items: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<()> {
