@@ -197,24 +197,37 @@ fn chunk(n_users: usize) -> usize {
 impl DotFactors {
     /// The (users, n_items) scores of `users`, a CPU tensor.
     pub fn scores(&self, users: &[i64]) -> Result<Tensor> {
-        self.check_users(users)?;
         let n = self.n_items;
         let total = crate::limits::mul("the score block (users x items)", users.len(), n)?;
         crate::limits::bytes_for("the score block (users x items)", total, 4)?;
+        self.check_users(users)?;
         let t = Tensor::f_empty([users.len() as i64, n as i64], (Kind::Float, Device::Cpu))?;
         if total > 0 {
             // SAFETY: a fresh contiguous f32 CPU tensor of `total` elements, written only here.
             let out = unsafe { std::slice::from_raw_parts_mut(crate::tensors::cpu_f32_ptr(&t, "the score block")?, total) };
-            let packed = self.pack()?;
-            let (view, chunk) = (self.view(), chunk(users.len()));
-            out.par_chunks_mut(chunk * n).zip(users.par_chunks(chunk)).try_for_each(|(o, rows)| {
-                view.walk(&packed, rows, &mut |r, first, s| {
-                    o[r * n + first..r * n + first + s.len()].copy_from_slice(s);
-                    Ok(())
-                })
-            })?;
+            self.scores_into(users, out)?;
         }
         Ok(t)
+    }
+
+    /// The scores of `users` written into `out`, row-major (users.len(), n_items).
+    pub fn scores_into(&self, users: &[i64], out: &mut [f32]) -> Result<()> {
+        self.check_users(users)?;
+        let n = self.n_items;
+        if out.len() != users.len() * n {
+            return Err(Error::invalid(format!("{} values for {} users x {n} items", out.len(), users.len())));
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let packed = self.pack()?;
+        let (view, chunk) = (self.view(), chunk(users.len()));
+        out.par_chunks_mut(chunk * n).zip(users.par_chunks(chunk)).try_for_each(|(o, rows)| {
+            view.walk(&packed, rows, &mut |r, first, s| {
+                o[r * n + first..r * n + first + s.len()].copy_from_slice(s);
+                Ok(())
+            })
+        })
     }
 
     /// The top `k` items of each of `users` among those `keep(row, item)` allows, best first

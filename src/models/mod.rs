@@ -69,6 +69,13 @@ pub trait Recommender: Send {
     /// Scores of the given user indices for every item: a (users, items) f32 CPU tensor.
     fn score(&self, users: &[i64]) -> Result<Tensor>;
 
+    /// [`Recommender::score`] written into `out` (row-major (users.len(), n_items)) when the
+    /// model can without a tensor in between (dot-product models on the CPU): Ok(true); else
+    /// Ok(false) and nothing written.
+    fn score_into(&self, _users: &[i64], _out: &mut [f32]) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Scores of users the model was not trained on, from their features (one row of
     /// `users` per user, columns as in fit's `user_features`), for every item.
     fn score_new_users(&self, _users: &FeatureTable) -> Result<Tensor> {

@@ -255,6 +255,13 @@ impl<S: Spec> Recommender for Model<S> {
         to_cpu(self.scores_on_device(users)?)
     }
 
+    fn score_into(&self, users: &[i64], out: &mut [f32]) -> Result<bool> {
+        match self.dot(users)? {
+            Some((f, rows)) => f.scores_into(&rows, out).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
     fn rank(&self, users: &[i64], k: usize, keep: &Keep<'_>) -> Result<Option<(Vec<i64>, Vec<f32>)>> {
         match self.dot(users)? {
             Some((f, rows)) => Ok(Some(f.top_k(&rows, k, keep)?)),
