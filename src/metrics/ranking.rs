@@ -170,6 +170,7 @@ pub fn only_cutoffs(metrics: &[Metric]) -> bool {
 /// `items` / `scores` row-major (users.len(), k) as [`crate::models::Recommender::rank`]
 /// gives them (the best k of the candidates, excluded items left out, -1 padding), k at
 /// least every metric's cut-off. The same values as [`evaluate_block`] on the scores.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_ranked(
     items: &[i64],
     scores: &[f32],

@@ -34,6 +34,7 @@ impl Selector {
     }
 
     /// Scores of items `first..first + s.len()`; Err(item) at a NaN.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // !(x < floor) is meant: true for NaN
     pub(crate) fn feed(&mut self, s: &[f32], first: u32, keep: impl Fn(u32) -> bool) -> std::result::Result<(), u32> {
         let mut chunks = s.chunks_exact(16);
         let mut base = 0usize;

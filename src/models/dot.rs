@@ -129,6 +129,9 @@ impl DotFactors {
     }
 }
 
+/// Told each user's (row, first item, scores of a block of items).
+type Sink<'a> = dyn FnMut(usize, usize, &[f32]) -> Result<()> + 'a;
+
 /// The user vectors and sizes of a [`DotFactors`], shared by the tasks.
 #[derive(Clone, Copy)]
 struct View<'a> {
@@ -145,7 +148,7 @@ impl View<'_> {
 
     /// For the users `rows` (indices into the user table): calls `sink(r, first_item, scores)`
     /// for each user r (its position in `rows`) and block of items, blocks in item order.
-    fn walk(&self, packed: &Packed, rows: &[i64], sink: &mut dyn FnMut(usize, usize, &[f32]) -> Result<()>) -> Result<()> {
+    fn walk(&self, packed: &Packed, rows: &[i64], sink: &mut Sink<'_>) -> Result<()> {
         let d = self.dim;
         let users = self.users;
         let groups = rows.len().div_ceil(MR);
@@ -393,7 +396,7 @@ mod tests {
         let f = factors(nu, ni, 16, false);
         let users: Vec<i64> = (0..nu as i64).collect();
         let s = Vec::<f32>::try_from(f.scores(&users).unwrap().flatten(0, -1)).unwrap();
-        let keep = |r: usize, i: u32| (i as usize + r) % 3 != 0;
+        let keep = |r: usize, i: u32| !(i as usize + r).is_multiple_of(3);
         for k in [0, 1, 10, 100, ni, ni + 5] {
             let (it, sc) = f.top_k(&users, k, &keep).unwrap();
             let kk = k.min(ni);
