@@ -131,3 +131,46 @@ def test_vectors_for_plots(data):
     assert model.user_vectors().shape == (train.n_users, 8)
     with pytest.raises(ValueError, match="cannot score new users"):
         model.score(train.user_ids[:2], user_features=pd.DataFrame({"g": ["x", "y"]}, index=train.user_ids[:2]))
+
+
+DOT_MODELS = {
+    "bpr": lambda: fr.BPR(factors=8, epochs=2, device="cpu"),
+    "sampled_softmax": lambda: fr.SampledSoftmax(factors=8, epochs=2, device="cpu"),
+    "triplet_cosine": lambda: fr.TripletModel(factors=8, epochs=2, device="cpu"),
+    "triplet_dot_bias": lambda: fr.TripletModel(factors=8, epochs=2, similarity="dot", item_bias=True, device="cpu"),
+    "hybrid": lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), epochs=2, device="cpu"),
+    "deep_triplet": lambda: fr.DeepTripletModel(factors=8, epochs=1, device="cpu"),  # not a dot model: its block loop
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DOT_MODELS))
+def test_blocked_scores_recommend_and_evaluate_agree_to_the_bit(data, kind):
+    train, test = data
+    side = {}
+    if kind == "hybrid":
+        feats = np.random.default_rng(0).normal(size=(train.n_items, 4))
+        side["item_features"] = pd.DataFrame(feats, index=train.item_ids, columns=list("abcd"))
+        feats = np.random.default_rng(1).normal(size=(train.n_users, 3))
+        side["user_features"] = pd.DataFrame(feats, index=train.user_ids, columns=list("xyz"))
+    model = DOT_MODELS[kind]().fit(train, progress=False, **side)
+    users = train.user_ids[:37]
+    s = model.score(users)
+    if kind not in ("deep_triplet", "hybrid"):
+        # A dot model's scores of a user do not depend on the block it is scored in (HybridBPR's
+        # user tower, an MLP in libtorch, may round differently in another batch).
+        np.testing.assert_array_equal(model.score(users[5:6])[0], s[5])
+        np.testing.assert_array_equal(model.score(users[::-1])[::-1], s)
+    items, scores = model.recommend(users, k=9, exclude=train)
+    for r, u in enumerate(users):
+        row = s[r].copy()
+        row[np.isin(model.item_ids, train.items_of(u))] = -np.inf
+        best = np.lexsort((np.arange(len(row)), -row))[:9]  # score down, then the lower index
+        assert list(items[r]) == list(model.item_ids[best]), (kind, u)
+        np.testing.assert_array_equal(scores[r], row[best])
+    metrics = ["ndcg@10", "precision@5", "map@10", "recall@20", "hitrate@3"]
+    a = fr.evaluate(model, test, train=train, metrics=metrics, per_user=True)
+    b = fr.evaluate_scores(model._score_indices, test, train=train, metrics=metrics, per_user=True)
+    pd.testing.assert_frame_equal(a, b)
+    warm = train.item_ids[::3]
+    a = fr.evaluate(model, test, train=train, metrics=metrics, items=warm)
+    assert a == fr.evaluate_scores(model._score_indices, test, train=train, metrics=metrics, items=warm)

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use tch::Tensor;
 
-use super::ranking::{evaluate_block, EvalOptions};
+use super::ranking::{evaluate_block, evaluate_ranked, only_cutoffs, EvalOptions};
+use super::topk::Keep;
 use super::spec::Metric;
 use crate::data::Interactions;
 use crate::error::{Error, Result};
@@ -14,6 +15,13 @@ use crate::tensors::to_vec_f32;
 
 /// Scores per block are kept under this many values.
 pub const BLOCK_VALUES: usize = 1 << 24;
+
+/// Users per block when a model ranks without the scores ([`Rank`]): only (users, k) is kept.
+const RANKED_BLOCK: usize = 8192;
+
+/// A model's top-k without its scores (`Recommender::rank`): the best `k` of each user's items
+/// that `keep(row, item)` allows; Ok(None) when the model cannot.
+pub type Rank<'a> = dyn Fn(&[i64], usize, &Keep<'_>) -> Result<Option<(Vec<i64>, Vec<f32>)>> + Sync + 'a;
 
 /// Held-out data to score during training.
 pub struct Validation<'a> {
@@ -33,10 +41,13 @@ pub struct PerUser {
 
 /// Metrics of each of `users` (default: every user of `test` with an interaction) scored by
 /// `score` (user indices -> (users, items) f32 tensor), candidates restricted to `candidates`
-/// when given. `on_block` is told the fraction done after each block (progress bars).
+/// when given. `on_block` is told the fraction done after each block (progress bars). With
+/// `rank` and only cut-off metrics (ndcg@k, ...), each block is ranked by `rank` instead of
+/// scored (when the model can), with the same results.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_users(
     score: &dyn Fn(&[i64]) -> Result<Tensor>,
+    rank: Option<&Rank<'_>>,
     test: &Interactions,
     exclude: &[&Interactions],
     metrics: &[Metric],
@@ -47,6 +58,11 @@ pub fn evaluate_users(
 ) -> Result<PerUser> {
     let users = users.unwrap_or_else(|| test.active_users());
     let n_items = test.n_items();
+    if let (Some(rank), true) = (rank, only_cutoffs(metrics)) {
+        if let Some(out) = evaluate_ranked_users(rank, test, exclude, metrics, &users, candidates, on_block)? {
+            return Ok(PerUser { users, values: out });
+        }
+    }
     let step = (BLOCK_VALUES / n_items.max(1)).max(1);
     let mut values = vec![Vec::with_capacity(users.len()); metrics.len()];
     for (b, block) in users.chunks(step).enumerate() {
@@ -69,6 +85,52 @@ pub fn evaluate_users(
     Ok(PerUser { users, values })
 }
 
+/// [`evaluate_users`] through `rank`; None when the model cannot rank (nothing done then).
+fn evaluate_ranked_users(
+    rank: &Rank<'_>,
+    test: &Interactions,
+    exclude: &[&Interactions],
+    metrics: &[Metric],
+    users: &[u32],
+    candidates: Option<&[bool]>,
+    on_block: &mut dyn FnMut(f64) -> Result<()>,
+) -> Result<Option<Vec<Vec<f64>>>> {
+    let n_items = test.n_items();
+    if let Some(c) = candidates {
+        if c.len() != n_items {
+            return Err(Error::invalid(format!("the item restriction has {} entries for {n_items} items", c.len())));
+        }
+    }
+    for x in exclude {
+        test.check_same_ids(x, "an excluded interaction set")?;
+    }
+    if let Some(&u) = users.iter().find(|&&u| u as usize >= test.n_users()) {
+        return Err(Error::invalid(format!("user index {u} out of range for {} users", test.n_users())));
+    }
+    let k = metrics.iter().filter_map(Metric::k).max().unwrap_or(0).min(n_items);
+    let mut values = vec![Vec::with_capacity(users.len()); metrics.len()];
+    for (b, block) in users.chunks(RANKED_BLOCK).enumerate() {
+        let idx: Vec<i64> = block.iter().map(|&u| u as i64).collect();
+        let keep = |r: usize, i: u32| {
+            (i as usize) < n_items
+                && candidates.is_none_or(|c| c[i as usize])
+                && exclude.iter().all(|x| x.user_items(block[r] as usize).binary_search(&i).is_err())
+        };
+        let Some((items, scores)) = rank(&idx, k, &keep)? else {
+            return Ok(None);
+        };
+        if items.len() != block.len() * k {
+            return Err(Error::invalid(format!("the model ranked {} items for {} users x {k} (its items are not the test data's?)", items.len(), block.len())));
+        }
+        let block_values = evaluate_ranked(&items, &scores, k, block, test, exclude, metrics, candidates)?;
+        for (col, v) in values.iter_mut().zip(block_values) {
+            col.extend(v);
+        }
+        on_block(((b + 1) * RANKED_BLOCK).min(users.len()) as f64 / users.len().max(1) as f64)?;
+    }
+    Ok(Some(values))
+}
+
 /// Mean of each metric over the users with a positive.
 pub fn means(metrics: &[Metric], per_user: &PerUser) -> BTreeMap<String, f64> {
     metrics
@@ -84,6 +146,6 @@ pub fn means(metrics: &[Metric], per_user: &PerUser) -> BTreeMap<String, f64> {
 /// Mean of each metric over the users of `v.data` that have a positive; `score` maps user
 /// indices to a (users, items) f32 tensor.
 pub fn evaluate_with(score: &dyn Fn(&[i64]) -> Result<Tensor>, v: &Validation<'_>) -> Result<BTreeMap<String, f64>> {
-    let per_user = evaluate_users(score, v.data, &v.exclude, &v.metrics, v.options, None, None, &mut |_| Ok(()))?;
+    let per_user = evaluate_users(score, None, v.data, &v.exclude, &v.metrics, v.options, None, None, &mut |_| Ok(()))?;
     Ok(means(&v.metrics, &per_user))
 }

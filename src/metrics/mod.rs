@@ -5,7 +5,7 @@ pub mod ranking;
 pub mod spec;
 pub mod topk;
 
-pub use evaluate::{evaluate_users, evaluate_with, means, PerUser, Validation};
-pub use ranking::{evaluate_block, EvalOptions};
+pub use evaluate::{evaluate_users, evaluate_with, means, PerUser, Rank, Validation};
+pub use ranking::{evaluate_block, evaluate_ranked, EvalOptions};
 pub use spec::Metric;
-pub use topk::{top_k, top_k_block};
+pub use topk::{top_k, top_k_block, Keep};

@@ -116,40 +116,90 @@ fn user_metrics(
     if max_k > 0 {
         top_k(row, max_k, |i| mask[i] != EXCLUDED, buf);
     }
-    let hits_at = |k: usize| buf.iter().take(k).filter(|&&(_, i)| mask[i as usize] == POSITIVE).count();
     let mut out = Vec::with_capacity(metrics.len());
     for m in metrics {
         let v = match *m {
             Metric::Auc => full_auc(row, mask, n_pos, n_neg, pos_scores),
             Metric::SampledAuc => sampled_auc(row, mask, u, opts),
-            Metric::Precision(k) => hits_at(k) as f64 / k as f64,
-            Metric::Recall(k) => hits_at(k) as f64 / n_pos as f64,
-            Metric::HitRate(k) => (hits_at(k) > 0) as u8 as f64,
-            Metric::Ndcg(k) => {
-                let dcg: f64 = buf
-                    .iter()
-                    .take(k)
-                    .enumerate()
-                    .filter(|(_, &(_, i))| mask[i as usize] == POSITIVE)
-                    .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
-                    .sum();
-                let idcg: f64 = (0..k.min(n_pos)).map(|r| 1.0 / ((r + 2) as f64).log2()).sum();
-                dcg / idcg
-            }
-            Metric::Map(k) => {
-                let (mut hits, mut sum) = (0usize, 0f64);
-                for (r, &(_, i)) in buf.iter().take(k).enumerate() {
-                    if mask[i as usize] == POSITIVE {
-                        hits += 1;
-                        sum += hits as f64 / (r + 1) as f64;
-                    }
-                }
-                sum / k.min(n_pos) as f64
-            }
+            _ => at_k(*m, buf, n_pos, |i| mask[i as usize] == POSITIVE),
         };
         out.push(v);
     }
     Ok(out)
+}
+
+/// A cut-off metric of a ranked list `top` (best first) with `n_pos` positives, `is_pos`
+/// telling which items are.
+fn at_k(m: Metric, top: &[(f32, u32)], n_pos: usize, is_pos: impl Fn(u32) -> bool) -> f64 {
+    let hits_at = |k: usize| top.iter().take(k).filter(|&&(_, i)| is_pos(i)).count();
+    match m {
+        Metric::Auc | Metric::SampledAuc => f64::NAN,
+        Metric::Precision(k) => hits_at(k) as f64 / k as f64,
+        Metric::Recall(k) => hits_at(k) as f64 / n_pos as f64,
+        Metric::HitRate(k) => (hits_at(k) > 0) as u8 as f64,
+        Metric::Ndcg(k) => {
+            let dcg: f64 = top
+                .iter()
+                .take(k)
+                .enumerate()
+                .filter(|(_, &(_, i))| is_pos(i))
+                .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
+                .sum();
+            let idcg: f64 = (0..k.min(n_pos)).map(|r| 1.0 / ((r + 2) as f64).log2()).sum();
+            dcg / idcg
+        }
+        Metric::Map(k) => {
+            let (mut hits, mut sum) = (0usize, 0f64);
+            for (r, &(_, i)) in top.iter().take(k).enumerate() {
+                if is_pos(i) {
+                    hits += 1;
+                    sum += hits as f64 / (r + 1) as f64;
+                }
+            }
+            sum / k.min(n_pos) as f64
+        }
+    }
+}
+
+/// Whether every metric of `metrics` is a cut-off metric (so a top-k list is all it needs).
+pub fn only_cutoffs(metrics: &[Metric]) -> bool {
+    !metrics.is_empty() && metrics.iter().all(|m| m.k().is_some())
+}
+
+/// [`evaluate_block`] for cut-off metrics from each user's ranked list instead of scores:
+/// `items` / `scores` row-major (users.len(), k) as [`crate::models::Recommender::rank`]
+/// gives them (the best k of the candidates, excluded items left out, -1 padding), k at
+/// least every metric's cut-off. The same values as [`evaluate_block`] on the scores.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_ranked(
+    items: &[i64],
+    scores: &[f32],
+    k: usize,
+    users: &[u32],
+    test: &Interactions,
+    exclude: &[&Interactions],
+    metrics: &[Metric],
+    candidates: Option<&[bool]>,
+) -> Result<Vec<Vec<f64>>> {
+    if items.len() != users.len() * k || scores.len() != items.len() {
+        return Err(Error::invalid(format!("{} ranked items for {} users x {k}", items.len(), users.len())));
+    }
+    let per_user: Vec<Vec<f64>> = users
+        .par_iter()
+        .enumerate()
+        .map_init(Vec::new, |top, (r, &u)| {
+            let keep = |i: u32| candidates.is_none_or(|c| c[i as usize]) && exclude.iter().all(|x| x.user_items(u as usize).binary_search(&i).is_err());
+            let pos = test.user_items(u as usize);
+            let n_pos = pos.iter().filter(|&&i| keep(i)).count();
+            if n_pos == 0 {
+                return vec![f64::NAN; metrics.len()];
+            }
+            top.clear();
+            top.extend((r * k..(r + 1) * k).filter(|&s| items[s] >= 0).map(|s| (scores[s], items[s] as u32)));
+            metrics.iter().map(|&m| at_k(m, top, n_pos, |i| pos.binary_search(&i).is_ok())).collect()
+        })
+        .collect();
+    Ok((0..metrics.len()).map(|m| per_user.iter().map(|v| v[m]).collect()).collect())
 }
 
 /// Probability that a random positive outscores a random negative (ties 1/2), counted
@@ -261,6 +311,34 @@ mod tests {
             }
         }
         assert!((out[0][0] - w / c).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ranked_lists_give_the_values_of_the_scores() {
+        let (n_users, n_items) = (40, 300);
+        let mut rng = stream_rng(5, 0, 0);
+        // Coarse scores: many ties, decided by the item index in both paths.
+        let scores: Vec<f32> = (0..n_users * n_items).map(|_| rng.random_range(0..20) as f32).collect();
+        fn pick(rng: &mut impl rand::Rng, n: usize, n_users: usize, n_items: usize) -> (Vec<i64>, Vec<i64>) {
+            (0..n).map(|_| (rng.random_range(0..n_users as i64), rng.random_range(0..n_items as i64))).unzip()
+        }
+        let (tu, ti) = pick(&mut rng, 2000, n_users, n_items);
+        let (xu, xi) = pick(&mut rng, 3000, n_users, n_items);
+        let test = inter(&tu, &ti, n_users, n_items);
+        let train = inter(&xu, &xi, n_users, n_items);
+        let cands: Vec<bool> = (0..n_items).map(|i| i % 7 != 3).collect();
+        let metrics: Vec<Metric> = ["ndcg@10", "precision@5", "recall@20", "map@10", "hitrate@3"].iter().map(|s| s.parse().unwrap()).collect();
+        let users: Vec<u32> = (0..n_users as u32).collect();
+        for c in [None, Some(cands.as_slice())] {
+            let want = evaluate_block(&scores, &users, &test, &[&train], &metrics, EvalOptions::default(), c).unwrap();
+            let (items, best) = crate::metrics::top_k_block(&scores, n_items, &users, 20, Some(&train), c).unwrap();
+            let got = evaluate_ranked(&items, &best, 20, &users, &test, &[&train], &metrics, c).unwrap();
+            for (a, b) in want.iter().zip(&got) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(x.to_bits() == y.to_bits(), "{x} {y}");
+                }
+            }
+        }
     }
 
     #[test]

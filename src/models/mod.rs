@@ -8,6 +8,7 @@ pub mod cae;
 pub mod checkpoint;
 pub mod compatibility;
 pub mod core;
+pub mod dot;
 pub mod dvbpr;
 pub mod ensemble;
 pub mod factors;
@@ -25,7 +26,7 @@ use tch::Tensor;
 
 use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::{top_k_block, Validation};
+use crate::metrics::{top_k_block, Keep, Validation};
 use crate::train::{Control, EpochLog, Event, FitReport};
 
 pub use self::core::FitOptions;
@@ -68,6 +69,13 @@ pub trait Recommender: Send {
     /// Scores of the given user indices for every item: a (users, items) f32 CPU tensor.
     fn score(&self, users: &[i64]) -> Result<Tensor>;
 
+    /// [`Recommender::score`] written into `out` (row-major (users.len(), n_items)) when the
+    /// model can without a tensor in between (dot-product models on the CPU): Ok(true); else
+    /// Ok(false) and nothing written.
+    fn score_into(&self, _users: &[i64], _out: &mut [f32]) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Scores of users the model was not trained on, from their features (one row of
     /// `users` per user, columns as in fit's `user_features`), for every item.
     fn score_new_users(&self, _users: &FeatureTable) -> Result<Tensor> {
@@ -96,6 +104,13 @@ pub trait Recommender: Send {
     fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
         let n_items = self.ids().ok_or_else(|| not_fitted(self.kind()))?.items.len();
         recommend_by_blocks(users, k, n_items, exclude, candidates, &|b| self.score(b), &cpu_top_k(n_items))
+    }
+
+    /// The top `k` items of each of `users` among those `keep(row, item)` allows, as
+    /// `recommend` returns them, without the full scores: for models that can (dot-product
+    /// scores on the CPU); Ok(None) for the others, which `evaluate` then scores block by block.
+    fn rank(&self, _users: &[i64], _k: usize, _keep: &Keep<'_>) -> Result<Option<(Vec<i64>, Vec<f32>)>> {
+        Ok(None)
     }
 
     /// Named tensors to save.
@@ -176,12 +191,53 @@ registry!(
 /// Scores on the device for one block of users, then the top-k selection: for [`Recommender::recommend`].
 type BlockTopK<'a> = dyn Fn(Tensor, &[i64], usize, Option<&Interactions>, Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> + 'a;
 
-/// The top-k selection of a CPU score block (rayon over its rows).
+/// The top-k selection of a CPU score block (rayon over its rows), read where it lies.
 pub fn cpu_top_k(n_items: usize) -> impl Fn(Tensor, &[i64], usize, Option<&Interactions>, Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
     move |s, b, k, ex, cand| {
         let idx: Vec<u32> = b.iter().map(|&u| u as u32).collect();
-        top_k_block(&crate::tensors::to_vec_f32(&s.f_contiguous()?)?, n_items, &idx, k, ex, cand)
+        let s = s.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?.f_contiguous()?;
+        let n = s.numel();
+        let values: &[f32] = if n == 0 {
+            &[]
+        } else {
+            // SAFETY: a contiguous f32 CPU tensor of n elements, alive and unwritten while read.
+            unsafe { std::slice::from_raw_parts(crate::tensors::cpu_f32_ptr(&s, "the scores")? as *const f32, n) }
+        };
+        top_k_block(values, n_items, &idx, k, ex, cand)
     }
+}
+
+/// `recommend` of a model scored by [`dot::DotFactors`] (`rows`: the users' rows there): the
+/// same checks and results as [`recommend_by_blocks`], the exclusions applied inside the
+/// blocked top-k.
+pub fn dot_recommend(
+    f: &dot::DotFactors,
+    rows: &[i64],
+    users: &[i64],
+    k: usize,
+    exclude: Option<&Interactions>,
+    candidates: Option<&[bool]>,
+) -> Result<(Vec<i64>, Vec<f32>)> {
+    let n_items = f.n_items();
+    check_restrictions(n_items, exclude, candidates)?;
+    let keep = |r: usize, i: u32| {
+        candidates.is_none_or(|c| c[i as usize]) && exclude.is_none_or(|x| x.user_items(users[r] as usize).binary_search(&i).is_err())
+    };
+    f.top_k(rows, k, &keep)
+}
+
+fn check_restrictions(n_items: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<()> {
+    if let Some(x) = exclude {
+        if x.n_items() != n_items {
+            return Err(Error::invalid(format!("exclude has {} items, the model {n_items}", x.n_items())));
+        }
+    }
+    if let Some(c) = candidates {
+        if c.len() != n_items {
+            return Err(Error::invalid(format!("candidates has {} flags, the model {n_items} items", c.len())));
+        }
+    }
+    Ok(())
 }
 
 /// Top-k over blocks of users: `score` gives a block's (users, items) scores, `select` picks
@@ -196,16 +252,7 @@ pub fn recommend_by_blocks(
     select: &BlockTopK<'_>,
 ) -> Result<(Vec<i64>, Vec<f32>)> {
     let k = k.min(n_items);
-    if let Some(x) = exclude {
-        if x.n_items() != n_items {
-            return Err(Error::invalid(format!("exclude has {} items, the model {n_items}", x.n_items())));
-        }
-    }
-    if let Some(c) = candidates {
-        if c.len() != n_items {
-            return Err(Error::invalid(format!("candidates has {} flags, the model {n_items} items", c.len())));
-        }
-    }
+    check_restrictions(n_items, exclude, candidates)?;
     let step = (crate::metrics::evaluate::BLOCK_VALUES / n_items.max(1)).max(1);
     let total = users.len().checked_mul(k).ok_or_else(|| Error::invalid("k x users overflows"))?;
     let (mut items, mut scores) = (Vec::with_capacity(total), Vec::with_capacity(total));

@@ -1,13 +1,9 @@
 //! Item-item similarity from any model's item vectors (cosine).
 
-use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
+use super::dot::DotFactors;
 use crate::error::{Error, Result};
-use crate::metrics::top_k;
-
-/// Queries per matrix product, to bound memory on large catalogues.
-const QUERY_BLOCK: usize = 1024;
 
 /// The `k` items most cosine-similar to each query item (itself left out), best first.
 /// `k` is at most `n_items - 1` (a larger k is taken as that, so a huge k never asks for a
@@ -22,33 +18,12 @@ pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec
         return Err(Error::invalid(format!("item index {bad} out of range for {n} items")));
     }
     let k = effective_k(k, n as usize);
-    let slots = crate::limits::mul("similar_items: queries x k", queries.len(), k)?;
-    let mut items = crate::limits::try_filled("the similar-item lists", slots, -1i64)?;
-    let mut scores = crate::limits::try_filled("the similarities", slots, f32::NEG_INFINITY)?;
     let v = vectors.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
-    let unit = v.f_div(&v.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?;
-    if k == 0 {
-        return Ok((items, scores));
-    }
-    for (b, block) in queries.chunks(QUERY_BLOCK).enumerate() {
-        let sims = tch::no_grad(|| unit.f_index_select(0, &Tensor::from_slice(block))?.f_matmul(&unit.f_tr()?))?;
-        let sims = Vec::<f32>::try_from(sims.f_contiguous()?.f_flatten(0, -1)?)?;
-        let off = b * QUERY_BLOCK * k;
-        items[off..off + block.len() * k]
-            .par_chunks_mut(k)
-            .zip(scores[off..off + block.len() * k].par_chunks_mut(k))
-            .enumerate()
-            .for_each_init(Vec::new, |buf, (r, (it, sc))| {
-                let q = block[r] as usize;
-                let row = &sims[r * n as usize..(r + 1) * n as usize];
-                top_k(row, k, |i| i != q, buf);
-                for (slot, &(s, i)) in buf.iter().enumerate() {
-                    it[slot] = i as i64;
-                    sc[slot] = s;
-                }
-            });
-    }
-    Ok((items, scores))
+    let unit = tch::no_grad(|| -> Result<Tensor> { Ok(v.f_div(&v.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?) })?;
+    // The blocked dot-product top-k (every core, no (queries x items) block in memory), the
+    // query itself left out.
+    let keep = |r: usize, i: u32| i as i64 != queries[r];
+    DotFactors::new(&unit, &unit, None)?.top_k(queries, k, &keep)
 }
 
 /// The k of [`similar_items`] for a catalogue of `n_items`: at most every other item.

@@ -256,6 +256,16 @@ impl Spec for Vbpr {
         params.p.scores(users)
     }
 
+    /// [gamma_u, theta_u] . [gamma_i, E f_i] + beta_i + beta' f_i.
+    fn dot_factors(_: &VbprConfig, params: &VbprParams, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
+        let p = &params.p;
+        let (v, vb) = p.visual(None)?;
+        let users = Tensor::f_cat(&[p.gamma_u.f_index_select(0, users)?, p.theta_u.f_index_select(0, users)?], 1)?;
+        let items = Tensor::f_cat(&[p.gamma_i.shallow_clone(), v], 1)?;
+        let bias = (&p.bias + vb).f_flatten(0, -1)?;
+        Ok(Some(super::dot::DotFactors::new(&users, &items, Some(&bias))?))
+    }
+
     /// [gamma_i, E f_i] per item.
     fn item_vectors(_: &VbprConfig, params: &VbprParams) -> Result<Tensor> {
         let (v, _) = params.p.visual(None)?;

@@ -126,6 +126,7 @@ pub(crate) type PerUserPy<'py> = (Bound<'py, PyArray1<i64>>, Vec<Bound<'py, PyAr
 pub(crate) fn evaluate_per_user<'py>(
     py: Python<'py>,
     score: &(dyn Fn(&[i64]) -> crate::Result<tch::Tensor> + Sync),
+    rank: Option<&crate::metrics::Rank<'_>>,
     test: PyRef<'py, PyInteractions>,
     exclude: Vec<PyRef<'py, PyInteractions>>,
     metrics: Vec<String>,
@@ -149,7 +150,7 @@ pub(crate) fn evaluate_per_user<'py>(
                     py.check_signals().and_then(|_| p.call1(py, (done,))).map(|_| ()).map_err(|e| crate::Error::state(e.to_string()))
                 })
             };
-            crate::metrics::evaluate_users(score, &t, &ex_refs, &parsed, opts, users, cands, &mut on_block)
+            crate::metrics::evaluate_users(score, rank, &t, &ex_refs, &parsed, opts, users, cands, &mut on_block)
         })
     })?;
     let idx: Vec<i64> = out.users.iter().map(|&u| u as i64).collect();
@@ -194,7 +195,7 @@ fn evaluate_scorer<'py>(
         })
         .map_err(|e| crate::Error::invalid(e.to_string()))
     };
-    evaluate_per_user(py, &call, test, exclude, metrics, users, candidates, sampled_negatives, seed, progress)
+    evaluate_per_user(py, &call, None, test, exclude, metrics, users, candidates, sampled_negatives, seed, progress)
 }
 
 /// Run the code written for GPUs on CPU tensors too (process-wide; for tests: CI has no GPU).

@@ -296,6 +296,16 @@ impl PyModel {
         let u = users.as_slice()?;
         let guard = self.read()?;
         let model: &Shared = &guard;
+        // Dot-product models write straight into the array (one buffer, not two).
+        let n_items = fitted_ids(&guard)?.items.len();
+        let total = crate::limits::mul("the scores (users x items)", u.len(), n_items)?;
+        crate::limits::bytes_for("the scores (users x items)", total, 4)?;
+        // SAFETY: a new C-contiguous array, only written (every element) before it is returned.
+        let arr = unsafe { PyArray2::<f32>::new(py, [u.len(), n_items], false) };
+        let out = unsafe { arr.as_slice_mut()? };
+        if py.allow_threads(|| guarded(|| model.score_into(u, out)))? {
+            return Ok(arr);
+        }
         let t = py.allow_threads(move || guarded(|| model.score(u)))?;
         to_numpy2(py, t)
     }
@@ -360,9 +370,13 @@ impl PyModel {
     ) -> PyResult<super::functions::PerUserPy<'py>> {
         let guard = self.read()?;
         let model: &Shared = &guard;
+        // Cut-off metrics of a dot-product model: ranked in blocks, never scored in full.
+        let same_items = fitted_ids(&guard)?.items.len() == test.inner.n_items();
+        let rank = |idx: &[i64], k: usize, keep: &crate::metrics::Keep<'_>| model.rank(idx, k, keep);
         super::functions::evaluate_per_user(
             py,
             &|idx: &[i64]| model.score(idx),
+            same_items.then_some(&rank as &crate::metrics::Rank<'_>),
             test,
             exclude,
             metrics,

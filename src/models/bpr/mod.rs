@@ -182,6 +182,10 @@ impl Spec for Bpr {
         p.score_block(users)
     }
 
+    fn dot_factors(_: &BprConfig, p: &Factors, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
+        Ok(Some(super::dot::DotFactors::of_factors(p, users)?))
+    }
+
     fn item_vectors(_: &BprConfig, p: &Factors) -> Result<Tensor> {
         Ok(p.items.shallow_clone())
     }

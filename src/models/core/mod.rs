@@ -25,10 +25,11 @@ pub use self::config::{config_json, parse_config, Common};
 pub use self::fit::FitCtx;
 use self::fit::Checkpoint;
 pub use self::store::{checked, ParamStore};
-use super::{cpu_top_k, device_top_k, not_fitted, recommend_by_blocks, Recommender};
+use super::dot::DotFactors;
+use super::{cpu_top_k, device_top_k, dot_recommend, not_fitted, recommend_by_blocks, Recommender};
 use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::metrics::Validation;
+use crate::metrics::{Keep, Validation};
 use crate::tensors::{device_name, parse_device};
 use crate::train::distributed::ProcessGroup;
 use crate::train::{Control, EpochLog, Event, FitReport, GradSync};
@@ -80,6 +81,14 @@ pub trait Spec: Sized + 'static {
     }
     fn score_new_users(_cfg: &Self::Config, _params: &Self::Params, _users: &FeatureTable) -> Result<Tensor> {
         Err(Error::invalid(format!("the {} model cannot score new users from features", Self::NAME)))
+    }
+    /// For a model whose scores are `user_u . item_i + bias_i`: the vectors of the user
+    /// indices `users` (B rows, in order; int64, checked in range), every item's, and the
+    /// bias (as scored, e.g. unit rows for cosine), so that on the CPU `score`, `recommend` and
+    /// `evaluate` run the blocked kernel of [`DotFactors`] instead of `score_block`. None (the
+    /// default): the scores are something else (an MLP over pairs): `score_block`.
+    fn dot_factors(_cfg: &Self::Config, _params: &Self::Params, _users: &Tensor) -> Result<Option<DotFactors>> {
+        Ok(None)
     }
     fn embed_new_items(_cfg: &Self::Config, _params: &Self::Params, _side: &SideInfo) -> Result<Tensor> {
         Err(Error::invalid(format!("the {} model cannot embed new items from side data", Self::NAME)))
@@ -150,15 +159,33 @@ impl<S: Spec> Model<S> {
         self.params.as_ref().ok_or_else(|| not_fitted(S::NAME))
     }
 
-    /// Scores of `users` on the parameters' device, after the range check.
-    fn scores_on_device(&self, users: &[i64]) -> Result<Tensor> {
+    /// `users` as an index tensor on the parameters' device, after the range check.
+    fn user_index(&self, users: &[i64]) -> Result<Tensor> {
         let p = self.params()?;
         let n = self.ids.as_ref().map_or(0, |i| i.users.len()) as i64;
         if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
             return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
         }
-        let idx = Tensor::from_slice(users).f_to_device(S::store(p).device())?;
-        tch::no_grad(|| S::score_block(&self.cfg, p, &idx))
+        Ok(Tensor::from_slice(users).f_to_device(S::store(p).device())?)
+    }
+
+    /// Scores of `users` on the parameters' device, after the range check.
+    fn scores_on_device(&self, users: &[i64]) -> Result<Tensor> {
+        let idx = self.user_index(users)?;
+        tch::no_grad(|| S::score_block(&self.cfg, self.params()?, &idx))
+    }
+
+    /// The dot-product factors of `users` (rows 0..B of the result) when the CPU scores this
+    /// model through [`DotFactors`] (not on the GPU paths, which keep `score_block` and the
+    /// device's top-k).
+    fn dot(&self, users: &[i64]) -> Result<Option<(DotFactors, Vec<i64>)>> {
+        let p = self.params()?;
+        if crate::tensors::gpu_path(S::store(p).device()) {
+            return Ok(None);
+        }
+        let idx = self.user_index(users)?;
+        let rows = (0..users.len() as i64).collect();
+        Ok(tch::no_grad(|| S::dot_factors(&self.cfg, p, &idx))?.map(|f| (f, rows)))
     }
 }
 
@@ -233,7 +260,24 @@ impl<S: Spec> Recommender for Model<S> {
     }
 
     fn score(&self, users: &[i64]) -> Result<Tensor> {
+        if let Some((f, rows)) = self.dot(users)? {
+            return f.scores(&rows);
+        }
         to_cpu(self.scores_on_device(users)?)
+    }
+
+    fn score_into(&self, users: &[i64], out: &mut [f32]) -> Result<bool> {
+        match self.dot(users)? {
+            Some((f, rows)) => f.scores_into(&rows, out).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    fn rank(&self, users: &[i64], k: usize, keep: &Keep<'_>) -> Result<Option<(Vec<i64>, Vec<f32>)>> {
+        match self.dot(users)? {
+            Some((f, rows)) => Ok(Some(f.top_k(&rows, k, keep)?)),
+            None => Ok(None),
+        }
     }
 
     fn score_new_users(&self, users: &FeatureTable) -> Result<Tensor> {
@@ -252,11 +296,15 @@ impl<S: Spec> Recommender for Model<S> {
         to_cpu(tch::no_grad(|| S::user_vectors(&self.cfg, self.params()?))?)
     }
 
-    /// Top-k where the scores are: with rayon on the CPU, or on the device (only (users, k)
+    /// Top-k where the scores are: blocked dot products on the CPU (never the full scores),
+    /// other models' score blocks with rayon on the CPU, or on the device (only (users, k)
     /// comes back).
     fn recommend(&self, users: &[i64], k: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<(Vec<i64>, Vec<f32>)> {
         let p = self.params()?;
         let n_items = self.ids.as_ref().map_or(0, |i| i.items.len());
+        if let Some((f, rows)) = self.dot(users)? {
+            return dot_recommend(&f, &rows, users, k, exclude, candidates);
+        }
         let score = |b: &[i64]| self.scores_on_device(b);
         if crate::tensors::gpu_path(S::store(p).device()) {
             return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);

@@ -130,6 +130,10 @@ impl Spec for Dvbpr {
         scores(&params.theta, &params.items, users)
     }
 
+    fn dot_factors(_: &DvbprConfig, params: &DvbprParams, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
+        Ok(Some(super::dot::DotFactors::new(&params.theta.f_index_select(0, users)?, &params.items, None)?))
+    }
+
     fn item_vectors(_: &DvbprConfig, params: &DvbprParams) -> Result<Tensor> {
         Ok(params.items.shallow_clone())
     }

@@ -346,6 +346,10 @@ impl Spec for HybridBpr {
         p.scores_of(&p.user.vectors(users, false)?, &p.items()?)
     }
 
+    fn dot_factors(_: &HybridConfig, p: &Params, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
+        Ok(Some(super::dot::DotFactors::new(&p.user.vectors(users, false)?, &p.items()?, p.bias.as_ref())?))
+    }
+
     fn score_new_users(_: &HybridConfig, p: &Params, users: &FeatureTable) -> Result<Tensor> {
         let f = p.user.features.as_ref().ok_or_else(|| {
             Error::invalid("this HybridBPR was fitted without user_features, so it cannot score users from features")

@@ -172,6 +172,10 @@ impl Spec for SampledSoftmax {
         p.score_block(users)
     }
 
+    fn dot_factors(_: &SampledSoftmaxConfig, p: &Factors, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
+        Ok(Some(super::dot::DotFactors::of_factors(p, users)?))
+    }
+
     fn item_vectors(_: &SampledSoftmaxConfig, p: &Factors) -> Result<Tensor> {
         Ok(p.items.shallow_clone())
     }

@@ -232,6 +232,11 @@ impl Spec for Triplet {
         Ok(if c.item_bias { s + p.item_bias.f_unsqueeze(0)? } else { s })
     }
 
+    fn dot_factors(c: &TripletConfig, p: &Factors, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
+        let (users, items) = (unit_rows(p.users.f_index_select(0, users)?, cosine(c))?, unit_rows(p.items.shallow_clone(), cosine(c))?);
+        Ok(Some(super::dot::DotFactors::new(&users, &items, c.item_bias.then_some(&p.item_bias))?))
+    }
+
     /// As scored (unit length for cosine).
     fn item_vectors(c: &TripletConfig, p: &Factors) -> Result<Tensor> {
         unit_rows(p.items.shallow_clone(), cosine(c))
