@@ -89,6 +89,19 @@ def test_jpeg_decodes_close_to_pillow():
             assert diff.max() <= 8 and diff.mean() < 0.5, (seed, sub, diff.max(), diff.mean())
 
 
+@pytest.mark.skipif(not fr._core.jpeg_decoder().startswith("libjpeg-turbo"), reason="built without nasm: full-size JPEGs go through zune-jpeg")
+def test_jpeg_is_pillows_to_the_bit_with_libjpeg_turbo():
+    """With libjpeg-turbo's SIMD built in, every JPEG goes through Pillow's own decoder."""
+    for seed, (h, w) in enumerate([(224, 224), (97, 131), (300, 200)]):
+        img = smooth_image(h, w, seed)
+        for sub in (0, 1, 2):
+            data = jpeg_bytes(img, subsampling=sub)
+            ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            assert np.array_equal(decode_image(data), ref), (seed, sub)
+    grey = jpeg_bytes(smooth_image(40, 50, 1)[..., 0])
+    assert np.array_equal(decode_image(grey), np.asarray(Image.open(io.BytesIO(grey)).convert("RGB")))
+
+
 def test_grey_and_cmyk_free_modes_become_rgb():
     grey = smooth_image(40, 50, 1)[..., 0]
     data = jpeg_bytes(grey)

@@ -44,8 +44,7 @@ def _info(_: argparse.Namespace) -> int:
     print(f"fashionrec {fr.__version__}  torch {torch.__version__}  numpy {numpy.__version__}  python {sys.version.split()[0]}")
     print(f"CUDA available to the core: {cuda} ({n} devices, cuDNN {cudnn})")
     print(f"threads: rayon {rayon_threads}, libtorch {torch_threads}")
-    simd = "on" if _core.JPEG_SIMD else "off (built without nasm)"
-    print(f"JPEG decoder SIMD (reduced-scale decoding of large photos): {simd}")
+    print(f"JPEG decoder: {_core.jpeg_decoder()}")
     return 0
 
 

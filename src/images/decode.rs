@@ -1,9 +1,12 @@
 //! JPEG and PNG bytes to 8-bit RGB, as `PIL.Image.open(...).convert("RGB")` gives them.
 //!
-//! JPEG: zune-jpeg (SIMD, pure Rust) in strict mode, so a truncated file is an error instead of
-//! a half-grey image. Its pixels differ from libjpeg-turbo's (Pillow's decoder) by rounding
-//! only: on the fashion-product photos 6% of values differ, by 1-5 levels (IDCT and chroma
-//! upsampling rounding; `benches/image_decode.py` measures it).
+//! JPEG: libjpeg-turbo (`images::scaled`, Pillow's decoder, so Pillow's pixels) when the crate
+//! is built with its SIMD code (the `jpeg-simd` feature, which needs nasm: the wheel has it;
+//! [`jpeg_decoder`] says which runs). Builds without nasm decode at full size with zune-jpeg
+//! (SIMD, pure Rust) in strict mode, so a truncated file is an error instead of a half-grey
+//! image; its pixels differ from libjpeg-turbo's by rounding only (on the fashion-product
+//! photos 6% of values, by 1-5 levels). libjpeg-turbo's warnings that mean lost data are
+//! errors too.
 //!
 //! A JPEG at least twice the target size in both sides is decoded at 1/2, 1/4 or 1/8 scale
 //! inside the IDCT (jpeg-decoder's scaled IDCT, as libjpeg's and Pillow's draft mode do: the
@@ -159,12 +162,12 @@ fn decode_jpeg(
     let info = dec.info().ok_or("corrupt JPEG: no image header")?;
     let (width, height) = (info.width as usize, info.height as usize);
     options.check_pixels("JPEG", width, height)?;
-    if let Some(target) = size.filter(|_| options.reduce) {
-        let denom = reduction(width, height, target);
-        if denom > 1 {
-            if let Some(placed) = super::scaled::decode_scaled(bytes, width, height, denom, scratch)? {
-                return Ok(placed);
-            }
+    let denom = size.filter(|_| options.reduce).map_or(1, |target| reduction(width, height, target));
+    // libjpeg-turbo at a reduced scale always; at full size when its SIMD is built in (then it
+    // is the faster decoder, and Pillow's own).
+    if denom > 1 || LIBJPEG_SIMD {
+        if let Some(placed) = super::scaled::decode_scaled(bytes, width, height, denom, scratch)? {
+            return Ok(placed);
         }
     }
     let bytes_out = dec.output_buffer_size().ok_or("corrupt JPEG: no image size")?;
@@ -182,6 +185,18 @@ fn decode_jpeg(
             dec.decode_into(scratch).map_err(|e| jpeg_error(e, bytes.len()))?;
             Ok(Placed::Scratch(width, height))
         }
+    }
+}
+
+/// Whether libjpeg-turbo's SIMD code is built in (the `jpeg-simd` feature).
+pub const LIBJPEG_SIMD: bool = cfg!(feature = "jpeg-simd");
+
+/// Which decoder reads JPEGs in this build (for `fashionrec info`).
+pub fn jpeg_decoder() -> &'static str {
+    if LIBJPEG_SIMD {
+        "libjpeg-turbo with SIMD (every JPEG)"
+    } else {
+        "zune-jpeg at full size, libjpeg-turbo without SIMD at reduced scale (built without nasm)"
     }
 }
 

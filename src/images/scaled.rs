@@ -1,4 +1,7 @@
-//! JPEG decoding at 1/2, 1/4 or 1/8 scale inside the IDCT: libjpeg's `scale_denom`, through
+//! JPEG decoding through libjpeg-turbo: at full size (builds with the `jpeg-simd` feature
+//! decode every JPEG here, with libjpeg's default settings, Pillow's: the same pixels as
+//! `Image.open(p).convert("RGB")`), and at 1/2, 1/4 or 1/8 scale inside the IDCT (every
+//! build): libjpeg's `scale_denom`, through
 //! mozjpeg-sys (libjpeg-turbo's code, compiled from source by cargo with the C compiler and
 //! linked statically; with the `jpeg-simd` feature its SIMD IDCT and colour conversion too,
 //! assembled by nasm at build time: the Makefile turns it on when nasm is installed. At these
@@ -49,7 +52,8 @@ unsafe extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: 
 }
 
 /// Decode `bytes` (a JPEG of `width x height`, its header already checked) at `1 / denom`
-/// scale into `scratch`. None: a colour space this path does not convert (CMYK, YCCK), for
+/// scale into `scratch` (1: full size, with libjpeg's default IDCT and fancy upsampling, as
+/// Pillow decodes without draft). None: a colour space this path does not convert (CMYK, YCCK), for
 /// the caller to decode in full instead.
 pub fn decode_scaled(bytes: &[u8], width: usize, height: usize, denom: usize, scratch: &mut Vec<u8>) -> Result<Option<Placed>, String> {
     let (sw, sh) = (width.div_ceil(denom), height.div_ceil(denom));
@@ -79,11 +83,13 @@ pub fn decode_scaled(bytes: &[u8], width: usize, height: usize, denom: usize, sc
                 return Ok(None);
             }
             cinfo.out_color_space = JCS_RGB;
-            cinfo.scale_num = 1;
-            cinfo.scale_denom = denom as _;
-            // As Pillow's draft mode sets them: its pixels, and less work.
-            cinfo.do_fancy_upsampling = 0;
-            cinfo.dct_method = JDCT_FASTEST;
+            if denom > 1 {
+                cinfo.scale_num = 1;
+                cinfo.scale_denom = denom as _;
+                // As Pillow's draft mode sets them: its pixels, and less work.
+                cinfo.do_fancy_upsampling = 0;
+                cinfo.dct_method = JDCT_FASTEST;
+            }
             jpeg_start_decompress(cinfo);
             let row = sw * 3;
             if (cinfo.output_width as usize, cinfo.output_height as usize, cinfo.output_components) != (sw, sh, 3) {

@@ -266,6 +266,12 @@ fn cuda_info() -> (bool, i64, bool) {
 }
 
 /// (rayon threads, libtorch intra-op threads).
+/// Which decoder reads JPEGs in this build.
+#[pyfunction]
+fn jpeg_decoder() -> &'static str {
+    crate::images::decode::jpeg_decoder()
+}
+
 #[pyfunction]
 fn threads_info() -> (usize, i32) {
     (rayon::current_num_threads(), tch::get_num_threads())
@@ -286,5 +292,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_info, m)?)?;
     m.add_function(wrap_pyfunction!(threads_info, m)?)?;
+    m.add_function(wrap_pyfunction!(jpeg_decoder, m)?)?;
     Ok(())
 }
