@@ -153,20 +153,30 @@ fn decode_jpeg(
     bytes: &[u8],
     zune: DecoderOptions,
     size: Option<(usize, usize)>,
-    direct: Option<&mut [u8]>,
+    mut direct: Option<&mut [u8]>,
     options: DecodeOptions,
     scratch: &mut Vec<u8>,
 ) -> Result<Placed, String> {
+    // libjpeg-turbo at a reduced scale always; at full size too when its SIMD is built in
+    // (then it is the faster decoder, and Pillow's own): its header read once, the pixels
+    // straight into the target when the image has the target's size.
+    let plan = |width: usize, height: usize| -> Result<usize, String> {
+        options.check_pixels("JPEG", width, height)?;
+        Ok(size.filter(|_| options.reduce).map_or(1, |target| reduction(width, height, target)))
+    };
+    if LIBJPEG_SIMD {
+        let target = direct.as_deref_mut().zip(size);
+        if let Some(placed) = super::scaled::decode_jpeg(bytes, &plan, target, scratch)? {
+            return Ok(placed);
+        }
+    }
     let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), zune.jpeg_set_out_colorspace(ColorSpace::RGB));
     dec.decode_headers().map_err(|e| jpeg_error(e, bytes.len()))?;
     let info = dec.info().ok_or("corrupt JPEG: no image header")?;
     let (width, height) = (info.width as usize, info.height as usize);
     options.check_pixels("JPEG", width, height)?;
-    let denom = size.filter(|_| options.reduce).map_or(1, |target| reduction(width, height, target));
-    // libjpeg-turbo at a reduced scale always; at full size when its SIMD is built in (then it
-    // is the faster decoder, and Pillow's own).
-    if denom > 1 || LIBJPEG_SIMD {
-        if let Some(placed) = super::scaled::decode_scaled(bytes, width, height, denom, scratch)? {
+    if !LIBJPEG_SIMD && plan(width, height)? > 1 {
+        if let Some(placed) = super::scaled::decode_jpeg(bytes, &plan, None, scratch)? {
             return Ok(placed);
         }
     }

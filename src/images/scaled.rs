@@ -51,13 +51,17 @@ unsafe extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: 
     }
 }
 
-/// Decode `bytes` (a JPEG of `width x height`, its header already checked) at `1 / denom`
-/// scale into `scratch` (1: full size, with libjpeg's default IDCT and fancy upsampling, as
-/// Pillow decodes without draft). None: a colour space this path does not convert (CMYK, YCCK), for
-/// the caller to decode in full instead.
-pub fn decode_scaled(bytes: &[u8], width: usize, height: usize, denom: usize, scratch: &mut Vec<u8>) -> Result<Option<Placed>, String> {
-    let (sw, sh) = (width.div_ceil(denom), height.div_ceil(denom));
-    reserve(scratch, sw * sh * 3)?;
+/// Decode `bytes` (a JPEG) at `1 / denom` scale, `denom` chosen by `plan` from the size its
+/// header declares (`plan` also refuses sizes: the pixel limit), into `direct` when that is
+/// exactly the decoded size (no copy), else into `scratch`; 1: full size, with libjpeg's
+/// default IDCT and fancy upsampling, as Pillow decodes without draft. None: a colour space
+/// this path does not convert (CMYK, YCCK), for the caller to decode otherwise.
+pub fn decode_jpeg(
+    bytes: &[u8],
+    plan: &dyn Fn(usize, usize) -> Result<usize, String>,
+    direct: Option<(&mut [u8], (usize, usize))>,
+    scratch: &mut Vec<u8>,
+) -> Result<Option<Placed>, String> {
     let mut err = MaybeUninit::<jpeg_error_mgr>::zeroed();
     let mut cinfo = MaybeUninit::<jpeg_decompress_struct>::zeroed();
     // SAFETY: the structs are initialised by jpeg_std_error / jpeg_create_decompress before
@@ -76,12 +80,19 @@ pub fn decode_scaled(bytes: &[u8], width: usize, height: usize, denom: usize, sc
         let run = catch_unwind(AssertUnwindSafe(|| -> Result<Option<Placed>, String> {
             jpeg_mem_src(cinfo, bytes.as_ptr(), bytes.len() as c_ulong);
             jpeg_read_header(cinfo, 1);
-            if (cinfo.image_width as usize, cinfo.image_height as usize) != (width, height) {
-                return Err(format!("corrupt JPEG: two readings of its header disagree on its size ({}x{})", cinfo.image_width, cinfo.image_height));
-            }
+            let (width, height) = (cinfo.image_width as usize, cinfo.image_height as usize);
+            let denom = plan(width, height)?;
             if !matches!(cinfo.jpeg_color_space, JCS_YCbCr | JCS_GRAYSCALE | JCS_RGB) {
                 return Ok(None);
             }
+            let (sw, sh) = (width.div_ceil(denom), height.div_ceil(denom));
+            let (base, placed) = match direct {
+                Some((out, size)) if size == (sw, sh) && out.len() == sw * sh * 3 => (out.as_mut_ptr(), Placed::Target),
+                _ => {
+                    reserve(scratch, sw * sh * 3)?;
+                    (scratch.as_mut_ptr(), Placed::Scratch(sw, sh))
+                }
+            };
             cinfo.out_color_space = JCS_RGB;
             if denom > 1 {
                 cinfo.scale_num = 1;
@@ -95,16 +106,17 @@ pub fn decode_scaled(bytes: &[u8], width: usize, height: usize, denom: usize, sc
             if (cinfo.output_width as usize, cinfo.output_height as usize, cinfo.output_components) != (sw, sh, 3) {
                 return Err(format!("corrupt JPEG: scaled output {}x{} where {sw}x{sh} was expected", cinfo.output_width, cinfo.output_height));
             }
-            let base = scratch.as_mut_ptr();
             while (cinfo.output_scanline as usize) < sh {
                 let line = cinfo.output_scanline as usize;
                 let mut rows: [*mut u8; 4] = std::array::from_fn(|k| base.add((line + k).min(sh - 1) * row));
                 let want = (sh - line).min(4) as u32;
                 jpeg_read_scanlines(cinfo, rows.as_mut_ptr().cast(), want);
             }
-            scratch.set_len(sw * sh * 3);
+            if placed != Placed::Target {
+                scratch.set_len(sw * sh * 3);
+            }
             jpeg_finish_decompress(cinfo);
-            Ok(Some(Placed::Scratch(sw, sh)))
+            Ok(Some(placed))
         }));
         jpeg_destroy_decompress(cinfo);
         match run {
