@@ -278,6 +278,93 @@ def writers_replace_not_truncate(tmp):
     assert sorted(x.name for x in tmp.iterdir()) == sorted(p.name for p in olds), "temporary files left behind"
 
 
+class _RunsCode:
+    """Pickles as a call that creates a marker file: what a hostile .pth does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@case("ValueError", contains=("evil.pth", "weights_only=True", "running code"))
+def weights_file_that_runs_code(tmp):
+    """Loading a weights file never runs code from it (torch.load(weights_only=True))."""
+    import torch
+
+    marker = tmp / "ran"
+    evil = tmp / "evil.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "payload": _RunsCode(marker)}, evil)
+    try:
+        fr.io.convert_inception_weights(evil, tmp / "w.safetensors")
+    finally:
+        assert not marker.exists(), "loading the file ran code from it"
+        assert not (tmp / "w.safetensors").exists()
+
+
+@case("ValueError", contains=("w.pth", "is the input file"))
+def converter_output_is_its_input(tmp):
+    import torch
+
+    path = tmp / "w.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1)}, path)
+    before = path.read_bytes()
+    try:
+        fr.io.convert_inception_weights(path, tmp / "." / "w.pth")
+    finally:
+        assert path.read_bytes() == before
+
+
+@case("ok")
+def failed_writes_keep_the_users_files(tmp):
+    """Every writer of a user-named file, made to fail mid-write (the file size limit reached:
+    EFBIG), leaves the file the user had as it was and no temporary file behind."""
+    import signal
+
+    import torch
+
+    users, items = np.arange(2000) % 50, np.arange(2000) % 400
+    model = fr.BPR(factors=64, epochs=1, device="cpu", threads=1).fit(
+        fr.Interactions.from_arrays(users, items), progress=False
+    )
+    pngs = fr.testing.write_pngs(np.zeros((2, 8, 8, 3), dtype=np.uint8), tmp / "png")
+    many = [f"B{k:09d}" for k in range(400)]
+    writers = {
+        "m.fashionrec": lambda p: model.save(p),
+        "f.b": lambda p: fr.io.write_image_features(p, many, np.ones((400, 64))),
+        "meta.json.gz": lambda p: fr.io.write_amazon_metadata(p, [{"asin": a, "title": os.urandom(100).hex()} for a in many], format="json"),
+        "meta.json": lambda p: fr.io.write_amazon_metadata(p, [{"asin": a, "title": os.urandom(100).hex()} for a in many]),
+        "i.csv": lambda p: fr.io._tabular.write_int_csv(p, {"a": np.arange(20000)}),
+        "bank.bin": lambda p: fr.ImageBank.from_files(pngs * 50, 32, cache=p, progress=False),
+        "w.safetensors": lambda p: fr.io.convert_inception_weights({"Conv2d_1a_3x3.conv.weight": torch.zeros(64, 64, 4)}, p),
+        "0.png": lambda p: fr.testing.write_pngs(np.random.default_rng(0).integers(0, 256, (1, 99, 99, 3), dtype=np.uint8), p.parent),
+    }
+    out = tmp / "out"
+    out.mkdir()
+    for name in writers:
+        if name != "bank.bin":
+            (out / name).write_bytes(b"the user's file")
+    fr.ImageBank.from_files(pngs, 8, cache=out / "bank.bin", progress=False)  # rebuilt (stale) below
+    before = {name: (out / name).read_bytes() for name in writers}
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, hard))
+    try:
+        for name, write in writers.items():
+            try:
+                write(out / name)
+            except Exception as e:  # noqa: BLE001 - any clean error will do
+                assert name in str(e), f"{name}: the error does not name the file: {type(e).__name__}: {e}"
+            else:
+                raise AssertionError(f"{name}: written past the file size limit")
+            assert (out / name).read_bytes() == before[name], f"{name}: the user's file was changed"
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert sorted(p.name for p in out.iterdir()) == sorted(writers), "temporary files left behind"
+
+
 # -- model files -------------------------------------------------------------------------------
 
 

@@ -89,3 +89,68 @@ def test_converter_errors_name_the_problem_and_leave_no_file(converted, tmp_path
         fr.inception_features(images(1, 64), converted[1], device="cpu")
     with pytest.raises(ValueError, match="uint8"):
         fr.inception_features(images(1, 80).astype(np.float32), converted[1])
+
+
+class _RunsCode:
+    """Pickles as a call that creates a marker file: what a hostile .pth does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_converter_never_runs_code_from_a_file(tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "payload": _RunsCode(marker)}, evil)
+    out = tmp_path / "w.safetensors"
+    with pytest.raises(ValueError, match="evil.pth.*weights_only=True") as e:
+        fr.io.convert_inception_weights(evil, out)
+    assert "running code" in str(e.value)
+    assert not marker.exists(), "loading the file ran code from it"
+    assert not out.exists()
+
+
+def test_converter_says_when_a_file_needs_more_than_tensors(tmp_path):
+    """A whole pickled module cannot be loaded safely: refused, with the way out."""
+    whole = tmp_path / "module.pth"
+    torch.save(torch.nn.Linear(2, 2), whole)
+    with pytest.raises(ValueError, match="plain tensors.*state_dict"):
+        fr.io.convert_inception_weights(whole, tmp_path / "w.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["module.pth"]
+
+
+def test_a_failed_conversion_keeps_the_users_file(converted, tmp_path):
+    if not converted[2]:
+        pytest.skip("once is enough")
+    out = tmp_path / "w.safetensors"
+    out.write_bytes(b"the user's previous weights")
+    sd = dict(converted[0].state_dict())
+    del sd["Mixed_6b.branch7x7_2.conv.weight"]
+    with pytest.raises(ValueError, match="Mixed_6b.branch7x7_2.conv.weight") as e:
+        fr.io.convert_inception_weights(sd, out)
+    assert "partial" not in str(e.value), "the error names the temporary file, not the output"
+    assert out.read_bytes() == b"the user's previous weights"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"], "temporary file left behind"
+    # A successful conversion replaces it (a new file, renamed over the old one).
+    fr.io.convert_inception_weights(converted[0], out)
+    assert out.read_bytes() == converted[1].read_bytes()
+
+
+def test_output_equal_to_input_is_refused(converted, tmp_path):
+    if not converted[2]:
+        pytest.skip("once is enough")
+    pt = tmp_path / "inception.pth"
+    torch.save(converted[0].state_dict(), pt)
+    before = pt.read_bytes()
+    link = tmp_path / "link.pth"
+    link.symlink_to(pt)
+    for out in (pt, link, tmp_path / "." / "inception.pth"):
+        with pytest.raises(ValueError, match="is the input file") as e:
+            fr.io.convert_inception_weights(pt, out)
+        assert str(out) in str(e.value) and str(pt) in str(e.value)
+    assert pt.read_bytes() == before

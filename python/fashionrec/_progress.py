@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ._guard import callback_stops
+
 EpochCallback = Callable[[int, dict], Any]
 
 
 class FitProgress:
     """Turns the core's training events into a tqdm bar (in notebooks and terminals) and
-    calls the user's ``callback(epoch, logs)`` after each epoch; the callback returns False
-    to stop training."""
+    calls the user's ``callback(epoch, logs)`` after each epoch; the callback returns a false
+    value (``False``, ``0``, ``np.False_``) to stop training, ``None`` to go on
+    (:func:`fashionrec._guard.callback_stops`)."""
 
     def __init__(self, name: str, epochs: int, enabled: bool, callback: EpochCallback | None):
         self._callback = callback
@@ -33,7 +36,7 @@ class FitProgress:
             shown = {k: f"{v:.4f}" for k, v in logs.items() if k != "seconds"}
             self._bar.set_postfix(shown, refresh=True)
         if self._callback is not None:
-            if self._callback(epoch, logs) is False:
+            if callback_stops(self._callback(epoch, logs)):
                 return False
         return True
 

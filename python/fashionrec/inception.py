@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._files import refuse_same, replacing
 from .images import ImageBank
 
 #: Entries of torchvision's state dict that the headless network does not have.
@@ -36,12 +37,21 @@ def convert_inception_weights(source: Any, out_path: str | os.PathLike) -> Path:
     removed. The classifier (``fc.*``), the auxiliary classifier (``AuxLogits.*``) and
     ``num_batches_tracked`` counters are left out; everything else is stored as float32 under
     torchvision's names. The file is then loaded by the Rust network to check it is complete
-    (a missing tensor or a wrong shape is a ValueError naming it). Written through a temporary
-    name; returns the path. torch is used here only; nothing is downloaded.
+    (a missing tensor or a wrong shape is a ValueError naming it). Returns the path.
+
+    Safe with files from elsewhere: a path is read with ``torch.load(weights_only=True)``,
+    which rebuilds tensors and plain containers only and never runs code from the file (a
+    file that needs more, e.g. a pickled whole module, is a ValueError saying so: load it
+    yourself if you trust it and pass its ``state_dict()``). The output is written under a
+    temporary name in its folder, checked, and only then renamed over ``out_path``: a failed
+    conversion leaves a file already at ``out_path`` as it was; ``out_path`` equal to the
+    source file is refused. torch is used here only; nothing is downloaded.
     """
     import torch
 
     out = Path(out_path)
+    inputs = [source] if isinstance(source, (str, os.PathLike)) else []
+    refuse_same(out, inputs)  # before anything is read
     state = _state_dict(source, torch)
     tensors: dict[str, Any] = {}
     for name, value in state.items():
@@ -56,12 +66,12 @@ def convert_inception_weights(source: Any, out_path: str | os.PathLike) -> Path:
         raise ValueError(
             "source: no 'Conv2d_1a_3x3.conv.weight'; this is not a torchvision inception_v3 state dict"
         )
-    _write_safetensors(out, tensors, {"source": "torchvision inception_v3", "written_by": "fashionrec"})
-    try:
-        _core.check_inception_weights(os.fspath(out))
-    except ValueError:
-        out.unlink(missing_ok=True)
-        raise
+    with replacing(out, inputs) as tmp:
+        _write_safetensors(tmp, tensors, {"source": "torchvision inception_v3", "written_by": "fashionrec"})
+        try:
+            _core.check_inception_weights(os.fspath(tmp))
+        except ValueError as e:  # name the output, not the temporary file
+            raise ValueError(str(e).replace(os.fspath(tmp), os.fspath(out))) from None
     return out
 
 
@@ -71,19 +81,37 @@ def _state_dict(source: Any, torch: Any) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         return source
     if isinstance(source, (str, os.PathLike)):
-        obj = torch.load(os.fspath(source), map_location="cpu", weights_only=False)
-        if isinstance(obj, torch.nn.Module):
-            return obj.state_dict()
+        obj = _load_plain(os.fspath(source), torch)
         if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
             return obj["state_dict"]
         if isinstance(obj, Mapping):
             return obj
-        raise ValueError(f"{os.fspath(source)}: holds a {type(obj).__name__}, not a state dict or module")
+        raise ValueError(f"{os.fspath(source)}: holds a {type(obj).__name__}, not a state dict")
     raise TypeError(f"source must be a state dict, a torch module or a path, not {type(source).__name__}")
 
 
+def _load_plain(path: str, torch: Any) -> Any:
+    """``torch.load`` that never runs code from the file: tensors and plain containers only
+    (``weights_only=True``); anything more is a ValueError saying so."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: Is a directory, not a weights file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # noqa: BLE001 - UnpicklingError (objects beyond tensors), a damaged file...
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{path}: not a file of plain tensors that can be loaded without running code from it "
+            f"(torch.load(weights_only=True) refused it: {first}). fashionrec never unpickles "
+            "arbitrary objects; if you trust the file, load it yourself and pass the state dict "
+            "(e.g. torch.load(path, weights_only=False).state_dict())"
+        ) from None
+
+
 def _write_safetensors(path: Path, tensors: Mapping[str, Any], metadata: dict[str, str]) -> None:
-    """The safetensors layout: u64 header length, JSON header (8-byte aligned), raw data."""
+    """The safetensors layout: u64 header length, JSON header (8-byte aligned), raw data,
+    written to ``path`` (the caller's temporary file)."""
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     blobs = []
@@ -94,16 +122,11 @@ def _write_safetensors(path: Path, tensors: Mapping[str, Any], metadata: dict[st
         blobs.append(data)
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(raw)))
-            f.write(raw)
-            for b in blobs:
-                f.write(b)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for b in blobs:
+            f.write(b)
 
 
 def inception_features(

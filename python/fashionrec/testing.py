@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
+from ._files import replacing
 from .evaluation import evaluate, evaluate_scores
 from .interactions import Interactions
 
@@ -310,7 +311,8 @@ def write_pngs(images: np.ndarray, folder: str | os.PathLike, ids: Sequence | No
         png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
         png += chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
         p = folder / f"{i}.png"
-        p.write_bytes(png)
+        with replacing(p) as tmp:
+            tmp.write_bytes(png)
         paths.append(p)
     return paths
 

@@ -159,19 +159,18 @@ impl ImageBank {
                 ImageBank { spec, n, pixels: Pixels::Memory(map), skipped, cache: None, fingerprint: None }
             }
             Some(path) => {
-                let tmp = partial_name(path);
-                let result = (|| {
+                crate::io::replace_with(path, |tmp| {
                     let file = File::options()
                         .read(true)
                         .write(true)
                         .create(true)
                         .truncate(true)
-                        .open(&tmp)
-                        .map_err(|e| Error::io(&tmp, &e))?;
-                    file.set_len((PIXEL_OFFSET + total) as u64).map_err(|e| Error::io(&tmp, &e))?;
-                    fill(source, spec, decode, on_error, &pool, Sink::File { file: &file, path: &tmp }, &mut skipped, progress)?;
+                        .open(tmp)
+                        .map_err(|e| Error::io(path, &e))?;
+                    file.set_len((PIXEL_OFFSET + total) as u64).map_err(|e| Error::io(path, &e))?;
+                    fill(source, spec, decode, on_error, &pool, Sink::File { file: &file, path }, &mut skipped, progress)?;
                     // SAFETY: the file was just created by this process under a private name.
-                    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(&tmp, &e))?;
+                    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(path, &e))?;
                     let trailer = Trailer {
                         n,
                         height: spec.height,
@@ -186,17 +185,12 @@ impl ImageBank {
                     map[8..16].copy_from_slice(&(PIXEL_OFFSET as u64).to_le_bytes());
                     map[16..24].copy_from_slice(&((PIXEL_OFFSET + total) as u64).to_le_bytes());
                     map[24..32].copy_from_slice(&(json.len() as u64).to_le_bytes());
-                    map.flush().map_err(|e| Error::io(&tmp, &e))?;
+                    map.flush().map_err(|e| Error::io(path, &e))?;
                     drop(map);
                     let mut file = file;
-                    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| Error::io(&tmp, &e))?;
-                    file.write_all(&json).and_then(|_| file.sync_all()).map_err(|e| Error::io(&tmp, &e))?;
-                    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))
-                })();
-                if let Err(e) = result {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
+                    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| Error::io(path, &e))?;
+                    file.write_all(&json).map_err(|e| Error::io(path, &e))
+                })?;
                 Self::open(path)?
             }
         };
@@ -337,12 +331,6 @@ fn is_bank_file(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 8];
     File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == MAGIC
-}
-
-fn partial_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".partial-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// Zeroed memory for a bank in RAM, its pages faulted in up front, in parallel, by

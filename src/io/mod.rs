@@ -91,6 +91,24 @@ pub fn write_replacing<T>(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<T>,
 ) -> Result<T> {
+    replace_with(path, |tmp| {
+        let result = (|| {
+            let mut w = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+            let out = write(&mut w)?;
+            w.flush()?;
+            Ok(out)
+        })();
+        result.map_err(|e: std::io::Error| Error::io(path, &e))
+    })
+}
+
+/// The one way the core writes a file a user named (model files, checkpoints, image bank
+/// caches, converted weights, every `write_*`): `write(tmp)` creates and fills a temporary
+/// file in `path`'s folder (a private name: `.<name>.<pid>-<n>.partial`); when it succeeds
+/// the data is synced to disk and the file renamed over `path`, else (an error or a panic)
+/// the temporary file is removed and `path`, if it existed, is left as it was: a failure
+/// never removes or truncates a file the user had. Errors name `path`.
+pub fn replace_with<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     if path.is_dir() {
         return Err(is_a_directory(path));
@@ -102,19 +120,25 @@ pub fn write_replacing<T>(
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = (|| {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let out = write(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        drop(w);
-        std::fs::rename(&tmp, path)?;
-        Ok(out)
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, &e)
-    })
+    /// Removes the temporary file unless disarmed (also when `write` panics).
+    struct Cleanup<'a>(&'a Path, bool);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            if self.1 {
+                let _ = std::fs::remove_file(self.0);
+            }
+        }
+    }
+    let mut cleanup = Cleanup(&tmp, true);
+    let out = write(&tmp)?;
+    File::options()
+        .write(true)
+        .open(&tmp)
+        .and_then(|f| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::io(path, &e))?;
+    cleanup.1 = false;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -135,6 +159,21 @@ mod tests {
             Err::<(), _>(std::io::Error::other("disk full"))
         });
         assert!(failed.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        // A writer that fails after creating its file (or panics) leaves the old file too.
+        let failed = replace_with(&path, |tmp| {
+            std::fs::write(tmp, b"partial").unwrap();
+            Err::<(), _>(Error::invalid("checked and refused"))
+        });
+        assert!(failed.is_err());
+        let panicked = std::panic::catch_unwind(|| {
+            let _ = replace_with(&path, |tmp| -> Result<()> {
+                std::fs::write(tmp, b"partial").unwrap();
+                panic!("writer panicked")
+            });
+        });
+        assert!(panicked.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }

@@ -106,9 +106,15 @@ impl Ensemble {
                 (a, b) => a.is_none() && b.is_none(),
             };
             if !same {
-                return Err(Error::invalid(format!(
-                    "member {k} was fitted on other user or item ids than member 0: the members of an ensemble must share one catalogue"
-                )));
+                let (mine, theirs) = (m.kind(), self.members[0].kind());
+                return Err(Error::invalid(match (m.ids(), first) {
+                    (Some(_), Some(_)) => format!(
+                        "member {k} ({mine}) was fitted on other user or item ids than member 0 ({theirs}): the members of an ensemble must share one catalogue"
+                    ),
+                    _ => format!(
+                        "member {k} ({mine}) and member 0 ({theirs}) are not both fitted: the members of an ensemble must share one catalogue (all fitted on the same data, or none)"
+                    ),
+                }));
             }
         }
         Ok(())

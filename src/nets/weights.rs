@@ -81,19 +81,13 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String
         t.f_copy_data_u8(&mut data, numel)?;
         owned.push((name.clone(), Owned { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data }));
     }
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(format!(".partial-{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
     let views = owned.iter().map(|(n, o)| (n.as_str(), o));
-    let written = safetensors::serialize_to_file(views, &Some(metadata), &tmp).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(io) => Error::io(path, &io),
-        e => Error::file(path, format!("cannot write: {e:?}")),
-    });
-    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, &e))) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    crate::io::replace_with(path, |tmp| {
+        safetensors::serialize_to_file(views, &Some(metadata), tmp).map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(io) => Error::io(path, &io),
+            e => Error::file(path, format!("cannot write: {e:?}")),
+        })
+    })
 }
 
 /// Copy `src[prefix + name]` into each destination parameter `(name, tensor)`, converting the

@@ -70,8 +70,14 @@ fn observer<'a>(callback: &'a Option<PyObject>, pending: &'a mut Option<PyErr>) 
                     .and(d.set_item("seconds", log.seconds)),
             };
             match filled.and_then(|_| cb.call1(py, (d,))) {
-                Ok(ret) if ret.bind(py).is(pyo3::types::PyBool::new(py, false).as_any()) => Control::Stop,
-                Ok(_) => Control::Continue,
+                Ok(ret) => match super::callback_stops(ret.bind(py)) {
+                    Ok(true) => Control::Stop,
+                    Ok(false) => Control::Continue,
+                    Err(e) => {
+                        *pending = Some(e);
+                        Control::Stop
+                    }
+                },
                 Err(e) => {
                     *pending = Some(e);
                     Control::Stop

@@ -30,6 +30,14 @@ pub(crate) fn metric_options(metrics: &[String], sampled_negatives: usize, seed:
 /// no check cut short (the places that quote input use `error::quote`).
 const MAX_MESSAGE_BYTES: usize = 2000;
 
+/// How every training loop reads what a user's callback returned: by truthiness, as Python
+/// does (`False`, `0`, `np.False_`, an empty container stop), except that `None` (no return
+/// statement) continues. A value whose truth cannot be read (a numpy array of several
+/// elements) is the callback's error.
+pub(crate) fn callback_stops(ret: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(!ret.is_none() && !ret.is_truthy()?)
+}
+
 fn bounded(msg: String) -> String {
     if msg.len() <= MAX_MESSAGE_BYTES {
         return msg;

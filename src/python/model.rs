@@ -85,6 +85,15 @@ fn busy() -> PyErr {
     .into()
 }
 
+fn fit_refused() -> PyErr {
+    Error::state(
+        "fit refused: this model is already fitting (fit was called again from another thread, or from \
+         its own callback) or another thread is using it; a model runs one fit at a time: wait for the \
+         other call to return, or fit a copy",
+    )
+    .into()
+}
+
 fn fitted_ids(m: &Shared) -> PyResult<&crate::data::IdMaps> {
     let m = m.0.as_ref();
     m.ids().ok_or_else(|| Error::state(format!("this {} model is not fitted yet: call fit() first", m.kind())).into())
@@ -174,7 +183,9 @@ impl PyModel {
         let val = held_out
             .as_deref()
             .map(|d| Validation { data: d, exclude: vec![data.as_ref()], metrics: parsed, options });
-        let mut guard = self.write()?;
+        // The fit lock: a second fit (or a fit while another thread uses the model) is
+        // refused at once, never queued behind the first.
+        let mut guard = self.write().map_err(|_| fit_refused())?;
         let mut pending: Option<PyErr> = None;
         let mut last = Instant::now();
         let mut observer = |ev: &Event<'_>| -> Control {
@@ -203,8 +214,14 @@ impl PyModel {
                         .and(log.metrics.iter().try_for_each(|(k, v)| d.set_item(k, v))),
                 };
                 match filled.and_then(|_| cb.call1(py, (d,))) {
-                    Ok(ret) if ret.bind(py).is(pyo3::types::PyBool::new(py, false).as_any()) => Control::Stop,
-                    Ok(_) => Control::Continue,
+                    Ok(ret) => match super::callback_stops(ret.bind(py)) {
+                        Ok(true) => Control::Stop,
+                        Ok(false) => Control::Continue,
+                        Err(e) => {
+                            pending = Some(e);
+                            Control::Fail
+                        }
+                    },
                     Err(e) => {
                         pending = Some(e);
                         Control::Fail

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from .. import _core
+from .._guard import fitting, torch_rng_kept
 from .._ids import id_column, ids_to_array, is_scalar
 from .._progress import EpochCallback, FitProgress
 from ..distributed import _group_for, is_initialized
@@ -36,14 +38,15 @@ class Recommender:
     def __init__(self, **params: Any):
         self._params = dict(params)
         self._core = core_model(self.kind, self._params)
-        self.history_: dict[str, list] = {"epoch": [], "loss": [], "seconds": []}
+        self.history_ = {"epoch": [], "loss": [], "seconds": []}
         self._ids_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- parameters ----------------------------------------------------------------------
 
     def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters this model was built with."""
-        return dict(self._params)
+        """The hyper-parameters this model was built with (a deep copy: changing it does not
+        change the model)."""
+        return copy.deepcopy(self._params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
@@ -99,33 +102,40 @@ class Recommender:
         when one exists. Every rank calls ``fit`` with the same data and settings
         (``batch_size`` is the global batch, shared among the ranks); rank 0 shows the
         progress bar and writes the checkpoints; :meth:`save` writes on rank 0 only.
+
+        One fit at a time: a second ``fit`` of this model while one runs (from another thread)
+        is refused at once with a RuntimeError. A fit leaves torch's global random generator as
+        it found it (``torch.manual_seed(1); model.fit(...); torch.rand(3)`` draws what it draws
+        without the fit); a callback's return value is read by truthiness (``None`` goes on).
         """
-        if not isinstance(train, Interactions):
-            raise TypeError(f"fit() takes an Interactions, not {type(train).__name__}")
-        # The core checks that validation uses train's ids (for every model, in one place).
-        if validation is not None and not isinstance(validation, Interactions):
-            raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
-        side, train, validation = prepare(
-            self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
-        )
-        names = list(metrics) if validation is not None else []
-        group = _group_for(distributed)
-        self._group = group
-        bar = FitProgress(type(self).__name__, self._epochs(), progress and (group is None or group.rank == 0), callback)
-        try:
-            self._core.fit(
-                train._core,
-                bar,
-                None if validation is None else validation._core,
-                names,
-                side=side,
-                checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-                resume=bool(resume),
-                group=group,
+        with fitting(self):
+            if not isinstance(train, Interactions):
+                raise TypeError(f"fit() takes an Interactions, not {type(train).__name__}")
+            # The core checks that validation uses train's ids (for every model, in one place).
+            if validation is not None and not isinstance(validation, Interactions):
+                raise TypeError(f"validation must be an Interactions, not {type(validation).__name__}")
+            side, train, validation = prepare(
+                self, train, validation, images=images, item_features=item_features, user_features=user_features, categories=categories
             )
-        finally:
-            bar.close()
-            self._after_fit()
+            names = list(metrics) if validation is not None else []
+            group = _group_for(distributed)
+            self._group = group
+            bar = FitProgress(type(self).__name__, self._epochs(), progress and (group is None or group.rank == 0), callback)
+            try:
+                with torch_rng_kept():
+                    self._core.fit(
+                        train._core,
+                        bar,
+                        None if validation is None else validation._core,
+                        names,
+                        side=side,
+                        checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+                        resume=bool(resume),
+                        group=group,
+                    )
+            finally:
+                bar.close()
+                self._after_fit()
         return self
 
     def _epochs(self) -> int:
@@ -137,6 +147,16 @@ class Recommender:
         keys = ["epoch", "loss", "seconds"] + sorted({k for h in hist for k in h} - {"epoch", "loss", "seconds"})
         self.history_ = {key: [h.get(key) for h in hist] for key in keys}
         self._ids_cache = None
+
+    @property
+    def history_(self) -> dict[str, list]:
+        """The training logs, one list per key ("epoch", "loss", "seconds", "val_<metric>"...):
+        a copy, so changing it does not change the model's."""
+        return {k: list(v) for k, v in self.__dict__.get("_history", {}).items()}
+
+    @history_.setter
+    def history_(self, value: dict[str, list]) -> None:
+        self._history = value
 
     @property
     def is_fitted(self) -> bool:
@@ -160,13 +180,13 @@ class Recommender:
 
     @property
     def user_ids(self) -> np.ndarray:
-        """Raw user ids of the training data, in index order."""
-        return self._ids()[0]
+        """Raw user ids of the training data, in index order (a copy)."""
+        return self._ids()[0].copy()
 
     @property
     def item_ids(self) -> np.ndarray:
-        """Raw item ids of the training data, in index order (the columns of ``score``)."""
-        return self._ids()[1]
+        """Raw item ids of the training data, in index order (the columns of ``score``; a copy)."""
+        return self._ids()[1].copy()
 
     @property
     def n_users(self) -> int:
@@ -234,20 +254,21 @@ class Recommender:
         found, sims = _core.similar_items(self._core.item_vectors(), idx, k_eff)
         if as_frame:
             return self._frame(items, idx, found, sims, "query_item")
-        raw = _raw_items(self.item_ids, found)
+        raw = _raw_items(self._ids()[1], found)
         return (raw[0], sims[0]) if single else (raw, sims)
 
     def _frame(self, queries: Any, idx: np.ndarray, items: np.ndarray, scores: np.ndarray, name: str):
         import pandas as pd
 
-        ids = self.user_ids if name == "user" else self.item_ids
+        users, item_ids = model_ids(self)
+        ids = users if name == "user" else item_ids
         n, k = items.shape
         keep = (items >= 0).ravel()
         return pd.DataFrame(
             {
                 name: np.repeat(ids[idx], k)[keep],
                 "rank": np.tile(np.arange(1, k + 1), n)[keep],
-                "item": self.item_ids[np.maximum(items, 0)].ravel()[keep],
+                "item": item_ids[np.maximum(items, 0)].ravel()[keep],
                 "score": scores.ravel()[keep],
             }
         )
@@ -359,8 +380,14 @@ def recommend_users(model: Any, users: Any, k: Any, exclude: Interactions | None
     if as_frame:
         return Recommender._frame(model, users, idx, items, scores, "user")
     # The warning points at the caller of recommend: one frame further out than usual.
-    raw = _raw_items(model.item_ids, items, stacklevel=4)
+    raw = _raw_items(model_ids(model)[1], items, stacklevel=4)
     return (raw[0], scores[0]) if single else (raw, scores)
+
+
+def model_ids(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A model's (user ids, item ids) without the copies its public getters make."""
+    ids = getattr(model, "_ids", None)
+    return ids() if callable(ids) else (model.user_ids, model.item_ids)
 
 
 def _raw_items(item_ids: np.ndarray, items: np.ndarray, stacklevel: int = 3) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _core
+from .._guard import fitting, torch_rng_kept
 from .._progress import EpochCallback, FitProgress
 from ..images import ImageBank
 
@@ -53,7 +54,7 @@ class ConvAutoencoder:
             seed=seed,
         )
         self._core = _core.ConvAutoencoder(json.dumps(self._params))
-        self.history_: dict[str, list] = {"epoch": [], "loss": [], "seconds": []}
+        self.history_ = {"epoch": [], "loss": [], "seconds": []}
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters this autoencoder was built with."""
@@ -80,18 +81,29 @@ class ConvAutoencoder:
         units) and may return ``False`` to stop. Ctrl-C stops training too (the weights learnt
         so far are kept) and is raised again. ``history_`` holds the logs, one list per key.
         """
-        core = _bank_core(bank)
-        bar = FitProgress("ConvAutoencoder", int(self._params["epochs"]), progress, callback)
-        try:
-            self._core.fit(core, bar)
-        finally:
-            bar.close()
-            self._after_fit()
+        with fitting(self):
+            core = _bank_core(bank)
+            bar = FitProgress("ConvAutoencoder", int(self._params["epochs"]), progress, callback)
+            try:
+                with torch_rng_kept():
+                    self._core.fit(core, bar)
+            finally:
+                bar.close()
+                self._after_fit()
         return self
 
     def _after_fit(self) -> None:
         hist = self._core.history()
         self.history_ = {key: [h[key] for h in hist] for key in ("epoch", "loss", "seconds")}
+
+    @property
+    def history_(self) -> dict[str, list]:
+        """The training logs, one list per key: a copy, so changing it does not change the model's."""
+        return {k: list(v) for k, v in self.__dict__.get("_history", {}).items()}
+
+    @history_.setter
+    def history_(self, value: dict[str, list]) -> None:
+        self._history = value
 
     def encode(self, bank: ImageBank) -> np.ndarray:
         """The code of every image of ``bank``: float32 ``(len(bank), latent)``, rows in the

@@ -152,10 +152,11 @@ class CompatibilityModel(Recommender):
             candidates = np.ascontiguousarray(cats == category, dtype=np.bool_)
         exclude = None
         if exclude_self:
-            own = self.item_ids[np.unique(idx)]
-            exclude = Interactions.from_ids(own, own, user_ids=self.item_ids, item_ids=self.item_ids)._core
+            item_ids = self._ids()[1]
+            own = item_ids[np.unique(idx)]
+            exclude = Interactions.from_ids(own, own, user_ids=item_ids, item_ids=item_ids)._core
         found, logits = self._core.recommend(np.ascontiguousarray(idx, dtype=np.int64), int(k), exclude, candidates)
         # p = sigmoid(logit); an empty slot (-inf) is probability 0.
         probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-        raw = _raw_items(self.item_ids, found)
+        raw = _raw_items(self._ids()[1], found)
         return (raw[0], probs[0]) if single else (raw, probs)

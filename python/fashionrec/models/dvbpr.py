@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 
 from .. import _core
+from .._guard import fitting
 from .base import Recommender
 
 if TYPE_CHECKING:
@@ -201,23 +202,24 @@ class DVBPR(Recommender):
         ``checkpoint_dir``, ``resume``: as every model's (:meth:`Recommender.fit`). The
         checkpoint also holds the tower's frozen backbone, so a resumed fit neither pretrains
         the autoencoder again nor reads the ``weights`` file."""
-        if images is None:
-            raise ValueError("DVBPR needs images=: an ImageBank of the items' photos")
-        self._core = _core.Model(self.kind, json.dumps(self._params))
-        encoder = getattr(self, "_encoder", None)
-        if encoder is not None:  # copied again: it may have been refitted since
-            self._set_encoder(encoder)
-        super().fit(
-            train,
-            validation=validation,
-            metrics=metrics,
-            progress=progress,
-            callback=callback,
-            images=images,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-            **side,
-        )
+        with fitting(self):  # before the core model is replaced: a second fit is refused
+            if images is None:
+                raise ValueError("DVBPR needs images=: an ImageBank of the items' photos")
+            self._core = _core.Model(self.kind, json.dumps(self._params))
+            encoder = getattr(self, "_encoder", None)
+            if encoder is not None:  # copied again: it may have been refitted since
+                self._set_encoder(encoder)
+            super().fit(
+                train,
+                validation=validation,
+                metrics=metrics,
+                progress=progress,
+                callback=callback,
+                images=images,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+                **side,
+            )
         return self
 
     def _after_fit(self) -> None:

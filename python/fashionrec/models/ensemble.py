@@ -48,6 +48,13 @@ class Ensemble(Recommender):
         for k, m in enumerate(models):
             if not isinstance(m, Recommender):
                 raise TypeError(f"model {k} is a {type(m).__name__}, not a fashionrec model")
+        fitted = [m.is_fitted for m in models]
+        if any(fitted) and not all(fitted):
+            k, j = fitted.index(False), fitted.index(True)
+            raise ValueError(
+                f"model {k} ({type(models[k]).__name__}) is not fitted but model {j} ({type(models[j]).__name__}) is: "
+                "an Ensemble takes models all fitted on the same data (it holds copies) or all unfitted (fit it then)"
+            )
         members = [{"kind": m.kind, "config": json.loads(m._core.config_json())} for m in models]
         super().__init__(members=members)
         if all(m.is_fitted for m in models):
@@ -89,8 +96,8 @@ class Ensemble(Recommender):
 
     @property
     def history_(self) -> list[dict[str, list]]:  # type: ignore[override]
-        """Each member's training history."""
-        return getattr(self, "members_history_", [])
+        """Each member's training history (copies)."""
+        return [{k: list(v) for k, v in h.items()} for h in getattr(self, "members_history_", [])]
 
     @history_.setter
     def history_(self, value: Any) -> None:

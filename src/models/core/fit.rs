@@ -139,9 +139,9 @@ impl Checkpoint {
         all.push((CKPT_HISTORY.into(), text(&serde_json::to_string(history).expect("history serialises"))));
         all.push((CKPT_CONFIG.into(), text(&self.config)));
         all.push((CKPT_DATA.into(), Tensor::from_slice(&self.data)));
-        let tmp = self.path.with_extension("partial");
-        Tensor::write_safetensors(&all, &tmp).map_err(|e| Error::file(&tmp, format!("cannot write the checkpoint: {e}")))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, &e))
+        crate::io::replace_with(&self.path, |tmp| {
+            Tensor::write_safetensors(&all, tmp).map_err(|e| Error::file(&self.path, format!("cannot write the checkpoint: {e}")))
+        })
     }
 
     /// The checkpoint's tensors, checked to be one of a model with these settings trained on
