@@ -108,7 +108,23 @@ def test_ctrl_c_stops_a_running_fit(small):
 
 def test_progress_bar_runs(small, capsys):
     fr.BPR(factors=4, epochs=2, device="cpu").fit(small[0], progress=True)
-    assert "BPR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "BPR" in err and "2/2 epochs" in err and "2.0/2" not in err
+
+
+def test_progress_bar_counts_whole_epochs():
+    """The count shows epochs done; the fraction within an epoch is only the bar's fill."""
+    from fashionrec._progress import FitProgress
+
+    bar = FitProgress("BPR", 50, True, None)
+    try:
+        bar({"event": "progress", "epoch": 3, "samples": 50, "total": 100})
+        assert bar._bar.n == 2.5
+        assert "2/50 epochs" in str(bar._bar) and "2.5" not in str(bar._bar)
+        bar({"event": "epoch", "epoch": 50, "loss": 0.1, "seconds": 1.0})
+        assert "50/50 epochs" in str(bar._bar) and "50.0" not in str(bar._bar)
+    finally:
+        bar.close()
 
 
 def test_score_and_recommend_in_raw_ids():
