@@ -1,4 +1,5 @@
 import json
+import signal
 import threading
 import _thread
 
@@ -93,6 +94,9 @@ def test_callback_exception_stops_and_keeps_model_usable(small):
 
 def test_ctrl_c_stops_a_running_fit(small):
     model = fr.BPR(factors=8, epochs=100_000, device="cpu")
+    # interrupt_main does nothing where SIGINT is ignored (`make test &`, nohup, job runners):
+    # the test installs Python's handler for its duration.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
     try:
@@ -100,6 +104,7 @@ def test_ctrl_c_stops_a_running_fit(small):
             model.fit(small[0], progress=False)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     done = len(model.history_["loss"])
     assert 0 < done < 100_000
     items, scores = model.recommend(model.user_ids[0], k=5)
