@@ -152,8 +152,23 @@ def test_score_and_recommend_in_raw_ids():
     assert single_items.shape == (3,)
     frame = model.recommend(["u3"], k=4, exclude=train, as_frame=True)
     assert list(frame.columns) == ["user", "rank", "item", "score"] and frame["rank"].tolist() == [1, 2, 3, 4]
-    with pytest.raises(ValueError, match='unknown id "nobody"'):
+    with pytest.raises(ValueError, match=r"^score\(\): users\[0\] = 'nobody' is not a known user id"):
         model.score(["nobody"])
+
+
+def test_unknown_ids_name_the_argument_of_the_call(fitted):
+    """An unknown id is reported as the argument of the call and its position."""
+    known = fitted.user_ids[0]
+    with pytest.raises(ValueError, match=r"^score\(\): users\[1\] = 1000000000 is not a known user id"):
+        fitted.score([known, 10**9])
+    with pytest.raises(ValueError, match=r"^recommend\(\): users\[0\] = 1000000000 is not a known user id"):
+        fitted.recommend(10**9)
+    with pytest.raises(ValueError, match=r"^similar_items\(\): items\[0\] = -5 is not a known item id"):
+        fitted.similar_items([-5])
+    with pytest.raises(ValueError, match=r"^score\(\): users: the ids are integers, but strings were given"):
+        fitted.score(["x"])
+    with pytest.raises(ValueError, match=r"^recommend\(\): users\[1\]: .* is not an integer id like row 0"):
+        fitted.recommend([known, None])
 
 
 def test_recommend_pads_when_candidates_run_out():

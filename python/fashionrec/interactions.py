@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 
 from . import _core
-from ._ids import id_column, ids_to_array
+from ._ids import id_column, ids_to_array, index_arg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,11 +186,11 @@ class Interactions:
 
     def user_index(self, ids: Any) -> np.ndarray:
         """Indices of raw user ids; an unknown id is a ValueError naming it."""
-        return self._core.user_index(id_column(ids, "users"), "users")
+        return index_arg(self._core.user_index, ids, "user_index(): ids")
 
     def item_index(self, ids: Any) -> np.ndarray:
         """Indices of raw item ids; an unknown id is a ValueError naming it."""
-        return self._core.item_index(id_column(ids, "items"), "items")
+        return index_arg(self._core.item_index, ids, "item_index(): ids")
 
     @property
     def has_values(self) -> bool:
@@ -200,7 +200,7 @@ class Interactions:
 
     def items_of(self, user: Any) -> np.ndarray:
         """Raw ids of the items of one user (by raw user id)."""
-        idx = int(self.user_index([user])[0])
+        idx = int(index_arg(self._core.user_index, [user], "items_of(): user")[0])
         return self.item_ids[self._core.user_items(idx)]
 
     def item_counts(self) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from .. import _core
-from .._ids import id_column, ids_to_array, is_scalar
+from .._ids import ids_to_array, index_arg, is_scalar
 from .._progress import EpochCallback, FitProgress
 from ..distributed import _group_for, is_initialized
 from .._side import feature_table, prepare
@@ -192,7 +192,7 @@ class Recommender:
         if user_features is not None:
             ids = np.asarray(users if not is_scalar(users) else [users])
             return self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
-        return self._score_indices(self._core.user_index(id_column(users, "users"), "users"))
+        return self._score_indices(index_arg(self._core.user_index, users, "score(): users"))
 
     def item_vectors(self) -> np.ndarray:
         """One vector per item, float32 ``(n_items, d)`` in ``item_ids`` order (the space
@@ -229,7 +229,7 @@ class Recommender:
         id, the item itself left out. Returns ``(items, similarities)`` like ``recommend``."""
         k = _check_k(k)
         single = is_scalar(items)
-        idx = self._core.item_index(id_column(items, "items"), "items")
+        idx = index_arg(self._core.item_index, items, "similar_items(): items")
         k_eff = min(k, max(self.n_items - 1, 0))
         found, sims = _core.similar_items(self._core.item_vectors(), idx, k_eff)
         if as_frame:
@@ -352,7 +352,7 @@ def recommend_users(model: Any, users: Any, k: Any, exclude: Interactions | None
     ``top_k(indices, k, exclude_core)`` -> ``(items, scores)``, raw ids or a frame back."""
     k = _check_k(k)
     single = is_scalar(users)
-    idx = user_index(id_column(users, "users"), "users")
+    idx = index_arg(user_index, users, "recommend(): users")
     if exclude is not None:
         exclude = model._aligned(exclude, "exclude")
     items, scores = top_k(idx, k, None if exclude is None else exclude._core)
