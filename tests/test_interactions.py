@@ -98,6 +98,8 @@ def test_missing_column_and_duplicates_error():
 def test_index_lookup_and_repr():
     x = fr.Interactions.from_ids([10, 20], [7, 8])
     assert x.user_index([20, 10]).tolist() == [1, 0]
+    assert x.user_index(20) == 1 and np.ndim(x.user_index(20)) == 0  # a scalar id: one index
+    assert x.user_index([20]).shape == (1,)
     with pytest.raises(ValueError, match=r"^user_index\(\): ids\[0\] = 30 is not a known user id"):
         x.user_index([30])
     with pytest.raises(ValueError, match=r"item_index\(\): ids: the ids are integers, but strings were given"):

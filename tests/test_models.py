@@ -154,6 +154,9 @@ def test_score_and_recommend_in_raw_ids():
     assert list(frame.columns) == ["user", "rank", "item", "score"] and frame["rank"].tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match=r"^score\(\): users\[0\] = 'nobody' is not a known user id"):
         model.score(["nobody"])
+    # A scalar id gives one row, as numpy indexes and as recommend does.
+    assert model.score("u3").shape == (train.n_items,) and model.score(["u3"]).shape == (1, train.n_items)
+    np.testing.assert_array_equal(model.score("u3"), scores[0])
 
 
 def test_unknown_ids_name_the_argument_of_the_call(fitted):

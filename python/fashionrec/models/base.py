@@ -184,15 +184,19 @@ class Recommender:
 
     def score(self, users: Any, *, user_features: Any = None) -> np.ndarray:
         """Scores of raw user ids for every item: float32 ``(len(users), n_items)``, columns
-        in ``item_ids`` order. Unknown ids are a ValueError naming them.
+        in ``item_ids`` order (``(n_items,)`` for one user id given as a scalar, as
+        ``recommend`` gives 1-D results). Unknown ids are a ValueError naming them.
 
         With ``user_features`` (a DataFrame indexed by user id, columns as in ``fit``), the
         users are scored from their features alone, whether or not they were trained on
         (new users), for models that can (e.g. ``HybridBPR``)."""
+        single = is_scalar(users)
         if user_features is not None:
-            ids = np.asarray(users if not is_scalar(users) else [users])
-            return self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
-        return self._score_indices(index_arg(self._core.user_index, users, "score(): users"))
+            ids = np.asarray(users if not single else [users])
+            out = self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
+        else:
+            out = self._score_indices(index_arg(self._core.user_index, users, "score(): users"))
+        return out[0] if single else out
 
     def item_vectors(self) -> np.ndarray:
         """One vector per item, float32 ``(n_items, d)`` in ``item_ids`` order (the space
