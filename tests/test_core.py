@@ -198,6 +198,9 @@ def test_cold_items_have_zero_learnt_item_parameters(case, tmp_path):
         # No item side data: every cold item gets the same score from a user.
         assert (scores[:, cold] == scores[:, cold[:1]]).all(), case
     elif how.get("features"):
+        # VBPR: a cold item is scored as a new item embedded from its features after fit.
+        vectors, bias = model.embed_features(feats[cold])
+        np.testing.assert_allclose(scores[:, cold], model.user_vectors()[:5] @ vectors.T + bias, rtol=1e-5, atol=1e-6)
         assert (scores[:, cold] != scores[:, cold[:1]]).any(), f"{case}: cold items are scored from their features"
     elif how.get("images"):
         phi = model.embed_images(kwargs["images"])

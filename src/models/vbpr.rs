@@ -3,7 +3,7 @@
 //! score(u, i) = b_i + gamma_u . gamma_i + theta_u . (E f_i) + beta' . f_i.
 //! Trained with the shared libtorch step. Items without a training interaction (cold items)
 //! are scored by their visual term alone: their gamma_i and b_i are zero (the core's rule,
-//! `Spec::item_tables`).
+//! `Spec::item_tables`), and so are new items embedded after fit (`embed_new_items`).
 
 use std::collections::HashMap;
 
@@ -276,5 +276,27 @@ impl Spec for Vbpr {
 
     fn user_vectors(_: &VbprConfig, params: &VbprParams) -> Result<Tensor> {
         Ok(Tensor::f_cat(&[params.p.gamma_u.shallow_clone(), params.p.theta_u.shallow_clone()], 1)?)
+    }
+
+    /// New items from their features (M, F), as a cold item is scored: (M, factors +
+    /// visual_factors + 1), the item vector [0, E f] (the space of `item_vectors`) then the
+    /// bias beta' . f, so score(u, new) = [gamma_u, theta_u] . [0, E f] + beta' . f.
+    fn embed_new_items(_: &VbprConfig, params: &VbprParams, side: &SideInfo) -> Result<Tensor> {
+        let p = &params.p;
+        let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("VBPR embeds new items from their features: pass features"))?;
+        let want = p.features.size()[1];
+        let dense = table.continuous.as_ref().filter(|m| m.cols > 0).ok_or_else(|| {
+            Error::invalid(format!("VBPR embeds numeric item features ({want} columns, as in fit)"))
+        })?;
+        if !table.categorical.is_empty() || dense.cols as i64 != want {
+            return Err(Error::invalid(format!(
+                "the features have {} numeric column(s){}, this model was fitted on {want}",
+                dense.cols,
+                if table.categorical.is_empty() { "" } else { " and categorical ones" }
+            )));
+        }
+        let f = dense.to_tensor().f_to_device(params.store.device())?;
+        let zeros = Tensor::f_zeros([f.size()[0], p.gamma_i.size()[1]], (Kind::Float, params.store.device()))?;
+        Ok(Tensor::f_cat(&[zeros, f.f_matmul(&p.e)?, f.f_matmul(&p.beta)?.f_unsqueeze(1)?], 1)?)
     }
 }
