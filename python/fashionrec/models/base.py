@@ -77,6 +77,9 @@ class Recommender:
         ``categories`` (a Series or dict item id -> label, or an array in index order).
         Items that have side data but no interaction join the catalogue (cold items, scored
         like the others); a training item or user without a row is a ValueError naming it.
+        At the end of fit a cold item's learnt per-item parameters (factors, id embedding,
+        item bias) are zero, in every model: it is scored from the item side data only, or
+        the same constant for all cold items (docs: Side data, cold items).
 
         ``validation`` (held-out Interactions in the same ids, e.g. from ``fr.split``): after
         every epoch, ``metrics`` are computed on it (candidates exclude ``train``) and logged
