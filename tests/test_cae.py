@@ -62,6 +62,8 @@ def test_encode_gives_one_code_per_image(bank, fitted):
     assert codes.shape == (40, 16) and codes.dtype == np.float32 and np.isfinite(codes).all()
     assert np.linalg.matrix_rank(codes) > 8, "codes differ between images"
     assert fitted.reconstruct(bank, [3, 0]).shape == (2, 32, 32, 3)
+    assert fitted.reconstruct(bank, 3).shape == (32, 32, 3)  # a scalar row: one image
+    assert np.array_equal(fitted.reconstruct(bank, 3), fitted.reconstruct(bank, [3])[0])
 
 
 def test_save_and_load_round_trip(bank, fitted, tmp_path):

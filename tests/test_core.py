@@ -136,6 +136,81 @@ def test_a_resumed_fit_is_the_uninterrupted_fit(case, tmp_path):
         np.testing.assert_array_equal(state[name], again[name], err_msg=f"{case}: {name}")
 
 
+#: The learnt per-item tables of each case (rows indexed by item), by name in the saved state.
+ITEM_TABLES = {
+    "bpr": ["item_factors", "item_bias"],
+    "bpr_torch_adam": ["item_factors", "item_bias"],
+    "triplet": ["item_factors", "item_bias"],
+    "triplet_sparse_adam": ["item_factors", "item_bias"],
+    "deep_triplet": ["item_embeddings"],
+    "deep_triplet_sparse_adam": ["item_embeddings"],
+    "hybrid_bpr": ["item_bias"],
+    "hybrid_rated_below": ["item_bias"],
+    "vbpr": ["gamma_items", "item_bias"],
+    "sampled_softmax": ["item_factors", "item_bias"],
+    "sampled_softmax_free_users": ["item_factors", "item_bias"],
+    "compatibility": [],
+    "dvbpr": [],
+}
+N_COLD = 4
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cold_items_have_zero_learnt_item_parameters(case, tmp_path):
+    """The one rule of every model: at the end of fit, the per-item parameters (factors, id
+    embeddings, biases) of the items with no training interaction are zero, so a cold item is
+    scored from side data only, or the same constant for all cold items."""
+    make, how = CASES[case]
+    train, users, items, feats = _taste()
+    n = train.n_items
+    df = train.to_pandas()
+    train = fr.Interactions.from_pandas(df, "user", "item", item_ids=np.arange(n + N_COLD), value_col=df.columns[2])
+    rng = np.random.default_rng(5)
+    items = pd.DataFrame({"half": rng.integers(0, 2, n + N_COLD).astype(np.float32)}, index=np.arange(n + N_COLD))
+    feats = rng.normal(size=(n + N_COLD, 6)).astype(np.float32)
+    kwargs = {}
+    if how.get("side"):
+        kwargs = dict(user_features=users, item_features=items)
+    if how.get("features"):
+        kwargs = dict(item_features=feats)
+    if how.get("pairs"):
+        pairs, pair_feats = _pairs()
+        m = pairs.n_items
+        p = pairs.to_pandas()
+        train = fr.Interactions.from_ids(p.iloc[:, 0], p.iloc[:, 1], user_ids=np.arange(m + N_COLD), item_ids=np.arange(m + N_COLD))
+        kwargs = dict(item_features=np.vstack([pair_feats, rng.normal(size=(N_COLD, pair_feats.shape[1])).astype(np.float32)]))
+    if how.get("images"):
+        kwargs = dict(images=_bank(tmp_path, train.n_items))
+    cold = np.flatnonzero(train.item_counts() == 0)
+    assert len(cold) >= N_COLD
+    model = make().fit(train, progress=False, **kwargs)
+    state = model._core.state()
+    tables = ITEM_TABLES[case] + (["item_ids"] if "item_ids" in state else [])  # HybridBPR's id embeddings
+    for name in tables:
+        t = np.asarray(state[name])
+        assert t.shape[0] == train.n_items, name
+        assert not t[cold].any(), f"{case}: {name} of cold items is not zero"
+    if case in ("bpr", "triplet", "sampled_softmax"):
+        assert np.abs(np.asarray(state["item_factors"])[np.setdiff1d(np.arange(train.n_items), cold)]).sum() > 0
+    scores = model.score(model.user_ids[:5])
+    assert np.isfinite(scores).all()
+    if not (how.get("side") or how.get("features") or how.get("pairs") or how.get("images")):
+        # No item side data: every cold item gets the same score from a user.
+        assert (scores[:, cold] == scores[:, cold[:1]]).all(), case
+    elif how.get("features"):
+        # VBPR: a cold item is scored as a new item embedded from its features after fit.
+        vectors, bias = model.embed_features(feats[cold])
+        np.testing.assert_allclose(scores[:, cold], model.user_vectors()[:5] @ vectors.T + bias, rtol=1e-5, atol=1e-6)
+        assert (scores[:, cold] != scores[:, cold[:1]]).any(), f"{case}: cold items are scored from their features"
+    elif how.get("images"):
+        phi = model.embed_images(kwargs["images"])
+        np.testing.assert_allclose(scores[:, cold], model.user_embeddings()[:5] @ phi[cold].T, rtol=1e-5, atol=1e-6)
+    # Saved and loaded, the zeros stay.
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    np.testing.assert_array_equal(fr.load(path, device="cpu").score(model.user_ids[:5]), scores)
+
+
 def test_resume_refuses_another_models_checkpoint(tmp_path):
     train, *_ = _taste()
     fr.BPR(factors=8, epochs=2, device="cpu", threads=1).fit(train, progress=False, checkpoint_dir=tmp_path)

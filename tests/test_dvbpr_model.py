@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import fashionrec as fr
@@ -170,10 +171,34 @@ def test_vbpr_scores_cold_items_by_their_visual_term(task, tmp_path):
     cold = fr.evaluate(m, vt.cold_test, train=vt.train, items=vt.cold_items, metrics=["auc"])
     bpr = fr.BPR(factors=8, epochs=20, device="cpu", seed=0).fit(vt.train, progress=False)
     cold_bpr = fr.evaluate(bpr, vt.cold_test, train=vt.train, items=vt.cold_items, metrics=["auc"])
-    # Colour is in the pixels: VBPR ranks cold items; BPR-MF's cold items are their random start.
+    # Colour is in the pixels: VBPR ranks cold items; BPR-MF's cold items all score 0 (a tie).
     assert cold["auc"] > cold_bpr["auc"] + 0.1, (cold, cold_bpr)
     path = tmp_path / "vbpr.safetensors"
     m.save(path)
     np.testing.assert_array_equal(fr.load(path, device="cpu").score(vt.train.user_ids[:5]), s)
     with pytest.raises(ValueError, match="item_features"):
         fr.VBPR(device="cpu").fit(vt.train, progress=False)
+
+
+def test_vbpr_embeds_new_items_from_their_features_as_dvbpr_embeds_photos(task):
+    """embed_features: new items after fit, scored as cold items are ([0, E f], beta' . f)."""
+    vt, bank, _ = task
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(len(bank), 6)).astype(np.float32)
+    m = fr.VBPR(factors=4, visual_factors=3, epochs=3, device="cpu", seed=0).fit(vt.train, item_features=feats, progress=False)
+    new = rng.normal(size=(5, 6)).astype(np.float32)
+    vectors, bias = m.embed_features(new)
+    assert vectors.shape == (5, 4 + 3) and bias.shape == (5,) and vectors.dtype == np.float32
+    assert not vectors[:, :4].any()  # no collaborative part, as a cold item
+    # The catalogue's cold items are scored exactly as the same features embedded after fit.
+    cold = vt.train.item_index(vt.cold_items[:3])
+    v, b = m.embed_features(pd.DataFrame(feats[cold], columns=list("abcdef")))
+    s = m.score(vt.train.user_ids[:4])
+    np.testing.assert_allclose(m.user_vectors()[:4] @ v.T + b, s[:, cold], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v[:, 4:], m.item_vectors()[cold, 4:], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="the features have 5 numeric column"):
+        m.embed_features(new[:, :5])
+    with pytest.raises(TypeError, match="features must be"):
+        m.embed_features([[1.0] * 6])
+    with pytest.raises(ValueError, match="cannot embed new items"):
+        fr.BPR(factors=4, epochs=1, device="cpu").fit(vt.train, progress=False)._core.embed_new_items(fr._core.SideInfo())

@@ -279,6 +279,17 @@ def test_bank_array_is_a_read_only_view_and_batches_are_normalised(image_dir):
         bank.images([12])
 
 
+def test_a_scalar_row_gives_one_image_a_sequence_a_batch(image_dir):
+    """numpy's rule: bank.images(5) is (H, W, 3), bank.images([5]) is (1, H, W, 3)."""
+    _, paths = image_dir
+    bank = fr.ImageBank.from_files(paths, size=(32, 24), progress=False)
+    assert bank.images(5).shape == (32, 24, 3) and bank.images(np.int64(5)).shape == (32, 24, 3)
+    assert np.array_equal(bank.images(5), bank.array()[5])
+    assert bank.images([5]).shape == (1, 32, 24, 3) and bank.images(np.array([5])).shape == (1, 32, 24, 3)
+    assert tuple(bank.batch(5).shape) == (3, 32, 24) and tuple(bank.batch([5]).shape) == (1, 3, 32, 24)
+    assert np.array_equal(bank.batch(5).numpy(), bank.batch([5])[0].numpy())
+
+
 def test_bank_errors_name_the_item_and_file_or_are_listed(image_dir):
     folder, paths = image_dir
     bad = folder / "img05.jpg"
@@ -379,6 +390,8 @@ def test_show_draws_a_grid(image_dir):
     bank = fr.ImageBank.from_files(paths, size=16, progress=False)
     fig = bank.show(range(10), ncols=4)
     assert len(fig.axes) == 12 and fig.axes[0].get_title() == "0"
+    one = bank.show(3, ncols=2)
+    assert one.axes[0].get_title() == "3"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import matplotlib.pyplot as plt

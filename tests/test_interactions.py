@@ -98,8 +98,12 @@ def test_missing_column_and_duplicates_error():
 def test_index_lookup_and_repr():
     x = fr.Interactions.from_ids([10, 20], [7, 8])
     assert x.user_index([20, 10]).tolist() == [1, 0]
-    with pytest.raises(ValueError, match="unknown id 30"):
+    assert x.user_index(20) == 1 and np.ndim(x.user_index(20)) == 0  # a scalar id: one index
+    assert x.user_index([20]).shape == (1,)
+    with pytest.raises(ValueError, match=r"^user_index\(\): ids\[0\] = 30 is not a known user id"):
         x.user_index([30])
-    with pytest.raises(ValueError, match="the ids are integers, but strings were given"):
+    with pytest.raises(ValueError, match=r"item_index\(\): ids: the ids are integers, but strings were given"):
         x.item_index(["7"])
+    with pytest.raises(ValueError, match=r"^items_of\(\): user\[0\] = 30 is not a known user id"):
+        x.items_of(30)
     assert repr(x) == "<Interactions: 2 users x 2 items, 2 interactions>"

@@ -63,7 +63,9 @@ def test_index_rows_and_properties(small_file):
     assert "records=5" in repr(f)
     idx = f.index(["B000000004", "B000000001"])
     assert idx.tolist() == [4, 1] and idx.dtype == np.int64
-    assert f.index("B000000002").tolist() == [2]
+    assert f.index("B000000002") == 2 and np.ndim(f.index("B000000002")) == 0  # one ASIN: one row
+    assert f.index(["B000000002"]).tolist() == [2]
+    assert f.rows(2).shape == (4096,) and np.array_equal(f.rows(2), feats[2])  # a scalar row
     batch = f.rows(idx)
     assert batch.flags.c_contiguous and batch.flags.writeable and batch.dtype == np.float32
     assert np.array_equal(batch, feats[[4, 1]])

@@ -1,4 +1,5 @@
 import json
+import signal
 import threading
 import _thread
 
@@ -93,6 +94,9 @@ def test_callback_exception_stops_and_keeps_model_usable(small):
 
 def test_ctrl_c_stops_a_running_fit(small):
     model = fr.BPR(factors=8, epochs=100_000, device="cpu")
+    # interrupt_main does nothing where SIGINT is ignored (`make test &`, nohup, job runners):
+    # the test installs Python's handler for its duration.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
     try:
@@ -100,6 +104,7 @@ def test_ctrl_c_stops_a_running_fit(small):
             model.fit(small[0], progress=False)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     done = len(model.history_["loss"])
     assert 0 < done < 100_000
     items, scores = model.recommend(model.user_ids[0], k=5)
@@ -108,7 +113,23 @@ def test_ctrl_c_stops_a_running_fit(small):
 
 def test_progress_bar_runs(small, capsys):
     fr.BPR(factors=4, epochs=2, device="cpu").fit(small[0], progress=True)
-    assert "BPR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "BPR" in err and "2/2 epochs" in err and "2.0/2" not in err
+
+
+def test_progress_bar_counts_whole_epochs():
+    """The count shows epochs done; the fraction within an epoch is only the bar's fill."""
+    from fashionrec._progress import FitProgress
+
+    bar = FitProgress("BPR", 50, True, None)
+    try:
+        bar({"event": "progress", "epoch": 3, "samples": 50, "total": 100})
+        assert bar._bar.n == 2.5
+        assert "2/50 epochs" in str(bar._bar) and "2.5" not in str(bar._bar)
+        bar({"event": "epoch", "epoch": 50, "loss": 0.1, "seconds": 1.0})
+        assert "50/50 epochs" in str(bar._bar) and "50.0" not in str(bar._bar)
+    finally:
+        bar.close()
 
 
 def test_score_and_recommend_in_raw_ids():
@@ -131,8 +152,26 @@ def test_score_and_recommend_in_raw_ids():
     assert single_items.shape == (3,)
     frame = model.recommend(["u3"], k=4, exclude=train, as_frame=True)
     assert list(frame.columns) == ["user", "rank", "item", "score"] and frame["rank"].tolist() == [1, 2, 3, 4]
-    with pytest.raises(ValueError, match='unknown id "nobody"'):
+    with pytest.raises(ValueError, match=r"^score\(\): users\[0\] = 'nobody' is not a known user id"):
         model.score(["nobody"])
+    # A scalar id gives one row, as numpy indexes and as recommend does.
+    assert model.score("u3").shape == (train.n_items,) and model.score(["u3"]).shape == (1, train.n_items)
+    np.testing.assert_array_equal(model.score("u3"), scores[0])
+
+
+def test_unknown_ids_name_the_argument_of_the_call(fitted):
+    """An unknown id is reported as the argument of the call and its position."""
+    known = fitted.user_ids[0]
+    with pytest.raises(ValueError, match=r"^score\(\): users\[1\] = 1000000000 is not a known user id"):
+        fitted.score([known, 10**9])
+    with pytest.raises(ValueError, match=r"^recommend\(\): users\[0\] = 1000000000 is not a known user id"):
+        fitted.recommend(10**9)
+    with pytest.raises(ValueError, match=r"^similar_items\(\): items\[0\] = -5 is not a known item id"):
+        fitted.similar_items([-5])
+    with pytest.raises(ValueError, match=r"^score\(\): users: the ids are integers, but strings were given"):
+        fitted.score(["x"])
+    with pytest.raises(ValueError, match=r"^recommend\(\): users\[1\]: .* is not an integer id like row 0"):
+        fitted.recommend([known, None])
 
 
 def test_recommend_pads_when_candidates_run_out():

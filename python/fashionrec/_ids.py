@@ -11,8 +11,16 @@ from typing import Any
 import numpy as np
 
 
-def id_column(values: Any, column: str) -> np.ndarray | list[str]:
-    """``values`` as an int64 array (integer ids) or a list of str (string ids)."""
+def id_column(values: Any, column: str, *, arg: bool = False) -> np.ndarray | list[str]:
+    """``values`` as an int64 array (integer ids) or a list of str (string ids).
+
+    Errors name ``column`` and the row ("column 'user_id', row 3: ..."), or with ``arg=True``
+    the argument of a call and the position ("score(): users[3]: ...")."""
+    if arg:
+        try:
+            return id_column(values, column)
+        except ValueError as e:
+            raise ValueError(_as_argument(str(e), column)) from None
     if hasattr(values, "cat") and hasattr(values, "dtype") and str(values.dtype) == "category":
         values = values.astype(values.cat.categories.dtype)
     if isinstance(values, (list, tuple)):
@@ -45,6 +53,22 @@ def id_column(values: Any, column: str) -> np.ndarray | list[str]:
     if kind == "O":
         return _object_ids(arr.tolist(), column)
     raise ValueError(f"column '{column}': ids must be integers or strings, not {arr.dtype}")
+
+
+def _as_argument(message: str, arg: str) -> str:
+    """A column's message ("column 'c', row 3: ...", "column 'c': ...") as an argument's."""
+    row = f"column '{arg}', row "
+    if message.startswith(row):
+        n, _, rest = message[len(row):].partition(":")
+        return f"{arg}[{n}]:{rest}"
+    whole = f"column '{arg}'"
+    return arg + message[len(whole):] if message.startswith(whole) else message
+
+
+def index_arg(index: Any, ids: Any, arg: str) -> np.ndarray:
+    """Indices of the raw ids ``ids`` given as argument ``arg`` of a call ("score(): users")
+    by the core's ``user_index`` / ``item_index``; errors name the argument and position."""
+    return index(id_column(ids, arg, arg=True), arg)
 
 
 _TEXT = (str, bytes, np.str_, np.bytes_)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 
 from . import _core
+from ._ids import index_arg
 from .interactions import Interactions
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def evaluate(
     excluded = [model._aligned(x, "train" if k == 0 and train is not None else "exclude")
                 for k, x in enumerate(([train] if train is not None else []) + list(exclude))]
     names = _core.canonical_metrics(list(metrics))
-    user_idx, candidates = _restrictions(test, users, items)
+    user_idx, candidates = _restrictions(test, users, items, "evaluate()")
     bar = _bar(progress)
     args = (test._core, [x._core for x in excluded], names, user_idx, candidates, sampled_negatives, seed, bar)
     result = model._core.evaluate(*args)
@@ -84,20 +85,20 @@ def evaluate_scores(
     calls ``score`` block by block)."""
     names = _core.canonical_metrics(list(metrics))
     excluded = [x._core for x in ([train] if train is not None else []) + list(exclude)]
-    user_idx, candidates = _restrictions(test, users, items)
+    user_idx, candidates = _restrictions(test, users, items, "evaluate_scores()")
     bar = _bar(progress)
     result = _core.evaluate_scorer(score, test._core, excluded, names, user_idx, candidates, sampled_negatives, seed, bar)
     return _summarise(test, names, result, per_user, bar)
 
 
-def _restrictions(test: Interactions, users: Sequence | None, items: Sequence | None):
+def _restrictions(test: Interactions, users: Sequence | None, items: Sequence | None, call: str):
     user_idx = None
     if users is not None:
-        user_idx = np.intersect1d(test._core.active_users(), test.user_index(users)).astype(np.int64)
+        user_idx = np.intersect1d(test._core.active_users(), index_arg(test._core.user_index, users, f"{call}: users")).astype(np.int64)
     candidates = None
     if items is not None:
         candidates = np.zeros(test.n_items, dtype=bool)
-        candidates[test.item_index(items)] = True
+        candidates[index_arg(test._core.item_index, items, f"{call}: items")] = True
     return user_idx, candidates
 
 

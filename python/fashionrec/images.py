@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _core
 from . import distributed as _distributed
-from ._ids import ids_to_array
+from ._ids import ids_to_array, is_scalar
 
 if TYPE_CHECKING:
     import torch
@@ -276,31 +276,38 @@ class ImageBank:
         """All pixels, uint8 (N, H, W, 3), read-only, viewing the bank without a copy."""
         return self._core.array()
 
-    def images(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The uint8 images of ``rows`` (a copy, gathered in parallel)."""
-        return self._core.gather(np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
+    def images(self, rows: int | Sequence[int] | np.ndarray) -> np.ndarray:
+        """The uint8 images of ``rows`` (a copy, gathered in parallel): ``(len(rows), H, W, 3)``
+        for a sequence of rows, ``(H, W, 3)`` for one row given as a scalar (as numpy indexes)."""
+        single = is_scalar(rows)
+        out = self._core.gather(np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
+        return out[0] if single else out
 
-    def batch(self, rows: Sequence[int] | np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    def batch(self, rows: int | Sequence[int] | np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
         """A model batch: float32 (len(rows), 3, H, W) in [-1, 1] (``x / 127.5 - 1``) on
-        ``device``. The uint8 pixels are copied to the device and converted there."""
+        ``device`` ((3, H, W) for one row given as a scalar). The uint8 pixels are copied to
+        the device and converted there."""
         import torch
 
-        pixels = torch.from_numpy(self.images(rows))
+        single = is_scalar(rows)
+        pixels = torch.from_numpy(self.images(np.reshape(rows, -1)))
         device = torch.device(device)
         if device.type == "cuda":
             pixels = pixels.pin_memory().to(device, non_blocking=True)
-        return pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        out = pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return out[0] if single else out
 
-    def show(self, rows: Sequence[int], ncols: int = 8, titles: bool = True):
-        """A matplotlib figure of the images of ``rows`` (their ids as titles)."""
+    def show(self, rows: int | Sequence[int], ncols: int = 8, titles: bool = True):
+        """A matplotlib figure of the images of ``rows`` (their ids as titles; one row may be
+        given as a scalar)."""
         import matplotlib.pyplot as plt
 
-        rows = list(rows)
+        rows = np.reshape(rows, -1).tolist()
         nrows = max(1, -(-len(rows) // ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, r, img in zip(axes.flat, rows, self.images(rows)):
+        for ax, r, img in zip(axes.flat, rows, self.images(np.asarray(rows, dtype=np.int64))):
             ax.imshow(img)
             if titles:
                 ax.set_title(str(self._ids[r]), fontsize=8)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 
 from . import _core
-from ._ids import id_column, ids_to_array
+from ._ids import id_column, ids_to_array, index_arg, is_scalar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,12 +185,16 @@ class Interactions:
         return self._item_ids
 
     def user_index(self, ids: Any) -> np.ndarray:
-        """Indices of raw user ids; an unknown id is a ValueError naming it."""
-        return self._core.user_index(id_column(ids, "users"), "users")
+        """Indices (int64) of raw user ids; one index, a scalar, for one id given as a scalar.
+        An unknown id is a ValueError naming it."""
+        idx = index_arg(self._core.user_index, ids, "user_index(): ids")
+        return idx[0] if is_scalar(ids) else idx
 
     def item_index(self, ids: Any) -> np.ndarray:
-        """Indices of raw item ids; an unknown id is a ValueError naming it."""
-        return self._core.item_index(id_column(ids, "items"), "items")
+        """Indices (int64) of raw item ids; one index, a scalar, for one id given as a scalar.
+        An unknown id is a ValueError naming it."""
+        idx = index_arg(self._core.item_index, ids, "item_index(): ids")
+        return idx[0] if is_scalar(ids) else idx
 
     @property
     def has_values(self) -> bool:
@@ -200,7 +204,7 @@ class Interactions:
 
     def items_of(self, user: Any) -> np.ndarray:
         """Raw ids of the items of one user (by raw user id)."""
-        idx = int(self.user_index([user])[0])
+        idx = int(index_arg(self._core.user_index, [user], "items_of(): user")[0])
         return self.item_ids[self._core.user_items(idx)]
 
     def item_counts(self) -> np.ndarray:

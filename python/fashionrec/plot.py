@@ -130,9 +130,9 @@ def _vectors(model: Recommender, ids: Sequence[Any] | None, users: bool) -> tupl
     all_vectors = np.asarray(all_vectors)
     if ids is None:
         return all_ids, all_vectors
-    from ._ids import id_column
+    from ._ids import index_arg
 
-    rows = index(id_column(ids, what), what)
+    rows = index_arg(index, ids, f"ids (of {what})")
     return all_ids[rows], all_vectors[rows]
 
 

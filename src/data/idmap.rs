@@ -164,6 +164,24 @@ impl IdMap {
         Ok(idx)
     }
 
+    /// Index of each raw id given to a call as the argument `arg` ("score(): users"): an
+    /// unknown id is an error naming the argument and the position,
+    /// "score(): users[0] = 'x' is not a known user id" (`what`: "user", "item").
+    pub fn index_arg(&self, raw: RawIds<'_>, arg: &str, what: &str) -> Result<Vec<u32>> {
+        let idx = self.lookup(raw).map_err(|e| Error::invalid(format!("{arg}: {e}")))?;
+        if let Some(row) = idx.iter().position(|&i| i == UNKNOWN) {
+            let shown = match raw {
+                RawIds::Int(v) => v[row].to_string(),
+                RawIds::Str(v) => python_quote(v[row]),
+            };
+            return Err(Error::invalid(format!(
+                "{arg}[{row}] = {shown} is not a known {what} id (not among the {} known {what} ids)",
+                self.len()
+            )));
+        }
+        Ok(idx)
+    }
+
     /// The raw id at `index`, for messages.
     pub fn display(&self, index: usize) -> String {
         match self {
@@ -286,9 +304,33 @@ pub fn display_raw(raw: RawIds<'_>, row: usize) -> String {
     }
 }
 
+/// A string id as Python's repr writes it ('x'), shortened as [`crate::error::quote`] does.
+fn python_quote(text: &str) -> String {
+    let quoted = crate::error::quote(text);
+    if text.contains('\'') || text.contains('"') {
+        return quoted;
+    }
+    match quoted.strip_prefix('"').and_then(|q| q.split_once('"')) {
+        Some((inner, rest)) => format!("'{inner}'{rest}"),
+        None => quoted,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_argument_id_names_the_argument() {
+        let m = IdMap::build(RawIds::Str(&["b", "a"]));
+        let e = m.index_arg(RawIds::Str(&["a", "x"]), "score(): users", "user").unwrap_err().to_string();
+        assert!(e.contains("score(): users[1] = 'x' is not a known user id (not among the 2 known user ids)"), "{e}");
+        let m = IdMap::build(RawIds::Int(&[5]));
+        let e = m.index_arg(RawIds::Int(&[5, 5, 7]), "similar_items(): items", "item").unwrap_err().to_string();
+        assert!(e.contains("similar_items(): items[2] = 7 is not a known item id"), "{e}");
+        let e = m.index_arg(RawIds::Str(&["5"]), "recommend(): users", "user").unwrap_err().to_string();
+        assert!(e.starts_with("recommend(): users: the ids are integers"), "{e}");
+    }
 
     #[test]
     fn int_ids_are_sorted_and_deduplicated() {

@@ -89,6 +89,11 @@ impl Factors {
         Ok(Self::from_tensors(u, i, b, device))
     }
 
+    /// The per-item tables (item factors and bias), for [`super::core::Spec::item_tables`].
+    pub fn item_tables(&self) -> Vec<Tensor> {
+        vec![self.items.shallow_clone(), self.item_bias.shallow_clone()]
+    }
+
     pub fn dim(&self) -> usize {
         self.users.size()[1] as usize
     }

@@ -2,14 +2,15 @@
 //! features f_i (the 4096-d `.b` CNN features, or embeddings from an image tower):
 //! score(u, i) = b_i + gamma_u . gamma_i + theta_u . (E f_i) + beta' . f_i.
 //! Trained with the shared libtorch step. Items without a training interaction (cold items)
-//! are scored by their visual term alone: their gamma_i and b_i are zero.
+//! are scored by their visual term alone: their gamma_i and b_i are zero (the core's rule,
+//! `Spec::item_tables`), and so are new items embedded after fit (`embed_new_items`).
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::core::{checked, Common, FitCtx, ParamStore, Spec};
+use super::core::{checked, zero_cold_items, Common, FitCtx, ParamStore, Spec};
 use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -226,16 +227,17 @@ impl Spec for Vbpr {
         };
         let mut step = TorchStep::new(params.p.handles(), &params.store.vs, step_cfg)?;
         let view = params.p.handles();
-        let cold = cold_mask(train, params.store.device())?;
+        let device = params.store.device();
+        // Validation scores cold items as the fitted model will (the core zeroes them at the end).
         ctx.run(&mut step, &sampler, &|u| {
-            zero_cold(&view, &cold)?;
-            view.scores(&Tensor::from_slice(u).f_to_device(cold.device())?)
+            zero_cold_items(&Self::item_tables(params), train)?;
+            view.scores(&Tensor::from_slice(u).f_to_device(device)?)
         })
     }
 
-    /// Cold items: no collaborative part (what training gave them as negatives is noise).
-    fn finish(_: &VbprConfig, params: &mut VbprParams, train: &Interactions, _: &SideInfo) -> Result<()> {
-        zero_cold(&params.p, &cold_mask(train, params.store.device())?)
+    /// gamma_i and b_i: a cold item has no collaborative part.
+    fn item_tables(params: &VbprParams) -> Vec<Tensor> {
+        vec![params.p.gamma_i.shallow_clone(), params.p.bias.shallow_clone()]
     }
 
     fn store(params: &VbprParams) -> &ParamStore {
@@ -275,18 +277,26 @@ impl Spec for Vbpr {
     fn user_vectors(_: &VbprConfig, params: &VbprParams) -> Result<Tensor> {
         Ok(Tensor::f_cat(&[params.p.gamma_u.shallow_clone(), params.p.theta_u.shallow_clone()], 1)?)
     }
-}
 
-/// 1.0 for items with a training interaction, 0.0 for cold items: (n_items, 1) on `device`.
-fn cold_mask(train: &Interactions, device: Device) -> Result<Tensor> {
-    let warm: Vec<f32> = train.item_counts().iter().map(|&c| if c > 0 { 1.0 } else { 0.0 }).collect();
-    Ok(Tensor::from_slice(&warm).f_to_device(device)?)
-}
-
-/// Zero gamma_i and b_i of cold items (in place).
-fn zero_cold(p: &Params, warm: &Tensor) -> Result<()> {
-    let _guard = tch::no_grad_guard();
-    let _ = p.gamma_i.shallow_clone().f_mul_(&warm.f_unsqueeze(1)?)?;
-    let _ = p.bias.shallow_clone().f_mul_(warm)?;
-    Ok(())
+    /// New items from their features (M, F), as a cold item is scored: (M, factors +
+    /// visual_factors + 1), the item vector [0, E f] (the space of `item_vectors`) then the
+    /// bias beta' . f, so score(u, new) = [gamma_u, theta_u] . [0, E f] + beta' . f.
+    fn embed_new_items(_: &VbprConfig, params: &VbprParams, side: &SideInfo) -> Result<Tensor> {
+        let p = &params.p;
+        let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("VBPR embeds new items from their features: pass features"))?;
+        let want = p.features.size()[1];
+        let dense = table.continuous.as_ref().filter(|m| m.cols > 0).ok_or_else(|| {
+            Error::invalid(format!("VBPR embeds numeric item features ({want} columns, as in fit)"))
+        })?;
+        if !table.categorical.is_empty() || dense.cols as i64 != want {
+            return Err(Error::invalid(format!(
+                "the features have {} numeric column(s){}, this model was fitted on {want}",
+                dense.cols,
+                if table.categorical.is_empty() { "" } else { " and categorical ones" }
+            )));
+        }
+        let f = dense.to_tensor().f_to_device(params.store.device())?;
+        let zeros = Tensor::f_zeros([f.size()[0], p.gamma_i.size()[1]], (Kind::Float, params.store.device()))?;
+        Ok(Tensor::f_cat(&[zeros, f.f_matmul(&p.e)?, f.f_matmul(&p.beta)?.f_unsqueeze(1)?], 1)?)
+    }
 }

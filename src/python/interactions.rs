@@ -79,12 +79,13 @@ pub(crate) fn index_of<'py>(
     py: Python<'py>,
     map: &IdMap,
     ids: &Bound<'py, PyAny>,
-    column: &str,
+    arg: &str,
+    what: &str,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let held = HeldIds::extract(ids, column)?;
+    let held = HeldIds::extract(ids, arg)?;
     let mut strs = Vec::new();
     let raw = held.raw(&mut strs)?;
-    let idx = py.allow_threads(|| map.index(raw, column))?;
+    let idx = py.allow_threads(|| map.index_arg(raw, arg, what))?;
     Ok(PyArray1::from_vec(py, idx.into_iter().map(|i| i as i64).collect()))
 }
 
@@ -215,14 +216,15 @@ impl PyInteractions {
         ids_to_py(py, &self.inner.ids().items)
     }
 
-    #[pyo3(signature = (ids, column="user"))]
-    fn user_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        index_of(py, &self.inner.ids().users, ids, column)
+    /// Indices of raw ids given as the argument `arg` of a call (named by an unknown id's error).
+    #[pyo3(signature = (ids, arg="user_index(): ids"))]
+    fn user_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        index_of(py, &self.inner.ids().users, ids, arg, "user")
     }
 
-    #[pyo3(signature = (ids, column="item"))]
-    fn item_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        index_of(py, &self.inner.ids().items, ids, column)
+    #[pyo3(signature = (ids, arg="item_index(): ids"))]
+    fn item_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        index_of(py, &self.inner.ids().items, ids, arg, "item")
     }
 
     /// "int" or "str", per side.

@@ -440,16 +440,18 @@ impl PyModel {
         ids_to_py(py, &fitted_ids(&*self.read()?)?.items)
     }
 
-    #[pyo3(signature = (ids, column="users"))]
-    fn user_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    /// Indices of raw ids given as the argument `arg` of a call ("score(): users"), which an
+    /// unknown id's error names.
+    #[pyo3(signature = (ids, arg="users"))]
+    fn user_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let ids_map = fitted_ids(&*self.read()?)?.users.clone();
-        index_of(py, &ids_map, ids, column)
+        index_of(py, &ids_map, ids, arg, "user")
     }
 
-    #[pyo3(signature = (ids, column="items"))]
-    fn item_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, column: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    #[pyo3(signature = (ids, arg="items"))]
+    fn item_index<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let ids_map = fitted_ids(&*self.read()?)?.items.clone();
-        index_of(py, &ids_map, ids, column)
+        index_of(py, &ids_map, ids, arg, "item")
     }
 
     /// (n_users, n_items) of the training data.

@@ -114,9 +114,10 @@ class ImageFeatures:
         return self._features
 
     def index(self, asins: str | Sequence[str] | Any) -> np.ndarray:
-        """Row of each ASIN (int64); an ASIN not in the file is a ValueError naming it."""
-        if isinstance(asins, str):
-            asins = [asins]
+        """Row of each ASIN (int64; one row, a scalar, for one ASIN given as a str); an ASIN
+        not in the file is a ValueError naming it."""
+        if np.ndim(asins) == 0:
+            return self.index([asins])[0]
         ids = id_column(asins, "asins")
         if not isinstance(ids, list):
             if len(ids) == 0:
@@ -124,10 +125,13 @@ class ImageFeatures:
             raise TypeError("asins must be strings")
         return self._core.index(ids)
 
-    def rows(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The given rows as a new contiguous float32 array (k, dim), gathered in parallel.
-        A negative or out-of-range row is a ValueError naming its position."""
+    def rows(self, indices: int | Sequence[int] | np.ndarray) -> np.ndarray:
+        """The given rows as a new contiguous float32 array (k, dim), gathered in parallel
+        (one row (dim,) for a scalar index). A negative or out-of-range row is a ValueError
+        naming its position."""
         idx = np.asarray(indices)
+        if idx.ndim == 0:
+            return self.rows(idx.reshape(1))[0]
         if idx.ndim != 1:
             raise ValueError(f"indices must be one-dimensional, got shape {idx.shape}")
         if idx.size and idx.dtype.kind not in "iu":

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _core
 from .._guard import fitting, torch_rng_kept
-from .._ids import id_column, ids_to_array, is_scalar
+from .._ids import ids_to_array, index_arg, is_scalar
 from .._progress import EpochCallback, FitProgress
 from ..distributed import _group_for, is_initialized
 from .._side import feature_table, prepare
@@ -80,6 +80,9 @@ class Recommender:
         ``categories`` (a Series or dict item id -> label, or an array in index order).
         Items that have side data but no interaction join the catalogue (cold items, scored
         like the others); a training item or user without a row is a ValueError naming it.
+        At the end of fit a cold item's learnt per-item parameters (factors, id embedding,
+        item bias) are zero, in every model: it is scored from the item side data only, or
+        the same constant for all cold items (docs: Side data, cold items).
 
         ``validation`` (held-out Interactions in the same ids, e.g. from ``fr.split``): after
         every epoch, ``metrics`` are computed on it (candidates exclude ``train``) and logged
@@ -204,15 +207,19 @@ class Recommender:
 
     def score(self, users: Any, *, user_features: Any = None) -> np.ndarray:
         """Scores of raw user ids for every item: float32 ``(len(users), n_items)``, columns
-        in ``item_ids`` order. Unknown ids are a ValueError naming them.
+        in ``item_ids`` order (``(n_items,)`` for one user id given as a scalar, as
+        ``recommend`` gives 1-D results). Unknown ids are a ValueError naming them.
 
         With ``user_features`` (a DataFrame indexed by user id, columns as in ``fit``), the
         users are scored from their features alone, whether or not they were trained on
         (new users), for models that can (e.g. ``HybridBPR``)."""
+        single = is_scalar(users)
         if user_features is not None:
-            ids = np.asarray(users if not is_scalar(users) else [users])
-            return self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
-        return self._score_indices(self._core.user_index(id_column(users, "users"), "users"))
+            ids = np.asarray(users if not single else [users])
+            out = self._core.score_new_users(feature_table(user_features, ids, "user_features", "user"))
+        else:
+            out = self._score_indices(index_arg(self._core.user_index, users, "score(): users"))
+        return out[0] if single else out
 
     def item_vectors(self) -> np.ndarray:
         """One vector per item, float32 ``(n_items, d)`` in ``item_ids`` order (the space
@@ -249,7 +256,7 @@ class Recommender:
         id, the item itself left out. Returns ``(items, similarities)`` like ``recommend``."""
         k = _check_k(k)
         single = is_scalar(items)
-        idx = self._core.item_index(id_column(items, "items"), "items")
+        idx = index_arg(self._core.item_index, items, "similar_items(): items")
         k_eff = min(k, max(self.n_items - 1, 0))
         found, sims = _core.similar_items(self._core.item_vectors(), idx, k_eff)
         if as_frame:
@@ -373,7 +380,7 @@ def recommend_users(model: Any, users: Any, k: Any, exclude: Interactions | None
     ``top_k(indices, k, exclude_core)`` -> ``(items, scores)``, raw ids or a frame back."""
     k = _check_k(k)
     single = is_scalar(users)
-    idx = user_index(id_column(users, "users"), "users")
+    idx = index_arg(user_index, users, "recommend(): users")
     if exclude is not None:
         exclude = model._aligned(exclude, "exclude")
     items, scores = top_k(idx, k, None if exclude is None else exclude._core)

@@ -110,11 +110,12 @@ class ConvAutoencoder:
         bank's order."""
         return self._core.encode(_bank_core(bank))
 
-    def reconstruct(self, bank: ImageBank, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The reconstructions of the bank's ``rows``: uint8 ``(len(rows), S, S, 3)``, comparable
-        with ``bank.images(rows)``."""
-        rows = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
-        return self._core.reconstruct(_bank_core(bank), rows)
+    def reconstruct(self, bank: ImageBank, rows: int | Sequence[int] | np.ndarray) -> np.ndarray:
+        """The reconstructions of the bank's ``rows``: uint8 ``(len(rows), S, S, 3)``
+        (``(S, S, 3)`` for one row given as a scalar), comparable with ``bank.images(rows)``."""
+        single = np.ndim(rows) == 0
+        out = self._core.reconstruct(_bank_core(bank), np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
+        return out[0] if single else out
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the weights, the configuration and the history to one safetensors file."""

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._ids import id_column, is_scalar
+from .._ids import index_arg, is_scalar
 from ..interactions import Interactions
 from ..pairs import pair_metrics
 from .base import Recommender, _raw_items, sampler_config
@@ -86,8 +86,8 @@ class CompatibilityModel(Recommender):
         return self._tensors()["style_query" if side == "query" else "style_partner"]
 
     def _pair_indices(self, i: Any, j: Any) -> tuple[np.ndarray, np.ndarray]:
-        a = self._core.item_index(id_column(i, "i"), "i")
-        b = self._core.item_index(id_column(j, "j"), "j")
+        a = index_arg(self._core.item_index, i, "predict_proba(): i")
+        b = index_arg(self._core.item_index, j, "predict_proba(): j")
         if len(a) != len(b):
             raise ValueError(f"i and j must have the same length, got {len(a)} and {len(b)}")
         return a, b
@@ -140,7 +140,7 @@ class CompatibilityModel(Recommender):
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         single = is_scalar(items)
-        idx = self._core.item_index(id_column(items, "items"), "items")
+        idx = index_arg(self._core.item_index, items, "compatible_items(): items")
         candidates = None
         if category is not None:
             cats = categories if categories is not None else self._tensors().get("categories")

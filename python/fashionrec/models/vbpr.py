@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
+
+from .. import _core
+from .._side import feature_table
 from .base import Recommender, sampler_config
 
 
@@ -14,7 +18,8 @@ class VBPR(Recommender):
     numpy array in item index order, or embeddings from an image tower, e.g.
     ``DVBPR.item_embeddings()``). Trained on sampled triples with the BPR loss (libtorch,
     Adam by default). Items with features and no training interaction (cold items) are
-    scored by their visual term alone (their ``gamma_i`` and ``b_i`` are zero).
+    scored by their visual term alone (their ``gamma_i`` and ``b_i`` are zero), and so are
+    new items embedded after fit by :meth:`embed_features`.
 
     Args:
         factors: dimension of ``gamma_u`` and ``gamma_i``.
@@ -64,3 +69,25 @@ class VBPR(Recommender):
             threads=threads,
             sampler=sampler_config(sampler, self.kind),
         )
+
+    def embed_features(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """New items (never seen in fit) from their features, as a cold item is scored:
+        ``(vectors, bias)``, float32 ``(M, factors + visual_factors)`` and ``(M,)`` in the
+        rows' order, where a vector is ``[0, E f]`` (the space of :meth:`item_vectors`) and the
+        bias ``beta' . f``. Score them for a user with
+        ``model.user_vectors()[u] @ vectors.T + bias``.
+
+        ``features``: a numpy array ``(M, F)``, a DataFrame of the ``F`` numeric columns
+        (its rows in order), or an ``io.ImageFeatures`` (every record, in file order), with
+        the columns of the features passed to ``fit``."""
+        if isinstance(features, np.ndarray):
+            ids = np.arange(len(features))
+        elif hasattr(features, "asins") and hasattr(features, "rows"):
+            ids = np.asarray(features.asins, dtype=object)
+        elif hasattr(features, "iloc") and hasattr(features, "columns"):
+            ids = features.index.to_numpy()
+        else:
+            raise TypeError(f"features must be a numpy array, a DataFrame or fashionrec.io.ImageFeatures, not {type(features).__name__}")
+        table = feature_table(features, ids, "features", "new item")
+        out = self._core.embed_new_items(_core.SideInfo(item_features=table))
+        return np.ascontiguousarray(out[:, :-1]), np.ascontiguousarray(out[:, -1])

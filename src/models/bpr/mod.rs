@@ -170,6 +170,10 @@ impl Spec for Bpr {
         ctx.run(step.as_mut(), &sampler, &|u| p.score_block(&Tensor::from_slice(u).f_to_device(p.device())?))
     }
 
+    fn item_tables(p: &Factors) -> Vec<Tensor> {
+        p.item_tables()
+    }
+
     fn store(p: &Factors) -> &ParamStore {
         &p.store
     }

@@ -62,6 +62,14 @@ pub trait Spec: Sized + 'static {
     }
     /// Trains `params`: makes the batch source and the step and runs them through `ctx`.
     fn train(cfg: &Self::Config, params: &Self::Params, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport>;
+    /// The learnt per-item parameters: tables whose first dimension is the item index (item
+    /// factors, item biases, item id embeddings), not side data or what is derived from it.
+    /// At the end of every fit the core zeroes the rows of cold items (no training
+    /// interaction) in each, before [`Spec::finish`]: a cold item is scored from side data
+    /// only, or the same constant for all (see [`zero_cold_items`]).
+    fn item_tables(_params: &Self::Params) -> Vec<Tensor> {
+        Vec::new()
+    }
     /// After training (also when stopped early): derive what scoring reads (item embeddings).
     fn finish(_cfg: &Self::Config, _params: &mut Self::Params, _train: &Interactions, _side: &SideInfo) -> Result<()> {
         Ok(())
@@ -93,6 +101,25 @@ pub trait Spec: Sized + 'static {
     fn embed_new_items(_cfg: &Self::Config, _params: &Self::Params, _side: &SideInfo) -> Result<Tensor> {
         Err(Error::invalid(format!("the {} model cannot embed new items from side data", Self::NAME)))
     }
+}
+
+/// Zeroes, in place, the rows of `tables` (each indexed by item in its first dimension) of
+/// the items with no interaction in `train`: what training gave them (as negatives, or
+/// nothing: their random start) is not learnt from data about them.
+pub fn zero_cold_items(tables: &[Tensor], train: &Interactions) -> Result<()> {
+    let cold: Vec<i64> = train.item_counts().iter().enumerate().filter(|(_, &c)| c == 0).map(|(i, _)| i as i64).collect();
+    if cold.is_empty() {
+        return Ok(());
+    }
+    let _guard = tch::no_grad_guard();
+    for t in tables {
+        if t.size().first().copied() != Some(train.n_items() as i64) {
+            return Err(Error::state(format!("an item table has shape {:?} for {} items", t.size(), train.n_items())));
+        }
+        let rows = Tensor::from_slice(&cold).f_to_device(t.device())?;
+        let _ = t.shallow_clone().f_index_fill_(0, &rows, 0.0)?;
+    }
+    Ok(())
 }
 
 /// Where a fit keeps its checkpoints: `fit(..., checkpoint_dir=..., resume=True)`.
@@ -244,6 +271,7 @@ impl<S: Spec> Recommender for Model<S> {
         }
         let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint, resumed };
         let report = S::train(&self.cfg, &params, train, side, ctx)?;
+        zero_cold_items(&S::item_tables(&params), train)?;
         S::finish(&self.cfg, &mut params, train, side)?;
         self.params = Some(params);
         self.ids = Some(train.ids().clone());

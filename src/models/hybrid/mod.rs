@@ -319,6 +319,11 @@ impl Spec for HybridBpr {
         Ok(())
     }
 
+    /// The item id embeddings and the item bias (the feature tower is shared by all items).
+    fn item_tables(p: &Params) -> Vec<Tensor> {
+        p.item.ids.iter().chain(&p.bias).map(Tensor::shallow_clone).collect()
+    }
+
     fn store(p: &Params) -> &ParamStore {
         &p.store
     }

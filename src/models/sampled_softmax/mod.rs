@@ -160,6 +160,10 @@ impl Spec for SampledSoftmax {
         ctx.run(&mut step, &sampler, &|u| params.score_block(&Tensor::from_slice(u).f_to_device(device)?))
     }
 
+    fn item_tables(p: &Factors) -> Vec<Tensor> {
+        p.item_tables()
+    }
+
     fn store(p: &Factors) -> &ParamStore {
         &p.store
     }

@@ -175,6 +175,10 @@ impl Spec for DeepTriplet {
         ctx.run(&mut step, &sampler, &on_device(p.store.device(), |u| Self::score_block(c, p, u)))
     }
 
+    fn item_tables(p: &DeepParams) -> Vec<Tensor> {
+        vec![p.items.shallow_clone()]
+    }
+
     fn store(p: &DeepParams) -> &ParamStore {
         &p.store
     }

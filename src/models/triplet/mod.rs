@@ -218,6 +218,10 @@ impl Spec for Triplet {
         ctx.run(&mut step, &sampler, &score)
     }
 
+    fn item_tables(p: &Factors) -> Vec<Tensor> {
+        p.item_tables()
+    }
+
     fn store(p: &Factors) -> &ParamStore {
         &p.store
     }
