@@ -87,13 +87,18 @@ def main() -> None:
             model.fit(train, progress=False, distributed=True, checkpoint_dir=ckpt, callback=lambda e, logs: e < 1, **kwargs)
             model = CASES[case][0]()
             kwargs = dict(kwargs, checkpoint_dir=ckpt, resume=True)
+        if mode == "validate":
+            # Validation metrics after every epoch: computed on every rank from the same
+            # parameters, so every rank's history is the single process's.
+            train, held_out = fr.split.random_split(train, 0.2, seed=1)
+            kwargs = dict(kwargs, validation=held_out, metrics=("auc", "ndcg@10"))
         try:
             model.fit(train, progress=False, distributed=world > 1, callback=callback, **kwargs)
         except Exception as e:  # the failure modes are what the test reads
             results[case] = {"error": f"{type(e).__name__}: {e}"}
             continue
         state = model._core.state()
-        np.savez(out / f"{case}-rank{rank}-of{world}{'-resumed' if mode == 'resume' else ''}.npz", **state)
+        np.savez(out / f"{case}-rank{rank}-of{world}{'-' + mode if mode in ('resume', 'validate') else ''}.npz", **state)
         results[case] = {"history": model.history_}
         if mode == "save":
             model.save(out / f"{case}.safetensors")

@@ -104,9 +104,19 @@ def test_a_resumed_distributed_fit_is_the_uninterrupted_one(case, two_ranks, tmp
     assert all(r[case]["history"]["epoch"] == [1, 2] for r in res), res
     whole = np.load(out2 / f"{case}-rank0-of2.npz")
     for rank in range(2):
-        resumed = np.load(tmp_path / f"{case}-rank{rank}-of2-resumed.npz")
+        resumed = np.load(tmp_path / f"{case}-rank{rank}-of2-resume.npz")
         for name in whole.files:
             np.testing.assert_array_equal(resumed[name], whole[name], err_msg=f"{case} rank {rank}: {name}")
+
+
+def test_validation_metrics_are_the_same_on_every_rank(tmp_path):
+    two = _run(tmp_path / "two", "validate", ["triplet"])
+    one = _run(tmp_path / "one", "validate", ["triplet"], world=1)
+    h0, h1, h = (r["triplet"]["history"] for r in (*two, *one))
+    assert h0 == {**h1, "seconds": h0["seconds"]}, "the ranks' histories differ"
+    for metric in ("val_auc", "val_ndcg@10"):
+        assert len(h0[metric]) == 2
+        np.testing.assert_allclose(h0[metric], h[metric], atol=1e-4, err_msg=metric)
 
 
 def test_a_bank_cache_is_decoded_once_per_machine(tmp_path):
