@@ -27,42 +27,37 @@ impl PyCollective {
         Ok(PyCollective { group, rank, world })
     }
 
-    /// `method(address, numel, dtype, device, *extra)` on the group, for contiguous tensors.
-    fn call(&self, method: &str, t: &Tensor, extra: Option<(&Tensor, usize)>) -> Result<()> {
-        let spec = |t: &Tensor| -> Result<(usize, i64, &'static str, String)> {
-            if !t.is_contiguous() {
-                return Err(Error::state("process group: a tensor to send is not contiguous"));
-            }
-            let dtype = match t.kind() {
-                Kind::Float => "float32",
-                Kind::Double => "float64",
-                Kind::Int64 => "int64",
-                Kind::Int => "int32",
-                Kind::Uint8 => "uint8",
-                Kind::Int8 => "int8",
-                Kind::Half => "float16",
-                Kind::BFloat16 => "bfloat16",
-                other => return Err(Error::state(format!("process group: no collective for {other:?} tensors"))),
-            };
-            let device = match t.device() {
-                Device::Cuda(i) => format!("cuda:{i}"),
-                _ => "cpu".to_string(),
-            };
-            Ok((t.data_ptr() as usize, t.numel() as i64, dtype, device))
-        };
-        let a = spec(t)?;
-        let b = extra.map(|(o, root)| spec(o).map(|s| (s, root))).transpose()?;
-        Python::with_gil(|py| {
-            let g = self.group.bind(py);
-            match (method, b) {
-                ("all_gather", Some((o, _))) => g.call_method1(method, (a.0, a.1, a.2, a.3, o.0, o.1)),
-                ("broadcast", Some((_, root))) => g.call_method1(method, (a.0, a.1, a.2, a.3, root)),
-                _ => g.call_method1(method, (a.0, a.1, a.2, a.3)),
-            }
-            .map(|_| ())
+    /// `method(*args)` on the group, the GIL held for the call only.
+    fn call<A>(&self, method: &str, args: A) -> Result<()>
+    where
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
+    {
+        Python::with_gil(|py| self.group.bind(py).call_method1(method, args).map(|_| ()))
             .map_err(|e| Error::state(format!("process group ({method} on rank {}): {e}", self.rank)))
-        })
     }
+}
+
+/// A contiguous tensor as the group reads it: (address, elements, dtype, device).
+fn spec(t: &Tensor) -> Result<(usize, i64, &'static str, String)> {
+    if !t.is_contiguous() {
+        return Err(Error::state("process group: a tensor to send is not contiguous"));
+    }
+    let dtype = match t.kind() {
+        Kind::Float => "float32",
+        Kind::Double => "float64",
+        Kind::Int64 => "int64",
+        Kind::Int => "int32",
+        Kind::Uint8 => "uint8",
+        Kind::Int8 => "int8",
+        Kind::Half => "float16",
+        Kind::BFloat16 => "bfloat16",
+        other => return Err(Error::state(format!("process group: no collective for {other:?} tensors"))),
+    };
+    let device = match t.device() {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_string(),
+    };
+    Ok((t.data_ptr() as usize, t.numel() as i64, dtype, device))
 }
 
 impl Collective for PyCollective {
@@ -73,16 +68,17 @@ impl Collective for PyCollective {
         self.world
     }
     fn all_reduce_sum(&self, t: &Tensor) -> Result<()> {
-        self.call("all_reduce", t, None)
+        self.call("all_reduce", spec(t)?)
     }
     fn broadcast(&self, t: &Tensor, root: usize) -> Result<()> {
-        self.call("broadcast", t, Some((t, root)))
+        let (address, numel, dtype, device) = spec(t)?;
+        self.call("broadcast", (address, numel, dtype, device, root))
     }
     fn all_gather(&self, t: &Tensor, out: &Tensor) -> Result<()> {
-        self.call("all_gather", t, Some((out, 0)))
+        let ((address, numel, dtype, device), (out_address, out_numel, ..)) = (spec(t)?, spec(out)?);
+        self.call("all_gather", (address, numel, dtype, device, out_address, out_numel))
     }
     fn barrier(&self) -> Result<()> {
-        Python::with_gil(|py| self.group.bind(py).call_method0("barrier").map(|_| ()))
-            .map_err(|e| Error::state(format!("process group (barrier on rank {}): {e}", self.rank)))
+        self.call("barrier", ())
     }
 }
