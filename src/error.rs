@@ -67,8 +67,37 @@ pub fn quote(text: &str) -> String {
 
 impl From<tch::TchError> for Error {
     fn from(e: tch::TchError) -> Self {
-        Error::Torch(e.to_string())
+        from_libtorch(&e.to_string())
     }
+}
+
+/// A libtorch failure (a `TchError`'s text, or the panic of one of tch's infallible calls) as
+/// the error it is: an allocation that failed is [`Error::Memory`], a size beyond int64 is
+/// [`Error::InvalidInput`], anything else [`Error::Torch`]; the panic's wrapping
+/// ("called `Result::unwrap()`...") and libtorch's C++ backtrace are cut, so neither reaches a
+/// user. The one place such messages are read.
+pub fn from_libtorch(text: &str) -> Error {
+    let mut m = text;
+    for wrap in ["called `Result::unwrap()` on an `Err` value: ", "Torch(\"", "Internal torch error: "] {
+        if let Some(at) = m.find(wrap) {
+            m = &m[at + wrap.len()..];
+        }
+    }
+    let m = m.split("\nException raised from").next().unwrap_or(m);
+    let m = m.split("Exception raised from").next().unwrap_or(m).trim_end_matches(['"', ')', '\n', ' ']);
+    let m = m.replace("\\n", " ").replace('\n', " ");
+    if m.contains("can't allocate memory") || m.contains("out of memory") || m.contains("OutOfMemory") {
+        let bytes = m.split("allocate ").nth(2).or_else(|| m.split("allocate ").nth(1))
+            .and_then(|t| t.split(' ').next()).and_then(|n| n.parse::<u128>().ok());
+        return Error::Memory(match bytes {
+            Some(b) => format!("not enough memory: libtorch could not allocate {} for a tensor", crate::limits::show_bytes(b)),
+            None => format!("not enough memory: libtorch could not allocate a tensor ({})", m.chars().take(200).collect::<String>()),
+        });
+    }
+    if m.contains("cannot be represented as a SymInt") || m.contains("negative dimension") {
+        return Error::invalid(format!("a tensor size is out of range ({})", m.chars().take(200).collect::<String>()));
+    }
+    Error::Torch(m)
 }
 
 /// Runs `f`, turning a panic inside it (tch's infallible calls panic on libtorch errors: a
@@ -81,7 +110,7 @@ pub fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
             .cloned()
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "an internal error (panic without a message)".into());
-        Err(Error::Torch(msg))
+        Err(from_libtorch(&msg))
     })
 }
 
@@ -103,5 +132,21 @@ mod tests {
             other => panic!("expected a libtorch error, got {other:?}"),
         }
         assert_eq!(guarded(|| Ok(7)).unwrap(), 7);
+    }
+
+    /// An allocation libtorch cannot make is a memory error with a plain message: no panic's
+    /// wrapping, no C++ backtrace.
+    #[test]
+    fn libtorch_allocation_failures_are_memory_errors() {
+        let out = guarded(|| {
+            let _ = tch::Tensor::zeros([1 << 40, 1 << 20], (tch::Kind::Float, tch::Device::Cpu));
+            Ok(())
+        });
+        match out {
+            Err(Error::Memory(m)) => assert!(m.starts_with("not enough memory") && !m.contains("unwrap") && !m.contains("Exception raised"), "{m}"),
+            other => panic!("expected a memory error, got {other:?}"),
+        }
+        let e = from_libtorch("called `Result::unwrap()` on an `Err` value: Torch(\"IntArrayRef contains an int that cannot be represented as a SymInt: -9\\nException raised from x at y.cpp:1\")");
+        assert!(matches!(&e, Error::InvalidInput(m) if !m.contains("Exception raised") && !m.contains("unwrap")), "{e:?}");
     }
 }

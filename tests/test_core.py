@@ -29,7 +29,7 @@ def test_python_defaults_are_the_cores(kind):
 
 
 def test_configuration_errors_name_the_parameter():
-    with pytest.raises(ValueError, match=r"^epochs: invalid type: floating point `1\.5`"):
+    with pytest.raises(ValueError, match=r"^BPR\(\): epochs must be an integer, not float 1\.5"):
         fr.BPR(epochs=1.5)
     with pytest.raises(ValueError, match=r"sampler\.typo|typo"):
         fr.TripletModel(sampler={"kind": "warp", "typo": 1})

@@ -96,7 +96,7 @@ def bpr_inf_reg(tmp):
     fr.BPR(reg=float("inf"))
 
 
-@case("ValueError", contains=("epochs",))
+@case("ValueError", "ArgumentTypeError", contains=("epochs",))
 def bpr_epochs_wrong_type(tmp):
     fr.BPR(epochs="ten")
 

@@ -86,7 +86,7 @@ def test_bad_id_columns(users, message):
 
 def test_missing_column_and_duplicates_error():
     df = pd.DataFrame({"user_id": [1, 1], "item_id": [2, 2], "r": [1.0, 5.0]})
-    with pytest.raises(ValueError, match="column 'rating' is not in the DataFrame"):
+    with pytest.raises(ValueError, match="value_col='rating' is not a column of the DataFrame"):
         fr.Interactions.from_pandas(df, value_col="rating")
     with pytest.raises(ValueError, match="rows 0 and 1 hold the same"):
         fr.Interactions.from_pandas(df, value_col="r", duplicates="error")

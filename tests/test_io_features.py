@@ -73,9 +73,9 @@ def test_index_rows_and_properties(small_file):
     assert np.isclose(f.sum(), feats.astype(np.float64).sum(), rtol=1e-5)
     with pytest.raises(ValueError, match=r'ASIN "NOPE" \(position 1\) is not in .*image_features_Test.b'):
         f.index(["B000000000", "NOPE"])
-    with pytest.raises(ValueError, match=r"row 5 \(position 1\) is out of range"):
+    with pytest.raises(ValueError, match=r"indices\[1\]: row 5 is out of range"):
         f.rows([0, 5])
-    with pytest.raises(ValueError, match=r"row -1 \(position 0\)"):
+    with pytest.raises(ValueError, match=r"indices\[0\]: row -1 is out of range"):
         f.rows([-1])
     with pytest.raises(ValueError, match="integers"):
         f.rows([0.5])

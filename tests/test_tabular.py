@@ -74,7 +74,7 @@ def test_headerless_positions_and_delimiter(tmp_path):
         fr.io.read_interactions_csv(p, "user", 1, header=False, delimiter="\t")
     with pytest.raises(ValueError, match=r"column 5 is out of range: the lines have 3 fields"):
         fr.io.read_interactions_csv(p, 0, 5, header=False, delimiter="\t")
-    with pytest.raises(TypeError, match="column name"):
+    with pytest.raises(TypeError, match="user_col must be a string or an integer"):
         fr.io.read_interactions_csv(p, True, 1, header=False, delimiter="\t")
 
 

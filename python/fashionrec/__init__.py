@@ -79,3 +79,10 @@ __all__ = [
     "split",
     "testing",
 ]
+
+# Last: every public function, method and constructor above checks its arguments against its
+# annotations (one mechanism for wrong types and unusable values; see _checked.py).
+from . import _checked as _checked_mod  # noqa: E402
+from . import evaluation as _evaluation, images as _images, pairs as _pairs  # noqa: E402
+
+_checked_mod.install([__import__(__name__), io, datasets, _evaluation, split, _pairs, plot, testing, _images, distributed])

@@ -55,6 +55,55 @@ def id_column(values: Any, column: str, *, arg: bool = False) -> np.ndarray | li
     raise ValueError(f"column '{column}': ids must be integers or strings, not {arr.dtype}")
 
 
+def indices(x: Any, name: str) -> tuple[np.ndarray, bool]:
+    """Row or column indices given as argument ``name``: (a contiguous 1-D int64 array, whether
+    ``x`` was a scalar). The one conversion for every index a user passes: integers only (a
+    float is refused, never cast: ``1.5`` is not a row, and a float array of indices is usually
+    a NaN-holding column upstream), no booleans, nothing beyond int64, one dimension. Range
+    checks stay with the callee, which knows the length."""
+    if isinstance(x, (list, tuple)) and not x:
+        return np.zeros(0, dtype=np.int64), False
+    arr = np.asarray(x)
+    single = arr.ndim == 0
+    if arr.ndim > 1:
+        raise ValueError(f"{name}: expected one index or a 1-D array of them, got shape {arr.shape}")
+    arr = arr.reshape(-1)
+    kind = arr.dtype.kind
+    if kind == "b" or (kind not in "iu" and arr.size):
+        what = "booleans" if kind == "b" else str(arr.dtype)
+        raise ValueError(f"{name}: indices must be integers, not {what} (convert with .astype(int) if meant)")
+    if kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(arr > np.iinfo(np.int64).max))
+        raise ValueError(f"{name}[{row}]: index {arr[row]} does not fit in int64")
+    return np.ascontiguousarray(arr, dtype=np.int64), single
+
+
+def numbers(x: Any, name: str, *, finite: bool = True) -> np.ndarray:
+    """A float64 array of the numbers given as argument ``name``: anything else (strings,
+    None, objects) and, with ``finite``, NaN or infinities are a ValueError naming ``name``."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must hold numbers ({e})") from None
+    if finite and arr.size and not np.isfinite(arr).all():
+        at = int(np.argmax(~np.isfinite(arr.ravel())))
+        raise ValueError(f"{name}: element {at} is {arr.ravel()[at]} (NaN or infinite)")
+    return arr
+
+
+def image_array(x: Any, name: str, ndim: int) -> np.ndarray:
+    """uint8 pixels given as argument ``name``: ``ndim`` dimensions, the last of 3 (RGB),
+    values integers in 0..255 (a float or out-of-range value is refused, never wrapped)."""
+    arr = np.asarray(x)
+    if arr.ndim != ndim or arr.shape[-1] != 3:
+        want = "(H, W, 3)" if ndim == 3 else "(N, H, W, 3)"
+        raise ValueError(f"{name} must be uint8 RGB pixels {want}, got shape {arr.shape} of {arr.dtype}")
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() > 255)):
+            raise ValueError(f"{name} must be uint8 pixels (integers 0..255), got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
 def _as_argument(message: str, arg: str) -> str:
     """A column's message ("column 'c', row 3: ...", "column 'c': ...") as an argument's."""
     row = f"column '{arg}', row "

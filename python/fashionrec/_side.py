@@ -55,11 +55,14 @@ def prepare(
         return Prepared(None, train, validation)
 
     # Grow the catalogue by the items the side data knows (their order, after train's).
-    extra = [ids for ids in (_keys(images), _keys(item_features), _keys(categories)) if ids is not None]
+    extra = [(p, ids) for p, ids in (("images", _keys(images)), ("item_features", _keys(item_features)), ("categories", _keys(categories))) if ids is not None]
     if extra:
         grown = train
-        for ids in extra:
-            grown = Interactions(grown._core.with_extra_ids(None, id_column(ids, "item ids")))
+        for part, ids in extra:
+            try:
+                grown = Interactions(grown._core.with_extra_ids(None, id_column(ids, f"{part}'s item ids")))
+            except ValueError as e:
+                raise ValueError(f"train and {part}: {e}") from None
         if grown.n_items != train.n_items:
             if validation is not None:
                 if not validation._core.same_ids(train._core):
@@ -106,7 +109,11 @@ def _rows_of(wanted: np.ndarray, have: Any, part: str, what: str) -> np.ndarray:
     if not index.is_unique:
         dup = index[index.duplicated()][0]
         raise ValueError(f"{part}: id {dup!r} has more than one row")
-    rows = index.get_indexer(ids_to_array(id_column(wanted, f"{what} ids")))
+    try:
+        wanted_ids = id_column(wanted, f"{what} ids")
+    except ValueError as e:
+        raise ValueError(f"{part} and train: {e} (train's {what} ids and {part}'s are of different kinds)") from None
+    rows = index.get_indexer(ids_to_array(wanted_ids))
     if (rows < 0).any():
         missing = [x for x, r in zip(wanted.tolist(), rows) if r < 0]
         shown = ", ".join(repr(m) for m in missing[:_SHOWN])
@@ -160,6 +167,11 @@ def _categories(categories: Any, item_ids: np.ndarray) -> np.ndarray:
         labels = list(np.asarray(categories, dtype=object))
         if len(labels) != len(item_ids):
             raise ValueError(f"categories has {len(labels)} entries for {len(item_ids)} items (index order)")
+    elif _keys(categories) is None:
+        raise TypeError(
+            f"categories must be an array or list in item index order, a pandas Series or a dict by item id, "
+            f"not {type(categories).__name__}"
+        )
     else:
         keys = _keys(categories)
         values = list(categories.values()) if isinstance(categories, dict) else list(categories.to_numpy())

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _core
 from . import distributed as _distributed
-from ._ids import ids_to_array, is_scalar
+from ._ids import id_column, ids_to_array, image_array, indices, is_scalar
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,8 @@ Filter = Literal["box", "bilinear", "hamming", "bicubic", "lanczos"]
 #: Images whose header declares more pixels than this are refused (PIL raises
 #: ``DecompressionBombError`` above the same count, twice ``Image.MAX_IMAGE_PIXELS``).
 MAX_PIXELS = 2 * 89_478_485
+__all__ = ["ImageBank", "ImageSource", "decode_image", "resize_image"]
+
 _NO_LIMIT = 2**64 - 1
 OnError = Literal["raise", "skip"]
 
@@ -50,7 +52,7 @@ class ImageSource:
         self._paths = paths
         self._core = core
         n = len(paths) if paths is not None else len(core)
-        self._ids = np.arange(n, dtype=np.int64) if ids is None else ids_to_array(ids)
+        self._ids = np.arange(n, dtype=np.int64) if ids is None else ids_to_array(id_column(ids, "ids", arg=True))
         if len(self._ids) != n:
             raise ValueError(f"ids has {len(self._ids)} entries for {n} images")
         self._ids.setflags(write=False)
@@ -89,11 +91,11 @@ class ImageSource:
 
     def read(self, row: int) -> bytes:
         """The encoded bytes of the image in ``row``."""
-        return self.core().read(int(row))
+        return self.core().read(int(indices(row, "row")[0][0]))
 
     def locate(self, row: int) -> str:
         """Where the image of ``row`` is: its file, or its byte range in the container."""
-        return self.core().locate(int(row))
+        return self.core().locate(int(indices(row, "row")[0][0]))
 
     def __repr__(self) -> str:
         return f"<ImageSource: {len(self):,} images ({self.description})>"
@@ -182,7 +184,7 @@ class ImageBank:
                 filter=filter,
                 on_error=on_error,
                 cache=None if path in (None, False) else os.fspath(path),
-                threads=0 if workers is None else int(workers),
+                threads=0 if workers is None else _workers(workers),
                 progress=report,
                 reduce=bool(reduce),
                 max_pixels=limit,
@@ -236,7 +238,7 @@ class ImageBank:
     def open(cls, path: str | os.PathLike, ids: Any = None) -> ImageBank:
         """Open a cache file written by an earlier build, without its source."""
         core = _core.ImageBank.open(os.fspath(path))
-        ids = np.arange(len(core), dtype=np.int64) if ids is None else ids_to_array(ids)
+        ids = np.arange(len(core), dtype=np.int64) if ids is None else ids_to_array(id_column(ids, "ids", arg=True))
         if len(ids) != len(core):
             raise ValueError(f"ids has {len(ids)} entries for the bank's {len(core)} images")
         return cls(core, ids, cache_status="opened")
@@ -279,8 +281,8 @@ class ImageBank:
     def images(self, rows: int | Sequence[int] | np.ndarray) -> np.ndarray:
         """The uint8 images of ``rows`` (a copy, gathered in parallel): ``(len(rows), H, W, 3)``
         for a sequence of rows, ``(H, W, 3)`` for one row given as a scalar (as numpy indexes)."""
-        single = is_scalar(rows)
-        out = self._core.gather(np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
+        idx, single = indices(rows, "rows")
+        out = self._core.gather(idx)
         return out[0] if single else out
 
     def batch(self, rows: int | Sequence[int] | np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -289,9 +291,14 @@ class ImageBank:
         the device and converted there."""
         import torch
 
-        single = is_scalar(rows)
-        pixels = torch.from_numpy(self.images(np.reshape(rows, -1)))
-        device = torch.device(device)
+        idx, single = indices(rows, "rows")
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"batch(): device {device!r} is not a torch device ({e})") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"batch(): device {device} is not available: torch sees no CUDA device")
+        pixels = torch.from_numpy(self.images(idx))
         if device.type == "cuda":
             pixels = pixels.pin_memory().to(device, non_blocking=True)
         out = pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
@@ -302,7 +309,10 @@ class ImageBank:
         given as a scalar)."""
         import matplotlib.pyplot as plt
 
-        rows = np.reshape(rows, -1).tolist()
+        if ncols < 1:
+            raise ValueError(f"show(): ncols must be at least 1, got {ncols}")
+        rows = indices(rows, "rows")[0].tolist()
+        ncols = min(ncols, max(1, len(rows)))
         nrows = max(1, -(-len(rows) // ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
         for ax in axes.flat:
@@ -330,26 +340,40 @@ def decode_image(
     is decoded at 1/2, 1/4 or 1/8 scale, as after PIL's ``im.draft("RGB", (width, height))``.
     ``max_pixels``: an image declaring more pixels is refused (None: no limit).
     """
-    target = None if reduce_to is None else _size(reduce_to)
+    target = None if reduce_to is None else _size(reduce_to, "reduce_to")
     return _core.decode_image(data, target, _max_pixels(max_pixels))
 
 
 def resize_image(image: np.ndarray, size: int | tuple[int, int], filter: Filter = "bilinear") -> np.ndarray:
     """Resize a uint8 (H, W, 3) image exactly as ``PIL.Image.resize((width, height), filter)``."""
     height, width = _size(size)
-    return _core.resize_image(np.ascontiguousarray(image, dtype=np.uint8), height, width, filter)
+    return _core.resize_image(image_array(image, "image", 3), height, width, filter)
 
 
-def _size(size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
+def _size(size: int | tuple[int, int], name: str = "size") -> tuple[int, int]:
+    """(height, width) of an image size given as argument ``name`` (an int or a pair)."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         h = w = int(size)
     else:
-        h, w = (int(x) for x in size)
+        sides, _ = indices(size, name)
+        if len(sides) != 2:
+            raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
+        h, w = (int(x) for x in sides)
     if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, not {size!r}")
+        raise ValueError(f"{name} must be positive, not {size!r}")
     if max(h, w) > 1 << 31:
-        raise ValueError(f"size {size!r} is too large (images above max_pixels are refused)")
+        raise ValueError(f"{name}={size!r} is too large (images above max_pixels are refused)")
     return h, w
+
+
+def _workers(workers: int) -> int:
+    if not 0 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be between 0 (one per core) and {MAX_WORKERS}, got {workers}")
+    return int(workers)
+
+
+#: The most decoding threads `workers` may ask for (the core's limit on threads).
+MAX_WORKERS = 1024
 
 
 def _max_pixels(max_pixels: int | None) -> int:

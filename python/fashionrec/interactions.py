@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 
 from . import _core
-from ._ids import id_column, ids_to_array, index_arg, is_scalar
+from ._ids import id_column, ids_to_array, index_arg, indices, is_scalar, numbers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +58,7 @@ class Interactions:
         """
         u = _index_array(users, "users")
         i = _index_array(items, "items")
-        v = None if values is None else np.ascontiguousarray(values, dtype=np.float32)
+        v = None if values is None else np.ascontiguousarray(numbers(values, "values", finite=False), dtype=np.float32)
         return cls(_core.Interactions.from_indices(u, i, v, n_users, n_items, duplicates))
 
     @classmethod
@@ -87,22 +87,28 @@ class Interactions:
         """
         u = id_column(users, user_col)
         i = id_column(items, item_col)
-        v = None if values is None else np.ascontiguousarray(values, dtype=np.float32)
+        v = None if values is None else np.ascontiguousarray(numbers(values, "values", finite=False), dtype=np.float32)
         uc = None if user_ids is None else id_column(user_ids, "user_ids")
         ic = None if item_ids is None else id_column(item_ids, "item_ids")
-        core, dropped = _core.Interactions.from_ids(
-            u,
-            i,
-            v,
-            like=None if like is None else like._core,
-            user_ids=uc,
-            item_ids=ic,
-            unknown=unknown,
-            duplicates=duplicates,
-            user_col=user_col,
-            item_col=item_col,
-            value_col=value_col,
-        )
+        try:
+            core, dropped = _core.Interactions.from_ids(
+                u,
+                i,
+                v,
+                like=None if like is None else like._core,
+                user_ids=uc,
+                item_ids=ic,
+                unknown=unknown,
+                duplicates=duplicates,
+                user_col=user_col,
+                item_col=item_col,
+                value_col=value_col,
+            )
+        except ValueError as e:
+            if like is None or "ids are" not in str(e):
+                raise
+            # The ids given and like='s are of different kinds: say which argument set them.
+            raise ValueError(f"{e} (the id maps are like='s)") from None
         if dropped:
             warnings.warn(
                 f"dropped {dropped} of {len(u)} rows whose {user_col!r} or {item_col!r} id is unknown",
@@ -127,9 +133,11 @@ class Interactions:
         """From a DataFrame with a user id column, an item id column and optionally a value
         column (rating, count). Rows in error messages are 0-based positions in ``df``.
         See :meth:`from_ids` for ``like``, ``user_ids``, ``item_ids`` and ``unknown``."""
-        for c in (user_col, item_col) + ((value_col,) if value_col else ()):
+        given = [("user_col", user_col), ("item_col", item_col)] + ([("value_col", value_col)] if value_col is not None else [])
+        for arg, c in given:
             if c not in df.columns:
-                raise ValueError(f"column {c!r} is not in the DataFrame (columns: {list(df.columns)})")
+                shown = repr(c) if len(repr(c)) <= 80 else repr(c)[:80] + "..."
+                raise ValueError(f"{arg}={shown} is not a column of the DataFrame (columns: {list(df.columns)[:20]})")
         values = None
         if value_col is not None:
             col = df[value_col]
@@ -238,16 +246,6 @@ class Interactions:
 
 
 def _index_array(x: Any, column: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise ValueError(f"column '{column}': expected a 1-D array of indices, got shape {arr.shape}")
-    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        row = int(np.argmax(arr > np.iinfo(np.int64).max))
-        raise ValueError(f"column '{column}', row {row}: index {arr[row]} does not fit in int64")
-    if arr.dtype.kind not in "iu" and arr.size:
-        # Floats too: a float array of indices is usually a mistake upstream (a NaN-holding
-        # column), and casting it would hide that.
-        raise ValueError(
-            f"column '{column}': indices must be integers, not {arr.dtype} (convert with .astype(int) if meant)"
-        )
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    if np.ndim(x) != 1:
+        raise ValueError(f"column '{column}': expected a 1-D array of indices, got shape {np.shape(x)}")
+    return indices(x, f"column '{column}'")[0]

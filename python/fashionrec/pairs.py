@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._ids import numbers
+
 
 def pair_metrics(positive: np.ndarray, negative: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy and ROC AUC of a pair classifier.
@@ -15,12 +17,10 @@ def pair_metrics(positive: np.ndarray, negative: np.ndarray, *, threshold: float
     probability that a positive outscores a negative (ties count 1/2). Also returns the
     counts. NaN scores are a ValueError.
     """
-    pos = np.asarray(positive, dtype=np.float64).ravel()
-    neg = np.asarray(negative, dtype=np.float64).ravel()
+    pos = numbers(positive, "positive").ravel()
+    neg = numbers(negative, "negative").ravel()
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError(f"need positive and negative scores, got {len(pos)} and {len(neg)}")
-    if np.isnan(pos).any() or np.isnan(neg).any():
-        raise ValueError("scores contain NaN")
     correct = (pos > threshold).sum() + (neg <= threshold).sum()
     both = np.concatenate([pos, neg])
     order = np.argsort(both, kind="mergesort")

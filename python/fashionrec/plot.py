@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 
+from ._ids import numbers
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -84,7 +86,7 @@ _METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 def project(vectors: np.ndarray, method: Method = "pca", *, seed: int = 0) -> np.ndarray:
     """2-D coordinates of the rows of ``vectors`` (float64 ``(n, 2)``) by PCA, t-SNE or UMAP."""
-    x = np.asarray(vectors, dtype=np.float64)
+    x = numbers(vectors, "vectors")
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"vectors must be a 2-D array of at least 2 rows, got shape {x.shape}")
     if not np.isfinite(x).all():
@@ -132,7 +134,9 @@ def _vectors(model: Recommender, ids: Sequence[Any] | None, users: bool) -> tupl
         return all_ids, all_vectors
     from ._ids import index_arg
 
-    rows = index_arg(index, ids, f"ids (of {what})")
+    rows = index_arg(index, ids, what)
+    if len(rows) < 2:
+        raise ValueError(f"{what}: give at least 2 to draw, got {len(rows)}")
     return all_ids[rows], all_vectors[rows]
 
 
@@ -175,6 +179,11 @@ def _groups(names: list[Any]):
 # -- training curves ------------------------------------------------------------------------
 
 
+#: The most tiles a figure's row (or users a figure) may have: beyond it a figure is unreadable
+#: and its canvas can outgrow memory.
+MAX_TILES = 100
+
+
 def history(model: Recommender | Mapping[str, Sequence[float]], ax: Axes | Sequence[Axes] | None = None) -> Figure:
     """Training curves from ``model.history_`` (or a history dict): the loss per epoch and,
     when fit had ``validation``, every ``val_`` metric per epoch on a second panel.
@@ -195,7 +204,9 @@ def history(model: Recommender | Mapping[str, Sequence[float]], ax: Axes | Seque
 
         fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4), squeeze=False)
         loss_ax, metric_ax = axes[0, 0], (axes[0, 1] if metrics else None)
-    elif isinstance(ax, Sequence):
+    elif isinstance(ax, Sequence) or isinstance(ax, np.ndarray):
+        if len(ax) != 2:
+            raise ValueError(f"ax: give one Axes or two (loss, metrics), got {len(ax)}")
         loss_ax, metric_ax = ax[0], ax[1]
         fig = loss_ax.figure
     else:
@@ -246,9 +257,15 @@ def recommendations(
     users = list(users)
     if not users:
         raise ValueError("users is empty")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if not 1 <= k <= MAX_TILES:
+        raise ValueError(f"k must be between 1 and {MAX_TILES} (tiles per row), got {k}")
+    if len(users) > MAX_TILES:
+        raise ValueError(f"users: {len(users)} users, at most {MAX_TILES} fit in one figure")
+    if not 0 < tile <= 20:
+        raise ValueError(f"tile must be a size in inches, above 0 and at most 20, got {tile}")
     shown = history if history is not None else exclude
+    if history is not None:
+        model._check_same_ids(history, "history")
     recs, scores = model.recommend(users, k=k, exclude=exclude)
     row_of = None if images is None else {_key(i): r for r, i in enumerate(images.ids)}
     fig, axes = plt.subplots(2 * len(users), k, figsize=(tile * k, 2 * tile * len(users) + 0.3), squeeze=False)

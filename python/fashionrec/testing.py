@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
+from ._ids import image_array, numbers
 from ._files import replacing
 from .evaluation import evaluate, evaluate_scores
 from .interactions import Interactions
@@ -125,8 +126,17 @@ def assert_same_scores(
     NaN). Returns the largest absolute difference. On failure the message gives how many
     scores differ, the worst difference, its user and item and both values there.
     """
-    if isinstance(model_a, np.ndarray) or isinstance(model_b, np.ndarray):
-        a, b = np.asarray(model_a), np.asarray(model_b)
+    from .models import Recommender
+
+    for name, m in (("model_a", model_a), ("model_b", model_b)):
+        if not isinstance(m, (Recommender, np.ndarray)):
+            raise TypeError(f"{name} must be a fitted model or an array of scores, not {type(m).__name__}")
+    if atol < 0 or rtol < 0:
+        raise ValueError(f"atol and rtol must not be negative, got atol={atol}, rtol={rtol}")
+    if isinstance(model_a, np.ndarray) != isinstance(model_b, np.ndarray):
+        raise TypeError("model_a and model_b must both be models or both be score arrays")
+    if isinstance(model_a, np.ndarray):
+        a, b = numbers(model_a, "model_a", finite=False), numbers(model_b, "model_b", finite=False)
         if a.shape != b.shape:
             raise AssertionError(f"score arrays differ in shape: {a.shape} vs {b.shape}")
         return _compare_block(a, b, atol, rtol, lambda r: f"row {r}", lambda c: f"column {c}", _Worst()).report(a.size)
@@ -297,9 +307,16 @@ def _compare_block(
 def write_pngs(images: np.ndarray, folder: str | os.PathLike, ids: Sequence | None = None) -> list[Path]:
     """Write uint8 (n, H, W, 3) images as ``<id>.png`` files in ``folder`` (uncompressed
     deflate, no dependency); returns the paths in order. For building an ImageBank."""
+    images = image_array(images, "images", 4)
+    ids = list(range(len(images))) if ids is None else list(ids)
+    if len(ids) != len(images):
+        raise ValueError(f"ids: {len(ids)} ids for {len(images)} images")
+    for k, i in enumerate(ids):
+        name = str(i)
+        if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+            raise ValueError(f"ids[{k}]: {name!r} cannot be a file name (it would leave the folder or is empty)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ids = range(len(images)) if ids is None else ids
     paths = []
     for i, img in zip(ids, images):
         h, w, _ = img.shape

@@ -43,7 +43,7 @@ pub fn leave_one_out(data: &Interactions, validation: bool, seed: u64) -> Result
     }
     if part.iter().all(|&p| p == 0) {
         return Err(Error::invalid(format!(
-            "leave_one_out: no user has more than {held} interactions, so nothing can be held out"
+            "leave_one_out: no user of data has more than {held} interactions, so nothing can be held out"
         )));
     }
     let pieces = partition(csr, &part, held + 1);
@@ -65,7 +65,7 @@ pub fn random_split(data: &Interactions, test_fraction: f64, seed: u64) -> Resul
     let n_test = (test_fraction * nnz as f64).round() as usize;
     if n_test == 0 || n_test == nnz {
         return Err(Error::invalid(format!(
-            "test_fraction={test_fraction} of {nnz} interactions leaves an empty train or test part"
+            "test_fraction={test_fraction} of the {nnz} interactions of data leaves an empty train or test part"
         )));
     }
     let mut positions: Vec<usize> = (0..nnz).collect();

@@ -333,7 +333,7 @@ pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
     }
     let (n_users, n_items) = (train.n_users(), train.n_items());
     if input.images.len() != n_items {
-        return Err(Error::invalid(format!("{} images for {n_items} items", input.images.len())));
+        return Err(Error::invalid(format!("jpeg_bytes: {} images for {n_items} items", input.images.len())));
     }
     let n_categories = match input.categories {
         Some(c) if c.len() != n_items => {
@@ -349,7 +349,7 @@ pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
     };
     if let Some(a) = input.item_asins {
         if a.len() != n_items {
-            return Err(Error::invalid(format!("{} ASINs for {n_items} items", a.len())));
+            return Err(Error::invalid(format!("item_asins: {} ASINs for {n_items} items", a.len())));
         }
     }
     super::write_replacing(path, |out| {

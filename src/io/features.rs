@@ -212,7 +212,7 @@ impl ImageFeatures {
         }
         if let Some((pos, &r)) = rows.iter().enumerate().find(|(_, &r)| r < 0 || r as usize >= self.len) {
             return Err(Error::invalid(format!(
-                "row {r} (position {pos}) is out of range: {} has {} records",
+                "indices[{pos}]: row {r} is out of range: {} has {} records",
                 self.path.display(),
                 self.len
             )));
@@ -326,7 +326,7 @@ mod tests {
         let e = f.index_of(&["B000000001", "NOPE"]).unwrap_err().to_string();
         assert!(e.contains("\"NOPE\" (position 1)"), "{e}");
         assert_eq!(f.gather(&[2, 0, 2]).unwrap(), [&values[14..21], &values[0..7], &values[14..21]].concat());
-        assert!(f.gather(&[3]).unwrap_err().to_string().contains("row 3 (position 0)"));
+        assert!(f.gather(&[3]).unwrap_err().to_string().contains("indices[0]: row 3 is out of range"));
         assert!(f.gather(&[-1]).is_err());
         assert_eq!(f.gather(&[]).unwrap(), Vec::<f32>::new());
         f.check_finite().unwrap();

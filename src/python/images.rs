@@ -49,7 +49,7 @@ impl PyImageSource {
 
 fn check_index(i: usize, n: usize) -> PyResult<()> {
     if i >= n {
-        return Err(pyo3::exceptions::PyIndexError::new_err(format!("image {i} out of range for {n} images")));
+        return Err(pyo3::exceptions::PyIndexError::new_err(format!("row {i} is out of range for {n} images")));
     }
     Ok(())
 }

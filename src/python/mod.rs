@@ -59,7 +59,6 @@ impl From<Error> for PyErr {
                 PyIsADirectoryError::new_err(msg)
             }
             Error::Io { .. } => PyOSError::new_err(msg),
-            Error::Torch(m) if m.contains("out of memory") || m.contains("OutOfMemory") => PyMemoryError::new_err(msg),
             Error::State(_) | Error::Torch(_) => PyRuntimeError::new_err(msg),
             Error::Memory(_) => PyMemoryError::new_err(msg),
         }

@@ -248,7 +248,7 @@ pub fn fit_loop<S: BatchSource>(
         model.end_epoch(epoch)?;
         if !loss.is_finite() {
             return Err(Error::state(format!(
-                "training diverged in epoch {}: the loss is {loss}; lower the learning rate or raise reg",
+                "training diverged in epoch {}: the loss is {loss}; lower lr or raise reg",
                 epoch + 1
             )));
         }

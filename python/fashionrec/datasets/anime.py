@@ -203,6 +203,10 @@ def synthetic_anime_ratings(
         raise ValueError(f"n_users must be >= 1, not {n_users}")
     if not 0 <= unrated < 1:
         raise ValueError(f"unrated is a share in [0, 1), not {unrated}")
+    if not 1 <= mean_ratings <= 1e6:
+        raise ValueError(f"mean_ratings must be between 1 and 1e6 ratings a user, not {mean_ratings}")
+    if not 0 <= popularity <= 10:
+        raise ValueError(f"popularity is an exponent of the members count, between 0 and 10, not {popularity}")
     for col in ("members", "rating"):
         if col not in items.columns:
             raise ValueError(f"items needs a {col!r} column (the items of fr.datasets.anime)")

@@ -65,9 +65,11 @@ def visual_taste(
     to ``validation`` and one to ``test`` (users with fewer than 3 warm items keep them all
     in train).
     """
+    if len(attributes) == 0:
+        raise ValueError("attributes: name at least one column of items that tastes are made of")
     missing = [a for a in attributes if a not in items.columns]
     if missing:
-        raise ValueError(f"items has no column {missing[0]!r} (columns: {list(items.columns)})")
+        raise ValueError(f"attributes: items has no column {missing[0]!r} (columns: {list(items.columns)})")
     if not 0.0 <= cold_fraction < 1.0:
         raise ValueError(f"cold_fraction must be in [0, 1), got {cold_fraction}")
     if n_users < 1 or items_per_user < 3 or tastes_per_user < 1:

@@ -209,14 +209,17 @@ def compatibility_pairs(
 def parse_literal(text: str | bytes, dialect: Literal["python", "json"] = "python") -> Any:
     """One Python literal (``ast.literal_eval`` syntax plus Python 2 forms: ``u'...'``,
     ``0L``, byte strings whose ``\\xNN`` escapes are UTF-8 bytes) or one strict JSON value,
-    parsed in Rust without ``eval``. A malformed text is a ValueError ``"byte N: reason"``.
+    parsed in Rust without ``eval``. A malformed text is a ValueError ``"text: byte N: reason"``.
 
     Example::
 
         fr.io.parse_literal("{'title': 'Don\\xe2\\x80\\x99t', 'shape': (6,)}")
         # {'title': 'Don’t', 'shape': (6,)}
     """
-    return _core.parse_literal(text, dialect)
+    try:
+        return _core.parse_literal(text, dialect)
+    except ValueError as e:
+        raise ValueError(f"text: {e}") from None
 
 
 def _as_list(column: Any) -> list[Any]:

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._ids import indices as index_array
+
 from .. import _core
 from .._files import replacing
 from .._ids import id_column
@@ -129,14 +131,9 @@ class ImageFeatures:
         """The given rows as a new contiguous float32 array (k, dim), gathered in parallel
         (one row (dim,) for a scalar index). A negative or out-of-range row is a ValueError
         naming its position."""
-        idx = np.asarray(indices)
-        if idx.ndim == 0:
-            return self.rows(idx.reshape(1))[0]
-        if idx.ndim != 1:
-            raise ValueError(f"indices must be one-dimensional, got shape {idx.shape}")
-        if idx.size and idx.dtype.kind not in "iu":
-            raise ValueError(f"indices must be integers, got {idx.dtype}")
-        return self._core.rows(np.ascontiguousarray(idx, dtype=np.int64))
+        idx, single = index_array(indices, "indices")
+        out = self._core.rows(idx)
+        return out[0] if single else out
 
     def check_finite(self) -> None:
         """Read every value (in parallel); ValueError naming the first record, ASIN and column

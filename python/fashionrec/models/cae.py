@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._ids import indices
+
 from .. import _core
 from .._guard import fitting, torch_rng_kept
 from .._progress import EpochCallback, FitProgress
@@ -113,8 +115,8 @@ class ConvAutoencoder:
     def reconstruct(self, bank: ImageBank, rows: int | Sequence[int] | np.ndarray) -> np.ndarray:
         """The reconstructions of the bank's ``rows``: uint8 ``(len(rows), S, S, 3)``
         (``(S, S, 3)`` for one row given as a scalar), comparable with ``bank.images(rows)``."""
-        single = np.ndim(rows) == 0
-        out = self._core.reconstruct(_bank_core(bank), np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
+        idx, single = indices(rows, "rows")
+        out = self._core.reconstruct(_bank_core(bank), idx)
         return out[0] if single else out
 
     def save(self, path: str | os.PathLike) -> None:

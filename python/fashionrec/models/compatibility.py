@@ -113,6 +113,8 @@ class CompatibilityModel(Recommender):
 
     def evaluate_pairs(self, positives: Interactions, negatives: Interactions) -> dict[str, float]:
         """Held-out accuracy (threshold 0.5) and AUC of positive against negative pairs."""
+        self._check_same_ids(positives, "positives")
+        self._check_same_ids(negatives, "negatives")
         return pair_metrics(self.score_pairs(positives), self.score_pairs(negatives))
 
     def compatible_items(
@@ -151,6 +153,8 @@ class CompatibilityModel(Recommender):
                 raise ValueError(f"categories has {len(cats)} entries for {self.n_items} items")
             candidates = np.ascontiguousarray(cats == category, dtype=np.bool_)
         exclude = None
+        if len(idx) == 0:
+            return np.zeros((0, k), dtype=np.asarray(self._ids()[1]).dtype), np.zeros((0, k), dtype=np.float32)
         if exclude_self:
             item_ids = self._ids()[1]
             own = item_ids[np.unique(idx)]

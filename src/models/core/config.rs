@@ -100,3 +100,39 @@ pub fn parse_config<C: Serialize + DeserializeOwned + Default>(kind: &str, json:
 pub fn config_json<C: Serialize>(config: &C) -> String {
     serde_json::to_string(config).expect("a configuration serialises to JSON")
 }
+
+/// `e` with the model's settings that set its sizes and steps said, when they are what most
+/// likely caused it: a memory error (parameters or batches too large for memory: the integer
+/// settings, largest first) or a diverged loss (the real-valued ones). Any other error is
+/// returned as it is. Used by the core's fit wrapper for every model, so that such an error
+/// names the argument to change.
+pub fn with_sizes<C: Serialize>(e: Error, name: &str, cfg: &C) -> Error {
+    let Ok(Value::Object(fields)) = serde_json::to_value(cfg) else { return e };
+    let largest = |v: &Value| -> Option<f64> {
+        match v {
+            Value::Number(n) => n.as_f64(),
+            Value::Array(a) => a.iter().filter_map(Value::as_f64).reduce(f64::max),
+            _ => None,
+        }
+    };
+    let pick = |ints: bool| -> String {
+        let mut shown: Vec<(f64, String)> = fields
+            .iter()
+            .filter(|(k, _)| k.as_str() != "seed" && k.as_str() != "threads" && k.as_str() != "epochs")
+            .filter(|(_, v)| match v {
+                Value::Number(n) => n.is_f64() != ints,
+                Value::Array(a) => ints && !a.is_empty() && a.iter().all(|x| x.is_u64() || x.is_i64()),
+                _ => false,
+            })
+            .filter_map(|(k, v)| largest(v).map(|m| (m.abs(), format!("{k}={v}"))))
+            .collect();
+        shown.sort_by(|a, b| b.0.total_cmp(&a.0));
+        shown.into_iter().take(4).map(|(_, s)| s).collect::<Vec<_>>().join(", ")
+    };
+    match e {
+        Error::Memory(m) => Error::Memory(format!("{m}: {name}'s sizes are set by {}", pick(true))),
+        Error::InvalidInput(m) if m.starts_with("a tensor size") => Error::invalid(format!("{m}: {name}'s sizes are set by {}", pick(true))),
+        Error::State(m) if m.starts_with("training diverged") => Error::State(format!("{m} ({name} was set to {})", pick(false))),
+        other => other,
+    }
+}

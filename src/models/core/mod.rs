@@ -262,7 +262,8 @@ impl<S: Spec> Recommender for Model<S> {
             _ => None,
         };
         let start = FitStart { resumed: checkpoint.as_ref().zip(resumed.as_ref()).map(|(c, s)| (c.path.as_path(), s)), observer: &mut *observer };
-        let mut params = S::build_fit(&self.cfg, train, side, device, start)?;
+        let sized = |e: Error| config::with_sizes(e, S::NAME, &self.cfg);
+        let mut params = crate::error::guarded(|| S::build_fit(&self.cfg, train, side, device, start)).map_err(sized)?;
         let mut loop_cfg = S::common(&self.cfg).map(Common::loop_config).unwrap_or_default();
         if let Some(group) = &options.group {
             let sync = GradSync::new(group.0.clone())?;
@@ -270,7 +271,7 @@ impl<S: Spec> Recommender for Model<S> {
             loop_cfg.sync = Some(sync);
         }
         let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint, resumed };
-        let report = S::train(&self.cfg, &params, train, side, ctx)?;
+        let report = S::train(&self.cfg, &params, train, side, ctx).map_err(sized)?;
         zero_cold_items(&S::item_tables(&params), train)?;
         S::finish(&self.cfg, &mut params, train, side)?;
         self.params = Some(params);
