@@ -8,10 +8,11 @@
 #   RUSTFLAGS are not used: maturin passes `-C linker=.../link.sh` to the extension's rustc
 #   only (maturin build ... -- -C linker=...), so dependencies keep `make build`'s artifacts.
 #
-# Environment: ZIG (default: "python -m ziglang"), CXX (default: g++), GLIBC_TARGET (2.28).
+# Environment: WHEEL_ZIG (default: "python -m ziglang"), CXX (default: g++), GLIBC_TARGET (2.28),
+# LINK_LOG (a file to write the final arguments to).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-zig=${ZIG:-python -m ziglang}
+zig=${WHEEL_ZIG:-python -m ziglang}
 cxx=${CXX:-g++}
 target=x86_64-linux-gnu.${GLIBC_TARGET:-2.28}
 tmp=$(mktemp -d)
