@@ -53,20 +53,20 @@ test-python: build
 # a newer glibc or libstdc++. Where ziglang can't be installed (or off Linux x86-64): a warning
 # and a linux_x86_64 wheel that needs this machine's glibc. WHEEL_GLIBC=native asks for that.
 WHEEL_GLIBC ?= 2.28
-ZIGLANG = ziglang==0.17.1
+ZIGLANG_VERSION = 0.17.1
 WHEEL_LINK = -- -C linker=$(CURDIR)/tools/wheel-link/link.sh -C linker-flavor=gcc
 wheel: setup
 	rm -f dist/fashionrec-*.whl
 	$(NASM_NOTE)
 	@if [ "$(WHEEL_GLIBC)" = 2.28 ] && [ "$$(uname -sm)" = "Linux x86_64" ] && \
-	    { $(VENV)/bin/python -c "import ziglang" 2>/dev/null || \
-	      $(VENV)/bin/python -m pip install --quiet "$(ZIGLANG)"; }; then \
+	    { $(VENV)/bin/python -m pip show ziglang 2>/dev/null | grep -qx "Version: $(ZIGLANG_VERSION)" || \
+	      $(VENV)/bin/python -m pip install --quiet "ziglang==$(ZIGLANG_VERSION)"; }; then \
 	  echo "wheel: manylinux_2_28 (glibc 2.28), linked by tools/wheel-link/link.sh"; \
 	  $(ACTIVATE) && WHEEL_ZIG="python -m ziglang" maturin build --release --out dist \
 	    --compatibility manylinux_2_28 $(PY_FEATURES) $(WHEEL_LINK) && \
 	  python tools/wheel-link/check_glibc.py --platform manylinux_2_28; \
 	else \
-	  echo "warning: no glibc 2.28 link (WHEEL_GLIBC=$(WHEEL_GLIBC), or no $(ZIGLANG)):" \
+	  echo "warning: no glibc 2.28 link (WHEEL_GLIBC=$(WHEEL_GLIBC), or no ziglang $(ZIGLANG_VERSION)):" \
 	    "the wheel is tagged linux_x86_64 and needs this machine's glibc"; \
 	  $(ACTIVATE) && maturin build --release --out dist $(PY_FEATURES) && \
 	  { python tools/wheel-link/check_glibc.py || true; }; \
