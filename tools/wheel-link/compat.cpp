@@ -10,8 +10,9 @@
 //
 // This file defines them in the extension itself, as gcc-toolset's libstdc++_nonshared.a does
 // for the manylinux images: a definition in an object of the link wins over the shared
-// libraries', so no versioned import is made. rustc's version script keeps every symbol but
-// PyInit__core local to the extension, so these definitions are seen by nothing else.
+// libraries', so no versioned import is made. rustc's version script exports only the Rust
+// side's entry points (PyInit__core and a few extern "C" functions of tch and bzip2) and keeps
+// everything else local, so these definitions are seen by nothing outside the extension.
 #include <new>
 #include <sstream>
 
