@@ -1,7 +1,7 @@
 # One entry point for a fresh machine (Rust, Python 3.11 and pip are all it needs):
 #   make demo    set up, build, and train + evaluate BPR on the built-in data
 #   make test    set up, build, and run the whole test suite (cargo test + the wheel + docs + pytest)
-#   make wheel   build the abi3 wheel into dist/ (pip install it next to torch==2.11.0)
+#   make wheel   build the abi3 wheel into dist/ (pip install it next to torch==2.11.0): glibc 2.28
 #   make test-wheel   install that wheel into a fresh venv and run the demo there
 #   make bench   fashionrec BPR vs implicit's BPR on MovieLens 100k (needs ../shared/data)
 #   make bench-data   the data readers and the image bank vs numpy / pandas / PIL
@@ -45,11 +45,32 @@ test-python: build
 	$(ACTIVATE) && python -m pytest -q
 
 # The wheel users install: abi3 (CPython >= 3.11), no libtorch inside (torch==2.11.0 supplies
-# it). Built with the features of pyproject.toml; reuses the release build of `make build`.
+# it). Built with the features of pyproject.toml; reuses the dependencies of `make build`.
+# Its platform is torch 2.11's own, manylinux_2_28 (glibc 2.28), whatever this machine's glibc:
+# tools/wheel-link/link.sh links the extension with zig's lld against glibc 2.28 (PyPI's
+# ziglang, pip-installed into the venv here) and gcc's libstdc++; only the extension's own link
+# changes (rustc arguments after `--`), and check_glibc.py fails the build if any symbol needs
+# a newer glibc or libstdc++. Where ziglang can't be installed (or off Linux x86-64): a warning
+# and a linux_x86_64 wheel that needs this machine's glibc. WHEEL_GLIBC=native asks for that.
+WHEEL_GLIBC ?= 2.28
+ZIGLANG_VERSION = 0.17.1
+WHEEL_LINK = -- -C linker=$(CURDIR)/tools/wheel-link/link.sh -C linker-flavor=gcc
 wheel: setup
 	rm -f dist/fashionrec-*.whl
 	$(NASM_NOTE)
-	$(ACTIVATE) && maturin build --release --out dist $(PY_FEATURES)
+	@if [ "$(WHEEL_GLIBC)" = 2.28 ] && [ "$$(uname -sm)" = "Linux x86_64" ] && \
+	    { $(VENV)/bin/python -m pip show ziglang 2>/dev/null | grep -qx "Version: $(ZIGLANG_VERSION)" || \
+	      $(VENV)/bin/python -m pip install --quiet "ziglang==$(ZIGLANG_VERSION)"; }; then \
+	  echo "wheel: manylinux_2_28 (glibc 2.28), linked by tools/wheel-link/link.sh"; \
+	  $(ACTIVATE) && WHEEL_ZIG="python -m ziglang" maturin build --release --out dist \
+	    --compatibility manylinux_2_28 $(PY_FEATURES) $(WHEEL_LINK) && \
+	  python tools/wheel-link/check_glibc.py --platform manylinux_2_28; \
+	else \
+	  echo "warning: no glibc 2.28 link (WHEEL_GLIBC=$(WHEEL_GLIBC), or no ziglang $(ZIGLANG_VERSION)):" \
+	    "the wheel is tagged linux_x86_64 and needs this machine's glibc"; \
+	  $(ACTIVATE) && maturin build --release --out dist $(PY_FEATURES) && \
+	  { python tools/wheel-link/check_glibc.py || true; }; \
+	fi
 
 # A fresh venv (no system site-packages, run outside the checkout) gets the wheel and runs the
 # demo. TORCH=link (default) links the build's torch into it without copying; TORCH=pip
