@@ -83,7 +83,7 @@ impl Default for HybridConfig {
             sampler: SamplerConfig::default(),
             common: Common::new(4, 0.001, 1024),
             reg: 0.0,
-            average_epochs: 0,
+            average_epochs: 1,
         }
     }
 }
