@@ -79,7 +79,7 @@ CASES = {
     "deep_triplet": (lambda: fr.DeepTripletModel(factors=8, user_factors=4, hidden=(8,), epochs=4, batch_size=64, device="cpu", threads=1), {}),
     "hybrid_bpr": (lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), dropout=0.2, epochs=4, batch_size=64, device="cpu", threads=1), {"side": True}),
     "hybrid_rated_below": (
-        lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), sampler="rated_below", min_rating=3, epochs=4, batch_size=64, device="cpu", threads=1),
+        lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), sampler="rated_below", loss="bpr", min_rating=3, epochs=4, batch_size=64, device="cpu", threads=1),
         {"side": True},
     ),
     "vbpr": (lambda: fr.VBPR(factors=4, visual_factors=4, epochs=4, batch_size=64, device="cpu", threads=1), {"features": True}),

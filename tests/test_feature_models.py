@@ -195,12 +195,12 @@ def test_hybrid_rated_below_negatives(ml100k):
     users, items = fr.datasets.movielens_100k_features(ml100k, ids_like=train)
     users = users[["gender", "occupation", "age"]].astype({"gender": str, "occupation": str})
     genres = items.drop(columns=["title", "release_date", "video_release_date", "imdb_url"]).astype(np.float32)
-    model = fr.HybridBPR(sampler="rated_below", min_rating=4, epochs=2, device="cpu")
+    model = fr.HybridBPR(sampler="rated_below", loss="bpr", min_rating=4, epochs=2, device="cpu")
     model.fit(train, user_features=users, item_features=genres, progress=False)
     assert np.isfinite(model.history_["loss"]).all()
     positives_only = fr.datasets.movielens_100k(ml100k, split="u1", min_rating=4)[0]
     with pytest.raises(ValueError, match="no rating is >= min_rating"):
-        fr.HybridBPR(sampler="rated_below", min_rating=6, epochs=1, device="cpu").fit(
+        fr.HybridBPR(sampler="rated_below", loss="bpr", min_rating=6, epochs=1, device="cpu").fit(
             train, user_features=users, item_features=genres, progress=False
         )
     assert len(positives_only) < len(train)
@@ -217,3 +217,24 @@ def test_bad_parameters_name_themselves():
         fr.HybridBPR(n_negatives=5)
     with pytest.raises(ValueError, match="sampler='rated_below' works with loss='bpr'"):
         fr.HybridBPR(sampler="rated_below", loss="softmax", n_negatives=10)
+
+
+def test_hybrid_item_id_column_and_weight_averaging(taste):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=3, batch_size=256, device="cpu", seed=0)
+    # The default item tower has the item id as a column of its own: item features optional.
+    ids_only = fr.HybridBPR(**small).fit(train, user_features=u, progress=False)
+    assert ids_only.get_params()["item_id_column"] and ids_only.get_params()["loss"] == "full_softmax"
+    with_items = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
+    without_ids = fr.HybridBPR(**small, item_id_column=False).fit(train, user_features=u, item_features=items, progress=False)
+    assert not np.allclose(with_items.item_vectors(), without_ids.item_vectors())
+    with pytest.raises(ValueError, match="item_features"):
+        fr.HybridBPR(**small, item_id_column=False).fit(train, user_features=u, progress=False)
+    # Averaging the last epoch's parameters (the default) against the last step's.
+    last_step = fr.HybridBPR(**small, average_epochs=0).fit(train, user_features=u, item_features=items, progress=False)
+    averaged = with_items
+    assert averaged.get_params()["average_epochs"] == 1
+    assert not np.allclose(averaged.item_vectors(), last_step.item_vectors())
+    scores = averaged.score(test.user_ids, user_features=users.loc[test.user_ids])
+    assert np.isfinite(scores).all()

@@ -161,7 +161,24 @@ pub struct TorchStep<M: TwoTower> {
     sync: Option<GradSync>,
     /// The current epoch (0-based).
     epoch: usize,
+    /// The fit's epochs (from `begin_epoch`).
+    epochs: usize,
+    /// Weight averaging over the last epochs ([`TorchStep::average_last_epochs`]).
+    average: Option<Average>,
 }
+
+/// The running mean of the trainable parameters after each step of the last `epochs` epochs
+/// (tail averaging: the mean of the final iterates, as in stochastic weight averaging); it
+/// replaces the parameters at the end of the last epoch.
+struct Average {
+    epochs: usize,
+    /// One mean per trainable parameter (empty until the first averaged step) and the steps
+    /// averaged so far.
+    means: Vec<Tensor>,
+    steps: i64,
+}
+
+const AVERAGE_STEPS: &str = "average.steps";
 
 impl<M: TwoTower> TorchStep<M> {
     /// A step training the trainable variables of `vs` (the model's parameters; frozen
@@ -181,7 +198,7 @@ impl<M: TwoTower> TorchStep<M> {
         let device = vs.device();
         let log_q = cfg.log_q.as_ref().map(|t| t.to_device(device));
         let params = trainable().into_iter().map(|(_, t)| t).collect();
-        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device), warp: Default::default(), params, sync: None, epoch: 0 })
+        Ok(TorchStep { model, cfg: StepConfig { log_q, ..cfg }, opt, device, loss: zero(device), warp: Default::default(), params, sync: None, epoch: 0, epochs: 0, average: None })
     }
 
     /// A step without samples: nothing in one process; on several, this process's share of
@@ -256,6 +273,42 @@ impl<M: TwoTower> TorchStep<M> {
 
     pub fn into_model(self) -> M {
         self.model
+    }
+
+    /// Return the mean of the parameters after each step of the last `epochs` epochs instead
+    /// of the last step's (0: off). It smooths the final steps' noise (a single model then
+    /// depends less on where its last batches left it); the mean replaces the parameters at
+    /// the end of the fit's last epoch, before its validation. Resumed fits continue the mean
+    /// (it is part of [`BatchStep::state`]).
+    pub fn average_last_epochs(mut self, epochs: usize) -> Self {
+        self.average = (epochs > 0).then(|| Average { epochs, means: Vec::new(), steps: 0 });
+        self
+    }
+
+    /// Whether this epoch's steps are averaged.
+    fn averaging(&self) -> bool {
+        self.average.as_ref().is_some_and(|a| self.epoch + a.epochs >= self.epochs)
+    }
+
+    /// Adds the parameters after a step to the running mean.
+    fn accumulate(&mut self) -> Result<()> {
+        if !self.averaging() {
+            return Ok(());
+        }
+        let a = self.average.as_mut().expect("averaging");
+        let _guard = tch::no_grad_guard();
+        if a.means.is_empty() {
+            a.means = self.params.iter().map(|p| Ok(p.detach().copy())).collect::<Result<_>>()?;
+            a.steps = 1;
+            return Ok(());
+        }
+        a.steps += 1;
+        let w = 1.0 / a.steps as f64;
+        for (m, p) in a.means.iter_mut().zip(&self.params) {
+            // m += (p - m) / steps
+            let _ = m.f_add_(&(p.f_sub(m)? * w))?;
+        }
+        Ok(())
     }
 
     /// One `Optimizer::SparseAdam` step: the batch's distinct users and items gathered once
@@ -460,8 +513,9 @@ fn zero(device: Device) -> Tensor {
 }
 
 impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
-    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) -> Result<()> {
+    fn begin_epoch(&mut self, epoch: usize, epochs: usize) -> Result<()> {
         self.epoch = epoch;
+        self.epochs = epochs;
         let lr = (self.cfg.lr)(epoch);
         match &mut self.opt {
             Opt::Sgd(o) => o.set_lr(lr),
@@ -476,7 +530,9 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
 
     fn step(&mut self, batch: &TripleBatch) -> Result<()> {
         if batch.is_empty() {
-            return self.empty_share();
+            self.empty_share()?;
+            // On several processes an empty share still takes the group's update.
+            return if self.sync.is_some() { self.accumulate() } else { Ok(()) };
         }
         let data = if let Opt::Sparse(_) = self.opt {
             self.sparse_step(batch)?
@@ -497,8 +553,22 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
             }
             data
         };
+        self.accumulate()?;
         let acc = tch::no_grad(|| data.detach().f_to_kind(Kind::Double))?;
         self.loss = (&self.loss).f_add(&acc)?;
+        Ok(())
+    }
+
+    /// After the last epoch, the averaged parameters (if averaging) replace the last step's.
+    fn end_epoch(&mut self, epoch: usize) -> Result<()> {
+        if epoch + 1 != self.epochs {
+            return Ok(());
+        }
+        let Some(a) = &self.average else { return Ok(()) };
+        let _guard = tch::no_grad_guard();
+        for (p, m) in self.params.iter().zip(&a.means) {
+            p.shallow_clone().f_copy_(m)?;
+        }
         Ok(())
     }
 
@@ -534,20 +604,35 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        match &self.opt {
+        let mut out = match &self.opt {
             Opt::Adam(a) => a.state(),
             Opt::Sparse(s) => s.rows.state().into_iter().chain(s.dense.state()).collect(),
             // libtorch's SGD without momentum keeps nothing between steps.
             Opt::Sgd(_) => Vec::new(),
+        };
+        if let Some(a) = self.average.as_ref().filter(|a| a.steps > 0) {
+            out.push((AVERAGE_STEPS.into(), Tensor::from_slice(&[a.steps])));
+            out.extend(a.means.iter().enumerate().map(|(k, m)| (format!("average.{k}"), m.shallow_clone())));
         }
+        out
     }
 
     fn restore_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         match &mut self.opt {
-            Opt::Adam(a) => a.restore(state),
-            Opt::Sparse(s) => s.rows.restore(state).and_then(|_| s.dense.restore(state)),
-            Opt::Sgd(_) => Ok(()),
+            Opt::Adam(a) => a.restore(state)?,
+            Opt::Sparse(s) => s.rows.restore(state).and_then(|_| s.dense.restore(state))?,
+            Opt::Sgd(_) => {}
         }
+        if let (Some(a), Some(steps)) = (self.average.as_mut(), state.get(AVERAGE_STEPS)) {
+            a.steps = steps.f_int64_value(&[0])?;
+            a.means = (0..self.params.len())
+                .map(|k| {
+                    let m = state.get(&format!("average.{k}")).ok_or_else(|| Error::state(format!("checkpoint has no 'average.{k}'")))?;
+                    Ok(m.f_to_device(self.device)?.f_to_kind(self.params[k].kind())?)
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,13 @@ class HybridBPR(Recommender):
     per column; values unseen in training share an "unknown" code) and its continuous columns
     standardised with the training rows' mean and std, concatenated and through shared dense
     layers (the notebook's embedding 32, dense 64-32-``factors``) into one latent space;
-    ``score(u, i) = user_tower(u) . item_tower(i) + b_i``, trained with the BPR loss and Adam.
+    ``score(u, i) = user_tower(u) . item_tower(i) + b_i``, trained with Adam on the full
+    softmax (by default) or the BPR loss.
+
+    The defaults (full softmax, item bias from log-popularity, the item id as an item-tower
+    column of its own, 4 epochs at lr 0.001, the parameters averaged over the last epoch) were
+    chosen on the warm users of ``benches/hybrid_cold_users.py`` (MovieLens 100k cold users,
+    genres passed as item features): see the model page for the figures.
 
     ``fit(train, user_features=users_df, item_features=items_df)``: DataFrames indexed by raw
     id; object / category / bool columns are categorical, numeric columns continuous (NaN is
@@ -28,11 +34,16 @@ class HybridBPR(Recommender):
         dropout: dropout after each hidden layer while training.
         id_embeddings: add a per-id embedding for the users and items seen in training (the
             usual hybrid); new users and items get none.
+        item_id_column: the item id is one more categorical column of the item tower (embedded
+            and through its dense layers with the item features), for the items with a training
+            interaction; cold and new items get the unknown code. ``item_features`` are then
+            optional (the item tower is the id column alone).
         item_bias: learn a per-item bias (items' popularity), zero for unseen items.
         item_bias_init: ``"zero"`` or ``"log_popularity"``: the bias starts at
             ``ln(1 + training count)``, the full softmax's optimum when the towers carry
             nothing, so training starts from popularity and learns what the features add.
-        loss: ``"bpr"`` (the notebook's: one negative per positive), ``"softmax"``: the
+        loss: ``"full_softmax"`` (default), ``"bpr"`` (the notebook's: one negative per
+            positive; ``sampler="rated_below"`` needs it), ``"softmax"``: the
             cross-entropy of each positive among ``n_negatives`` negatives shared by the batch
             (a sampled softmax), or ``"full_softmax"``: among every item of the catalogue (one
             product with all items per step; for catalogues of thousands of items; it ranks
@@ -46,6 +57,9 @@ class HybridBPR(Recommender):
             ``"warp"``, ``"best_of_n"``, ``"rated_below"`` (one of the items the user rated
             below ``min_rating``, the notebook's explicit negatives; uniform for a user with
             none) or a dict of sampler options.
+        average_epochs: the parameters returned are the mean of the parameters after each step
+            of the last ``average_epochs`` epochs (tail averaging; 0: the last step's). It smooths
+            where the last batches left a single model.
         epochs, lr, batch_size, reg, device, seed, threads: training settings (``reg`` is an
             L2 weight on the tower outputs of each batch).
     """
@@ -59,16 +73,18 @@ class HybridBPR(Recommender):
         hidden: Sequence[int] = (64, 32),
         dropout: float = 0.0,
         id_embeddings: bool = False,
+        item_id_column: bool = True,
         item_bias: bool = True,
-        item_bias_init: Literal["zero", "log_popularity"] = "zero",
-        loss: Literal["bpr", "softmax", "full_softmax"] = "bpr",
+        item_bias_init: Literal["zero", "log_popularity"] = "log_popularity",
+        loss: Literal["bpr", "softmax", "full_softmax"] = "full_softmax",
         n_negatives: int = 1,
         min_rating: float = 4.0,
         sampler: str | dict[str, Any] = "uniform",
-        epochs: int = 20,
+        epochs: int = 4,
         lr: float = 0.001,
         batch_size: int = 1024,
         reg: float = 0.0,
+        average_epochs: int = 1,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,
@@ -79,6 +95,7 @@ class HybridBPR(Recommender):
             hidden=[int(h) for h in hidden],
             dropout=dropout,
             id_embeddings=id_embeddings,
+            item_id_column=item_id_column,
             item_bias=item_bias,
             item_bias_init=item_bias_init,
             loss=loss,
@@ -89,6 +106,7 @@ class HybridBPR(Recommender):
             lr=lr,
             batch_size=batch_size,
             reg=reg,
+            average_epochs=average_epochs,
             device=device,
             seed=seed,
             threads=threads,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::HybridConfig;
-use crate::data::{FeatureTable, Vocab};
+use crate::data::{CategoricalColumn, FeatureTable, Vocab};
 use crate::error::{Error, Result};
 use crate::nets::embedder::{ContinuousStats, EmbedderSpec, FeatureEmbedder};
 /// The feature rows of one side and how new rows are encoded.
@@ -19,6 +19,20 @@ pub(super) struct Features {
     pub(super) codes: Tensor,
     pub(super) cont: Tensor,
     pub(super) embedder: FeatureEmbedder,
+}
+
+/// The item tower's own column of item ids (`item_id_column`): the last categorical column,
+/// coded by item index for the items with a training interaction; the other items (cold
+/// items, new items embedded later) get the unknown code 0.
+pub(super) const ID_COLUMN: &str = "<item id>";
+
+/// `table` with the id column appended (item indices as text; `""` for rows without one,
+/// which no vocabulary holds).
+fn with_id_column(table: &FeatureTable, ids: bool) -> FeatureTable {
+    let values = (0..table.n_rows).map(|i| if ids { i.to_string() } else { String::new() }).collect();
+    let mut t = table.clone();
+    t.categorical.push(CategoricalColumn { name: ID_COLUMN.into(), values });
+    t
 }
 
 /// Names of a table's continuous columns (x0, x1, ... for an unnamed numpy block).
@@ -58,9 +72,26 @@ fn table_tensors(codes: &[i64], cont: &[f32], n: usize, c: usize, k: usize, devi
 }
 
 impl Features {
-    /// Fit vocabularies and scaling on `table` and build the tower under `path`.
-    pub(super) fn fit(path: &nn::Path, table: &FeatureTable, cfg: &HybridConfig) -> Result<Self> {
-        let vocabs: Vec<Vocab> = table.categorical.iter().map(Vocab::fit).collect();
+    /// Fit vocabularies and scaling on `table` and build the tower under `path`. `trained`
+    /// (the item side with `item_id_column`): which rows had a training interaction; the id
+    /// column is added, its vocabulary those rows' ids.
+    pub(super) fn fit(path: &nn::Path, table: &FeatureTable, cfg: &HybridConfig, trained: Option<&[bool]>) -> Result<Self> {
+        let with_ids;
+        let table = match trained {
+            Some(t) => {
+                if t.len() != table.n_rows {
+                    return Err(Error::invalid(format!("{} feature rows for {} items", table.n_rows, t.len())));
+                }
+                with_ids = with_id_column(table, true);
+                &with_ids
+            }
+            None => table,
+        };
+        let mut vocabs: Vec<Vocab> = table.categorical.iter().map(Vocab::fit).collect();
+        if let Some(t) = trained {
+            let values = (0..t.len()).filter(|&i| t[i]).map(|i| i.to_string()).collect();
+            *vocabs.last_mut().expect("the id column") = Vocab::fit(&CategoricalColumn { name: ID_COLUMN.into(), values });
+        }
         let cat_names: Vec<String> = table.categorical.iter().map(|c| c.name.clone()).collect();
         let cont_names = continuous_names(table);
         let stats = match &table.continuous {
@@ -98,8 +129,15 @@ impl Features {
         }
     }
 
-    /// Tower outputs of new rows.
+    /// Tower outputs of new rows (with the id column, as unknown ids).
     pub(super) fn embed_table(&self, table: &FeatureTable, what: &str, train: bool) -> Result<Tensor> {
+        let with_ids;
+        let table = if self.cat_names.last().is_some_and(|n| n == ID_COLUMN) {
+            with_ids = with_id_column(table, false);
+            &with_ids
+        } else {
+            table
+        };
         let (codes, cont) = encode(table, &self.cat_names, &self.cont_names, &self.vocabs, what)?;
         self.embedder.check_codes(&codes)?;
         let (codes, cont) = table_tensors(&codes, &cont, table.n_rows, self.vocabs.len(), self.cont_names.len(), self.codes.device())?;

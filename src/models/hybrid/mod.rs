@@ -37,6 +37,10 @@ pub struct HybridConfig {
     pub dropout: f64,
     /// A per-id embedding added to the feature tower for users and items seen in training.
     pub id_embeddings: bool,
+    /// The item id as one more categorical column of the item tower (embedded and through
+    /// its dense layers with the item features; the item tower alone without item features),
+    /// for items with a training interaction; cold items get the unknown code.
+    pub item_id_column: bool,
     /// A learnt per-item bias.
     pub item_bias: bool,
     /// Its start: "zero", or "log_popularity" (ln(1 + training count): the full softmax's
@@ -54,6 +58,9 @@ pub struct HybridConfig {
     pub sampler: SamplerConfig,
     /// L2 weight on the user and item vectors of each batch (mean over the batch).
     pub reg: f64,
+    /// The parameters returned are the mean of those after each step of the last
+    /// `average_epochs` epochs (0: the last step's).
+    pub average_epochs: usize,
     /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
     #[serde(flatten)]
     pub common: Common,
@@ -67,14 +74,16 @@ impl Default for HybridConfig {
             hidden: vec![64, 32],
             dropout: 0.0,
             id_embeddings: false,
+            item_id_column: true,
             item_bias: true,
-            item_bias_init: "zero".into(),
-            loss: "bpr".into(),
+            item_bias_init: "log_popularity".into(),
+            loss: "full_softmax".into(),
             n_negatives: 1,
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
-            common: Common::new(20, 0.001, 1024),
+            common: Common::new(4, 0.001, 1024),
             reg: 0.0,
+            average_epochs: 1,
         }
     }
 }
@@ -159,12 +168,22 @@ pub struct Params {
 const ID_INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.05 };
 
 impl Params {
-    fn new(cfg: &HybridConfig, n_users: usize, n_items: usize, side: &SideInfo, device: Device) -> Result<Self> {
+    /// `item_counts`: each item's training interactions (`item_id_column` codes the items
+    /// with at least one).
+    fn new(cfg: &HybridConfig, n_users: usize, item_counts: &[u32], side: &SideInfo, device: Device) -> Result<Self> {
         tch::manual_seed(cfg.common.seed as i64);
+        let n_items = item_counts.len();
         let store = ParamStore::new(device);
         let root = store.vs.root();
-        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg)).transpose()?;
-        let item_f = side.item_features.as_ref().map(|t| Features::fit(&(&root / "item"), t, cfg)).transpose()?;
+        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg, None)).transpose()?;
+        let trained: Vec<bool> = item_counts.iter().map(|&c| c > 0).collect();
+        let ids_only = FeatureTable { n_rows: n_items, ..Default::default() };
+        let item_f = match (side.item_features.as_ref(), cfg.item_id_column) {
+            (Some(t), ids) => Some(Features::fit(&(&root / "item"), t, cfg, ids.then_some(trained.as_slice()))?),
+            // The item tower on the id column alone.
+            (None, true) => Some(Features::fit(&(&root / "item"), &ids_only, cfg, Some(&trained))?),
+            (None, false) => None,
+        };
         drop(root);
         Self::assemble(store, cfg, n_users, n_items, user_f, item_f)
     }
@@ -267,17 +286,19 @@ impl Spec for HybridBpr {
     fn needs(c: &HybridConfig) -> SideNeeds {
         // Features are optional with id embeddings (each side needs one or the other; fit says
         // which is missing); the cosine sampler reads the item features too.
+        // With the item-id column the item tower needs no item features either.
         let features = if c.id_embeddings { Need::Optional } else { Need::Required };
+        let items = if c.item_id_column { Need::Optional } else { features };
         SideNeeds {
             user_features: features,
-            item_features: if c.sampler.needs_item_features() { Need::Required } else { features },
+            item_features: if c.sampler.needs_item_features() { Need::Required } else { items },
             categories: if c.sampler.needs_categories() { Need::Required } else { Need::Unused },
             ..Default::default()
         }
     }
 
     fn build(c: &HybridConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<Params> {
-        let p = Params::new(c, train.n_users(), train.n_items(), side, device)?;
+        let p = Params::new(c, train.n_users(), &train.item_counts(), side, device)?;
         if let (Some(bias), "log_popularity") = (&p.bias, c.item_bias_init.as_str()) {
             super::factors::set_log_popularity(bias, train)?;
         }
@@ -300,7 +321,7 @@ impl Spec for HybridBpr {
             shared_negatives: c.loss == "softmax",
             log_q: None,
         };
-        let step = TorchStep::new(p.towers(c.reg), &p.store.vs, step_cfg)?;
+        let step = TorchStep::new(p.towers(c.reg), &p.store.vs, step_cfg)?.average_last_epochs(c.average_epochs);
         let device = p.store.device();
         let score = |u: &[i64]| tch::no_grad(|| Self::score_block(c, p, &Tensor::from_slice(u).f_to_device(device)?));
         if c.rated_below() {
