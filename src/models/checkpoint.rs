@@ -25,11 +25,19 @@ const READS_VERSIONS: &[&str] = &["1", "2", "3"];
 /// took one word for one thing (`factors` for every latent size, `sampler=` for every choice
 /// of negatives).
 fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
-    if version == FORMAT_VERSION {
-        return Ok(config);
-    }
     let mut value: Value = serde_json::from_str(&config).map_err(|e| Error::state(format!("bad config metadata: {e}")))?;
     let Some(map) = value.as_object_mut() else { return Ok(config) };
+    // A saved configuration holds every field of its day, so a field it lacks was added
+    // since: it takes the value that reproduces the behaviour the file was trained with, not
+    // today's default (which may have changed with the field).
+    for (k, field, before) in ADDED_SINCE {
+        if *k == kind && !map.contains_key(*field) {
+            map.insert((*field).to_string(), serde_json::from_str(before).map_err(|e| Error::state(format!("{field}: {e}")))?);
+        }
+    }
+    if version == FORMAT_VERSION {
+        return Ok(value.to_string());
+    }
     let rename = |map: &mut serde_json::Map<String, Value>, old: &str, new: &str| {
         if let Some(v) = map.remove(old) {
             map.insert(new.to_string(), v);
@@ -68,6 +76,15 @@ fn migrate_config(kind: &str, version: &str, config: String) -> Result<String> {
     }
     Ok(value.to_string())
 }
+
+/// (model kind, configuration field, its value before the field existed, as JSON), for the
+/// fields added to a model after its first release whose default is not the old behaviour.
+const ADDED_SINCE: &[(&str, &str, &str)] = &[
+    ("hybrid_bpr", "loss", r#""bpr""#),
+    ("hybrid_bpr", "item_bias_init", r#""zero""#),
+    ("hybrid_bpr", "item_id_column", "false"),
+    ("hybrid_bpr", "average_epochs", "0"),
+];
 
 const IDS_PREFIX: &str = "__ids__.";
 /// Metadata key of the CRC-32 over the tensors and the other metadata (see [`checksum`]).
@@ -309,6 +326,16 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
 mod tests {
     use super::*;
 
+    /// A HybridBPR saved before `item_id_column` and `average_epochs` existed (same format
+    /// version) reads with the behaviour it was trained with, not today's defaults.
+    #[test]
+    fn fields_added_since_take_their_old_behaviour() {
+        let saved = r#"{"factors": 8, "loss": "softmax"}"#;
+        let read: Value = serde_json::from_str(&migrate_config("hybrid_bpr", FORMAT_VERSION, saved.into()).unwrap()).unwrap();
+        assert_eq!((read["item_id_column"].clone(), read["average_epochs"].clone()), (json!(false), json!(0)));
+        assert_eq!((read["loss"].clone(), read["factors"].clone()), (json!("softmax"), json!(8)), "what the file says is kept");
+    }
+
     #[test]
     fn format_2_configurations_read_in_todays_names() {
         let old = [
@@ -348,6 +375,7 @@ mod tests {
             }
         }
         // Today's files are read as written.
-        assert_eq!(migrate_config("compatibility", FORMAT_VERSION, "{\"style_dim\": 3}".into()).unwrap(), "{\"style_dim\": 3}");
+        let today: Value = serde_json::from_str(&migrate_config("compatibility", FORMAT_VERSION, "{\"style_dim\": 3}".into()).unwrap()).unwrap();
+        assert_eq!(today, json!({"style_dim": 3}));
     }
 }
