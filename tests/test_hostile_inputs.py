@@ -438,6 +438,26 @@ def model_truncated(tmp):
     fr.load(path)
 
 
+# -- side data: every column used or refused by name ------------------------------------------------
+
+
+@case("ValueError", contains=("VBPR reads item_features as numbers", "'name'".replace("'", '"')))
+def string_column_in_numeric_features(tmp):
+    import pandas as pd
+
+    features = pd.DataFrame({"a": [1.0, 2.0, 3.0], "name": ["x", "y", "z"]})
+    fr.VBPR(factors=2, visual_factors=2, epochs=1, device="cpu").fit(tiny(), item_features=features, progress=False)
+
+
+@case("ValueError", contains=("CompatibilityModel reads item_features as numbers", "flag"))
+def boolean_column_in_numeric_features(tmp):
+    import pandas as pd
+
+    pairs = fr.Interactions.from_arrays([0, 1, 2], [1, 2, 0])
+    features = pd.DataFrame({"a": [1.0, 2.0, 3.0], "flag": [True, False, True]})
+    fr.CompatibilityModel(epochs=1, device="cpu").fit(pairs, item_features=features, progress=False)
+
+
 # -- the child process ---------------------------------------------------------------------------
 
 

@@ -229,6 +229,10 @@ pub struct SideNeeds {
     pub item_features: Need,
     pub user_features: Need,
     pub categories: Need,
+    /// Whether the model encodes categorical feature columns (strings, categories, booleans).
+    /// When false it reads its features as numbers only, and a categorical column is refused
+    /// by name: the one column policy, so no column is ever dropped without a word.
+    pub categorical_features: bool,
 }
 
 impl SideNeeds {
@@ -249,6 +253,17 @@ impl SideNeeds {
                     return Err(Error::invalid(format!("{model} does not use {name}= (it would be ignored)")));
                 }
                 _ => {}
+            }
+        }
+        if !self.categorical_features {
+            for (name, table) in [("item_features", &side.item_features), ("user_features", &side.user_features)] {
+                if let Some(column) = table.as_ref().and_then(|t| t.categorical.first()) {
+                    return Err(Error::invalid(format!(
+                        "{model} reads {name} as numbers: column {:?} holds strings, categories or booleans; \
+                         drop it or encode it as numbers (e.g. pandas.get_dummies, or .astype(float) for booleans)",
+                        column.name
+                    )));
+                }
             }
         }
         Ok(())
@@ -339,6 +354,18 @@ mod tests {
         let side = SideInfo { categories: Some(Arc::new(vec![0])), ..Default::default() };
         let e = SideNeeds::default().check("BPR", &side).unwrap_err().to_string();
         assert!(e.contains("does not use categories="), "{e}");
+    }
+
+    /// The column policy: a model that reads features as numbers refuses a categorical column
+    /// by name instead of dropping it; one that encodes them takes it.
+    #[test]
+    fn categorical_columns_are_refused_by_name_where_only_numbers_are_read() {
+        let table = FeatureTable::new(3, vec![CategoricalColumn { name: "brand".into(), values: vec!["a".into(); 3] }], None).unwrap();
+        let side = SideInfo { item_features: Some(Arc::new(table)), ..Default::default() };
+        let numbers = SideNeeds { item_features: Need::Required, ..Default::default() };
+        let e = numbers.check("VBPR", &side).unwrap_err().to_string();
+        assert!(e.contains("VBPR reads item_features as numbers") && e.contains("\"brand\""), "{e}");
+        assert!(SideNeeds { categorical_features: true, ..numbers }.check("HybridBPR", &side).is_ok());
     }
 
     #[test]

@@ -177,11 +177,14 @@ impl Recommender for Ensemble {
     }
 
     fn needs(&self) -> SideNeeds {
-        self.members.iter().map(|m| m.needs()).fold(SideNeeds::default(), |a, b| SideNeeds {
+        let start = SideNeeds { categorical_features: true, ..SideNeeds::default() };
+        self.members.iter().map(|m| m.needs()).fold(start, |a, b| SideNeeds {
             images: stronger(a.images, b.images),
             item_features: stronger(a.item_features, b.item_features),
             user_features: stronger(a.user_features, b.user_features),
             categories: stronger(a.categories, b.categories),
+            // Every member sees the same tables: a column one cannot read is refused.
+            categorical_features: a.categorical_features && b.categorical_features,
         })
     }
 

@@ -293,6 +293,7 @@ impl Spec for HybridBpr {
             user_features: features,
             item_features: if c.sampler.needs_item_features() { Need::Required } else { items },
             categories: if c.sampler.needs_categories() { Need::Required } else { Need::Unused },
+            categorical_features: true,
             ..Default::default()
         }
     }
