@@ -383,7 +383,9 @@ def model_flipped_bit(tmp):
     fr.load(path)
 
 
-def _edit_tensor(path: Path, name: str, edit: Callable[[bytearray], None], kind: str | None = None) -> None:
+def _edit_tensor(
+    path: Path, name: str, edit: Callable[[bytearray], None], kind: str | None = None, meta: Callable[[dict], None] | None = None
+) -> None:
     """Change tensor `name` of a saved model in place (its bytes, or its dtype name), keeping
     the file's checksum right, so that only the edit itself can be refused."""
     import zlib
@@ -408,6 +410,8 @@ def _edit_tensor(path: Path, name: str, edit: Callable[[bytearray], None], kind:
             h = zlib.crc32(struct.pack("<Q", d), h)
         a, b = t["data_offsets"]
         h = zlib.crc32(bytes(body[a:b]), h)
+    if meta is not None:
+        meta(header["__metadata__"])
     meta = header["__metadata__"]
     for key in sorted(k for k in meta if k != "checksum"):
         h = zlib.crc32(key.encode() + b"\0" + meta[key].encode() + b"\0", h)
@@ -431,11 +435,41 @@ def model_wrong_dtype(tmp):
     fr.load(path)
 
 
+@case("ValueError", contains=("m.fashionrec", "claims", "forged"))
+def model_claims_more_users_than_it_holds(tmp):
+    """A file whose checksum was recomputed claims 10**12 users: refused before restoring
+    allocates a user table of that size (DeepTripletModel sizes its parameters by the claim)."""
+    path = tmp / "m.fashionrec"
+    fr.DeepTripletModel(factors=4, user_factors=4, hidden=(4,), epochs=1, device="cpu").fit(tiny(), progress=False).save(path)
+
+    def claim(meta: dict) -> None:
+        ids = json.loads(meta["ids"])
+        assert ids["users"]["kind"] == "range", ids
+        ids["users"]["n"] = 10**12
+        meta["ids"] = json.dumps(ids)
+
+    _edit_tensor(path, "user_embeddings", lambda d: None, meta=claim)
+    fr.load(path)
+
+
 @case("ValueError", contains=("m.fashionrec",))
 def model_truncated(tmp):
     path = _saved(tmp)
     path.write_bytes(path.read_bytes()[:-10])
     fr.load(path)
+
+
+@case("FileExistsError", "NotADirectoryError", "OSError", contains=("ck",))
+def checkpoint_that_cannot_be_written_fails_before_training(tmp):
+    """checkpoint_dir= an existing file: an error before the first epoch, not after it."""
+    (tmp / "ck").write_bytes(b"a file the user has")
+
+    def no_epoch(epoch, logs):
+        raise AssertionError(f"training ran an epoch ({epoch}) before the checkpoint was refused")
+
+    fr.BPR(factors=2, epochs=2, device="cpu", backend="torch").fit(
+        tiny(), progress=False, callback=no_epoch, checkpoint_dir=tmp / "ck"
+    )
 
 
 # -- side data: every column used or refused by name ------------------------------------------------

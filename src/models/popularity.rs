@@ -20,6 +20,7 @@ pub struct Popularity;
 impl Spec for Popularity {
     const KIND: &'static str = "popularity";
     const NAME: &'static str = "Popularity";
+    const PER_USER_STATE: bool = false;
     type Config = PopularityConfig;
     /// The item counts, as a buffer.
     type Params = ParamStore;

@@ -120,6 +120,12 @@ impl Checkpoint {
             }
         }
         let path = dir.join(format!("{kind}-checkpoint.safetensors"));
+        // A checkpoint that cannot be written is an error now, before any training, not after
+        // the first epoch: the folder is made and a file created in it and removed.
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+        let probe = dir.join(format!(".{kind}-checkpoint.probe-{}", std::process::id()));
+        std::fs::OpenOptions::new().write(true).create_new(true).open(&probe).map_err(|e| Error::io(&probe, &e))?;
+        let _ = std::fs::remove_file(&probe);
         let data = [train.n_users() as i64, train.n_items() as i64, train.nnz() as i64];
         Ok(Checkpoint { path, config: config.to_string(), data })
     }

@@ -41,6 +41,9 @@ pub trait Spec: Sized + 'static {
     const KIND: &'static str;
     /// The name users know ("BPR", "TripletModel"), in messages.
     const NAME: &'static str;
+    /// Whether the saved state holds at least one value per user (false: nothing per user,
+    /// as popularity), for the check of a file's claims before loading.
+    const PER_USER_STATE: bool = true;
     type Config: Serialize + DeserializeOwned + Default + Clone + Send + Sync;
     type Params: Send;
 
@@ -101,6 +104,22 @@ pub trait Spec: Sized + 'static {
     fn embed_new_items(_cfg: &Self::Config, _params: &Self::Params, _side: &SideInfo) -> Result<Tensor> {
         Err(Error::invalid(format!("the {} model cannot embed new items from side data", Self::NAME)))
     }
+}
+
+/// The counts of users and items a saved model claims, checked against the values it holds
+/// before anything is sized by them: a file's checksum proves no claim (a forger recomputes
+/// it), and restoring allocates parameters by these counts. Every model keeps at least one
+/// value per item, and one per user unless [`Spec::PER_USER_STATE`] is false, so a claim
+/// beyond the values held is a damaged or forged file, refused before it costs memory.
+fn check_claims<S: Spec>(state: &HashMap<String, Tensor>, n_users: usize, n_items: usize) -> Result<()> {
+    let held: usize = state.values().map(|t| t.numel()).sum();
+    if n_items > held || (S::PER_USER_STATE && n_users > held) {
+        return Err(Error::state(format!(
+            "the saved {} claims {n_users} users and {n_items} items but holds only {held} values: the file is damaged or forged",
+            S::NAME
+        )));
+    }
+    Ok(())
 }
 
 /// Zeroes, in place, the rows of `tables` (each indexed by item in its first dimension) of
@@ -351,6 +370,7 @@ impl<S: Spec> Recommender for Model<S> {
             (None, Some(c)) => c.device()?,
             (None, None) => Device::Cpu,
         };
+        check_claims::<S>(state, ids.users.len(), ids.items.len())?;
         let params = S::restore(&self.cfg, (ids.users.len(), ids.items.len()), state, device)?;
         self.params = Some(params);
         self.ids = Some(ids);
