@@ -80,10 +80,24 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// A contiguous f32 CPU tensor's elements, copied out.
+/// A tensor's elements as f32, copied out into a buffer sized through the memory budget (a
+/// result that fits as a tensor may not fit twice: the copy is refused with a MemoryError,
+/// never an abort).
 pub fn to_vec_f32(t: &Tensor) -> Result<Vec<f32>> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-    Ok(Vec::<f32>::try_from(t.flatten(0, -1))?)
+    let mut v = crate::limits::try_filled("a result copied out of libtorch", t.numel(), 0.0f32)?;
+    copy_f32_into(t, &mut v)?;
+    Ok(v)
+}
+
+/// Copies a tensor's elements (as f32, in row-major order) into `out`, which must hold
+/// exactly that many: the one way results leave libtorch for a caller's buffer.
+pub fn copy_f32_into(t: &Tensor, out: &mut [f32]) -> Result<()> {
+    let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+    if t.numel() != out.len() {
+        return Err(Error::state(format!("a result of {} values for a buffer of {}", t.numel(), out.len())));
+    }
+    t.f_copy_data(out, out.len())?;
+    Ok(())
 }
 
 /// A CPU tensor holding a copy of `data` with `shape`.

@@ -102,8 +102,17 @@ fn fitted_ids(m: &Shared) -> PyResult<&crate::data::IdMaps> {
 /// A (rows, cols) f32 tensor as a new numpy array.
 fn to_numpy2(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyArray2<f32>>> {
     let size = t.size();
-    let v = py.allow_threads(move || crate::tensors::to_vec_f32(&t))?;
-    PyArray1::from_vec(py, v).reshape([size[0] as usize, size[1] as usize])
+    let [rows, cols] = size[..] else {
+        return Err(Error::state(format!("expected a 2-D result, got shape {size:?}")).into());
+    };
+    let (rows, cols) = (rows as usize, cols as usize);
+    // Sized through the memory budget, then written in place: one copy out of libtorch.
+    crate::limits::bytes_for("the result", crate::limits::mul("the result", rows, cols)?, 4)?;
+    // SAFETY: a new C-contiguous array, every element written before it is returned.
+    let arr = unsafe { PyArray2::<f32>::new(py, [rows, cols], false) };
+    let out = unsafe { arr.as_slice_mut()? };
+    py.allow_threads(move || crate::tensors::copy_f32_into(&t, out))?;
+    Ok(arr)
 }
 
 #[pymethods]
