@@ -1,11 +1,12 @@
 # One entry point for a fresh machine (Rust, Python 3.11 and pip are all it needs):
 #   make demo    set up, build, and train + evaluate BPR on the built-in data
-#   make test    set up, build, and run the whole test suite (cargo test + the wheel + docs + pytest)
+#   make test    set up, build, and run the whole test suite (clippy + cargo test + the wheel + docs + pytest)
 #   make wheel   build the abi3 wheel into dist/ (pip install it next to torch==2.11.0): glibc 2.28
 #   make test-wheel   install that wheel into a fresh venv and run the demo there
 #   make bench   fashionrec BPR vs implicit's BPR on MovieLens 100k (needs ../shared/data)
 #   make bench-data   the data readers and the image bank vs numpy / pandas / PIL
 #   make docs    build the documentation site into site/ (mkdocs --strict; needs no build)
+#   make lint    the no-panic rule of the core (cargo clippy; part of make test)
 # Everything goes into .venv; libtorch is the one inside PyPI's torch==2.11.0 (never downloaded
 # separately). The build links against that torch, so it is installed before the crate is built.
 
@@ -20,7 +21,7 @@ FEATURES := $(if $(NASM),-F jpeg-simd,)
 PY_FEATURES := --features "python extension-module pyo3/abi3-py311 $(if $(NASM),jpeg-simd,)"
 NASM_NOTE = $(if $(NASM),,@echo "warning: nasm not found: building the JPEG decoder without SIMD (apt install nasm)")
 
-.PHONY: setup build demo wheel test test-rust test-python test-wheel bench bench-data gpu-check docs clean
+.PHONY: setup build demo wheel test test-rust test-python test-wheel lint bench bench-data gpu-check docs clean
 
 $(VENV)/.setup-done:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,11 @@ demo: build
 
 test-rust: setup
 	$(ACTIVATE) && cargo test --release $(FEATURES)
+
+# The crate's rule against panics on input-derived values (src/lib.rs: clippy's unwrap_used,
+# expect_used and panic denied outside tests).
+lint: setup
+	$(ACTIVATE) && cargo clippy --release --lib $(FEATURES)
 
 test-python: build
 	$(ACTIVATE) && python -m pytest -q
@@ -80,7 +86,7 @@ test-wheel: wheel
 	$(ACTIVATE) && python tests/wheel_install.py --torch $(TORCH)
 
 # pytest last, so its summary is the closing line CI reads. docs: a few seconds (--strict).
-test: build test-rust test-wheel docs test-python
+test: build lint test-rust test-wheel docs test-python
 
 # Every GPU-side check in one table (on a CUDA machine; DEVICE=cpu runs it here).
 DEVICE ?= cuda

@@ -244,10 +244,10 @@ impl IdMap {
             (IdMap::Range(_), IdMap::Range(_)) => true,
             (IdMap::Str { ids: a, .. }, IdMap::Str { ids: b, .. }) => b[..a.len()] == a[..],
             (IdMap::Str { .. }, _) | (_, IdMap::Str { .. }) => false,
-            _ => {
-                let (a, b) = (self.int_ids().unwrap(), other.int_ids().unwrap());
-                b[..a.len()] == a[..]
-            }
+            _ => match (self.int_ids(), other.int_ids()) {
+                (Some(a), Some(b)) => b[..a.len()] == a[..],
+                _ => false,
+            },
         }
     }
 

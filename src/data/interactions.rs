@@ -169,17 +169,16 @@ impl Csr {
                             )))
                         }
                         Duplicates::Sum => {
-                            let sum = v.map(|a| a + values.unwrap()[p]);
-                            if sum.is_some_and(|x| !x.is_finite()) {
+                            let sum = v.zip(values).map(|(a, vs)| a + vs[p]);
+                            if let Some(x) = sum.filter(|x| !x.is_finite()) {
                                 return Err(Error::invalid(format!(
                                     "rows {first} and {p} hold the same (user, item) pair and their values sum \
-                                     to {} (beyond float32); pass duplicates='max' or 'last', or scale the values",
-                                    sum.unwrap()
+                                     to {x} (beyond float32); pass duplicates='max' or 'last', or scale the values"
                                 )));
                             }
                             v = sum
                         }
-                        Duplicates::Max => v = v.map(|a| a.max(values.unwrap()[p])),
+                        Duplicates::Max => v = v.zip(values).map(|(a, vs)| a.max(vs[p])),
                         Duplicates::Last => v = values.map(|vs| vs[p]),
                     }
                     m += 1;
@@ -280,7 +279,7 @@ impl Interactions {
             return Err(Error::invalid("the new id maps must extend the interactions' own (same ids first, same order)"));
         }
         let mut csr = self.by_user.clone();
-        let last = *csr.indptr.last().unwrap();
+        let last = csr.indptr.last().copied().unwrap_or(0);
         csr.indptr.resize(ids.users.len() + 1, last);
         Self::from_csr(csr, ids)
     }

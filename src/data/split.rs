@@ -48,8 +48,10 @@ pub fn leave_one_out(data: &Interactions, validation: bool, seed: u64) -> Result
     }
     let pieces = partition(csr, &part, held + 1);
     let mut out = pieces.into_iter().map(|c| Interactions::from_csr(c, data.ids().clone()));
-    let train = out.next().unwrap()?;
-    let test = out.next().unwrap()?;
+    let (Some(train), Some(test)) = (out.next(), out.next()) else {
+        return Err(Error::state("leave_one_out: the partition gave fewer than two parts"));
+    };
+    let (train, test) = (train?, test?);
     Ok(match out.next() {
         Some(val) => vec![train, val?, test],
         None => vec![train, test],

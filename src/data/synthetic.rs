@@ -69,13 +69,13 @@ pub fn synthetic(cfg: &SyntheticConfig) -> Result<Interactions> {
     let mu = cfg.mean_items_per_user.ln() - sigma * sigma / 2.0;
     let counts = LogNormal::new(mu, sigma).map_err(|e| Error::invalid(e.to_string()))?;
     let max_items = (cfg.n_items / 2).max(5);
+    let gumbel = Gumbel::new(0.0, 1.0).map_err(|e| Error::state(format!("Gumbel(0, 1): {e}")))?;
     let rows: Vec<Vec<u32>> = (0..cfg.n_users)
         .into_par_iter()
         .map(|u| {
             let mut rng = stream_rng(cfg.seed, streams::SYNTHETIC, u as u64);
             let taste: Vec<f64> = (0..d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
             let m = (counts.sample(&mut rng).round() as usize).clamp(5, max_items);
-            let gumbel = Gumbel::new(0.0, 1.0).unwrap();
             let mut keyed: Vec<(f64, u32)> = (0..cfg.n_items)
                 .map(|i| {
                     let dot: f64 = taste.iter().zip(&item_vecs[i * d..(i + 1) * d]).map(|(a, b)| a * b).sum();

@@ -137,7 +137,7 @@ impl ImageBank {
                 }
                 match Self::open(path) {
                     Ok(bank) => {
-                        match stale(&bank, source.len(), spec, fingerprint.unwrap()) {
+                        match stale(&bank, source.len(), spec, fingerprint.unwrap_or_default()) {
                             None => return Ok((bank, CacheUse::Reused)),
                             Some(why) => reason = Some(why),
                         }
@@ -177,10 +177,10 @@ impl ImageBank {
                         width: spec.width,
                         filter: spec.filter.name().into(),
                         reduce: spec.reduce,
-                        fingerprint: fingerprint.unwrap(),
+                        fingerprint: fingerprint.unwrap_or_default(),
                         skipped: skipped.clone(),
                     };
-                    let json = serde_json::to_vec(&trailer).expect("trailer serialises");
+                    let json = serde_json::to_vec(&trailer).map_err(|e| Error::state(format!("image bank trailer: {e}")))?;
                     map[..8].copy_from_slice(MAGIC);
                     map[8..16].copy_from_slice(&(PIXEL_OFFSET as u64).to_le_bytes());
                     map[16..24].copy_from_slice(&((PIXEL_OFFSET + total) as u64).to_le_bytes());
@@ -209,7 +209,7 @@ impl ImageBank {
         if map.len() < PIXEL_OFFSET || &map[..8] != MAGIC {
             return Err(bad("not a fashionrec image bank (no FRBANK header)".into()));
         }
-        let word = |k: usize| u64::from_le_bytes(map[k..k + 8].try_into().unwrap()) as usize;
+        let word = |k: usize| u64::from_le_bytes(crate::io::byte_array(&map[k..k + 8])) as usize;
         let (pixel_offset, trailer_offset, trailer_len) = (word(8), word(16), word(24));
         if pixel_offset != PIXEL_OFFSET || trailer_offset.checked_add(trailer_len) != Some(map.len()) {
             return Err(bad(format!(

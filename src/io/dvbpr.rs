@@ -507,7 +507,7 @@ impl<W: Write> Py2Writer<W> {
                     }
                     _ => {
                         w.key("asin")?;
-                        w.string(asins.unwrap()[i].as_bytes())
+                        w.string(asins.map_or(&[][..], |a| a[i].as_bytes()))
                     }
                 })
             })
@@ -532,12 +532,12 @@ impl<W: Write> Py2Writer<W> {
                 }
                 "c" => {
                     w.key("c")?;
-                    let c = input.categories.unwrap()[i];
+                    let c = input.categories.map_or(-1, |c| c[i]);
                     w.list(n_categories, |w, j| pk::int(&mut w.w, (j as i64 == c) as i64))
                 }
                 _ => {
                     w.key("asin")?;
-                    w.string(input.item_asins.unwrap()[i].as_bytes())
+                    w.string(input.item_asins.map_or(&[][..], |a| a[i].as_bytes()))
                 }
             })
         })

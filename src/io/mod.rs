@@ -18,6 +18,15 @@ pub mod pickle;
 pub mod pyliteral;
 pub mod tabular;
 
+/// The first `N` bytes of `b` as an array, for `from_le_bytes` / `from_be_bytes` of a slice
+/// the caller cut to that length (a shorter slice is zero-padded: never a panic).
+pub fn byte_array<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    let n = b.len().min(N);
+    a[..n].copy_from_slice(&b[..n]);
+    a
+}
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;

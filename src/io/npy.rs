@@ -37,7 +37,7 @@ pub fn read_header(bytes: &[u8]) -> Result<NpyHeader, String> {
     let version = (bytes[6], bytes[7]);
     let (len, start) = match version.0 {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(crate::io::byte_array(&bytes[8..12])) as usize, 12),
         _ => return Err(format!("unsupported .npy format version {}.{}", version.0, version.1)),
     };
     let Some(text) = bytes.get(start..start + len) else {

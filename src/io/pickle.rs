@@ -302,16 +302,16 @@ impl<'a, 'r> Machine<'a, 'r> {
         Ok(self.take(1, "an opcode argument")?[0])
     }
     fn u16(&mut self) -> Step<u16> {
-        Ok(u16::from_le_bytes(self.take(2, "an opcode argument")?.try_into().unwrap()))
+        Ok(u16::from_le_bytes(crate::io::byte_array(self.take(2, "an opcode argument")?)))
     }
     fn u32(&mut self) -> Step<u32> {
-        Ok(u32::from_le_bytes(self.take(4, "an opcode argument")?.try_into().unwrap()))
+        Ok(u32::from_le_bytes(crate::io::byte_array(self.take(4, "an opcode argument")?)))
     }
     fn i32(&mut self) -> Step<i32> {
-        Ok(i32::from_le_bytes(self.take(4, "an opcode argument")?.try_into().unwrap()))
+        Ok(i32::from_le_bytes(crate::io::byte_array(self.take(4, "an opcode argument")?)))
     }
     fn u64(&mut self) -> Step<u64> {
-        Ok(u64::from_le_bytes(self.take(8, "an opcode argument")?.try_into().unwrap()))
+        Ok(u64::from_le_bytes(crate::io::byte_array(self.take(8, "an opcode argument")?)))
     }
 
     /// A newline-terminated text argument (protocol 0 forms), without the newline.
@@ -339,7 +339,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         if self.stack.len() <= floor {
             return self.err("the stack is empty (malformed pickle)");
         }
-        Ok(self.stack.pop().unwrap())
+        match self.stack.pop() {
+            Some(v) => Ok(v),
+            None => self.err("the stack is empty (malformed pickle)"),
+        }
     }
 
     fn top(&self) -> Step<Value> {
@@ -347,7 +350,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         if self.stack.len() <= floor {
             return self.err("the stack is empty (malformed pickle)");
         }
-        Ok(*self.stack.last().unwrap())
+        match self.stack.last() {
+            Some(v) => Ok(*v),
+            None => self.err("the stack is empty (malformed pickle)"),
+        }
     }
 
     /// The values pushed since the last MARK, which is removed.
@@ -561,7 +567,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 }
                 b'G' => {
                     let b = self.take(8, "BINFLOAT")?;
-                    self.push(Value::Float(f64::from_be_bytes(b.try_into().unwrap())))
+                    self.push(Value::Float(f64::from_be_bytes(crate::io::byte_array(b))))
                 }
                 b'U' | b'C' => {
                     let n = self.u8()? as u64;

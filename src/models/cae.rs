@@ -100,6 +100,7 @@ impl Autoencoder {
         &self.cfg
     }
 
+    #[allow(clippy::expect_used, reason = "a struct of numbers and strings always serialises to JSON")]
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).expect("a config serialises")
     }
@@ -213,7 +214,7 @@ impl Autoencoder {
             ("format_version", FORMAT_VERSION.to_string()),
             ("library_version", env!("CARGO_PKG_VERSION").to_string()),
             ("config", self.config_json()),
-            ("history", serde_json::to_string(&self.history).expect("history serialises")),
+            ("history", serde_json::to_string(&self.history).map_err(|e| Error::state(format!("history: {e}")))?),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

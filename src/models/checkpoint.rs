@@ -171,7 +171,7 @@ pub fn save(model: &dyn Recommender, path: &Path) -> Result<()> {
         ("library_version", env!("CARGO_PKG_VERSION").to_string()),
         ("model", model.kind().to_string()),
         ("config", model.config_json()),
-        ("history", serde_json::to_string(model.history()).unwrap()),
+        ("history", serde_json::to_string(model.history()).map_err(|e| Error::state(format!("history: {e}")))?),
         ("ids", id_info.to_string()),
     ]
     .into_iter()
@@ -219,8 +219,8 @@ fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, String, &'a [usize], &'a
 /// Error naming the tensor and the position of its first NaN or infinity (float tensors).
 fn check_finite(name: &str, dtype: Dtype, data: &[u8]) -> std::result::Result<(), String> {
     let first_bad = match dtype {
-        Dtype::F32 => data.chunks_exact(4).position(|c| !f32::from_le_bytes(c.try_into().unwrap()).is_finite()),
-        Dtype::F64 => data.chunks_exact(8).position(|c| !f64::from_le_bytes(c.try_into().unwrap()).is_finite()),
+        Dtype::F32 => data.chunks_exact(4).position(|c| !f32::from_le_bytes(crate::io::byte_array(c)).is_finite()),
+        Dtype::F64 => data.chunks_exact(8).position(|c| !f64::from_le_bytes(crate::io::byte_array(c)).is_finite()),
         _ => None,
     };
     match first_bad {
@@ -295,7 +295,7 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
         let tensor = |suffix: &str| {
             st.tensor(&format!("{IDS_PREFIX}{who}{suffix}")).map_err(|e| bad(format!("missing {who} ids: {e:?}")))
         };
-        let i64s = |data: &[u8]| data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+        let i64s = |data: &[u8]| data.chunks_exact(8).map(|c| i64::from_le_bytes(crate::io::byte_array(c))).collect::<Vec<_>>();
         match info["kind"].as_str() {
             Some("range") => Ok(IdMap::Range(info["n"].as_u64().ok_or_else(|| bad(format!("bad {who} id count")))? as usize)),
             Some("int") => IdMap::from_int_ids(i64s(tensor("")?.data()), who),

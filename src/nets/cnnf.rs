@@ -207,6 +207,9 @@ pub fn space_to_depth(x: &Tensor, weight: &Tensor) -> Result<(Tensor, Tensor)> {
 
 impl nn::ModuleT for CnnF {
     /// Panics on bad input or a libtorch error; the models call [`CnnF::f_forward`].
+    // tch's ModuleT cannot return an error: models call the fallible forward on user input,
+    // and `error::guarded` turns a panic here into an error, never an abort.
+    #[allow(clippy::panic, reason = "ModuleT::forward_t is infallible by signature")]
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.f_forward(xs, train).unwrap_or_else(|e| panic!("CNN-F forward: {e}"))
     }

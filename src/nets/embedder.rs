@@ -212,6 +212,9 @@ impl FeatureEmbedder {
 impl nn::ModuleT for FeatureEmbedder {
     /// Input packed as one float tensor (N, n_categorical + n_continuous): the codes first
     /// (exact in f32 below 2^24), then the raw continuous columns. Models call [`Self::embed`].
+    // tch's ModuleT cannot return an error: models call the fallible forward on user input,
+    // and `error::guarded` turns a panic here into an error, never an abort.
+    #[allow(clippy::panic, reason = "ModuleT::forward_t is infallible by signature")]
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let c = self.spec.cardinalities.len() as i64;
         let codes = xs.narrow(1, 0, c).to_kind(Kind::Int64);

@@ -47,8 +47,12 @@ impl BasicConv {
         let bn = nn::batch_norm2d(p / name / "bn", c_out, bn_cfg);
         let name = format!("{prefix}{name}");
         reg.push((format!("{name}.conv.weight"), conv.ws.shallow_clone()));
+        // An affine batch norm (the config's default) has both: skipping a missing one would
+        // only leave it out of the weights file's names, which the loader then reports.
         for (field, t) in [("weight", bn.ws.as_ref()), ("bias", bn.bs.as_ref())] {
-            reg.push((format!("{name}.bn.{field}"), t.expect("affine batch norm").shallow_clone()));
+            if let Some(t) = t {
+                reg.push((format!("{name}.bn.{field}"), t.shallow_clone()));
+            }
         }
         reg.push((format!("{name}.bn.running_mean"), bn.running_mean.shallow_clone()));
         reg.push((format!("{name}.bn.running_var"), bn.running_var.shallow_clone()));

@@ -271,7 +271,7 @@ pub fn unique_inverse(idx: &[i64]) -> (Vec<i64>, Vec<i64>) {
     let mut uniq = idx.to_vec();
     uniq.sort_unstable();
     uniq.dedup();
-    let inverse = idx.iter().map(|x| uniq.binary_search(x).unwrap() as i64).collect();
+    let inverse = idx.iter().map(|x| uniq.binary_search(x).unwrap_or_else(|at| at) as i64).collect();
     (uniq, inverse)
 }
 

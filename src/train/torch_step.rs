@@ -295,7 +295,7 @@ impl<M: TwoTower> TorchStep<M> {
         if !self.averaging() {
             return Ok(());
         }
-        let a = self.average.as_mut().expect("averaging");
+        let Some(a) = self.average.as_mut() else { return Ok(()) };
         let _guard = tch::no_grad_guard();
         if a.means.is_empty() {
             a.means = self.params.iter().map(|p| Ok(p.detach().copy())).collect::<Result<_>>()?;
@@ -540,8 +540,9 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
             let (data, total) = self.losses(batch)?;
             match &mut self.opt {
                 Opt::Sgd(_) if self.sync.is_some() => {
-                    let sync = self.sync.clone().expect("checked");
-                    self.shared_sgd(Some(&total), &sync)?;
+                    if let Some(sync) = self.sync.clone() {
+                        self.shared_sgd(Some(&total), &sync)?;
+                    }
                 }
                 Opt::Sgd(o) => {
                     o.zero_grad();

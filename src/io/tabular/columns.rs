@@ -125,7 +125,7 @@ impl IdColumn {
         match self {
             IdColumn::Int(v) => {
                 let mut k = keep.iter();
-                v.retain(|_| *k.next().unwrap());
+                v.retain(|_| k.next().copied().unwrap_or(true));
             }
             IdColumn::Str(s) => {
                 let mut out = StrColumn::default();

@@ -90,7 +90,7 @@ pub(super) fn read_csv_chunked(path: &Path, opts: &CsvOptions, chunk_bytes: usiz
             items.retain(&keep);
             if let Some(v) = values.as_mut() {
                 let mut it = keep.iter();
-                v.retain(|_| *it.next().unwrap());
+                v.retain(|_| it.next().copied().unwrap_or(true));
             }
         }
     }

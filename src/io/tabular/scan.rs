@@ -27,7 +27,7 @@ pub(super) fn parse_parallel(
     let n_chunks = (region.len() / chunk_bytes).clamp(1, rayon::current_num_threads().max(1) * 64);
     let mut bounds = vec![0usize];
     for k in 1..n_chunks {
-        let target = (region.len() * k / n_chunks).max(*bounds.last().unwrap());
+        let target = (region.len() * k / n_chunks).max(bounds.last().copied().unwrap_or(0));
         match memchr(b'\n', &region[target..]) {
             Some(off) => bounds.push(target + off + 1),
             None => break,

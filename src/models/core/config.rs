@@ -97,6 +97,7 @@ pub fn parse_config<C: Serialize + DeserializeOwned + Default>(kind: &str, json:
 }
 
 /// The configuration as JSON (every field).
+#[allow(clippy::expect_used, reason = "a configuration (numbers, strings, lists) always serialises to JSON")]
 pub fn config_json<C: Serialize>(config: &C) -> String {
     serde_json::to_string(config).expect("a configuration serialises to JSON")
 }

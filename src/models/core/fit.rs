@@ -142,7 +142,7 @@ impl Checkpoint {
             *t = t.f_detach()?.f_to_device(Device::Cpu)?;
         }
         all.push((CKPT_EPOCH.into(), Tensor::from_slice(&[history.last().map_or(0, |h| h.epoch) as i64])));
-        all.push((CKPT_HISTORY.into(), text(&serde_json::to_string(history).expect("history serialises"))));
+        all.push((CKPT_HISTORY.into(), text(&serde_json::to_string(history).map_err(|e| Error::state(format!("history: {e}")))?)));
         all.push((CKPT_CONFIG.into(), text(&self.config)));
         all.push((CKPT_DATA.into(), Tensor::from_slice(&self.data)));
         crate::io::replace_with(&self.path, |tmp| {

@@ -90,7 +90,9 @@ impl Features {
         let mut vocabs: Vec<Vocab> = table.categorical.iter().map(Vocab::fit).collect();
         if let Some(t) = trained {
             let values = (0..t.len()).filter(|&i| t[i]).map(|i| i.to_string()).collect();
-            *vocabs.last_mut().expect("the id column") = Vocab::fit(&CategoricalColumn { name: ID_COLUMN.into(), values });
+            if let Some(id) = vocabs.last_mut() {
+                *id = Vocab::fit(&CategoricalColumn { name: ID_COLUMN.into(), values });
+            }
         }
         let cat_names: Vec<String> = table.categorical.iter().map(|c| c.name.clone()).collect();
         let cont_names = continuous_names(table);
