@@ -296,8 +296,11 @@ def test_bank_errors_name_the_item_and_file_or_are_listed(image_dir):
     bad.write_bytes(bad.read_bytes()[:300])
     (folder / "notes.jpg").write_text("not an image")
     paths = paths + [folder / "notes.jpg", folder / "missing.jpg"]
-    with pytest.raises(ValueError, match=r"image of item 5 \(.*img05\.jpg\): truncated JPEG: the data ends at byte 300"):
+    # Files that are not there are found before anything is allocated or decoded.
+    with pytest.raises(ValueError, match=r"image of item 13 \(.*missing\.jpg\): cannot read the file"):
         fr.ImageBank.from_files(paths, size=16, progress=False)
+    with pytest.raises(ValueError, match=r"image of item 5 \(.*img05\.jpg\): truncated JPEG: the data ends at byte 300"):
+        fr.ImageBank.from_files(paths[:-1], size=16, progress=False)
     with pytest.warns(UserWarning, match="3 of 14 images could not be decoded"):
         bank = fr.ImageBank.from_files(paths, size=16, ids=range(100, 114), on_error="skip", progress=False)
     skipped = dict(bank.skipped)

@@ -267,7 +267,10 @@ _CHECKS: dict[str, Callable[[str, Any, Any], str | None]] = {
 
 
 def checked(func: Callable, where: str) -> Callable:
-    """`func` with its arguments checked against its annotations first (see the module)."""
+    """`func` with its arguments checked against its annotations first (see the module).
+
+    The wrapper is one more frame between a public function and its caller: a warning raised
+    in a public function uses ``stacklevel=3`` to point at the caller's line."""
     if getattr(func, "__checked__", False):
         return func
     sig = inspect.signature(func)

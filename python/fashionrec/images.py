@@ -195,14 +195,14 @@ class ImageBank:
             if shared and first_here:
                 _distributed._dist().barrier()
         if used == "rebuilt":
-            warnings.warn(f"image cache {path} was rebuilt: {reason}", stacklevel=2)
+            warnings.warn(f"image cache {path} was rebuilt: {reason}", stacklevel=3)
         bank = cls(core, source.ids, source, None if used == "none" else used)
         if core.skipped:
             first = bank.skipped[0]
             warnings.warn(
                 f"{len(core.skipped)} of {len(bank)} images could not be decoded; their rows are black "
                 f"(see bank.skipped). First: item {first[0]!r}: {first[1]}",
-                stacklevel=2,
+                stacklevel=3,
             )
         return bank
 

@@ -112,7 +112,7 @@ class Interactions:
         if dropped:
             warnings.warn(
                 f"dropped {dropped} of {len(u)} rows whose {user_col!r} or {item_col!r} id is unknown",
-                stacklevel=2,
+                stacklevel=3,
             )
         return cls(core)
 

@@ -148,7 +148,13 @@ impl ImageBank {
         }
         let n = source.len();
         let row = spec.image_bytes();
-        let total = n.checked_mul(row).ok_or_else(|| Error::invalid("the bank would be too large"))?;
+        // Checked before a byte is allocated: the bank's size against the memory budget, and
+        // (when a missing image is an error) that every file is there.
+        let total = crate::limits::mul("the image bank (images x height x width x 3)", n, row)?;
+        crate::limits::bytes_for(&format!("the image bank of {n} images of {}x{}", spec.height, spec.width), total, 1)?;
+        if matches!(on_error, OnError::Raise) {
+            source.check_files()?;
+        }
         let pool = ThreadPool::new(threads)?;
         let decode = DecodeOptions { max_pixels, reduce: spec.reduce };
         let mut skipped = Vec::new();
@@ -343,7 +349,7 @@ fn is_bank_file(path: &Path) -> bool {
 /// user pays, ran at half the speed of the next (benches/image_decode.py, "bank, warm").
 fn prefaulted_zeroed(len: usize, pool: &ThreadPool) -> Result<MmapMut> {
     const RANGE: usize = 8 << 20;
-    let map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::state(format!("cannot allocate {len} bytes for images: {e}")))?;
+    let map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::Memory(format!("cannot allocate {} for images: {e}", crate::limits::show_bytes(len as u128))))?;
     pool.run(|| {
         (0..len.div_ceil(RANGE)).into_par_iter().for_each(|c| {
             let at = c * RANGE;

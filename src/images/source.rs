@@ -144,6 +144,25 @@ impl ImageSource {
         Ok(h.finish())
     }
 
+    /// Error naming the first file (of a file source) that is not there or not a file, with
+    /// its item: a stat each, before a bank allocates room for their pixels.
+    pub fn check_files(&self) -> Result<()> {
+        let Kind::Files(paths) = &self.kind else { return Ok(()) };
+        for (i, p) in paths.iter().enumerate() {
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => return Err(Error::invalid(format!("image of item {i} ({}): not a file", p.display()))),
+                Err(e) => {
+                    return Err(Error::invalid(format!(
+                        "image of item {i} ({}): cannot read the file: {e}; pass on_error='skip' to leave such images black and list them",
+                        p.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Tells the kernel the mapped bytes of items `range` are no longer needed, so a pass over
     /// a multi-GB container does not keep it all resident in this process (the page cache keeps
     /// it for the next reader). No effect for file sources.

@@ -71,7 +71,7 @@ def dvbpr(path: str | os.PathLike) -> DVBPRData:
     merged = dict(zip(SPLITS, raw["merged"]))
     if any(merged.values()):
         counts = ", ".join(f"{k} {v}" for k, v in merged.items() if v)
-        warnings.warn(f"{path.name}: repeated (user, item) pairs were merged ({counts})", stacklevel=2)
+        warnings.warn(f"{path.name}: repeated (user, item) pairs were merged ({counts})", stacklevel=3)
     n = raw["n_items"]
     images = ImageSource(core=raw["images"], ids=np.arange(n, dtype=np.int64), description=f"JPEGs in {path.name}")
     return DVBPRData(

@@ -111,7 +111,7 @@ def read_amazon_metadata(
         warnings.warn(
             f"{os.fspath(path)}: skipped {len(skipped)} malformed line(s) (the first: line {line}, {msg}); "
             "they are listed in df.attrs['skipped']",
-            stacklevel=2,
+            stacklevel=3,
         )
     return df
 

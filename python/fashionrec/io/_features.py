@@ -71,7 +71,7 @@ class ImageFeatures:
             warnings.warn(
                 f"{path}: {n_dup} records repeat an earlier ASIN (the first is record {first}, {asin!r}); "
                 "all rows are kept and the index maps each ASIN to its first record",
-                stacklevel=2,
+                stacklevel=3,
             )
 
     @property

@@ -243,7 +243,7 @@ def read_interactions_csv(
     if result.dropped_unknown:
         warnings.warn(
             f"{path}: dropped {result.dropped_unknown} rows whose user or item id is unknown (unknown='drop')",
-            stacklevel=2,
+            stacklevel=3,
         )
     data = Interactions(core)
     return (data, result) if report else data

@@ -387,7 +387,7 @@ def recommend_users(model: Any, users: Any, k: Any, exclude: Interactions | None
     if as_frame:
         return Recommender._frame(model, users, idx, items, scores, "user")
     # The warning points at the caller of recommend: one frame further out than usual.
-    raw = _raw_items(model_ids(model)[1], items, stacklevel=4)
+    raw = _raw_items(model_ids(model)[1], items, stacklevel=5)
     return (raw[0], scores[0]) if single else (raw, scores)
 
 
@@ -397,7 +397,7 @@ def model_ids(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return ids() if callable(ids) else (model.user_ids, model.item_ids)
 
 
-def _raw_items(item_ids: np.ndarray, items: np.ndarray, stacklevel: int = 3) -> np.ndarray:
+def _raw_items(item_ids: np.ndarray, items: np.ndarray, stacklevel: int = 4) -> np.ndarray:
     """Raw ids for item indices; -1 (no candidate) stays -1, or None for string ids."""
     raw = item_ids[np.maximum(items, 0)]
     missing = items < 0
