@@ -130,8 +130,18 @@ impl TwoTower for DeepTowers {
     }
 }
 
-/// (user, item) pairs per scoring block: bounds the (users, items, hidden) activations.
-const PAIRS_PER_BLOCK: usize = 1 << 20;
+/// Bytes of the (users, items, layer) activations of one scoring block: blocks are sized by
+/// bytes, not pairs, so wide layers get fewer users a block.
+const BLOCK_BYTES: usize = 256 << 20;
+
+/// Users per scoring block for `n_items` items: [`BLOCK_BYTES`] over the bytes one (user,
+/// item) pair takes through the MLP (each layer's output, twice for the temporaries), at
+/// least one.
+pub(super) fn users_per_block(c: &DeepTripletConfig, n_items: usize) -> i64 {
+    let widths: usize = c.user_factors + c.factors + c.hidden.iter().sum::<usize>() + 1;
+    let pair_bytes = widths.saturating_mul(2 * std::mem::size_of::<f32>());
+    (BLOCK_BYTES / pair_bytes.saturating_mul(n_items).max(1)).max(1) as i64
+}
 
 /// DeepTripletModel: embeddings scored by an MLP.
 pub struct DeepTriplet;
@@ -190,11 +200,11 @@ impl Spec for DeepTriplet {
     }
 
     /// In blocks of users, so the (users, items, hidden) activations stay bounded.
-    fn score_block(_: &DeepTripletConfig, p: &DeepParams, users: &Tensor) -> Result<Tensor> {
+    fn score_block(c: &DeepTripletConfig, p: &DeepParams, users: &Tensor) -> Result<Tensor> {
         let n_items = p.items.size()[0];
         let towers = p.towers(false, 0.0);
         let items = p.items.f_unsqueeze(0)?;
-        let per_block = (PAIRS_PER_BLOCK as i64 / n_items.max(1)).max(1);
+        let per_block = users_per_block(c, n_items as usize);
         let parts = users
             .f_split(per_block, 0)?
             .iter()

@@ -235,3 +235,15 @@ fn native_sparse_step_matches_the_libtorch_one() {
         assert!(!a.users.equal(&Factors::random(80, 60, 8, 0.05, 0, Device::Cpu).unwrap().users), "the step moved nothing");
     }
 }
+
+/// Scoring blocks are sized by bytes: wider layers or more items give fewer users a block,
+/// never fewer than one.
+#[test]
+fn deep_scoring_blocks_are_sized_by_bytes() {
+    use super::deep::users_per_block;
+    let narrow = DeepTripletConfig::default();
+    let wide = DeepTripletConfig { hidden: vec![4096, 4096], ..DeepTripletConfig::default() };
+    assert!(users_per_block(&wide, 10_000) < users_per_block(&narrow, 10_000));
+    assert!(users_per_block(&narrow, 100_000) < users_per_block(&narrow, 1_000));
+    assert_eq!(users_per_block(&wide, usize::MAX / 2), 1);
+}
