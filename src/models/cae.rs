@@ -69,8 +69,18 @@ impl CaeConfig {
 
 const FORMAT: &str = "fashionrec-cae";
 const FORMAT_VERSION: &str = "1";
-/// Images per forward pass when encoding or reconstructing (no gradients kept).
-const EVAL_BATCH: usize = 256;
+/// Bytes of one forward pass's activations when encoding or reconstructing (no gradients
+/// kept): the batch is sized by bytes, so large images or wide layers get fewer a pass.
+const EVAL_BYTES: usize = 256 << 20;
+
+/// Images per forward pass: [`EVAL_BYTES`] over an image's activations (its pixels as f32 and
+/// the first, widest convolution's `channels` maps at full size, an upper bound of the rest),
+/// between 1 and 256.
+fn eval_batch(cfg: &CaeConfig) -> usize {
+    let pixels = (cfg.image_size.max(1) as usize).saturating_mul(cfg.image_size.max(1) as usize);
+    let per_image = pixels.saturating_mul(3 + 2 * cfg.channels.max(1) as usize).saturating_mul(4);
+    (EVAL_BYTES / per_image.max(1)).clamp(1, 256)
+}
 
 pub struct Autoencoder {
     cfg: CaeConfig,
@@ -181,8 +191,9 @@ impl Autoencoder {
     fn map_rows(&self, bank: &ImageBank, rows: &[i64], f: impl Fn(&Tensor) -> Tensor) -> Result<Tensor> {
         self.check_fitted()?;
         self.check_bank(bank)?;
-        let mut parts = Vec::with_capacity(rows.len().div_ceil(EVAL_BATCH));
-        for block in rows.chunks(EVAL_BATCH) {
+        let per_pass = eval_batch(&self.cfg);
+        let mut parts = Vec::with_capacity(rows.len().div_ceil(per_pass));
+        for block in rows.chunks(per_pass) {
             let xs = gather(bank, block, self.device)?;
             check_images(&xs, self.cfg.image_size, "the autoencoder")?;
             parts.push(tch::no_grad(|| f(&xs)).f_to_device(Device::Cpu)?);
@@ -357,4 +368,14 @@ mod tests {
         assert!(Autoencoder::new(CaeConfig { device: "tpu".into(), ..config(1) }).is_err());
         assert!(cae.reconstruct(&bank, &[12]).is_err(), "row out of range");
     }
+
+    /// Encoding passes are sized by bytes: larger images or wider layers, fewer a pass.
+    #[test]
+    fn eval_batches_are_sized_by_bytes() {
+        let small = config(1);
+        let large = CaeConfig { image_size: 1024, channels: 64, ..config(1) };
+        assert!(eval_batch(&large) < eval_batch(&small) && eval_batch(&large) >= 1);
+        assert!(eval_batch(&small) <= 256);
+    }
+
 }
