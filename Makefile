@@ -7,7 +7,7 @@
 #   make bench-data   the data readers and the image bank vs numpy / pandas / PIL
 #   make docs    build the documentation site into site/ (mkdocs --strict; needs no build)
 #   make notebooks   run notebooks/*.ipynb in place on the real data, keeping their outputs
-#                (needs ../shared/data or FASHIONREC_DATA; about 10 minutes on a 2-core CPU)
+#                (needs ../shared/data or FASHIONREC_DATA; about 15 minutes on a 2-core CPU)
 # Everything goes into .venv; libtorch is the one inside PyPI's torch==2.11.0 (never downloaded
 # separately). The build links against that torch, so it is installed before the crate is built.
 

@@ -49,6 +49,13 @@ def run(path: Path, timeout: int) -> float:
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+    def cell_done(cell, cell_index, **_):
+        n = code.index(cell_index) + 1 if cell_index in code else "?"
+        print(f"  code cell {n}/{len(code)} done at {time.perf_counter() - start:.0f} s", flush=True)
+
+    client.on_cell_executed = cell_done
     client.execute()
     seconds = time.perf_counter() - start
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
