@@ -7,6 +7,8 @@
 #   make bench-data   the data readers and the image bank vs numpy / pandas / PIL
 #   make docs    build the documentation site into site/ (mkdocs --strict; needs no build)
 #   make lint    the no-panic rule of the core (cargo clippy; part of make test)
+#   make notebooks   run notebooks/*.ipynb in place on the real data, keeping their outputs
+#                (needs ../shared/data or FASHIONREC_DATA; about 15 minutes on a 2-core CPU)
 # Everything goes into .venv; libtorch is the one inside PyPI's torch==2.11.0 (never downloaded
 # separately). The build links against that torch, so it is installed before the crate is built.
 
@@ -21,7 +23,7 @@ FEATURES := $(if $(NASM),-F jpeg-simd,)
 PY_FEATURES := --features "python extension-module pyo3/abi3-py311 $(if $(NASM),jpeg-simd,)"
 NASM_NOTE = $(if $(NASM),,@echo "warning: nasm not found: building the JPEG decoder without SIMD (apt install nasm)")
 
-.PHONY: setup build demo wheel test test-rust test-python test-wheel lint bench bench-data gpu-check docs clean
+.PHONY: setup build demo wheel test test-rust test-python test-wheel lint bench bench-data gpu-check docs notebooks clean
 
 $(VENV)/.setup-done:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +119,16 @@ $(VENV)/.docs-tools:
 
 docs: $(VENV)/.docs-tools
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/python -m mkdocs build --strict -d site
+
+# The notebooks executed in place on the real data sets, so they are committed with their tables
+# and plots (tools/run_notebooks.py: FASHIONREC_NOTEBOOK_SMALL removed, plots inline as PNG, no
+# progress bars). Not part of `make test`: CI runs them on small data (tests/test_notebooks.py).
+# NOTEBOOKS= picks some; NOTEBOOK_TIMEOUT is per cell, in seconds.
+FASHIONREC_DATA ?= $(abspath ../shared/data)
+NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb))
+NOTEBOOK_TIMEOUT ?= 1200
+notebooks: build
+	FASHIONREC_DATA=$(FASHIONREC_DATA) $(VENV)/bin/python tools/run_notebooks.py --timeout $(NOTEBOOK_TIMEOUT) $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) target dist site .cache
