@@ -75,6 +75,15 @@ def test_compatible_items_options(planted):
     )
     found, _ = model.compatible_items(ids[:4], k=5, category=2)
     assert found.shape == (4, 5) and (group[found - 1000] == 2).all()
+    # Integer labels are kept as the codes given, whatever their order of appearance: the
+    # category asked for is the one given to fit (a re-encoding filtered on other codes).
+    coded = fr.CompatibilityModel(factors=3, epochs=2, device="cpu").fit(
+        train, item_features=feats, categories=100 - 7 * group, progress=False
+    )
+    found, _ = coded.compatible_items(ids[:4], k=5, category=100 - 7 * 2)
+    assert (group[found - 1000] == 2).all()
+    with pytest.raises(ValueError, match="integer code"):
+        coded.compatible_items(ids[:4], k=5, category="shoes")
     with_self, _ = model.compatible_items(ids[:4], k=60, exclude_self=False)
     with pytest.warns(UserWarning, match="padded"):
         without, _ = model.compatible_items(ids[:4], k=60)

@@ -162,7 +162,9 @@ def feature_table(features: Any, ids: np.ndarray, part: str, what: str) -> _core
 
 def _categories(categories: Any, item_ids: np.ndarray) -> np.ndarray:
     """An int64 code per item (-1: none) from a Series / dict keyed by item id, or an array in
-    item index order; any hashable labels (strings too) become codes."""
+    item index order. Integer labels are the codes themselves (negative: none), so the model
+    stores the codes the user gave and ``compatible_items(category=c)`` means the same ``c``;
+    other hashable labels (strings) get codes in order of first appearance."""
     if isinstance(categories, np.ndarray) or isinstance(categories, list):
         labels = list(np.asarray(categories, dtype=object))
         if len(labels) != len(item_ids):
@@ -177,6 +179,11 @@ def _categories(categories: Any, item_ids: np.ndarray) -> np.ndarray:
         values = list(categories.values()) if isinstance(categories, dict) else list(categories.to_numpy())
         rows = _rows_of(item_ids, keys, "categories", "item")
         labels = [values[r] for r in rows]
+    present = [x for x in labels if not (x is None or (isinstance(x, float) and np.isnan(x)))]
+    if all(isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in present):
+        out = np.array([-1 if x is None or (isinstance(x, float) and np.isnan(x)) else int(x) for x in labels], dtype=np.int64)
+        out[out < 0] = -1
+        return out
     codes: dict[Any, int] = {}
     out = np.empty(len(labels), dtype=np.int64)
     for k, label in enumerate(labels):

@@ -148,6 +148,13 @@ class CompatibilityModel(Recommender):
             cats = categories if categories is not None else self._tensors().get("categories")
             if cats is None:
                 raise ValueError("category= needs categories (pass categories=, or fit with categories)")
+            if categories is None and not (isinstance(category, (int, np.integer)) and not isinstance(category, bool)):
+                # The model keeps integer codes: the integer labels given to fit as they were,
+                # other labels (strings) as codes of their own.
+                raise ValueError(
+                    f"category={category!r}: the model keeps the categories given to fit as integer codes; "
+                    "pass an integer code, or categories= (a label per item) to filter by label"
+                )
             cats = np.asarray(cats)
             if len(cats) != self.n_items:
                 raise ValueError(f"categories has {len(cats)} entries for {self.n_items} items")
