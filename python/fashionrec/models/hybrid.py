@@ -38,6 +38,10 @@ class HybridBPR(Recommender):
             and through its dense layers with the item features), for the items with a training
             interaction; cold and new items get the unknown code. ``item_features`` are then
             optional (the item tower is the id column alone).
+        item_feature_dropout: with ``item_id_column``, the probability that an item's row of
+            the item tower has its other columns masked while training (categorical ones to the
+            unknown code, continuous ones to their mean), so the id column learns to carry the
+            item alone and the features add to it; never while scoring.
         item_bias: learn a per-item bias (items' popularity), zero for unseen items.
         item_bias_init: ``"zero"`` or ``"log_popularity"``: the bias starts at
             ``ln(1 + training count)``, the full softmax's optimum when the towers carry
@@ -74,6 +78,7 @@ class HybridBPR(Recommender):
         dropout: float = 0.0,
         id_embeddings: bool = False,
         item_id_column: bool = True,
+        item_feature_dropout: float = 0.0,
         item_bias: bool = True,
         item_bias_init: Literal["zero", "log_popularity"] = "log_popularity",
         loss: Literal["bpr", "softmax", "full_softmax"] = "full_softmax",
@@ -96,6 +101,7 @@ class HybridBPR(Recommender):
             dropout=dropout,
             id_embeddings=id_embeddings,
             item_id_column=item_id_column,
+            item_feature_dropout=item_feature_dropout,
             item_bias=item_bias,
             item_bias_init=item_bias_init,
             loss=loss,
