@@ -61,7 +61,8 @@ pub struct HybridConfig {
     /// Which negatives: a pairwise sampler (`crate::sampling::negatives`), or "rated_below"
     /// (one of the user's items rated < `min_rating`; uniform for users without one).
     pub sampler: SamplerConfig,
-    /// L2 weight on the user and item vectors of each batch (mean over the batch).
+    /// L2 weight on the user and item vectors of each batch (mean over the batch); 0.01 by
+    /// default (chosen on the warm users of `benches/hybrid_cold_users.py`).
     pub reg: f64,
     /// The parameters returned are the mean of those after each step of the last
     /// `average_epochs` epochs (0: the last step's).
@@ -88,7 +89,7 @@ impl Default for HybridConfig {
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
             common: Common::new(4, 0.001, 1024),
-            reg: 0.0,
+            reg: 0.01,
             average_epochs: 1,
         }
     }
