@@ -17,8 +17,8 @@ class HybridBPR(Recommender):
     softmax (by default) or the BPR loss.
 
     The defaults (full softmax, item bias from log-popularity, the item id as an item-tower
-    column of its own, 4 epochs at lr 0.001, ``reg=0.01``, the parameters averaged over the
-    last epoch) were
+    column of its own, 6 epochs at lr 0.001, ``reg=0.01``, the parameters averaged over the
+    last 3 epochs) were
     chosen on the warm users of ``benches/hybrid_cold_users.py`` (MovieLens 100k cold users,
     genres passed as item features): see the model page for the figures.
 
@@ -89,11 +89,11 @@ class HybridBPR(Recommender):
         n_negatives: int = 1,
         min_rating: float = 4.0,
         sampler: str | dict[str, Any] = "uniform",
-        epochs: int = 4,
+        epochs: int = 6,
         lr: float = 0.001,
         batch_size: int = 1024,
         reg: float = 0.01,
-        average_epochs: int = 1,
+        average_epochs: int = 3,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,

@@ -88,9 +88,9 @@ impl Default for HybridConfig {
             n_negatives: 1,
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
-            common: Common::new(4, 0.001, 1024),
+            common: Common::new(6, 0.001, 1024),
             reg: 0.01,
-            average_epochs: 1,
+            average_epochs: 3,
         }
     }
 }
