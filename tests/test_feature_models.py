@@ -231,10 +231,32 @@ def test_hybrid_item_id_column_and_weight_averaging(taste):
     assert not np.allclose(with_items.item_vectors(), without_ids.item_vectors())
     with pytest.raises(ValueError, match="item_features"):
         fr.HybridBPR(**small, item_id_column=False).fit(train, user_features=u, progress=False)
-    # Averaging the last epoch's parameters (the default) against the last step's.
+    # Averaging the last epochs' parameters (the default: 3, so all 3 here) against the last step's.
     last_step = fr.HybridBPR(**small, average_epochs=0).fit(train, user_features=u, item_features=items, progress=False)
     averaged = with_items
-    assert averaged.get_params()["average_epochs"] == 1
+    assert averaged.get_params()["average_epochs"] == 3
     assert not np.allclose(averaged.item_vectors(), last_step.item_vectors())
     scores = averaged.score(test.user_ids, user_features=users.loc[test.user_ids])
     assert np.isfinite(scores).all()
+
+
+def test_hybrid_item_feature_dropout(taste, tmp_path):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=2, batch_size=256, device="cpu", seed=0)
+    plain = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
+    masked = fr.HybridBPR(**small, item_feature_dropout=0.5).fit(train, user_features=u, item_features=items, progress=False)
+    assert plain.get_params()["item_feature_dropout"] == 0.0
+    assert not np.allclose(plain.item_vectors(), masked.item_vectors())
+    # Scoring never masks: the same model scores the same twice, and after a save / load.
+    cold = users.loc[test.user_ids]
+    first = masked.score(test.user_ids, user_features=cold)
+    np.testing.assert_array_equal(first, masked.score(test.user_ids, user_features=cold))
+    masked.save(tmp_path / "m.safetensors")
+    again = fr.load(tmp_path / "m.safetensors")
+    assert again.get_params()["item_feature_dropout"] == 0.5
+    np.testing.assert_allclose(again.score(test.user_ids, user_features=cold), first, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="item_feature_dropout"):
+        fr.HybridBPR(item_feature_dropout=1.0).fit(train, user_features=u, item_features=items, progress=False)
+    with pytest.raises(ValueError, match="item_id_column"):
+        fr.HybridBPR(item_feature_dropout=0.2, item_id_column=False).fit(train, user_features=u, item_features=items, progress=False)

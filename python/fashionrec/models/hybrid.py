@@ -17,7 +17,8 @@ class HybridBPR(Recommender):
     softmax (by default) or the BPR loss.
 
     The defaults (full softmax, item bias from log-popularity, the item id as an item-tower
-    column of its own, 4 epochs at lr 0.001, the parameters averaged over the last epoch) were
+    column of its own, 6 epochs at lr 0.001, ``reg=0.01``, the parameters averaged over the
+    last 3 epochs) were
     chosen on the warm users of ``benches/hybrid_cold_users.py`` (MovieLens 100k cold users,
     genres passed as item features): see the model page for the figures.
 
@@ -38,6 +39,10 @@ class HybridBPR(Recommender):
             and through its dense layers with the item features), for the items with a training
             interaction; cold and new items get the unknown code. ``item_features`` are then
             optional (the item tower is the id column alone).
+        item_feature_dropout: with ``item_id_column``, the probability that an item's row of
+            the item tower has its other columns masked while training (categorical ones to the
+            unknown code, continuous ones to their mean), so the id column learns to carry the
+            item alone and the features add to it; never while scoring.
         item_bias: learn a per-item bias (items' popularity), zero for unseen items.
         item_bias_init: ``"zero"`` or ``"log_popularity"``: the bias starts at
             ``ln(1 + training count)``, the full softmax's optimum when the towers carry
@@ -60,8 +65,11 @@ class HybridBPR(Recommender):
         average_epochs: the parameters returned are the mean of the parameters after each step
             of the last ``average_epochs`` epochs (tail averaging; 0: the last step's). It smooths
             where the last batches left a single model.
-        epochs, lr, batch_size, reg, device, seed, threads: training settings (``reg`` is an
-            L2 weight on the tower outputs of each batch).
+        reg: an L2 weight on the tower outputs of each batch (the user vectors and the items'
+            vectors, mean over the batch; 0.01 by default: it keeps the towers near the
+            popularity start, and with genres passed it ranks cold users best on the warm users
+            of ``benches/hybrid_cold_users.py``).
+        epochs, lr, batch_size, device, seed, threads: training settings.
     """
 
     kind = "hybrid_bpr"
@@ -74,17 +82,18 @@ class HybridBPR(Recommender):
         dropout: float = 0.0,
         id_embeddings: bool = False,
         item_id_column: bool = True,
+        item_feature_dropout: float = 0.0,
         item_bias: bool = True,
         item_bias_init: Literal["zero", "log_popularity"] = "log_popularity",
         loss: Literal["bpr", "softmax", "full_softmax"] = "full_softmax",
         n_negatives: int = 1,
         min_rating: float = 4.0,
         sampler: str | dict[str, Any] = "uniform",
-        epochs: int = 4,
+        epochs: int = 6,
         lr: float = 0.001,
         batch_size: int = 1024,
-        reg: float = 0.0,
-        average_epochs: int = 1,
+        reg: float = 0.01,
+        average_epochs: int = 3,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,
@@ -96,6 +105,7 @@ class HybridBPR(Recommender):
             dropout=dropout,
             id_embeddings=id_embeddings,
             item_id_column=item_id_column,
+            item_feature_dropout=item_feature_dropout,
             item_bias=item_bias,
             item_bias_init=item_bias_init,
             loss=loss,

@@ -41,6 +41,11 @@ pub struct HybridConfig {
     /// its dense layers with the item features; the item tower alone without item features),
     /// for items with a training interaction; cold items get the unknown code.
     pub item_id_column: bool,
+    /// With `item_id_column`: the probability that a training row of the item tower has its
+    /// other columns masked (categorical ones to the unknown code, continuous ones to their
+    /// mean), so the id column learns to carry the item alone and the features add to it.
+    /// Never while scoring.
+    pub item_feature_dropout: f64,
     /// A learnt per-item bias.
     pub item_bias: bool,
     /// Its start: "zero", or "log_popularity" (ln(1 + training count): the full softmax's
@@ -56,7 +61,8 @@ pub struct HybridConfig {
     /// Which negatives: a pairwise sampler (`crate::sampling::negatives`), or "rated_below"
     /// (one of the user's items rated < `min_rating`; uniform for users without one).
     pub sampler: SamplerConfig,
-    /// L2 weight on the user and item vectors of each batch (mean over the batch).
+    /// L2 weight on the user and item vectors of each batch (mean over the batch); 0.01 by
+    /// default (chosen on the warm users of `benches/hybrid_cold_users.py`).
     pub reg: f64,
     /// The parameters returned are the mean of those after each step of the last
     /// `average_epochs` epochs (0: the last step's).
@@ -75,15 +81,16 @@ impl Default for HybridConfig {
             dropout: 0.0,
             id_embeddings: false,
             item_id_column: true,
+            item_feature_dropout: 0.0,
             item_bias: true,
             item_bias_init: "log_popularity".into(),
             loss: "full_softmax".into(),
             n_negatives: 1,
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
-            common: Common::new(4, 0.001, 1024),
-            reg: 0.0,
-            average_epochs: 1,
+            common: Common::new(6, 0.001, 1024),
+            reg: 0.01,
+            average_epochs: 3,
         }
     }
 }
@@ -96,6 +103,12 @@ impl HybridConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !(0.0..1.0).contains(&self.item_feature_dropout) {
+            return bad(format!("item_feature_dropout must be in [0, 1), got {}", self.item_feature_dropout));
+        }
+        if self.item_feature_dropout > 0.0 && !self.item_id_column {
+            return bad("item_feature_dropout masks the item features beside the item-id column: it needs item_id_column=True".into());
         }
         if !["bpr", "softmax", "full_softmax"].contains(&self.loss.as_str()) {
             return bad(format!("loss must be 'bpr', 'softmax' or 'full_softmax', not {:?}", self.loss));
@@ -129,12 +142,23 @@ impl HybridConfig {
 struct Tower {
     features: Option<Features>,
     ids: Option<Tensor>,
+    /// While training, the probability that a row's columns other than the last (the item-id
+    /// column) are masked: codes to unknown (0), continuous values to NaN (scaled to 0, the
+    /// mean). 0 on the user side.
+    feature_dropout: f64,
 }
 
 impl Tower {
     fn vectors(&self, idx: &Tensor, train: bool) -> Result<Tensor> {
         let from_features = match &self.features {
-            Some(f) => Some(f.embedder.embed(&f.codes.f_index_select(0, idx)?, Some(&f.cont.f_index_select(0, idx)?), train)?),
+            Some(f) => {
+                let mut codes = f.codes.f_index_select(0, idx)?;
+                let mut cont = f.cont.f_index_select(0, idx)?;
+                if train && self.feature_dropout > 0.0 {
+                    (codes, cont) = mask_rows(&codes, &cont, self.feature_dropout)?;
+                }
+                Some(f.embedder.embed(&codes, Some(&cont), train)?)
+            }
             None => None,
         };
         let from_ids = match &self.ids {
@@ -149,8 +173,30 @@ impl Tower {
     }
 
     fn shallow_clone(&self) -> Self {
-        Tower { features: self.features.as_ref().map(Features::shallow_clone), ids: self.ids.as_ref().map(Tensor::shallow_clone) }
+        Tower {
+            features: self.features.as_ref().map(Features::shallow_clone),
+            ids: self.ids.as_ref().map(Tensor::shallow_clone),
+            feature_dropout: self.feature_dropout,
+        }
     }
+}
+
+/// `codes` (B, c) and `cont` (B, k) with each row's columns but the last code (the item-id
+/// column) masked with probability `p`: codes to 0 (unknown), continuous values to NaN (the
+/// embedder scales NaN to 0, the mean).
+fn mask_rows(codes: &Tensor, cont: &Tensor, p: f64) -> Result<(Tensor, Tensor)> {
+    let b = codes.size()[0];
+    let drop = Tensor::f_rand([b, 1], (Kind::Float, codes.device()))?.f_lt(p)?;
+    let c = codes.size()[1];
+    let mut keep_col = vec![true; c as usize];
+    if let Some(last) = keep_col.last_mut() {
+        *last = false;
+    }
+    // (1, c): the columns a dropped row loses (all but the id column).
+    let masked_cols = Tensor::from_slice(&keep_col).f_to_device(codes.device())?.f_unsqueeze(0)?;
+    let codes = codes.f_masked_fill(&drop.f_logical_and(&masked_cols)?, 0)?;
+    let cont = if cont.size()[1] > 0 { cont.f_masked_fill(&drop, f64::NAN)? } else { cont.shallow_clone() };
+    Ok((codes, cont))
 }
 
 pub struct Params {
@@ -199,8 +245,8 @@ impl Params {
         let ids = |name: &str, n: usize| -> Result<Option<Tensor>> {
             Ok(if cfg.id_embeddings { Some(root.f_var(name, &[n as i64, d], ID_INIT)?) } else { None })
         };
-        let user = Tower { features: user_f, ids: ids("user_ids", n_users)? };
-        let item = Tower { features: item_f, ids: ids("item_ids", n_items)? };
+        let user = Tower { features: user_f, ids: ids("user_ids", n_users)?, feature_dropout: 0.0 };
+        let item = Tower { features: item_f, ids: ids("item_ids", n_items)?, feature_dropout: cfg.item_feature_dropout };
         let bias = if cfg.item_bias { Some(root.f_zeros("item_bias", &[n_items as i64])?) } else { None };
         drop(root);
         Ok(Params { store, user, item, bias, n_users, n_items, item_cache: None })
@@ -399,5 +445,44 @@ impl Spec for HybridBpr {
     fn user_vectors(_: &HybridConfig, p: &Params) -> Result<Tensor> {
         let idx = Tensor::f_arange(p.n_users as i64, (Kind::Int64, p.store.device()))?;
         p.user.vectors(&idx, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_feature_dropout_masks_whole_rows_but_the_id_column() {
+        tch::manual_seed(0);
+        let codes = Tensor::from_slice(&[3i64, 4, 7]).f_unsqueeze(0).unwrap().f_repeat([2000, 1]).unwrap();
+        let cont = Tensor::from_slice(&[1.5f32, -2.0]).f_unsqueeze(0).unwrap().f_repeat([2000, 1]).unwrap();
+        let (c, x) = mask_rows(&codes, &cont, 0.3).unwrap();
+        let c = Vec::<i64>::try_from(c.f_flatten(0, -1).unwrap()).unwrap();
+        let x = Vec::<f32>::try_from(x.f_flatten(0, -1).unwrap()).unwrap();
+        let mut dropped = 0;
+        for r in 0..2000 {
+            let (row, vals) = (&c[r * 3..r * 3 + 3], &x[r * 2..r * 2 + 2]);
+            assert_eq!(row[2], 7, "the id column is never masked");
+            if row[0] == 0 {
+                // A dropped row loses every other column, categorical and continuous.
+                assert_eq!(row[1], 0);
+                assert!(vals.iter().all(|v| v.is_nan()));
+                dropped += 1;
+            } else {
+                assert_eq!((row[0], row[1]), (3, 4));
+                assert_eq!(vals, &[1.5, -2.0]);
+            }
+        }
+        assert!((450..750).contains(&dropped), "{dropped} of 2000 rows dropped at p = 0.3");
+    }
+
+    #[test]
+    fn item_feature_dropout_is_checked() {
+        let ok = HybridConfig { item_feature_dropout: 0.5, ..Default::default() };
+        assert!(ok.validate().is_ok());
+        assert!(HybridConfig { item_feature_dropout: 1.0, ..Default::default() }.validate().is_err());
+        assert!(HybridConfig { item_feature_dropout: -0.1, ..Default::default() }.validate().is_err());
+        assert!(HybridConfig { item_feature_dropout: 0.5, item_id_column: false, ..Default::default() }.validate().is_err());
     }
 }
