@@ -39,6 +39,9 @@ import pytest
 
 import fashionrec as fr
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_world import VALUES_FOR, World  # noqa: E402
+
 MODULES = [fr, fr.io, fr.datasets, fr.evaluation, fr.split, fr.pairs, fr.plot, fr.testing, fr.images, fr.distributed]
 CHILD_HEADROOM = 3 << 30  # bytes of address space above what the child uses once the world is built
 CALL_SECONDS = 60  # a call running longer is a hang
@@ -242,9 +245,6 @@ def _child(tmp: Path, start: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from api_world import VALUES_FOR as values, World
-
-    globals()["VALUES_FOR"] = values
     where = tmp / f"world-{start}"
     where.mkdir()
     w = World(where)
@@ -377,8 +377,6 @@ def test_hostile_calls(outcomes):
     print("slowest calls:", [(r["id"], r.get("seconds")) for r in slow])
     assert not failures, f"{len(failures)} of {len(outcomes)} calls failed:\n" + "\n".join(failures)
 
-
-VALUES_FOR: dict[str, Callable] = {}
 
 if __name__ == "__main__":
     _child(Path(sys.argv[1]), int(sys.argv[2]))

@@ -103,20 +103,27 @@ def _bank(tmp_path, n_items: int) -> fr.ImageBank:
     return fr.ImageBank.from_files(paths, size=32, ids=np.arange(n_items), progress=False)
 
 
+def _side_data(how: dict, users, items, feats, pair_feats, images) -> dict:
+    """fit()'s side-data arguments for a CASES entry (`images`: makes the bank when needed)."""
+    if how.get("side"):
+        return dict(user_features=users, item_features=items)
+    if how.get("features"):
+        return dict(item_features=feats)
+    if how.get("pairs"):
+        return dict(item_features=pair_feats)
+    if how.get("images"):
+        return dict(images=images())
+    return {}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_resumed_fit_is_the_uninterrupted_fit(case, tmp_path):
     make, how = CASES[case]
     train, users, items, feats = _taste()
-    kwargs = {}
-    if how.get("side"):
-        kwargs = dict(user_features=users, item_features=items)
-    if how.get("features"):
-        kwargs = dict(item_features=feats)
+    pair_feats = None
     if how.get("pairs"):
         train, pair_feats = _pairs()
-        kwargs = dict(item_features=pair_feats)
-    if how.get("images"):
-        kwargs = dict(images=_bank(tmp_path, train.n_items))
+    kwargs = _side_data(how, users, items, feats, pair_feats, lambda: _bank(tmp_path, train.n_items))
 
     whole = make().fit(train, progress=False, **kwargs)
 
@@ -168,19 +175,14 @@ def test_cold_items_have_zero_learnt_item_parameters(case, tmp_path):
     rng = np.random.default_rng(5)
     items = pd.DataFrame({"half": rng.integers(0, 2, n + N_COLD).astype(np.float32)}, index=np.arange(n + N_COLD))
     feats = rng.normal(size=(n + N_COLD, 6)).astype(np.float32)
-    kwargs = {}
-    if how.get("side"):
-        kwargs = dict(user_features=users, item_features=items)
-    if how.get("features"):
-        kwargs = dict(item_features=feats)
+    pair_feats = None
     if how.get("pairs"):
         pairs, pair_feats = _pairs()
         m = pairs.n_items
         p = pairs.to_pandas()
         train = fr.Interactions.from_ids(p.iloc[:, 0], p.iloc[:, 1], user_ids=np.arange(m + N_COLD), item_ids=np.arange(m + N_COLD))
-        kwargs = dict(item_features=np.vstack([pair_feats, rng.normal(size=(N_COLD, pair_feats.shape[1])).astype(np.float32)]))
-    if how.get("images"):
-        kwargs = dict(images=_bank(tmp_path, train.n_items))
+        pair_feats = np.vstack([pair_feats, rng.normal(size=(N_COLD, pair_feats.shape[1])).astype(np.float32)])
+    kwargs = _side_data(how, users, items, feats, pair_feats, lambda: _bank(tmp_path, train.n_items))
     cold = np.flatnonzero(train.item_counts() == 0)
     assert len(cold) >= N_COLD
     model = make().fit(train, progress=False, **kwargs)

@@ -62,16 +62,21 @@ def _shown(value: Any) -> str:
 class _Rule:
     """What one annotation accepts: a check per union member; None when unchecked."""
 
-    def __init__(self, annotation: str, names: dict[str, Any]):
+    def __init__(self, annotation: str | list[ast.AST], names: dict[str, Any]):
+        """From an annotation's text, or (for a container's elements) the parsed nodes of a
+        union; an empty list accepts anything."""
         self.names = names  # the function's module globals, for aliases (IdType = Literal[...])
         self.members: list[tuple[str, Any]] = []
         self.open = False  # some member is not checked here: anything passes
         try:
-            tree = ast.parse(annotation, mode="eval").body
+            nodes = [ast.parse(annotation, mode="eval").body] if isinstance(annotation, str) else annotation
         except SyntaxError:
-            self.open = True
-            return
-        self._add(tree)
+            nodes = []
+        for node in nodes:
+            self._add(node)
+        self.open |= not nodes
+        if any(k == "PathLike" for k, _ in self.members):  # `str | os.PathLike`: a str is a path
+            self.members = [m for m in self.members if m[0] != "str"]
 
     def _add(self, node: ast.AST) -> None:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
@@ -91,16 +96,9 @@ class _Rule:
             self.members.append(("literal", tuple(values)))
         elif name in ("int", "float", "bool", "str", "PathLike"):
             self.members.append((name, None))
-        elif name in ("Sequence", "list", "tuple") and isinstance(node, ast.Subscript):
-            inner = _Rule.__new__(_Rule)
-            inner.names, inner.members, inner.open = self.names, [], False
-            for elt in node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]:
-                inner._add(elt)
-            self.members.append(("sequence", inner))
-        elif name in ("Sequence", "list", "tuple"):  # bare: any sequence
-            inner = _Rule.__new__(_Rule)
-            inner.names, inner.members, inner.open = self.names, [], True
-            self.members.append(("sequence", inner))
+        elif name in ("Sequence", "list", "tuple"):  # the elements' rule (bare: any elements)
+            elts = [] if not isinstance(node, ast.Subscript) else node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            self.members.append(("sequence", _Rule(elts, self.names)))
         elif name == "Iterable":
             self.members.append(("iterable", None))
         elif name in ("Callable", "EpochCallback"):
@@ -121,8 +119,6 @@ class _Rule:
     def check(self, where: str, param: str, value: Any) -> None:
         if self.open or not self.members:
             return
-        if any(k == "PathLike" for k, _ in self.members):  # `str | os.PathLike`: a str is a path
-            self.members = [m for m in self.members if m[0] != "str"]
         problems = []
         for kind, arg in self.members:
             problem = _CHECKS[kind](param, value, arg)

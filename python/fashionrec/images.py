@@ -184,7 +184,7 @@ class ImageBank:
                 filter=filter,
                 on_error=on_error,
                 cache=None if path in (None, False) else os.fspath(path),
-                threads=0 if workers is None else _workers(workers),
+                threads=0 if workers is None else int(workers),
                 progress=report,
                 reduce=bool(reduce),
                 max_pixels=limit,
@@ -364,16 +364,6 @@ def _size(size: int | tuple[int, int], name: str = "size") -> tuple[int, int]:
     if max(h, w) > 1 << 31:
         raise ValueError(f"{name}={size!r} is too large (images above max_pixels are refused)")
     return h, w
-
-
-def _workers(workers: int) -> int:
-    if not 0 <= workers <= MAX_WORKERS:
-        raise ValueError(f"workers must be between 0 (one per core) and {MAX_WORKERS}, got {workers}")
-    return int(workers)
-
-
-#: The most decoding threads `workers` may ask for (the core's limit on threads).
-MAX_WORKERS = 1024
 
 
 def _max_pixels(max_pixels: int | None) -> int:

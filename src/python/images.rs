@@ -79,6 +79,8 @@ impl PyImageBank {
         reduce: bool,
         max_pixels: u64,
     ) -> PyResult<(Self, &'static str, Option<String>)> {
+        // The core's limit, under the name Python users pass it by.
+        crate::limits::check_threads("workers", threads)?;
         let spec = BankSpec { height, width, filter: filter.parse()?, reduce };
         let on_error: OnError = on_error.parse()?;
         let src = source.inner.clone();
