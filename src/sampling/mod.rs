@@ -1,5 +1,6 @@
 //! Negative sampling for pairwise and sampled losses, seeded and parallel.
 
+pub mod ahead;
 pub mod negatives;
 pub mod rng;
 pub mod triples;

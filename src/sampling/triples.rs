@@ -70,19 +70,19 @@ impl crate::train::Shard for TripleBatch {
 }
 
 pub struct TripleSampler<'a> {
-    data: &'a Interactions,
+    pub(super) data: &'a Interactions,
     /// User of each stored interaction, so a positive is one draw.
-    owner: Vec<u32>,
+    pub(super) owner: Vec<u32>,
     n_neg: usize,
     /// Candidates the batch carries per negative slot.
     n_cand: usize,
-    dist: Distribution,
+    pub(super) dist: Distribution,
     /// `"cosine"`: unit-norm item feature rows; each slot keeps, of `n` drawn candidates, the
     /// one most similar to the positive.
-    cosine: Option<Cosine>,
+    pub(super) cosine: Option<Cosine>,
 }
 
-struct Cosine {
+pub(super) struct Cosine {
     rows: Vec<f32>,
     dim: usize,
     n: usize,
@@ -262,14 +262,28 @@ impl<'a> TripleSampler<'a> {
     /// One item that is not in `row` (the user's sorted positives).
     #[inline(always)]
     fn negative(&self, rng: &mut Rng, row: &[u32], pos: usize) -> u32 {
-        let n_items = self.data.n_items() as u64;
-        let mut attempt = 0;
+        self.negative_after(rng, row, pos, 0)
+    }
+
+    /// [`negative`](Self::negative) once `attempt` draws were rejected.
+    #[inline(always)]
+    pub(super) fn negative_after(&self, rng: &mut Rng, row: &[u32], pos: usize, mut attempt: usize) -> u32 {
         loop {
-            let j = if self.dist.fallback(attempt) { below(rng, n_items) as u32 } else { self.dist.draw(rng, pos, attempt) };
+            let j = self.negative_draw(rng, pos, attempt);
             if row.binary_search(&j).is_err() {
                 return j;
             }
             attempt += 1;
+        }
+    }
+
+    /// Draw number `attempt` for a negative of positive `pos`, before rejection.
+    #[inline(always)]
+    pub(super) fn negative_draw(&self, rng: &mut Rng, pos: usize, attempt: usize) -> u32 {
+        if self.dist.fallback(attempt) {
+            below(rng, self.data.n_items() as u64) as u32
+        } else {
+            self.dist.draw(rng, pos, attempt)
         }
     }
 }

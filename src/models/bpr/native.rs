@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::BprConfig;
 use crate::error::Result;
 use crate::models::factors::{FactorHandles, Factors};
+use crate::sampling::ahead::{prefetch, RowPrefetch};
 use crate::sampling::warp_weight;
 use crate::sampling::{Choice, TripleBatch, TripleSampler};
 use crate::tensors::cpu_f32_ptr;
@@ -36,27 +37,19 @@ impl SharedRows {
         let qj = std::slice::from_raw_parts(self.items.add(j * d), d);
         *self.bias.add(j) + pu.iter().zip(qj).map(|(a, b)| a * b).sum::<f32>()
     }
-
-    /// Hint the CPU to fetch the rows of triple (u, i, j) into cache.
-    #[inline(always)]
-    fn prefetch(&self, (u, i, j): (usize, usize, usize)) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let bytes = self.dim * 4;
-            for p in [self.users.wrapping_add(u * self.dim), self.items.wrapping_add(i * self.dim), self.items.wrapping_add(j * self.dim)] {
-                let p = p as *const i8;
-                // SAFETY: prefetching is a hint; it never faults, even out of bounds.
-                (0..bytes).step_by(64).for_each(|off| unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T0) });
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (u, i, j);
-    }
 }
 
-/// Triples drawn ahead of the one being trained, so their rows are in cache when needed.
-const PREFETCH_AHEAD: usize = 4;
+impl RowPrefetch for SharedRows {
+    #[inline(always)]
+    fn user(&self, u: usize) {
+        prefetch(self.users.wrapping_add(u * self.dim), self.dim * 4);
+    }
+    #[inline(always)]
+    fn item(&self, i: usize) {
+        prefetch(self.items.wrapping_add(i * self.dim), self.dim * 4);
+        prefetch(self.bias.wrapping_add(i), 4);
+    }
+}
 
 /// Samples per rayon task when training from a filled batch.
 const NATIVE_CHUNK: usize = 1024;
@@ -208,8 +201,9 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
         if let Choice::Warp { margin } = self.choice {
             return self.warp_fused(sampler, size, seed, batch_index, margin);
         }
-        if sampler.n_candidates() > 1 {
-            // Best of n: the model picks among candidates; no prefetch ring.
+        if !sampler.draws_ahead() {
+            // Best of n (the model picks among candidates) or negatives that depend on the
+            // positive: a filled batch.
             sampler.fill(batch, size, seed, batch_index);
             return self.step(batch);
         }
@@ -218,33 +212,12 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
         let loss: f64 = TripleSampler::chunks(size)
             .map(|(chunk, len)| {
                 let mut rng = sampler.chunk_rng(seed, batch_index, chunk);
-                let mut neg = [0i64; 1];
-                let mut draw = |rng: &mut _| {
-                    let (u, i) = sampler.draw(rng, &mut neg);
-                    (u, i, neg[0] as usize)
-                };
-                // Triples are drawn PREFETCH_AHEAD ahead of the update (in order) and their rows
-                // fetched meanwhile: the update waits on memory more than on arithmetic.
-                let ahead = PREFETCH_AHEAD.min(len);
-                let mut ring = [(0usize, 0usize, 0usize); PREFETCH_AHEAD];
-                for slot in ring.iter_mut().take(ahead) {
-                    *slot = draw(&mut rng);
-                    rows.prefetch(*slot);
-                }
                 let mut loss = 0f64;
-                for k in 0..len {
-                    let (u, i, j) = ring[k % PREFETCH_AHEAD];
-                    if k + ahead < len {
-                        let next = draw(&mut rng);
-                        rows.prefetch(next);
-                        ring[k % PREFETCH_AHEAD] = next;
-                    }
-                    // SAFETY: indices come from the sampler over this model's shapes, with the
-                    // negative never a positive of the user (so never equal to i); the
-                    // pointers are live for the step (see `_params`). Concurrent writes to one
-                    // row from two threads are the Hogwild race, accepted by design.
-                    loss += unsafe { kernel(rows, u, i, j, lr, reg, breg, 1.0) };
-                }
+                // SAFETY: indices come from the sampler over this model's shapes, with the
+                // negative never a positive of the user (so never equal to i); the pointers are
+                // live for the step (see `_params`). Concurrent writes to one row from two
+                // threads are the Hogwild race, accepted by design.
+                sampler.draw_ahead(&mut rng, len, &rows, |u, i, j| loss += unsafe { kernel(rows, u, i, j, lr, reg, breg, 1.0) });
                 loss
             })
             .sum();
@@ -363,30 +336,45 @@ mod tests {
         assert!((bias[1] - (b0[1] + lr * (-z - breg * b0[1]))).abs() < 1e-7);
     }
 
+    /// The pipelined draws (see `crate::sampling::ahead`) are `fill`'s, rejections included:
+    /// 50 items for users with up to ~20 of them reject many drawn negatives.
     #[test]
     fn fused_sampling_draws_the_triples_fill_draws() {
         use crate::data::synthetic::{synthetic, SyntheticConfig};
+        use crate::sampling::SamplerConfig;
         let data = synthetic(&SyntheticConfig { n_users: 60, n_items: 50, ..Default::default() }).unwrap();
-        let sampler = TripleSampler::new(&data, 1).unwrap();
-        let cfg = BprConfig { factors: 8, ..Default::default() };
+        // Dense enough that a first draw is rejected in about one sample in ten.
+        assert!(data.nnz() as f64 / (60.0 * 50.0) > 0.1, "{}", data.nnz());
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let run = |fused: bool| {
-            let p = Factors::random(60, 50, 8, 0.1, 3, Device::Cpu).unwrap();
-            let mut step = NativeSgd::new(&p, &cfg).unwrap();
-            let mut batch = TripleBatch::default();
-            pool.install(|| {
-                if fused {
-                    step.sample_and_step(&sampler, &mut batch, 3000, 7, 2).unwrap();
-                } else {
-                    sampler.fill(&mut batch, 3000, 7, 2);
-                    step.step(&batch).unwrap();
-                }
-            });
-            (crate::tensors::to_vec_f32(&p.items).unwrap(), step.take_loss().unwrap())
-        };
-        let (a, la) = run(true);
-        let (b, lb) = run(false);
-        assert_eq!(a, b);
-        assert_eq!(la, lb);
+        for kind in ["uniform", "popularity", "category"] {
+            let sampler_cfg = SamplerConfig { kind: kind.into(), ..Default::default() };
+            let side = crate::data::SideInfo {
+                categories: Some(std::sync::Arc::new((0..50).map(|i| i % 3).collect())),
+                ..Default::default()
+            };
+            let sampler = TripleSampler::with_config(&data, 1, &sampler_cfg, &side).unwrap();
+            assert_eq!(sampler.draws_ahead(), kind != "category");
+            let cfg = BprConfig { factors: 8, sampler: sampler_cfg, ..Default::default() };
+            for size in [3000, 7] {
+                let run = |fused: bool| {
+                    let p = Factors::random(60, 50, 8, 0.1, 3, Device::Cpu).unwrap();
+                    let mut step = NativeSgd::new(&p, &cfg).unwrap();
+                    let mut batch = TripleBatch::default();
+                    pool.install(|| {
+                        if fused {
+                            step.sample_and_step(&sampler, &mut batch, size, 7, 2).unwrap();
+                        } else {
+                            sampler.fill(&mut batch, size, 7, 2);
+                            step.step(&batch).unwrap();
+                        }
+                    });
+                    (crate::tensors::to_vec_f32(&p.items).unwrap(), step.take_loss().unwrap())
+                };
+                let (a, la) = run(true);
+                let (b, lb) = run(false);
+                assert_eq!(a, b, "{kind}, {size} samples");
+                assert_eq!(la, lb, "{kind}, {size} samples");
+            }
+        }
     }
 }

@@ -1,0 +1,154 @@
+//! Triples drawn ahead of their use, with the memory each one touches requested early.
+//!
+//! Drawing a positive is a chain of dependent random reads: the interaction's entry (user and
+//! item), the user's row offsets, then the user's sorted items to reject a negative. Each is a
+//! cache miss on data sets larger than the cache, and a kernel that draws a triple and then
+//! uses it waits for every one in turn (BPR's native kernel spent most of its time there). Here
+//! sample `k + AHEAD_ENTRY` is drawn while sample `k` is trained, and each later read is issued
+//! a few samples before it is needed (a software pipeline), so the misses of many samples
+//! overlap.
+//!
+//! The draws are the very ones [`TripleSampler::fill`] makes, in the same order. The catch is the
+//! rejection of a negative that is a positive of the user: it needs the user's items, which are
+//! read only later, and a rejected draw takes more numbers from the generator, moving every
+//! later draw. So a negative is drawn assuming it is accepted, with the generator's state kept;
+//! when it turns out rejected (about |row| / n_items of the samples), the generator goes back to
+//! that state, the negative is redrawn as `fill` would, and the samples already drawn after it
+//! are drawn again.
+
+use super::negatives::Distribution;
+use super::rng::{below, Rng};
+use super::triples::TripleSampler;
+
+/// Samples between drawing a triple (and requesting its interaction entry) and training it.
+const AHEAD_ENTRY: usize = 12;
+/// ... and reading its entry (then requesting the user's offsets and factor rows).
+const AHEAD_USER: usize = 8;
+/// ... and reading the user's offsets (then requesting the user's items).
+const AHEAD_ROW: usize = 4;
+/// Slots in flight: a power of two above AHEAD_ENTRY.
+const RING: usize = 16;
+/// Cache lines of a user's items requested ahead (the rejection's binary search reads a few
+/// of them; 4 lines hold 64 items, more than most users have).
+const ROW_LINES: usize = 4;
+
+/// Requests `bytes` from `p` into cache. A hint: it never faults, so `p` may be anything.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = p as *const i8;
+        // SAFETY: prefetching is a hint; it never faults, even out of bounds.
+        (0..bytes.max(1)).step_by(64).for_each(|off| unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T0) });
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
+}
+
+/// The rows a kernel reads for a triple, requested into cache when the triple's user or items
+/// become known.
+pub trait RowPrefetch {
+    fn user(&self, u: usize);
+    fn item(&self, i: usize);
+}
+
+/// A sample on its way through the pipeline.
+#[derive(Clone)]
+struct Slot {
+    /// The interaction drawn (index into the entries).
+    entry: usize,
+    /// The negative drawn assuming it is accepted, and the generator just after it.
+    neg: u32,
+    after: Rng,
+    user: usize,
+    pos: usize,
+    /// The user's items are `indices[lo..hi]`.
+    lo: usize,
+    hi: usize,
+}
+
+impl TripleSampler<'_> {
+    /// Whether [`draw_ahead`](Self::draw_ahead) can run: one negative per sample, drawn from a
+    /// distribution that does not depend on the positive (uniform or popularity), so it can be
+    /// drawn before the positive is read.
+    pub fn draws_ahead(&self) -> bool {
+        self.n_negatives() == 1
+            && self.n_candidates() == 1
+            && self.cosine.is_none()
+            && matches!(self.dist, Distribution::Uniform { .. } | Distribution::Popularity(_))
+    }
+
+    /// Calls `train(user, positive, negative)` for `len` triples drawn from `rng`: the triples
+    /// [`fill`](Self::fill) draws from the same generator, in the same order (see the module's
+    /// comment), with their memory and `rows` requested ahead. Only where
+    /// [`draws_ahead`](Self::draws_ahead) holds.
+    pub fn draw_ahead(&self, rng: &mut Rng, len: usize, rows: &impl RowPrefetch, mut train: impl FnMut(usize, usize, usize)) {
+        debug_assert!(self.draws_ahead());
+        let csr = self.data.by_user();
+        let (owner, indices, indptr) = (&self.owner[..], &csr.indices[..], &csr.indptr[..]);
+        let entries = owner.len() as u64;
+        // Stage 1: draw the entry and the negative; request the entry and the negative's row.
+        let draw = |rng: &mut Rng| {
+            let entry = below(rng, entries) as usize;
+            let neg = self.negative_draw(rng, 0, 0);
+            prefetch(owner.as_ptr().wrapping_add(entry), 4);
+            prefetch(indices.as_ptr().wrapping_add(entry), 4);
+            rows.item(neg as usize);
+            Slot { entry, neg, after: rng.clone(), user: 0, pos: 0, lo: 0, hi: 0 }
+        };
+        // Stage 2: read the entry; request the user's offsets and the user's and positive's rows.
+        let read_entry = |s: &mut Slot| {
+            s.user = owner[s.entry] as usize;
+            s.pos = indices[s.entry] as usize;
+            prefetch(indptr.as_ptr().wrapping_add(s.user), 16);
+            rows.user(s.user);
+            rows.item(s.pos);
+        };
+        // Stage 3: read the offsets; request the user's items.
+        let read_row = |s: &mut Slot| {
+            (s.lo, s.hi) = (indptr[s.user], indptr[s.user + 1]);
+            prefetch(indices.as_ptr().wrapping_add(s.lo), ((s.hi - s.lo) * 4).min(ROW_LINES * 64));
+        };
+        let empty = Slot { entry: 0, neg: 0, after: rng.clone(), user: 0, pos: 0, lo: 0, hi: 0 };
+        let mut ring = vec![empty; RING];
+        // Draws samples `from..` as far ahead as the pipeline holds them when sample `next` is
+        // the next to train, each through the stages it would have passed by then.
+        let refill = |ring: &mut [Slot], rng: &mut Rng, next: usize, from: usize| {
+            for m in from..len.min(next + AHEAD_ENTRY + 1) {
+                let mut s = draw(rng);
+                if m <= next + AHEAD_USER {
+                    read_entry(&mut s);
+                }
+                if m <= next + AHEAD_ROW {
+                    read_row(&mut s);
+                }
+                ring[m % RING] = s;
+            }
+        };
+        refill(&mut ring, rng, 0, 0);
+        for k in 0..len {
+            let s = &ring[k % RING];
+            let row = &indices[s.lo..s.hi];
+            if row.binary_search(&s.neg).is_ok() {
+                // Rejected: redraw as `fill` would, then redraw the samples drawn after it.
+                *rng = s.after.clone();
+                let (user, pos) = (s.user, s.pos);
+                let neg = self.negative_after(rng, row, pos, 1);
+                train(user, pos, neg as usize);
+                refill(&mut ring, rng, k + 1, k + 1);
+                continue;
+            }
+            train(s.user, s.pos, s.neg as usize);
+            if k + AHEAD_ENTRY + 1 < len {
+                ring[(k + AHEAD_ENTRY + 1) % RING] = draw(rng);
+            }
+            if k + AHEAD_USER + 1 < len {
+                read_entry(&mut ring[(k + AHEAD_USER + 1) % RING]);
+            }
+            if k + AHEAD_ROW + 1 < len {
+                read_row(&mut ring[(k + AHEAD_ROW + 1) % RING]);
+            }
+        }
+    }
+}
