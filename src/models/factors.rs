@@ -89,9 +89,14 @@ impl Factors {
         Ok(Self::from_tensors(u, i, b, device))
     }
 
-    /// The per-item tables (item factors and bias), for [`super::core::Spec::item_tables`].
+    /// The item factors, for [`super::core::Spec::item_tables`] (cold items' zeroed).
     pub fn item_tables(&self) -> Vec<Tensor> {
-        vec![self.items.shallow_clone(), self.item_bias.shallow_clone()]
+        vec![self.items.shallow_clone()]
+    }
+
+    /// The item bias, for [`super::core::Spec::item_bias`] (cold items' set to the lowest).
+    pub fn item_bias(&self) -> Option<Tensor> {
+        Some(self.item_bias.shallow_clone())
     }
 
     pub fn dim(&self) -> usize {

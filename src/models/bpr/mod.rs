@@ -174,6 +174,10 @@ impl Spec for Bpr {
         p.item_tables()
     }
 
+    fn item_bias(p: &Factors) -> Option<Tensor> {
+        p.item_bias()
+    }
+
     fn store(p: &Factors) -> &ParamStore {
         &p.store
     }

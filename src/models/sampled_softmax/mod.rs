@@ -164,6 +164,10 @@ impl Spec for SampledSoftmax {
         p.item_tables()
     }
 
+    fn item_bias(p: &Factors) -> Option<Tensor> {
+        p.item_bias()
+    }
+
     fn store(p: &Factors) -> &ParamStore {
         &p.store
     }

@@ -222,6 +222,10 @@ impl Spec for Triplet {
         p.item_tables()
     }
 
+    fn item_bias(p: &Factors) -> Option<Tensor> {
+        p.item_bias()
+    }
+
     fn store(p: &Factors) -> &ParamStore {
         &p.store
     }
