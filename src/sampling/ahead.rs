@@ -1,36 +1,33 @@
 //! Triples drawn ahead of their use, with the memory each one touches requested early.
 //!
-//! Drawing a positive is a chain of dependent random reads: the interaction's entry (user and
-//! item), the user's row offsets, then the user's sorted items to reject a negative. Each is a
-//! cache miss on data sets larger than the cache, and a kernel that draws a triple and then
-//! uses it waits for every one in turn (BPR's native kernel spent most of its time there). Here
-//! sample `k + AHEAD_ENTRY` is drawn while sample `k` is trained, and each later read is issued
-//! a few samples before it is needed (a software pipeline), so the misses of many samples
-//! overlap.
+//! Drawing a triple is a chain of dependent random reads: the interaction's entry (user and
+//! item), then, to reject a negative that is a positive of the user, the user's row offsets and
+//! the user's sorted items. Each is a cache miss on data sets larger than the cache, and a
+//! kernel that draws a triple and then uses it waits for every one in turn (BPR's native kernel
+//! spent most of its time there). Here sample `k + AHEAD_ENTRY` is drawn while sample `k` is
+//! trained, and each later read is issued a few samples before it is needed (a software
+//! pipeline), so the misses of many samples overlap; the rejection test asks a Bloom filter of
+//! the training pairs first (one line, see [`super::pair_filter`]) and reads the user's items
+//! only on its rare "maybe".
 //!
 //! The draws are the very ones [`TripleSampler::fill`] makes, in the same order. The catch is the
-//! rejection of a negative that is a positive of the user: it needs the user's items, which are
-//! read only later, and a rejected draw takes more numbers from the generator, moving every
-//! later draw. So a negative is drawn assuming it is accepted, with the generator's state kept;
-//! when it turns out rejected (about |row| / n_items of the samples), the generator goes back to
-//! that state, the negative is redrawn as `fill` would, and the samples already drawn after it
-//! are drawn again.
+//! rejection: it is known only after the user is read, and a rejected draw takes more numbers
+//! from the generator, moving every later draw. So a negative is drawn assuming it is accepted,
+//! with the generator's state kept; when it turns out rejected (about |row| / n_items of the
+//! samples), the generator goes back to that state, the negative is redrawn as `fill` would,
+//! and the samples already drawn after it are drawn again.
 
 use super::negatives::Distribution;
+use super::pair_filter::PairFilter;
 use super::rng::{below, Rng};
 use super::triples::TripleSampler;
 
 /// Samples between drawing a triple (and requesting its interaction entry) and training it.
 const AHEAD_ENTRY: usize = 12;
-/// ... and reading its entry (then requesting the user's offsets and factor rows).
-const AHEAD_USER: usize = 8;
-/// ... and reading the user's offsets (then requesting the user's items).
-const AHEAD_ROW: usize = 4;
+/// ... and reading its entry (then requesting the user's factor rows and the filter's line).
+const AHEAD_USER: usize = 6;
 /// Slots in flight: a power of two above AHEAD_ENTRY.
 const RING: usize = 16;
-/// Cache lines of a user's items requested ahead (the rejection's binary search reads a few
-/// of them; 4 lines hold 64 items, more than most users have).
-const ROW_LINES: usize = 4;
 
 /// Requests `bytes` from `p` into cache. A hint: it never faults, so `p` may be anything.
 #[inline(always)]
@@ -63,12 +60,14 @@ struct Slot {
     after: Rng,
     user: usize,
     pos: usize,
-    /// The user's items are `indices[lo..hi]`.
-    lo: usize,
-    hi: usize,
 }
 
 impl TripleSampler<'_> {
+    /// The filter of this sampler's (user, item) pairs, for [`draw_ahead`](Self::draw_ahead).
+    pub fn pair_filter(&self) -> crate::error::Result<PairFilter> {
+        PairFilter::new(self.data)
+    }
+
     /// Whether [`draw_ahead`](Self::draw_ahead) can run: one negative per sample, drawn from a
     /// distribution that does not depend on the positive (uniform or popularity), so it can be
     /// drawn before the positive is read.
@@ -81,36 +80,30 @@ impl TripleSampler<'_> {
 
     /// Calls `train(user, positive, negative)` for `len` triples drawn from `rng`: the triples
     /// [`fill`](Self::fill) draws from the same generator, in the same order (see the module's
-    /// comment), with their memory and `rows` requested ahead. Only where
-    /// [`draws_ahead`](Self::draws_ahead) holds.
-    pub fn draw_ahead(&self, rng: &mut Rng, len: usize, rows: &impl RowPrefetch, mut train: impl FnMut(usize, usize, usize)) {
+    /// comment), with their memory and `rows` requested ahead. `filter` holds this sampler's
+    /// pairs. Only where [`draws_ahead`](Self::draws_ahead) holds.
+    #[inline(always)]
+    pub fn draw_ahead(&self, filter: &PairFilter, rng: &mut Rng, len: usize, rows: &impl RowPrefetch, mut train: impl FnMut(usize, usize, usize)) {
         debug_assert!(self.draws_ahead());
         let csr = self.data.by_user();
-        let (owner, indices, indptr) = (&self.owner[..], &csr.indices[..], &csr.indptr[..]);
-        let entries = owner.len() as u64;
+        let entries = &self.entries[..];
         // Stage 1: draw the entry and the negative; request the entry and the negative's row.
         let draw = |rng: &mut Rng| {
-            let entry = below(rng, entries) as usize;
+            let entry = below(rng, entries.len() as u64) as usize;
             let neg = self.negative_draw(rng, 0, 0);
-            prefetch(owner.as_ptr().wrapping_add(entry), 4);
-            prefetch(indices.as_ptr().wrapping_add(entry), 4);
+            prefetch(entries.as_ptr().wrapping_add(entry), 8);
             rows.item(neg as usize);
-            Slot { entry, neg, after: rng.clone(), user: 0, pos: 0, lo: 0, hi: 0 }
+            Slot { entry, neg, after: rng.clone(), user: 0, pos: 0 }
         };
-        // Stage 2: read the entry; request the user's offsets and the user's and positive's rows.
+        // Stage 2: read the entry; request the user's and the positive's rows and the filter's
+        // line for (user, negative).
         let read_entry = |s: &mut Slot| {
-            s.user = owner[s.entry] as usize;
-            s.pos = indices[s.entry] as usize;
-            prefetch(indptr.as_ptr().wrapping_add(s.user), 16);
+            [s.user, s.pos] = entries[s.entry].map(|x| x as usize);
             rows.user(s.user);
             rows.item(s.pos);
+            filter.prefetch(s.user, s.neg);
         };
-        // Stage 3: read the offsets; request the user's items.
-        let read_row = |s: &mut Slot| {
-            (s.lo, s.hi) = (indptr[s.user], indptr[s.user + 1]);
-            prefetch(indices.as_ptr().wrapping_add(s.lo), ((s.hi - s.lo) * 4).min(ROW_LINES * 64));
-        };
-        let empty = Slot { entry: 0, neg: 0, after: rng.clone(), user: 0, pos: 0, lo: 0, hi: 0 };
+        let empty = Slot { entry: 0, neg: 0, after: rng.clone(), user: 0, pos: 0 };
         let mut ring = vec![empty; RING];
         // Draws samples `from..` as far ahead as the pipeline holds them when sample `next` is
         // the next to train, each through the stages it would have passed by then.
@@ -120,24 +113,25 @@ impl TripleSampler<'_> {
                 if m <= next + AHEAD_USER {
                     read_entry(&mut s);
                 }
-                if m <= next + AHEAD_ROW {
-                    read_row(&mut s);
-                }
                 ring[m % RING] = s;
             }
         };
         refill(&mut ring, rng, 0, 0);
         for k in 0..len {
             let s = &ring[k % RING];
-            let row = &indices[s.lo..s.hi];
-            if row.binary_search(&s.neg).is_ok() {
-                // Rejected: redraw as `fill` would, then redraw the samples drawn after it.
-                *rng = s.after.clone();
-                let (user, pos) = (s.user, s.pos);
-                let neg = self.negative_after(rng, row, pos, 1);
-                train(user, pos, neg as usize);
-                refill(&mut ring, rng, k + 1, k + 1);
-                continue;
+            // The filter's "no" is certain; its "maybe" (a positive, or ~1% of the others) is
+            // settled in the user's row.
+            if filter.may_contain(s.user, s.neg) {
+                let row = csr.row(s.user);
+                if row.binary_search(&s.neg).is_ok() {
+                    // Rejected: redraw as `fill` would, then redraw the samples drawn after it.
+                    *rng = s.after.clone();
+                    let (user, pos) = (s.user, s.pos);
+                    let neg = self.negative_after(rng, row, pos, 1);
+                    train(user, pos, neg as usize);
+                    refill(&mut ring, rng, k + 1, k + 1);
+                    continue;
+                }
             }
             train(s.user, s.pos, s.neg as usize);
             if k + AHEAD_ENTRY + 1 < len {
@@ -145,9 +139,6 @@ impl TripleSampler<'_> {
             }
             if k + AHEAD_USER + 1 < len {
                 read_entry(&mut ring[(k + AHEAD_USER + 1) % RING]);
-            }
-            if k + AHEAD_ROW + 1 < len {
-                read_row(&mut ring[(k + AHEAD_ROW + 1) % RING]);
             }
         }
     }

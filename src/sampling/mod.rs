@@ -2,6 +2,7 @@
 
 pub mod ahead;
 pub mod negatives;
+pub mod pair_filter;
 pub mod rng;
 pub mod triples;
 

@@ -71,8 +71,8 @@ impl crate::train::Shard for TripleBatch {
 
 pub struct TripleSampler<'a> {
     pub(super) data: &'a Interactions,
-    /// User of each stored interaction, so a positive is one draw.
-    pub(super) owner: Vec<u32>,
+    /// (user, item) of each stored interaction, so a positive is one draw and one cache line.
+    pub(super) entries: Vec<[u32; 2]>,
     n_neg: usize,
     /// Candidates the batch carries per negative slot.
     n_cand: usize,
@@ -149,7 +149,7 @@ impl<'a> TripleSampler<'a> {
         };
         Ok(TripleSampler {
             data,
-            owner: data.by_user().row_of_entries(),
+            entries: data.by_user().row_of_entries().into_par_iter().zip(&data.by_user().indices).map(|(u, &i)| [u, i]).collect(),
             n_neg: n_negatives,
             n_cand: config.candidates(),
             dist,
@@ -173,7 +173,7 @@ impl<'a> TripleSampler<'a> {
 
     /// Number of positives in one epoch (one pass over the interactions, in expectation).
     pub fn epoch_len(&self) -> usize {
-        self.owner.len()
+        self.entries.len()
     }
 
     /// Fill `batch` with `size` triples: batch `batch_index` of `seed`.
@@ -220,10 +220,8 @@ impl<'a> TripleSampler<'a> {
     #[inline(always)]
     pub fn draw(&self, rng: &mut Rng, negs: &mut [i64]) -> (usize, usize) {
         let csr = self.data.by_user();
-        let e = below(rng, self.owner.len() as u64) as usize;
-        let u = self.owner[e] as usize;
+        let [u, pos] = self.entries[below(rng, self.entries.len() as u64) as usize].map(|x| x as usize);
         let row = csr.row(u);
-        let pos = csr.indices[e] as usize;
         match &self.cosine {
             None => negs.iter_mut().for_each(|slot| *slot = self.negative(rng, row, pos) as i64),
             Some(c) => {
@@ -248,9 +246,8 @@ impl<'a> TripleSampler<'a> {
     #[inline(always)]
     pub fn draw_positive(&self, rng: &mut Rng) -> (usize, usize, &[u32]) {
         let csr = self.data.by_user();
-        let e = below(rng, self.owner.len() as u64) as usize;
-        let u = self.owner[e] as usize;
-        (u, csr.indices[e] as usize, csr.row(u))
+        let [u, pos] = self.entries[below(rng, self.entries.len() as u64) as usize].map(|x| x as usize);
+        (u, pos, csr.row(u))
     }
 
     /// One negative candidate for the positive `pos` of the user whose items are `row`.

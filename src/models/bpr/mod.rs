@@ -164,7 +164,7 @@ impl Spec for Bpr {
     fn train(c: &BprConfig, p: &Factors, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
         let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
         let mut step: Box<dyn BatchStep<TripleSampler<'_>> + '_> = match c.resolve()?.0 {
-            Backend::Native => Box::new(NativeSgd::new(p, c)?),
+            Backend::Native => Box::new(NativeSgd::new(p, c, &sampler)?),
             Backend::Torch => Box::new(torch_step(p, c, train.n_items())?),
         };
         ctx.run(step.as_mut(), &sampler, &|u| p.score_block(&Tensor::from_slice(u).f_to_device(p.device())?))

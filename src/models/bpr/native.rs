@@ -8,6 +8,8 @@ use crate::error::Result;
 use crate::models::factors::{FactorHandles, Factors};
 use crate::sampling::ahead::{prefetch, RowPrefetch};
 use crate::sampling::warp_weight;
+use crate::sampling::pair_filter::PairFilter;
+use crate::sampling::rng::Rng;
 use crate::sampling::{Choice, TripleBatch, TripleSampler};
 use crate::tensors::cpu_f32_ptr;
 use crate::train::BatchStep;
@@ -61,20 +63,24 @@ pub(super) struct NativeSgd<'a> {
     loss: f64,
     choice: Choice,
     n_items: usize,
+    /// The training pairs, for drawing ahead (see `crate::sampling::ahead`).
+    filter: Option<PairFilter>,
     // Handles on the parameter tensors keep the memory behind `rows` alive.
     _params: FactorHandles,
 }
 
 impl<'a> NativeSgd<'a> {
-    pub(super) fn new(p: &Factors, cfg: &'a BprConfig) -> Result<Self> {
+    /// The step of a fit over `sampler`'s data (the one `sample_and_step` is given).
+    pub(super) fn new(p: &Factors, cfg: &'a BprConfig, sampler: &TripleSampler<'_>) -> Result<Self> {
         let h = p.handles();
+        let filter = if sampler.draws_ahead() { Some(sampler.pair_filter()?) } else { None };
         let rows = SharedRows {
             users: cpu_f32_ptr(&h.users, "user factors")?,
             items: cpu_f32_ptr(&h.items, "item factors")?,
             bias: cpu_f32_ptr(&h.item_bias, "item bias")?,
             dim: p.dim(),
         };
-        Ok(NativeSgd { rows, cfg, lr: cfg.common.lr as f32, loss: 0.0, choice: cfg.sampler.choice(), n_items: p.n_items(), _params: h })
+        Ok(NativeSgd { rows, cfg, lr: cfg.common.lr as f32, loss: 0.0, choice: cfg.sampler.choice(), n_items: p.n_items(), filter, _params: h })
     }
 }
 
@@ -201,24 +207,19 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
         if let Choice::Warp { margin } = self.choice {
             return self.warp_fused(sampler, size, seed, batch_index, margin);
         }
-        if !sampler.draws_ahead() {
+        let Some(filter) = &self.filter else {
             // Best of n (the model picks among candidates) or negatives that depend on the
             // positive: a filled batch.
             sampler.fill(batch, size, seed, batch_index);
             return self.step(batch);
-        }
-        let (rows, lr, reg, breg) = (self.rows, self.lr, self.cfg.reg as f32, self.cfg.bias_reg as f32);
-        let kernel = select_kernel();
+        };
+        let update = Update { rows: self.rows, lr: self.lr, reg: self.cfg.reg as f32, breg: self.cfg.bias_reg as f32 };
+        let chunk_loop = select_chunk_loop();
         let loss: f64 = TripleSampler::chunks(size)
             .map(|(chunk, len)| {
                 let mut rng = sampler.chunk_rng(seed, batch_index, chunk);
-                let mut loss = 0f64;
-                // SAFETY: indices come from the sampler over this model's shapes, with the
-                // negative never a positive of the user (so never equal to i); the pointers are
-                // live for the step (see `_params`). Concurrent writes to one row from two
-                // threads are the Hogwild race, accepted by design.
-                sampler.draw_ahead(&mut rng, len, &rows, |u, i, j| loss += unsafe { kernel(rows, u, i, j, lr, reg, breg, 1.0) });
-                loss
+                // SAFETY: see `train_drawn_ahead`.
+                unsafe { chunk_loop(sampler, filter, &mut rng, len, update) }
             })
             .sum();
         self.loss += loss;
@@ -228,6 +229,49 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
     fn take_loss(&mut self) -> Result<f64> {
         Ok(std::mem::take(&mut self.loss))
     }
+}
+
+/// The settings of one SGD update.
+#[derive(Clone, Copy)]
+struct Update {
+    rows: SharedRows,
+    lr: f32,
+    reg: f32,
+    breg: f32,
+}
+
+type ChunkLoop = unsafe fn(&TripleSampler<'_>, &PairFilter, &mut Rng, usize, Update) -> f64;
+
+/// Trains `len` triples drawn ahead from `rng` (see `crate::sampling::ahead`); the chunk's loss.
+///
+/// # Safety
+/// `update.rows` are the live parameters of a model over the sampler's data. Indices come from
+/// the sampler over this model's shapes, with the negative never a positive of the user (so
+/// never equal to i). Concurrent writes to one row from two threads are the Hogwild race,
+/// accepted by design.
+#[inline(always)]
+unsafe fn train_drawn_ahead(sampler: &TripleSampler<'_>, filter: &PairFilter, rng: &mut Rng, len: usize, up: Update) -> f64 {
+    let mut loss = 0f64;
+    sampler.draw_ahead(filter, rng, len, &up.rows, |u, i, j| loss += unsafe { sgd_update(up.rows, u, i, j, up.lr, up.reg, up.breg, 1.0) });
+    loss
+}
+
+/// The chunk loop compiled whole for AVX2+FMA: the update inlined into the sampling
+/// pipeline, no call per sample.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn train_drawn_ahead_avx2(sampler: &TripleSampler<'_>, filter: &PairFilter, rng: &mut Rng, len: usize, up: Update) -> f64 {
+    train_drawn_ahead(sampler, filter, rng, len, up)
+}
+
+fn select_chunk_loop() -> ChunkLoop {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return train_drawn_ahead_avx2;
+        }
+    }
+    train_drawn_ahead
 }
 
 type Kernel = unsafe fn(SharedRows, usize, usize, usize, f32, f32, f32, f32) -> f64;
@@ -358,7 +402,7 @@ mod tests {
             for size in [3000, 7] {
                 let run = |fused: bool| {
                     let p = Factors::random(60, 50, 8, 0.1, 3, Device::Cpu).unwrap();
-                    let mut step = NativeSgd::new(&p, &cfg).unwrap();
+                    let mut step = NativeSgd::new(&p, &cfg, &sampler).unwrap();
                     let mut batch = TripleBatch::default();
                     pool.install(|| {
                         if fused {
