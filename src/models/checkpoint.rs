@@ -2,18 +2,18 @@
 //! in its metadata the model kind, its JSON configuration and its training history. Loading
 //! gives back exactly the same scores and raw ids.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
 use serde_json::{json, Value};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{create, Recommender};
 use crate::data::{IdMap, IdMaps};
 use crate::error::{Error, Result};
+use crate::nets::weights::Owned;
 use crate::train::EpochLog;
 
 const FORMAT: &str = "fashionrec";
@@ -90,52 +90,12 @@ const IDS_PREFIX: &str = "__ids__.";
 /// Metadata key of the CRC-32 over the tensors and the other metadata (see [`checksum`]).
 const CHECKSUM: &str = "checksum";
 
-struct Owned {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl View for &Owned {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
-fn owned(t: &Tensor) -> Result<Owned> {
-    let t = t.detach().to_device(Device::Cpu).contiguous();
-    let dtype = match t.kind() {
-        Kind::Float => Dtype::F32,
-        Kind::Double => Dtype::F64,
-        Kind::Int64 => Dtype::I64,
-        Kind::Uint8 => Dtype::U8,
-        k => return Err(Error::state(format!("cannot save a tensor of kind {k:?}"))),
-    };
-    let numel = t.numel();
-    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-    t.copy_data_u8(&mut data, numel);
-    Ok(Owned { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
-}
-
-fn bytes_owned(dtype: Dtype, shape: Vec<usize>, data: Vec<u8>) -> Owned {
-    Owned { dtype, shape, data }
-}
-
 fn encode_ids(name: &str, map: &IdMap, out: &mut Vec<(String, Owned)>) -> serde_json::Value {
     match map {
         IdMap::Range(n) => json!({"kind": "range", "n": n}),
         IdMap::Int { ids, .. } => {
             let data = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
-            out.push((format!("{IDS_PREFIX}{name}"), bytes_owned(Dtype::I64, vec![ids.len()], data)));
+            out.push((format!("{IDS_PREFIX}{name}"), Owned::new(Dtype::I64, vec![ids.len()], data)));
             json!({"kind": "int"})
         }
         IdMap::Str { ids, .. } => {
@@ -147,8 +107,8 @@ fn encode_ids(name: &str, map: &IdMap, out: &mut Vec<(String, Owned)>) -> serde_
                 offsets.push(bytes.len() as i64);
             }
             let off = offsets.iter().flat_map(|v| v.to_le_bytes()).collect();
-            out.push((format!("{IDS_PREFIX}{name}.offsets"), bytes_owned(Dtype::I64, vec![offsets.len()], off)));
-            out.push((format!("{IDS_PREFIX}{name}.bytes"), bytes_owned(Dtype::U8, vec![bytes.len()], bytes)));
+            out.push((format!("{IDS_PREFIX}{name}.offsets"), Owned::new(Dtype::I64, vec![offsets.len()], off)));
+            out.push((format!("{IDS_PREFIX}{name}.bytes"), Owned::new(Dtype::U8, vec![bytes.len()], bytes)));
             json!({"kind": "str"})
         }
     }
@@ -159,7 +119,7 @@ pub fn save(model: &dyn Recommender, path: &Path) -> Result<()> {
     let ids = model.ids().ok_or_else(|| super::not_fitted(model.kind()))?;
     let mut tensors: Vec<(String, Owned)> = Vec::new();
     for (name, t) in model.state()? {
-        tensors.push((name, owned(&t)?));
+        tensors.push((name, Owned::of(&t, "a tensor")?));
     }
     let id_info = json!({
         "users": encode_ids("users", &ids.users, &mut tensors),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use super::core::{checked, Common, FitCtx, ParamStore, Spec};
+use super::core::{checked, Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
 use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -54,20 +54,25 @@ impl Default for CompatibilityConfig {
     }
 }
 
-impl CompatibilityConfig {
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for CompatibilityConfig {
+    fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("factors", self.factors), ("n_negatives", self.n_negatives)] {
-            if v == 0 {
-                return bad(format!("{name} must be at least 1"));
-            }
-        }
+        super::bpr::check_counts(&[("factors", self.factors), ("n_negatives", self.n_negatives)])?;
         super::bpr::check_weights(&[("reg", self.reg, false)])?;
         if !["euclidean", "inner"].contains(&self.distance.as_str()) {
             return bad(format!("distance must be 'euclidean' or 'inner', not {:?}", self.distance));
         }
         self.sampler.validate_kinds(&["uniform", "category"])?;
         Ok(())
+    }
+
+    fn needs(&self) -> SideNeeds {
+        let categories = if self.sampler.needs_categories() { Need::Required } else { Need::Optional };
+        SideNeeds { item_features: Need::Required, categories, ..Default::default() }
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
     }
 }
 
@@ -166,6 +171,13 @@ pub struct CompatParams {
     features: Option<Tensor>,
 }
 
+/// No learnt per-item table: an item's style comes from its features.
+impl ModelParams for CompatParams {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+}
+
 impl CompatParams {
     /// A StyleNet sharing the parameters (the step takes one, scoring keeps this one).
     fn net_view(&self) -> StyleNet {
@@ -203,23 +215,8 @@ impl Compatibility {
 }
 
 impl Spec for Compatibility {
-    const KIND: &'static str = "compatibility";
-    const NAME: &'static str = "CompatibilityModel";
     type Config = CompatibilityConfig;
     type Params = CompatParams;
-
-    fn common(c: &CompatibilityConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &CompatibilityConfig) -> Result<()> {
-        c.validate()
-    }
-
-    fn needs(c: &CompatibilityConfig) -> SideNeeds {
-        let categories = if c.sampler.needs_categories() { Need::Required } else { Need::Optional };
-        SideNeeds { item_features: Need::Required, categories, ..Default::default() }
-    }
 
     fn build(c: &CompatibilityConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<CompatParams> {
         check_item_pairs(train)?;
@@ -276,10 +273,6 @@ impl Spec for Compatibility {
         p.store.set_buffer(STYLE_QUERY, query);
         p.store.set_buffer(STYLE_PARTNER, partner);
         Ok(())
-    }
-
-    fn store(p: &CompatParams) -> &ParamStore {
-        &p.store
     }
 
     fn restore(c: &CompatibilityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<CompatParams> {

@@ -7,7 +7,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use super::core::{checked, ParamStore};
+use super::core::{checked, ModelParams, ParamStore};
 use crate::data::Interactions;
 use crate::error::{Error, Result};
 use crate::limits;
@@ -44,6 +44,22 @@ pub struct FactorHandles {
 pub const USERS: &str = "user_factors";
 pub const ITEMS: &str = "item_factors";
 pub const ITEM_BIAS: &str = "item_bias";
+
+impl ModelParams for Factors {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The item factors (cold items' zeroed).
+    fn item_tables(&self) -> Vec<Tensor> {
+        vec![self.items.shallow_clone()]
+    }
+
+    /// The item bias (cold items' set to the lowest trained one).
+    fn item_bias(&self) -> Option<Tensor> {
+        Some(self.item_bias.shallow_clone())
+    }
+}
 
 impl Factors {
     /// N(0, std^2) factors and zero biases, drawn per row from seeded streams (so the same
@@ -87,16 +103,6 @@ impl Factors {
         let i = checked(state, ITEMS, &[ni, d], Kind::Float)?;
         let b = checked(state, ITEM_BIAS, &[ni], Kind::Float)?;
         Ok(Self::from_tensors(u, i, b, device))
-    }
-
-    /// The item factors, for [`super::core::Spec::item_tables`] (cold items' zeroed).
-    pub fn item_tables(&self) -> Vec<Tensor> {
-        vec![self.items.shallow_clone()]
-    }
-
-    /// The item bias, for [`super::core::Spec::item_bias`] (cold items' set to the lowest).
-    pub fn item_bias(&self) -> Option<Tensor> {
-        Some(self.item_bias.shallow_clone())
     }
 
     pub fn dim(&self) -> usize {

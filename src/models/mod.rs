@@ -151,9 +151,18 @@ impl<S: core::Spec> Registered for core::Model<S> {
     }
 }
 
-/// The one list of model kinds: [`create`], [`KINDS`] and [`default_config`] come from it.
+/// The one list of models, with their names: each `Spec` with its registry name (in model
+/// files and checkpoints, `create`) and the name users know (in messages), then the models
+/// that are not a `Spec`. [`create`], [`KINDS`] and [`default_config`] come from it.
 macro_rules! registry {
-    ($($model:ty),* $(,)?) => {
+    ($($spec:ty => ($kind:literal, $name:literal)),* ; $($other:ty),* $(,)?) => {
+        $(impl core::Named for $spec {
+            const KIND: &'static str = $kind;
+            const NAME: &'static str = $name;
+        })*
+        registry!(@list $(core::Model<$spec>,)* $($other,)*);
+    };
+    (@list $($model:ty,)*) => {
         /// Registry names accepted by [`create`].
         pub const KINDS: &[&str] = &[$(<$model as Registered>::KIND),*];
 
@@ -176,15 +185,15 @@ macro_rules! registry {
 }
 
 registry!(
-    core::Model<bpr::Bpr>,
-    core::Model<popularity::Popularity>,
-    core::Model<hybrid::HybridBpr>,
-    core::Model<triplet::Triplet>,
-    core::Model<triplet::DeepTriplet>,
-    core::Model<dvbpr::Dvbpr>,
-    core::Model<vbpr::Vbpr>,
-    core::Model<compatibility::Compatibility>,
-    core::Model<sampled_softmax::SampledSoftmax>,
+    bpr::Bpr => ("bpr", "BPR"),
+    popularity::Popularity => ("popularity", "Popularity"),
+    hybrid::HybridBpr => ("hybrid_bpr", "HybridBPR"),
+    triplet::Triplet => ("triplet", "TripletModel"),
+    triplet::DeepTriplet => ("deep_triplet", "DeepTripletModel"),
+    dvbpr::Dvbpr => ("dvbpr", "DVBPR"),
+    vbpr::Vbpr => ("vbpr", "VBPR"),
+    compatibility::Compatibility => ("compatibility", "CompatibilityModel"),
+    sampled_softmax::SampledSoftmax => ("sampled_softmax", "SampledSoftmax");
     ensemble::Ensemble,
 );
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::core::{checked, FitCtx, ParamStore, Spec};
+use super::core::{checked, Common, FitCtx, ModelConfig, ParamStore, Spec};
 use crate::data::{Interactions, SideInfo};
 use crate::error::Result;
 use crate::train::FitReport;
@@ -13,21 +13,22 @@ use crate::train::FitReport;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PopularityConfig {}
 
+/// Nothing to set: no training settings, no side data.
+impl ModelConfig for PopularityConfig {
+    fn common(&self) -> Option<&Common> {
+        None
+    }
+}
+
 const COUNTS: &str = "item_counts";
 
 pub struct Popularity;
 
 impl Spec for Popularity {
-    const KIND: &'static str = "popularity";
-    const NAME: &'static str = "Popularity";
     const PER_USER_STATE: bool = false;
     type Config = PopularityConfig;
     /// The item counts, as a buffer.
     type Params = ParamStore;
-
-    fn common(_: &PopularityConfig) -> Option<&super::core::Common> {
-        None
-    }
 
     fn build(_: &PopularityConfig, train: &Interactions, _: &SideInfo, _: Device) -> Result<ParamStore> {
         let counts: Vec<f32> = train.item_counts().into_iter().map(|c| c as f32).collect();
@@ -39,10 +40,6 @@ impl Spec for Popularity {
     /// Counting is the training: there are no epochs, so no validation metrics are logged.
     fn train(_: &PopularityConfig, _: &ParamStore, _: &Interactions, _: &SideInfo, _: FitCtx<'_>) -> Result<FitReport> {
         Ok(FitReport::default())
-    }
-
-    fn store(p: &ParamStore) -> &ParamStore {
-        p
     }
 
     fn restore(_: &PopularityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, _: Device) -> Result<ParamStore> {

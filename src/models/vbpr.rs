@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::core::{checked, zero_cold_items, Common, FitCtx, ParamStore, Spec};
+use super::core::{checked, zero_cold_items, Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
 use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -55,14 +55,10 @@ impl Default for VbprConfig {
     }
 }
 
-impl VbprConfig {
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for VbprConfig {
+    fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("factors", self.factors), ("visual_factors", self.visual_factors)] {
-            if v == 0 {
-                return bad(format!("{name} must be at least 1"));
-            }
-        }
+        super::bpr::check_counts(&[("factors", self.factors), ("visual_factors", self.visual_factors)])?;
         super::bpr::check_weights(&[
             ("init_std", self.init_std, true),
             ("reg", self.reg, false),
@@ -73,6 +69,14 @@ impl VbprConfig {
             return bad(format!("optimizer must be 'adam' or 'sgd', not {:?}", self.optimizer));
         }
         self.sampler.validate()
+    }
+
+    fn needs(&self) -> SideNeeds {
+        SideNeeds { item_features: Need::Required, ..self.sampler.side_needs() }
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
     }
 }
 
@@ -154,6 +158,17 @@ pub struct VbprParams {
     p: Params,
 }
 
+impl ModelParams for VbprParams {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// gamma_i and b_i: a cold item has no collaborative part.
+    fn item_tables(&self) -> Vec<Tensor> {
+        vec![self.p.gamma_i.shallow_clone(), self.p.bias.shallow_clone()]
+    }
+}
+
 const FEATURES: &str = "item_features";
 
 /// VBPR: the model.
@@ -187,22 +202,8 @@ impl Vbpr {
 }
 
 impl Spec for Vbpr {
-    const KIND: &'static str = "vbpr";
-    const NAME: &'static str = "VBPR";
     type Config = VbprConfig;
     type Params = VbprParams;
-
-    fn common(c: &VbprConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &VbprConfig) -> Result<()> {
-        c.validate()
-    }
-
-    fn needs(c: &VbprConfig) -> SideNeeds {
-        SideNeeds { item_features: Need::Required, ..c.sampler.side_needs() }
-    }
 
     fn build(c: &VbprConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<VbprParams> {
         let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("VBPR needs item_features="))?;
@@ -230,18 +231,9 @@ impl Spec for Vbpr {
         let device = params.store.device();
         // Validation scores cold items as the fitted model will (the core zeroes them at the end).
         ctx.run(&mut step, &sampler, &|u| {
-            zero_cold_items(&Self::item_tables(params), train)?;
+            zero_cold_items(&params.item_tables(), train)?;
             view.scores(&Tensor::from_slice(u).f_to_device(device)?)
         })
-    }
-
-    /// gamma_i and b_i: a cold item has no collaborative part.
-    fn item_tables(params: &VbprParams) -> Vec<Tensor> {
-        vec![params.p.gamma_i.shallow_clone(), params.p.bias.shallow_clone()]
-    }
-
-    fn store(params: &VbprParams) -> &ParamStore {
-        &params.store
     }
 
     fn restore(c: &VbprConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<VbprParams> {

@@ -43,10 +43,35 @@ pub fn read(path: &Path) -> Result<Named> {
     Ok(Named { tensors, metadata: header.metadata().clone().unwrap_or_default() })
 }
 
-struct Owned {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// A tensor's bytes on the CPU as safetensors writes them: these weights files, model files
+/// and checkpoints (models/checkpoint.rs).
+pub(crate) struct Owned {
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<u8>,
+}
+
+impl Owned {
+    pub(crate) fn new(dtype: Dtype, shape: Vec<usize>, data: Vec<u8>) -> Self {
+        Owned { dtype, shape, data }
+    }
+
+    /// A copy of `t` (any device) in float32, float64, int64 or uint8; `what` names it in the
+    /// error for any other kind.
+    pub(crate) fn of(t: &Tensor, what: &str) -> Result<Self> {
+        let t = t.detach().to_device(Device::Cpu).contiguous();
+        let dtype = match t.kind() {
+            Kind::Float => Dtype::F32,
+            Kind::Double => Dtype::F64,
+            Kind::Int64 => Dtype::I64,
+            Kind::Uint8 => Dtype::U8,
+            k => return Err(Error::state(format!("cannot save {what} of kind {k:?}"))),
+        };
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel)?;
+        Ok(Owned { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+    }
 }
 
 impl View for &Owned {
@@ -64,22 +89,12 @@ impl View for &Owned {
     }
 }
 
-/// Write `tensors` (float32 / int64 / uint8, any device) and `metadata` to `path`, through a
+/// Write `tensors` (float32 / float64 / int64 / uint8, any device) and `metadata` to `path`, through a
 /// temporary name, so a failed write never leaves a file that looks complete.
 pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
     let mut owned = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let t = t.detach().to_device(Device::Cpu).contiguous();
-        let dtype = match t.kind() {
-            Kind::Float => Dtype::F32,
-            Kind::Int64 => Dtype::I64,
-            Kind::Uint8 => Dtype::U8,
-            k => return Err(Error::state(format!("cannot save tensor '{name}' of kind {k:?}"))),
-        };
-        let numel = t.numel();
-        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-        t.f_copy_data_u8(&mut data, numel)?;
-        owned.push((name.clone(), Owned { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data }));
+        owned.push((name.clone(), Owned::of(t, &format!("tensor '{name}'"))?));
     }
     let views = owned.iter().map(|(n, o)| (n.as_str(), o));
     crate::io::replace_with(path, |tmp| {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
 
 use numpy::{PyArray1, PyArray2, PyArray4, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -11,17 +10,15 @@ use pyo3::types::PyDict;
 use tch::nn::ModuleT;
 use tch::{Device, Tensor};
 
-use super::guarded;
+use super::{fit_observer, guarded};
 use super::images::PyImageBank;
 use crate::error::Error;
 use crate::models::cae::{Autoencoder, CaeConfig};
 use crate::nets::inception::InceptionV3;
 use crate::nets::towers::read_inception_weights;
 use crate::tensors::{parse_device, to_vec_f32};
-use crate::train::{Control, EpochLog, Event};
+use crate::train::EpochLog;
 
-/// How often a running fit reports progress to Python (and checks for Ctrl-C).
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 #[pyclass(name = "ConvAutoencoder", module = "fashionrec._core")]
 pub struct PyConvAutoencoder {
@@ -41,52 +38,8 @@ impl PyConvAutoencoder {
     }
 }
 
-/// The training events as the dicts `fashionrec._progress.FitProgress` takes; Ctrl-C and a
-/// callback's exception stop training and are kept in `pending`.
-fn observer<'a>(callback: &'a Option<PyObject>, pending: &'a mut Option<PyErr>) -> impl FnMut(&Event<'_>) -> Control + 'a {
-    let mut last = Instant::now();
-    move |ev: &Event<'_>| {
-        if matches!(ev, Event::Progress { .. }) && last.elapsed() < PROGRESS_EVERY {
-            return Control::Continue;
-        }
-        last = Instant::now();
-        Python::with_gil(|py| {
-            if let Err(e) = py.check_signals() {
-                *pending = Some(e);
-                return Control::Stop;
-            }
-            let Some(cb) = callback else { return Control::Continue };
-            let d = PyDict::new(py);
-            let filled = match ev {
-                Event::Progress { epoch, samples, total } => d
-                    .set_item("event", "progress")
-                    .and(d.set_item("epoch", epoch))
-                    .and(d.set_item("samples", samples))
-                    .and(d.set_item("total", total)),
-                Event::EpochEnd(log) => d
-                    .set_item("event", "epoch")
-                    .and(d.set_item("epoch", log.epoch))
-                    .and(d.set_item("loss", log.loss))
-                    .and(d.set_item("seconds", log.seconds)),
-            };
-            match filled.and_then(|_| cb.call1(py, (d,))) {
-                Ok(ret) => match super::callback_stops(ret.bind(py)) {
-                    Ok(true) => Control::Stop,
-                    Ok(false) => Control::Continue,
-                    Err(e) => {
-                        *pending = Some(e);
-                        Control::Stop
-                    }
-                },
-                Err(e) => {
-                    *pending = Some(e);
-                    Control::Stop
-                }
-            }
-        })
-    }
-}
-
+/// Epoch logs as dicts {"epoch", "loss", "seconds", "val_..."} (the validation metrics, when
+/// the fit had validation data): a model's, its pretraining's, the autoencoder's.
 pub(crate) fn history_dicts<'py>(py: Python<'py>, history: &[EpochLog]) -> PyResult<Vec<Bound<'py, PyDict>>> {
     history
         .iter()
@@ -95,6 +48,9 @@ pub(crate) fn history_dicts<'py>(py: Python<'py>, history: &[EpochLog]) -> PyRes
             d.set_item("epoch", h.epoch)?;
             d.set_item("loss", h.loss)?;
             d.set_item("seconds", h.seconds)?;
+            for (k, v) in &h.metrics {
+                d.set_item(k, v)?;
+            }
             Ok(d)
         })
         .collect()
@@ -137,7 +93,7 @@ impl PyConvAutoencoder {
         let mut guard = self.lock()?;
         let mut pending = None;
         let report = {
-            let mut obs = observer(&callback, &mut pending);
+            let mut obs = fit_observer(&callback, &mut pending);
             let model: &mut Autoencoder = &mut guard;
             py.allow_threads(|| guarded(|| model.fit(&bank, &mut obs)))
         };

@@ -12,18 +12,68 @@ mod model;
 mod side;
 mod tabular;
 
+use std::time::{Duration, Instant};
+
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 // `guarded` is the core's (tested there by `cargo test`, which builds no bindings).
 pub(crate) use crate::error::guarded;
 use crate::error::Error;
 use crate::metrics::{EvalOptions, Metric};
+use crate::train::{Control, Event};
 
 /// Parsed metric names and options of an evaluation.
 pub(crate) fn metric_options(metrics: &[String], sampled_negatives: usize, seed: u64) -> crate::Result<(Vec<Metric>, EvalOptions)> {
     let parsed = metrics.iter().map(|m| m.parse()).collect::<crate::Result<_>>()?;
     Ok((parsed, EvalOptions { sampled_negatives, seed }))
+}
+
+/// How often a running fit reports progress to Python (and checks for Ctrl-C).
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// The observer of a fit called from Python (`_core.Model.fit`, `_core.ConvAutoencoder.fit`):
+/// the training events as the dicts `fashionrec._progress.FitProgress` takes, progress at most
+/// every [`PROGRESS_EVERY`]. Ctrl-C stops training; a callback's exception is kept in
+/// `pending` and fails the fit (the caller raises it).
+pub(crate) fn fit_observer<'a>(callback: &'a Option<PyObject>, pending: &'a mut Option<PyErr>) -> impl FnMut(&Event<'_>) -> Control + 'a {
+    let mut last = Instant::now();
+    move |ev: &Event<'_>| {
+        if matches!(ev, Event::Progress { .. }) && last.elapsed() < PROGRESS_EVERY {
+            return Control::Continue;
+        }
+        last = Instant::now();
+        Python::with_gil(|py| {
+            if let Err(e) = py.check_signals() {
+                *pending = Some(e);
+                return Control::Stop;
+            }
+            let Some(cb) = callback else { return Control::Continue };
+            let d = PyDict::new(py);
+            let filled = match ev {
+                Event::Progress { epoch, samples, total } => d
+                    .set_item("event", "progress")
+                    .and(d.set_item("epoch", epoch))
+                    .and(d.set_item("samples", samples))
+                    .and(d.set_item("total", total)),
+                Event::EpochEnd(log) => d
+                    .set_item("event", "epoch")
+                    .and(d.set_item("epoch", log.epoch))
+                    .and(d.set_item("loss", log.loss))
+                    .and(d.set_item("seconds", log.seconds))
+                    .and(log.metrics.iter().try_for_each(|(k, v)| d.set_item(k, v))),
+            };
+            match filled.and_then(|_| cb.call1(py, (d,))).and_then(|ret| callback_stops(ret.bind(py))) {
+                Ok(true) => Control::Stop,
+                Ok(false) => Control::Continue,
+                Err(e) => {
+                    *pending = Some(e);
+                    Control::Fail
+                }
+            }
+        })
+    }
 }
 
 /// The longest message an exception carries: a bound even where a message quotes input that

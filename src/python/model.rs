@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
-use std::time::{Duration, Instant};
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -12,7 +11,7 @@ use tch::Tensor;
 use super::cae::{history_dicts, PyConvAutoencoder};
 use super::interactions::{ids_to_py, index_of, PyInteractions};
 use super::side::{PyFeatureTable, PySideInfo};
-use super::{guarded, metric_options};
+use super::{fit_observer, guarded, metric_options};
 use crate::data::SideInfo;
 use crate::error::Error;
 use crate::metrics::Validation;
@@ -22,7 +21,6 @@ use crate::models::ensemble::Ensemble;
 use crate::models::{checkpoint, create, FitOptions, Recommender};
 use super::distributed::PyCollective;
 use crate::train::distributed::ProcessGroup;
-use crate::train::{Control, Event};
 
 /// A copy of member `k` of the ensemble in `shared` (a function, so a closure captures the
 /// `Sync` wrapper whole, not the model inside it).
@@ -32,9 +30,6 @@ fn member_of(shared: &Shared, k: usize) -> crate::Result<Box<dyn Recommender>> {
         None => Err(Error::invalid(format!("a {} model has no members", shared.0.kind()))),
     }
 }
-
-/// How often a running fit reports progress to Python (and checks for Ctrl-C).
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// A core model shared between Python threads.
 pub struct Shared(pub Box<dyn Recommender>);
@@ -74,6 +69,15 @@ impl PyModel {
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
             Err(TryLockError::WouldBlock) => Err(busy()),
         }
+    }
+
+    /// What `compute` makes of the model (under the read lock, the GIL released), as a new
+    /// numpy array.
+    fn computed<'py>(&self, py: Python<'py>, compute: impl FnOnce(&dyn Recommender) -> crate::Result<Tensor> + Send) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let guard = self.read()?;
+        let model: &Shared = &guard;
+        let t = py.allow_threads(move || guarded(|| compute(model.0.as_ref())))?;
+        to_numpy2(py, t)
     }
 }
 
@@ -196,50 +200,11 @@ impl PyModel {
         // refused at once, never queued behind the first.
         let mut guard = self.write().map_err(|_| fit_refused())?;
         let mut pending: Option<PyErr> = None;
-        let mut last = Instant::now();
-        let mut observer = |ev: &Event<'_>| -> Control {
-            if matches!(ev, Event::Progress { .. }) && last.elapsed() < PROGRESS_EVERY {
-                return Control::Continue;
-            }
-            last = Instant::now();
-            Python::with_gil(|py| {
-                if let Err(e) = py.check_signals() {
-                    pending = Some(e);
-                    return Control::Stop;
-                }
-                let Some(cb) = &callback else { return Control::Continue };
-                let d = PyDict::new(py);
-                let filled = match ev {
-                    Event::Progress { epoch, samples, total } => d
-                        .set_item("event", "progress")
-                        .and(d.set_item("epoch", epoch))
-                        .and(d.set_item("samples", samples))
-                        .and(d.set_item("total", total)),
-                    Event::EpochEnd(log) => d
-                        .set_item("event", "epoch")
-                        .and(d.set_item("epoch", log.epoch))
-                        .and(d.set_item("loss", log.loss))
-                        .and(d.set_item("seconds", log.seconds))
-                        .and(log.metrics.iter().try_for_each(|(k, v)| d.set_item(k, v))),
-                };
-                match filled.and_then(|_| cb.call1(py, (d,))) {
-                    Ok(ret) => match super::callback_stops(ret.bind(py)) {
-                        Ok(true) => Control::Stop,
-                        Ok(false) => Control::Continue,
-                        Err(e) => {
-                            pending = Some(e);
-                            Control::Fail
-                        }
-                    },
-                    Err(e) => {
-                        pending = Some(e);
-                        Control::Fail
-                    }
-                }
-            })
+        let report = {
+            let mut observer = fit_observer(&callback, &mut pending);
+            let model: &mut dyn Recommender = guard.0.as_mut();
+            py.allow_threads(|| guarded(|| model.fit(&data, &side, val.as_ref(), &mut observer, &fit_options)))
         };
-        let model: &mut dyn Recommender = guard.0.as_mut();
-        let report = py.allow_threads(|| guarded(|| model.fit(&data, &side, val.as_ref(), &mut observer, &fit_options)));
         if let Err(e) = &report {
             // A failed fit leaves no half-trained model behind.
             if let Ok(fresh) = create(guard.0.kind(), &guard.0.config_json()) {
@@ -300,21 +265,7 @@ impl PyModel {
 
     /// Per-epoch logs of the last fit: a list of {"epoch", "loss", "seconds", "val_..."}.
     fn history<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        self.read()?
-            .0
-            .history()
-            .iter()
-            .map(|h| {
-                let d = PyDict::new(py);
-                d.set_item("epoch", h.epoch)?;
-                d.set_item("loss", h.loss)?;
-                d.set_item("seconds", h.seconds)?;
-                for (k, v) in &h.metrics {
-                    d.set_item(k, v)?;
-                }
-                Ok(d)
-            })
-            .collect()
+        history_dicts(py, self.read()?.0.history())
     }
 
     /// Scores of user indices for every item, (len(users), n_items) float32.
@@ -339,19 +290,13 @@ impl PyModel {
     /// Scores of new users from their features (rows of `users`), for every item.
     fn score_new_users<'py>(&self, py: Python<'py>, users: PyRef<'py, PyFeatureTable>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let table = users.inner.clone();
-        let guard = self.read()?;
-        let model: &Shared = &guard;
-        let t = py.allow_threads(move || guarded(|| model.score_new_users(&table)))?;
-        to_numpy2(py, t)
+        self.computed(py, move |model| model.score_new_users(&table))
     }
 
     /// Item vectors of new items from their side data (images, features).
     fn embed_new_items<'py>(&self, py: Python<'py>, side: PyRef<'py, PySideInfo>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let side = side.inner.clone();
-        let guard = self.read()?;
-        let model: &Shared = &guard;
-        let t = py.allow_threads(move || guarded(|| model.embed_new_items(&side)))?;
-        to_numpy2(py, t)
+        self.computed(py, move |model| model.embed_new_items(&side))
     }
 
     /// Top-k (item indices, scores), each (len(users), k), for user indices; each user's

@@ -181,6 +181,18 @@ impl Cursor<'_, '_> {
         }
     }
 
+    /// One or more digits of a JSON number's fraction or exponent; `what` is expected when
+    /// there is none.
+    fn json_digits(&mut self, what: &str) -> PResult<()> {
+        if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return Err(self.error_expected(what));
+        }
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        Ok(())
+    }
+
     fn json_number(&mut self, keep: bool) -> PResult<Literal> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
@@ -205,12 +217,7 @@ impl Cursor<'_, '_> {
         let mut is_float = false;
         if self.peek() == Some(b'.') {
             self.pos += 1;
-            if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                return Err(self.error_expected("a digit after '.' (JSON number)"));
-            }
-            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                self.pos += 1;
-            }
+            self.json_digits("a digit after '.' (JSON number)")?;
             is_float = true;
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
@@ -218,12 +225,7 @@ impl Cursor<'_, '_> {
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.pos += 1;
             }
-            if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                return Err(self.error_expected("a digit in the exponent (JSON number)"));
-            }
-            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                self.pos += 1;
-            }
+            self.json_digits("a digit in the exponent (JSON number)")?;
             is_float = true;
         }
         if let Some(b) = self.peek() {

@@ -91,36 +91,46 @@ impl Cursor<'_, '_> {
         }
     }
 
-    fn list(&mut self, keep: bool) -> PResult<Literal> {
+    /// Steps over an opening bracket into a level deeper; true when `close` follows at once
+    /// (an empty container: stepped over, back out of the level).
+    fn open_is_empty(&mut self, close: u8) -> PResult<bool> {
         self.pos += 1;
         self.enter()?;
-        let mut items = Vec::new();
         self.skip_ws();
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.pos += 1;
-        } else {
-            loop {
-                let v = self.value(keep)?;
-                if keep {
-                    items.push(v);
-                }
-                if self.item_end(b']', "a list item")? {
-                    break;
-                }
+            self.depth -= 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn list(&mut self, keep: bool) -> PResult<Literal> {
+        let mut items = Vec::new();
+        if !self.open_is_empty(b']')? {
+            self.rest_of_items(&mut items, keep, b']', "a list item")?;
+            self.depth -= 1;
+        }
+        Ok(if keep { Literal::List(items) } else { Literal::None })
+    }
+
+    /// The remaining items of a list, tuple or set up to its `close` (each item followed by ','
+    /// or `close`), pushed to `items` when kept; `what` names an item in errors.
+    fn rest_of_items(&mut self, items: &mut Vec<Literal>, keep: bool, close: u8, what: &str) -> PResult<()> {
+        loop {
+            let v = self.value(keep)?;
+            if keep {
+                items.push(v);
+            }
+            if self.item_end(close, what)? {
+                return Ok(());
             }
         }
-        self.depth -= 1;
-        Ok(if keep { Literal::List(items) } else { Literal::None })
     }
 
     /// `(`: a tuple, or a parenthesised value.
     fn paren(&mut self, keep: bool) -> PResult<Literal> {
-        self.pos += 1;
-        self.enter()?;
-        self.skip_ws();
-        if self.peek() == Some(b')') {
-            self.pos += 1;
-            self.depth -= 1;
+        if self.open_is_empty(b')')? {
             return Ok(if keep { Literal::Tuple(Vec::new()) } else { Literal::None });
         }
         let first = self.value(keep)?;
@@ -132,27 +142,14 @@ impl Cursor<'_, '_> {
         }
         let mut items = vec![first];
         if !self.item_end(b')', "a tuple item")? {
-            loop {
-                let v = self.value(keep)?;
-                if keep {
-                    items.push(v);
-                }
-                if self.item_end(b')', "a tuple item")? {
-                    break;
-                }
-            }
+            self.rest_of_items(&mut items, keep, b')', "a tuple item")?;
         }
         self.depth -= 1;
         Ok(if keep { Literal::Tuple(items) } else { Literal::None })
     }
 
     fn dict_or_set(&mut self, keep: bool) -> PResult<Literal> {
-        self.pos += 1;
-        self.enter()?;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            self.depth -= 1;
+        if self.open_is_empty(b'}')? {
             return Ok(if keep { Literal::Dict(Vec::new()) } else { Literal::None });
         }
         let json = self.dialect == Dialect::Json;
@@ -168,15 +165,7 @@ impl Cursor<'_, '_> {
             // A set.
             let mut items = vec![first];
             if !self.item_end(b'}', "a set item (or ':' after a dict key)")? {
-                loop {
-                    let v = self.value(keep)?;
-                    if keep {
-                        items.push(v);
-                    }
-                    if self.item_end(b'}', "a set item")? {
-                        break;
-                    }
-                }
+                self.rest_of_items(&mut items, keep, b'}', "a set item")?;
             }
             self.depth -= 1;
             return Ok(if keep { Literal::Set(items) } else { Literal::None });

@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 mod native;
 
 use self::native::NativeSgd;
-use super::core::{Common, FitCtx, ParamStore, Spec};
+use super::core::{Common, FitCtx, ModelConfig, Spec};
 use super::factors::{FactorHandles, Factors};
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{quote, Error, Result};
@@ -75,6 +75,22 @@ pub enum Backend {
     Torch,
 }
 
+/// Each fraction (a dropout rate) must be in [0, 1), the error naming it.
+pub(crate) fn check_fractions(values: &[(&str, f64)]) -> Result<()> {
+    match values.iter().find(|&&(_, v)| !(0.0..1.0).contains(&v)) {
+        Some((name, v)) => Err(Error::invalid(format!("{name} must be in [0, 1), got {v}"))),
+        None => Ok(()),
+    }
+}
+
+/// Each count must be at least 1 (widths, batch sizes, negatives), the error naming it.
+pub(crate) fn check_counts(values: &[(&str, usize)]) -> Result<()> {
+    match values.iter().find(|&&(_, v)| v == 0) {
+        Some((name, _)) => Err(Error::invalid(format!("{name} must be at least 1"))),
+        None => Ok(()),
+    }
+}
+
 /// Checks that each named value is finite, >= 0 (> 0 where `strictly`) and within f32 (what
 /// the kernels compute in: a finite f64 beyond it would become inf there).
 pub(crate) fn check_weights(values: &[(&str, f64, bool)]) -> Result<()> {
@@ -86,12 +102,10 @@ pub(crate) fn check_weights(values: &[(&str, f64, bool)]) -> Result<()> {
     Ok(())
 }
 
-impl BprConfig {
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for BprConfig {
+    fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        if self.factors == 0 {
-            return bad("factors must be at least 1".into());
-        }
+        check_counts(&[("factors", self.factors)])?;
         check_weights(&[("init_std", self.init_std, true), ("reg", self.reg, false), ("bias_reg", self.bias_reg, false)])?;
         if !(self.lr_final > 0.0 && self.lr_final <= 1.0) {
             return bad(format!("lr_final must be in (0, 1], got {}", self.lr_final));
@@ -109,6 +123,16 @@ impl BprConfig {
         Ok(())
     }
 
+    fn needs(&self) -> SideNeeds {
+        self.sampler.side_needs()
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
+    }
+}
+
+impl BprConfig {
     /// The backend and device this configuration trains on, here.
     pub fn resolve(&self) -> Result<(Backend, Device)> {
         let device = parse_device(&self.common.device)?;
@@ -139,22 +163,8 @@ impl BprConfig {
 pub struct Bpr;
 
 impl Spec for Bpr {
-    const KIND: &'static str = "bpr";
-    const NAME: &'static str = "BPR";
     type Config = BprConfig;
     type Params = Factors;
-
-    fn common(c: &BprConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &BprConfig) -> Result<()> {
-        c.validate()
-    }
-
-    fn needs(c: &BprConfig) -> SideNeeds {
-        c.sampler.side_needs()
-    }
 
     fn build(c: &BprConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<Factors> {
         c.resolve()?;
@@ -168,18 +178,6 @@ impl Spec for Bpr {
             Backend::Torch => Box::new(torch_step(p, c, train.n_items())?),
         };
         ctx.run(step.as_mut(), &sampler, &|u| p.score_block(&Tensor::from_slice(u).f_to_device(p.device())?))
-    }
-
-    fn item_tables(p: &Factors) -> Vec<Tensor> {
-        p.item_tables()
-    }
-
-    fn item_bias(p: &Factors) -> Option<Tensor> {
-        p.item_bias()
-    }
-
-    fn store(p: &Factors) -> &ParamStore {
-        &p.store
     }
 
     fn restore(c: &BprConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {

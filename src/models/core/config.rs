@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tch::Device;
 
+use crate::data::SideNeeds;
 use crate::error::{Error, Result};
 use crate::tensors::parse_device;
 use crate::train::LoopConfig;
@@ -53,6 +54,24 @@ impl Common {
     pub fn loop_config(&self) -> LoopConfig {
         LoopConfig { epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, threads: self.threads, start_epoch: 0, sync: None }
     }
+}
+
+/// A model's configuration as the core reads it, whatever the model: the check of the
+/// model's own fields, the side data a fit uses, and the common fields. Implemented by each
+/// `Config` of a [`super::Spec`], so the model's `Spec` holds only building, training and
+/// scoring.
+pub trait ModelConfig: Serialize + DeserializeOwned + Default + Clone + Send + Sync {
+    /// Checks the model's own fields (the common ones are checked by the core), errors naming
+    /// them.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+    /// The side data a fit uses (checked against what it is given before building).
+    fn needs(&self) -> SideNeeds {
+        SideNeeds::default()
+    }
+    /// The common fields (None: a model without training, as popularity).
+    fn common(&self) -> Option<&Common>;
 }
 
 /// Characters of a configuration error's reason kept at most.

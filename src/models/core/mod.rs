@@ -17,14 +17,12 @@ mod store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tch::{Device, Tensor};
 
-pub use self::config::{config_json, parse_config, Common};
+pub use self::config::{config_json, parse_config, Common, ModelConfig};
 pub use self::fit::FitCtx;
 use self::fit::Checkpoint;
-pub use self::store::{checked, ParamStore};
+pub use self::store::{checked, ModelParams, ParamStore};
 use super::dot::DotFactors;
 use super::{cpu_top_k, device_top_k, dot_recommend, not_fitted, recommend_by_blocks, Recommender};
 use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
@@ -34,28 +32,26 @@ use crate::tensors::{device_name, parse_device};
 use crate::train::distributed::ProcessGroup;
 use crate::train::{Control, EpochLog, Event, FitReport, GradSync};
 
-/// What a model is: a configuration, parameters, how to train and score them. Everything
-/// else ([`Recommender`]) is [`Model`]'s.
-pub trait Spec: Sized + 'static {
-    /// The registry name ("bpr").
+/// A model's names, given by its line in the registry (`registry!` in models/mod.rs, where
+/// every model is listed once with them).
+pub trait Named {
+    /// The registry name ("bpr"), in model files and checkpoints.
     const KIND: &'static str;
     /// The name users know ("BPR", "TripletModel"), in messages.
     const NAME: &'static str;
+}
+
+/// What a model is: a configuration, parameters, how to train and score them. Everything
+/// else ([`Recommender`]) is [`Model`]'s.
+pub trait Spec: Named + Sized + 'static {
     /// Whether the saved state holds at least one value per user (false: nothing per user,
     /// as popularity), for the check of a file's claims before loading.
     const PER_USER_STATE: bool = true;
-    type Config: Serialize + DeserializeOwned + Default + Clone + Send + Sync;
-    type Params: Send;
+    /// Its fields, their check and the side data it uses: [`ModelConfig`].
+    type Config: ModelConfig;
+    /// Its store and its per-item tables: [`ModelParams`].
+    type Params: ModelParams;
 
-    /// The common fields (None: a model without training, as popularity).
-    fn common(cfg: &Self::Config) -> Option<&Common>;
-    /// Checks the model's own fields (the common ones are checked by the core).
-    fn validate(_cfg: &Self::Config) -> Result<()> {
-        Ok(())
-    }
-    fn needs(_cfg: &Self::Config) -> SideNeeds {
-        SideNeeds::default()
-    }
     /// Fresh, seeded parameters for `train` and its side data, on `device`.
     fn build(cfg: &Self::Config, train: &Interactions, side: &SideInfo, device: Device) -> Result<Self::Params>;
     /// The parameters of a fit: [`Spec::build`], unless building needs what only a fit has
@@ -65,26 +61,10 @@ pub trait Spec: Sized + 'static {
     }
     /// Trains `params`: makes the batch source and the step and runs them through `ctx`.
     fn train(cfg: &Self::Config, params: &Self::Params, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport>;
-    /// The learnt per-item parameters: tables whose first dimension is the item index (item
-    /// factors, item biases, item id embeddings), not side data or what is derived from it.
-    /// At the end of every fit the core zeroes the rows of cold items (no training
-    /// interaction) in each, before [`Spec::finish`]: a cold item is scored from side data
-    /// only, or the same constant for all (see [`zero_cold_items`]).
-    fn item_tables(_params: &Self::Params) -> Vec<Tensor> {
-        Vec::new()
-    }
-    /// The per-item bias of a model that scores an item from its own parameters alone (no
-    /// item side data). At the end of every fit a cold item's is set to the lowest of the
-    /// trained items' (see [`floor_cold_bias`]); a model that scores cold items from side data
-    /// lists its bias in `item_tables` instead (zero: a cold item is scored as a new item).
-    fn item_bias(_params: &Self::Params) -> Option<Tensor> {
-        None
-    }
     /// After training (also when stopped early): derive what scoring reads (item embeddings).
     fn finish(_cfg: &Self::Config, _params: &mut Self::Params, _train: &Interactions, _side: &SideInfo) -> Result<()> {
         Ok(())
     }
-    fn store(params: &Self::Params) -> &ParamStore;
     /// Parameters from a saved state (for `n_users` x `n_items`), on `device`.
     fn restore(cfg: &Self::Config, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Self::Params>;
     /// Scores (B, n_items) of the user indices `users` (B, int64, on the parameters' device,
@@ -220,10 +200,10 @@ impl<S: Spec> Model<S> {
     /// Replaces the configuration (checked as in [`Model::new`]); a fitted model keeps its
     /// parameters until the next fit.
     pub fn set_config(&mut self, cfg: S::Config) -> Result<()> {
-        if let Some(c) = S::common(&cfg) {
+        if let Some(c) = cfg.common() {
             c.validate()?;
         }
-        S::validate(&cfg)?;
+        cfg.validate()?;
         self.cfg = cfg;
         Ok(())
     }
@@ -240,7 +220,7 @@ impl<S: Spec> Model<S> {
         if let Some(&bad) = users.iter().find(|&&u| u < 0 || u >= n) {
             return Err(Error::invalid(format!("user index {bad} out of range for {n} users")));
         }
-        Ok(Tensor::from_slice(users).f_to_device(S::store(p).device())?)
+        Ok(Tensor::from_slice(users).f_to_device(p.store().device())?)
     }
 
     /// Scores of `users` on the parameters' device, after the range check.
@@ -254,7 +234,7 @@ impl<S: Spec> Model<S> {
     /// device's top-k).
     fn dot(&self, users: &[i64]) -> Result<Option<(DotFactors, Vec<i64>)>> {
         let p = self.params()?;
-        if crate::tensors::gpu_path(S::store(p).device()) {
+        if crate::tensors::gpu_path(p.store().device()) {
             return Ok(None);
         }
         let idx = self.user_index(users)?;
@@ -278,7 +258,7 @@ impl<S: Spec> Recommender for Model<S> {
     }
 
     fn needs(&self) -> SideNeeds {
-        S::needs(&self.cfg)
+        self.cfg.needs()
     }
 
     fn fit(
@@ -289,9 +269,9 @@ impl<S: Spec> Recommender for Model<S> {
         observer: &mut dyn FnMut(&Event<'_>) -> Control,
         options: &FitOptions,
     ) -> Result<FitReport> {
-        S::needs(&self.cfg).check(S::NAME, side)?;
+        self.cfg.needs().check(S::NAME, side)?;
         side.check_rows(train.n_users(), train.n_items())?;
-        let device = match S::common(&self.cfg) {
+        let device = match self.cfg.common() {
             Some(c) => c.device()?,
             None => Device::Cpu,
         };
@@ -311,16 +291,16 @@ impl<S: Spec> Recommender for Model<S> {
         let start = FitStart { resumed: checkpoint.as_ref().zip(resumed.as_ref()).map(|(c, s)| (c.path.as_path(), s)), observer: &mut *observer };
         let sized = |e: Error| config::with_sizes(e, S::NAME, &self.cfg);
         let mut params = crate::error::guarded(|| S::build_fit(&self.cfg, train, side, device, start)).map_err(sized)?;
-        let mut loop_cfg = S::common(&self.cfg).map(Common::loop_config).unwrap_or_default();
+        let mut loop_cfg = self.cfg.common().map(Common::loop_config).unwrap_or_default();
         if let Some(group) = &options.group {
             let sync = GradSync::new(group.0.clone())?;
             sync.check_same("the training data or side data", fit::fingerprint(train, side))?;
             loop_cfg.sync = Some(sync);
         }
-        let ctx = FitCtx { loop_cfg, train, validation, observer, store: S::store(&params), checkpoint, resumed };
+        let ctx = FitCtx { loop_cfg, train, validation, observer, store: params.store(), checkpoint, resumed };
         let report = S::train(&self.cfg, &params, train, side, ctx).map_err(sized)?;
-        zero_cold_items(&S::item_tables(&params), train)?;
-        if let Some(bias) = S::item_bias(&params) {
+        zero_cold_items(&params.item_tables(), train)?;
+        if let Some(bias) = params.item_bias() {
             floor_cold_bias(&bias, train)?;
         }
         S::finish(&self.cfg, &mut params, train, side)?;
@@ -385,18 +365,18 @@ impl<S: Spec> Recommender for Model<S> {
             return dot_recommend(&f, &rows, users, k, exclude, candidates);
         }
         let score = |b: &[i64]| self.scores_on_device(b);
-        if crate::tensors::gpu_path(S::store(p).device()) {
+        if crate::tensors::gpu_path(p.store().device()) {
             return recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &device_top_k);
         }
         recommend_by_blocks(users, k, n_items, exclude, candidates, &score, &cpu_top_k(n_items))
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(S::store(self.params()?).state())
+        Ok(self.params()?.store().state())
     }
 
     fn restore(&mut self, state: &HashMap<String, Tensor>, ids: IdMaps, history: Vec<EpochLog>, device: Option<&str>) -> Result<()> {
-        let device = match (device, S::common(&self.cfg)) {
+        let device = match (device, self.cfg.common()) {
             (Some(d), _) => parse_device(d)?,
             (None, Some(c)) => c.device()?,
             (None, None) => Device::Cpu,
@@ -410,7 +390,7 @@ impl<S: Spec> Recommender for Model<S> {
     }
 
     fn device(&self) -> String {
-        self.params.as_ref().map(|p| device_name(S::store(p).device())).unwrap_or_default()
+        self.params.as_ref().map(|p| device_name(p.store().device())).unwrap_or_default()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -14,6 +14,36 @@ pub struct ParamStore {
     pub buffers: Vec<(String, Tensor)>,
 }
 
+/// A model's parameters as the core reads them, whatever the model (see [`super::Spec`]'s
+/// `Params`).
+pub trait ModelParams: Send {
+    /// The trained variables and buffers: state, load, the device scoring runs on.
+    fn store(&self) -> &ParamStore;
+    /// The learnt per-item parameters: tables whose first dimension is the item index (item
+    /// factors, item biases, item id embeddings), not side data or what is derived from it.
+    /// At the end of every fit the core zeroes the rows of cold items (no training
+    /// interaction) in each, before [`super::Spec::finish`]: a cold item is scored from side
+    /// data only, or the same constant for all (see [`super::zero_cold_items`]).
+    fn item_tables(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+    /// The per-item bias of a model that scores an item from its own parameters alone (no
+    /// item side data). At the end of every fit a cold item's is set to the lowest of the
+    /// trained items' (see [`super::floor_cold_bias`]); a model that scores cold items from
+    /// side data lists its bias in `item_tables` instead (zero: a cold item is scored as a new
+    /// item).
+    fn item_bias(&self) -> Option<Tensor> {
+        None
+    }
+}
+
+/// A bare store is its own parameters (popularity's counts: no per-item table is learnt).
+impl ModelParams for ParamStore {
+    fn store(&self) -> &ParamStore {
+        self
+    }
+}
+
 impl ParamStore {
     pub fn new(device: Device) -> Self {
         ParamStore { vs: nn::VarStore::new(device), buffers: Vec::new() }

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use crate::data::{Need, SideNeeds};
 use crate::error::{Error, Result};
 use crate::models::cae::Autoencoder;
-use crate::models::core::Common;
+use crate::models::core::{Common, ModelConfig};
 use crate::nets::cae::CaeShape;
 use crate::nets::cnnf::CnnF;
 use crate::nets::inception::InceptionV3;
@@ -132,15 +133,10 @@ impl std::fmt::Debug for Encoder {
 /// Towers this build can construct.
 pub const TOWERS: &[&str] = &["cnnf", "cae", "inception_v3"];
 
-impl DvbprConfig {
-    /// The model's own fields (the common ones are checked by the core).
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for DvbprConfig {
+    fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("factors", self.factors), ("fc_width", self.fc_width), ("embed_batch", self.embed_batch), ("image_size", self.image_size)] {
-            if v == 0 {
-                return bad(format!("{name} must be at least 1"));
-            }
-        }
+        crate::models::bpr::check_counts(&[("factors", self.factors), ("fc_width", self.fc_width), ("embed_batch", self.embed_batch), ("image_size", self.image_size)])?;
         for (name, v) in [("reg_cnn", self.reg_cnn), ("reg_fc", self.reg_fc), ("reg_user", self.reg_user), ("init_std", self.init_std)] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} must be a finite number >= 0, got {v}"));
@@ -191,6 +187,16 @@ impl DvbprConfig {
         Ok(())
     }
 
+    fn needs(&self) -> SideNeeds {
+        SideNeeds { images: Need::Required, ..Default::default() }
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
+    }
+}
+
+impl DvbprConfig {
     /// The autoencoder shape of tower="cae".
     pub fn cae_shape(&self) -> CaeShape {
         CaeShape { latent: self.latent, image_size: self.image_size as i64, channels: self.cae_channels, depth: self.cae_depth }

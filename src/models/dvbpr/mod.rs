@@ -31,8 +31,8 @@ use self::feed::ImageFeed;
 use self::net::{embed_all, lock};
 use self::step::DvbprStep;
 use super::cae::Autoencoder;
-use super::core::{Common, FitCtx, FitStart, Model, ParamStore, Spec};
-use crate::data::{Interactions, ItemImages, Need, SideInfo, SideNeeds};
+use super::core::{FitCtx, FitStart, Model, Spec};
+use crate::data::{Interactions, ItemImages, SideInfo};
 use crate::error::{Error, Result};
 use crate::sampling::TripleSampler;
 use crate::train::{Control, EpochLog, FitReport};
@@ -73,22 +73,8 @@ fn scores(theta: &Tensor, items: &Tensor, users: &Tensor) -> Result<Tensor> {
 pub struct Dvbpr;
 
 impl Spec for Dvbpr {
-    const KIND: &'static str = "dvbpr";
-    const NAME: &'static str = "DVBPR";
     type Config = DvbprConfig;
     type Params = DvbprParams;
-
-    fn common(c: &DvbprConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &DvbprConfig) -> Result<()> {
-        c.validate()
-    }
-
-    fn needs(_: &DvbprConfig) -> SideNeeds {
-        SideNeeds { images: Need::Required, ..Default::default() }
-    }
 
     fn build(cfg: &DvbprConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<DvbprParams> {
         Self::build_fit(cfg, train, side, device, FitStart { resumed: None, observer: &mut |_| Control::Continue })
@@ -116,10 +102,6 @@ impl Spec for Dvbpr {
             step.embed_items()?;
         }
         Ok(report)
-    }
-
-    fn store(params: &DvbprParams) -> &ParamStore {
-        &params.store
     }
 
     fn restore(cfg: &DvbprConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DvbprParams> {

@@ -15,7 +15,7 @@ use super::feed::{upload, ImageFeed};
 use crate::data::ItemImages;
 use crate::error::{Error, Result};
 use crate::models::cae::{Autoencoder, CaeConfig};
-use crate::models::core::{FitStart, ParamStore};
+use crate::models::core::{FitStart, ModelParams, ParamStore};
 use crate::nets::cnnf::{CnnF, CnnFConfig};
 use crate::nets::towers::{cae_tower, inception_tower, read_inception_weights, InceptionConfig};
 use crate::nets::ImageTower;
@@ -46,6 +46,13 @@ pub struct DvbprParams {
     pub items: Tensor,
     /// The losses of the autoencoder pretrained by the fit (tower="cae", no encoder).
     pub pretrain_history: Vec<EpochLog>,
+}
+
+/// No learnt per-item table: every item is embedded from its image.
+impl ModelParams for DvbprParams {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
 }
 
 impl DvbprParams {

@@ -14,6 +14,7 @@ use crate::images::decode::tests::tiny_png;
 use crate::images::resize::Filter;
 use crate::images::source::ImageSource;
 use crate::models::cae::CaeConfig;
+use crate::models::core::Common;
 use crate::models::{FitOptions, Recommender};
 use crate::nets::inception::InceptionV3;
 

@@ -13,7 +13,7 @@ use tch::{nn, Device, Kind, Tensor};
 mod features;
 
 use self::features::Features;
-use super::core::{Common, FitCtx, ParamStore, Spec};
+use super::core::{Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
 use crate::data::{FeatureTable, Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -95,18 +95,13 @@ impl Default for HybridConfig {
     }
 }
 
-impl HybridConfig {
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for HybridConfig {
+    fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
         if self.factors == 0 || self.embed_dim == 0 || self.hidden.contains(&0) {
             return bad(format!("factors, embed_dim and hidden widths must be >= 1 (got {}, {}, {:?})", self.factors, self.embed_dim, self.hidden));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
-        }
-        if !(0.0..1.0).contains(&self.item_feature_dropout) {
-            return bad(format!("item_feature_dropout must be in [0, 1), got {}", self.item_feature_dropout));
-        }
+        super::bpr::check_fractions(&[("dropout", self.dropout), ("item_feature_dropout", self.item_feature_dropout)])?;
         if self.item_feature_dropout > 0.0 && !self.item_id_column {
             return bad("item_feature_dropout masks the item features beside the item-id column: it needs item_id_column=True".into());
         }
@@ -132,6 +127,27 @@ impl HybridConfig {
         self.sampler.validate_kinds(&[crate::sampling::negatives::SAMPLERS, &[RATED_BELOW]].concat())
     }
 
+    fn needs(&self) -> SideNeeds {
+        // Features are optional with id embeddings (each side needs one or the other; fit says
+        // which is missing); the cosine sampler reads the item features too.
+        // With the item-id column the item tower needs no item features either.
+        let features = if self.id_embeddings { Need::Optional } else { Need::Required };
+        let items = if self.item_id_column { Need::Optional } else { features };
+        SideNeeds {
+            user_features: features,
+            item_features: if self.sampler.needs_item_features() { Need::Required } else { items },
+            categories: if self.sampler.needs_categories() { Need::Required } else { Need::Unused },
+            categorical_features: true,
+            ..Default::default()
+        }
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
+    }
+}
+
+impl HybridConfig {
     /// Negatives from the user's low ratings.
     fn rated_below(&self) -> bool {
         self.sampler.kind == RATED_BELOW
@@ -209,6 +225,17 @@ pub struct Params {
     n_items: usize,
     /// Every item's vector, computed once after fit / restore (scoring reuses it).
     item_cache: Option<Tensor>,
+}
+
+impl ModelParams for Params {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The item id embeddings and the item bias (the feature tower is shared by all items).
+    fn item_tables(&self) -> Vec<Tensor> {
+        self.item.ids.iter().chain(&self.bias).map(Tensor::shallow_clone).collect()
+    }
 }
 
 const ID_INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.05 };
@@ -316,33 +343,8 @@ impl TwoTower for HybridTowers {
 pub struct HybridBpr;
 
 impl Spec for HybridBpr {
-    const KIND: &'static str = "hybrid_bpr";
-    const NAME: &'static str = "HybridBPR";
     type Config = HybridConfig;
     type Params = Params;
-
-    fn common(c: &HybridConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &HybridConfig) -> Result<()> {
-        c.validate()
-    }
-
-    fn needs(c: &HybridConfig) -> SideNeeds {
-        // Features are optional with id embeddings (each side needs one or the other; fit says
-        // which is missing); the cosine sampler reads the item features too.
-        // With the item-id column the item tower needs no item features either.
-        let features = if c.id_embeddings { Need::Optional } else { Need::Required };
-        let items = if c.item_id_column { Need::Optional } else { features };
-        SideNeeds {
-            user_features: features,
-            item_features: if c.sampler.needs_item_features() { Need::Required } else { items },
-            categories: if c.sampler.needs_categories() { Need::Required } else { Need::Unused },
-            categorical_features: true,
-            ..Default::default()
-        }
-    }
 
     fn build(c: &HybridConfig, train: &Interactions, side: &SideInfo, device: Device) -> Result<Params> {
         let p = Params::new(c, train.n_users(), &train.item_counts(), side, device)?;
@@ -385,15 +387,6 @@ impl Spec for HybridBpr {
     fn finish(_: &HybridConfig, p: &mut Params, _: &Interactions, _: &SideInfo) -> Result<()> {
         p.item_cache = Some(p.all_items()?);
         Ok(())
-    }
-
-    /// The item id embeddings and the item bias (the feature tower is shared by all items).
-    fn item_tables(p: &Params) -> Vec<Tensor> {
-        p.item.ids.iter().chain(&p.bias).map(Tensor::shallow_clone).collect()
-    }
-
-    fn store(p: &Params) -> &ParamStore {
-        &p.store
     }
 
     fn restore(c: &HybridConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Params> {

@@ -32,7 +32,7 @@ mod step;
 mod tests;
 
 pub use self::step::{ItemAverage, Proposal, SoftmaxStep};
-use super::core::{Common, FitCtx, ParamStore, Spec};
+use super::core::{Common, FitCtx, ModelConfig, Spec};
 use super::factors::Factors;
 use crate::data::{Interactions, SideInfo};
 use crate::error::{Error, Result};
@@ -87,14 +87,10 @@ impl Default for SampledSoftmaxConfig {
     }
 }
 
-impl SampledSoftmaxConfig {
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for SampledSoftmaxConfig {
+    fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
-        for (name, v) in [("factors", self.factors), ("n_negatives", self.n_negatives)] {
-            if v == 0 {
-                return bad(format!("{name} must be at least 1"));
-            }
-        }
+        super::bpr::check_counts(&[("factors", self.factors), ("n_negatives", self.n_negatives)])?;
         if self.n_negatives > 1 << 20 {
             return bad(format!("n_negatives must be at most 2^20, got {}", self.n_negatives));
         }
@@ -104,6 +100,10 @@ impl SampledSoftmaxConfig {
         }
         self.sampler.validate_kinds(&["uniform", "popularity", "log_uniform"])?;
         Ok(())
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
     }
 }
 
@@ -121,18 +121,8 @@ pub fn initial_factors(train: &Interactions, cfg: &SampledSoftmaxConfig, device:
 pub struct SampledSoftmax;
 
 impl Spec for SampledSoftmax {
-    const KIND: &'static str = "sampled_softmax";
-    const NAME: &'static str = "SampledSoftmax";
     type Config = SampledSoftmaxConfig;
     type Params = Factors;
-
-    fn common(c: &SampledSoftmaxConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &SampledSoftmaxConfig) -> Result<()> {
-        c.validate()
-    }
 
     fn build(c: &SampledSoftmaxConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<Factors> {
         initial_factors(train, c, device)
@@ -158,18 +148,6 @@ impl Spec for SampledSoftmax {
         }
         let mut step = SoftmaxStep::new(params, c, proposal, average)?;
         ctx.run(&mut step, &sampler, &|u| params.score_block(&Tensor::from_slice(u).f_to_device(device)?))
-    }
-
-    fn item_tables(p: &Factors) -> Vec<Tensor> {
-        p.item_tables()
-    }
-
-    fn item_bias(p: &Factors) -> Option<Tensor> {
-        p.item_bias()
-    }
-
-    fn store(p: &Factors) -> &ParamStore {
-        &p.store
     }
 
     fn restore(c: &SampledSoftmaxConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {

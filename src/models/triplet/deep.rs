@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{check_training, margin_step, on_device, optimizer, sum_sq};
+use super::{check_training, margin_step, on_device, sum_sq};
+use crate::models::bpr::check_fractions;
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::models::core::{Common, FitCtx, ParamStore, Spec};
+use crate::models::core::{Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
 use crate::models::factors::Factors;
 use crate::nets::mlp::Mlp;
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -55,12 +56,44 @@ impl Default for DeepTripletConfig {
     }
 }
 
+impl ModelConfig for DeepTripletConfig {
+    fn validate(&self) -> Result<()> {
+        if self.user_factors == 0 || self.factors == 0 {
+            return Err(Error::invalid("factors and user_factors must be at least 1"));
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err(Error::invalid(format!("hidden must list one or more layer widths >= 1, got {:?}", self.hidden)));
+        }
+        check_fractions(&[("dropout", self.dropout)])?;
+        check_training(self.margin, self.reg, self.init_std, &self.sampler, &self.optimizer)
+    }
+
+    fn needs(&self) -> SideNeeds {
+        self.sampler.side_needs()
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
+    }
+}
+
 /// The parameters: embeddings and the scoring MLP, in one store.
 pub struct DeepParams {
     pub(super) store: ParamStore,
     pub(super) users: Tensor,
     pub(super) items: Tensor,
     pub(super) mlp: Mlp,
+}
+
+impl ModelParams for DeepParams {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The item embeddings (the MLP is shared by all items).
+    fn item_tables(&self) -> Vec<Tensor> {
+        vec![self.items.shallow_clone()]
+    }
 }
 
 pub(super) const USERS: &str = "user_embeddings";
@@ -147,32 +180,8 @@ pub(super) fn users_per_block(c: &DeepTripletConfig, n_items: usize) -> i64 {
 pub struct DeepTriplet;
 
 impl Spec for DeepTriplet {
-    const KIND: &'static str = "deep_triplet";
-    const NAME: &'static str = "DeepTripletModel";
     type Config = DeepTripletConfig;
     type Params = DeepParams;
-
-    fn common(c: &DeepTripletConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &DeepTripletConfig) -> Result<()> {
-        if c.user_factors == 0 || c.factors == 0 {
-            return Err(Error::invalid("factors and user_factors must be at least 1"));
-        }
-        if c.hidden.is_empty() || c.hidden.contains(&0) {
-            return Err(Error::invalid(format!("hidden must list one or more layer widths >= 1, got {:?}", c.hidden)));
-        }
-        if !(0.0..1.0).contains(&c.dropout) {
-            return Err(Error::invalid(format!("dropout must be in [0, 1), got {}", c.dropout)));
-        }
-        check_training(c.margin, c.reg, c.init_std, &c.sampler)?;
-        optimizer(&c.optimizer).map(|_| ())
-    }
-
-    fn needs(c: &DeepTripletConfig) -> SideNeeds {
-        c.sampler.side_needs()
-    }
 
     fn build(c: &DeepTripletConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<DeepParams> {
         DeepParams::new(c, train.n_users(), train.n_items(), device)
@@ -183,14 +192,6 @@ impl Spec for DeepTriplet {
         let step_cfg = margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?;
         let mut step = TorchStep::new(p.towers(true, c.reg), &p.store.vs, step_cfg)?;
         ctx.run(&mut step, &sampler, &on_device(p.store.device(), |u| Self::score_block(c, p, u)))
-    }
-
-    fn item_tables(p: &DeepParams) -> Vec<Tensor> {
-        vec![p.items.shallow_clone()]
-    }
-
-    fn store(p: &DeepParams) -> &ParamStore {
-        &p.store
     }
 
     fn restore(c: &DeepTripletConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DeepParams> {

@@ -18,8 +18,8 @@ mod native;
 mod tests;
 
 pub use self::deep::{DeepParams, DeepTriplet, DeepTripletConfig};
-use super::bpr::check_weights;
-use super::core::{Common, FitCtx, ParamStore, Spec};
+use super::bpr::{check_counts, check_weights};
+use super::core::{Common, FitCtx, ModelConfig, Spec};
 use super::factors::{FactorHandles, Factors};
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
@@ -70,10 +70,29 @@ impl Default for TripletConfig {
     }
 }
 
+impl ModelConfig for TripletConfig {
+    fn validate(&self) -> Result<()> {
+        check_counts(&[("factors", self.factors)])?;
+        if !["cosine", "dot"].contains(&self.similarity.as_str()) {
+            return Err(Error::invalid(format!("similarity must be 'cosine' or 'dot', not {:?}", self.similarity)));
+        }
+        check_training(self.margin, self.reg, self.init_std, &self.sampler, &self.optimizer)
+    }
+
+    fn needs(&self) -> SideNeeds {
+        self.sampler.side_needs()
+    }
+
+    fn common(&self) -> Option<&Common> {
+        Some(&self.common)
+    }
+}
+
 /// Checks the settings both models share.
-pub(super) fn check_training(margin: f64, reg: f64, init_std: f64, sampler: &SamplerConfig) -> Result<()> {
+pub(super) fn check_training(margin: f64, reg: f64, init_std: f64, sampler: &SamplerConfig, optimizer: &str) -> Result<()> {
     check_weights(&[("margin", margin, false), ("reg", reg, false), ("init_std", init_std, true)])?;
-    sampler.validate()
+    sampler.validate()?;
+    self::optimizer(optimizer).map(|_| ())
 }
 
 /// The step's optimiser named by a config's `optimizer`.
@@ -176,29 +195,8 @@ fn cosine(c: &TripletConfig) -> bool {
 }
 
 impl Spec for Triplet {
-    const KIND: &'static str = "triplet";
-    const NAME: &'static str = "TripletModel";
     type Config = TripletConfig;
     type Params = Factors;
-
-    fn common(c: &TripletConfig) -> Option<&Common> {
-        Some(&c.common)
-    }
-
-    fn validate(c: &TripletConfig) -> Result<()> {
-        if c.factors == 0 {
-            return Err(Error::invalid("factors must be at least 1"));
-        }
-        if !["cosine", "dot"].contains(&c.similarity.as_str()) {
-            return Err(Error::invalid(format!("similarity must be 'cosine' or 'dot', not {:?}", c.similarity)));
-        }
-        check_training(c.margin, c.reg, c.init_std, &c.sampler)?;
-        optimizer(&c.optimizer).map(|_| ())
-    }
-
-    fn needs(c: &TripletConfig) -> SideNeeds {
-        c.sampler.side_needs()
-    }
 
     fn build(c: &TripletConfig, train: &Interactions, _: &SideInfo, device: Device) -> Result<Factors> {
         Factors::random(train.n_users(), train.n_items(), c.factors, c.init_std, c.common.seed, device)
@@ -216,18 +214,6 @@ impl Spec for Triplet {
         let towers = TripletTowers { p: p.handles(), cosine: cosine(c), bias: c.item_bias, reg: c.reg };
         let mut step = TorchStep::new(towers, &p.store.vs, margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?)?;
         ctx.run(&mut step, &sampler, &score)
-    }
-
-    fn item_tables(p: &Factors) -> Vec<Tensor> {
-        p.item_tables()
-    }
-
-    fn item_bias(p: &Factors) -> Option<Tensor> {
-        p.item_bias()
-    }
-
-    fn store(p: &Factors) -> &ParamStore {
-        &p.store
     }
 
     fn restore(c: &TripletConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {

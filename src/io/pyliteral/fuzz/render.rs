@@ -106,17 +106,7 @@ pub(super) fn render_py(v: &Literal, d: &mut Dice, out: &mut String) {
         Literal::Set(items) => seq_py(items, "{", "}", false, d, out),
         Literal::Dict(pairs) => {
             out.push('{');
-            for (k, (key, val)) in pairs.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
-                ws(d, out, Dialect::Python);
-                render_py(key, d, out);
-                ws(d, out, Dialect::Python);
-                out.push(':');
-                ws(d, out, Dialect::Python);
-                render_py(val, d, out);
-            }
+            entries(pairs, Dialect::Python, render_py, d, out);
             if !pairs.is_empty() && d.chance(3) {
                 out.push(',');
             }
@@ -126,16 +116,40 @@ pub(super) fn render_py(v: &Literal, d: &mut Dice, out: &mut String) {
     }
 }
 
-fn seq_py(items: &[Literal], open: &str, close: &str, force_comma: bool, d: &mut Dice, out: &mut String) {
-    out.push_str(open);
+/// [`render_py`] or [`render_json`]: a literal in one dialect.
+type Render = fn(&Literal, &mut Dice, &mut String);
+
+/// The elements of a sequence, comma-separated, with `dialect`'s white space around each.
+fn elements(items: &[Literal], dialect: Dialect, render: Render, d: &mut Dice, out: &mut String) {
     for (k, item) in items.iter().enumerate() {
         if k > 0 {
             out.push(',');
         }
-        ws(d, out, Dialect::Python);
-        render_py(item, d, out);
-        ws(d, out, Dialect::Python);
+        ws(d, out, dialect);
+        render(item, d, out);
+        ws(d, out, dialect);
     }
+}
+
+/// The `key: value` entries of a dict, comma-separated, with `dialect`'s white space around
+/// each part.
+fn entries(pairs: &[(Literal, Literal)], dialect: Dialect, render: Render, d: &mut Dice, out: &mut String) {
+    for (k, (key, val)) in pairs.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        ws(d, out, dialect);
+        render(key, d, out);
+        ws(d, out, dialect);
+        out.push(':');
+        ws(d, out, dialect);
+        render(val, d, out);
+    }
+}
+
+fn seq_py(items: &[Literal], open: &str, close: &str, force_comma: bool, d: &mut Dice, out: &mut String) {
+    out.push_str(open);
+    elements(items, Dialect::Python, render_py, d, out);
     if force_comma || (!items.is_empty() && d.chance(3)) {
         out.push(',');
     }
@@ -251,29 +265,12 @@ pub(super) fn render_json(v: &Literal, d: &mut Dice, out: &mut String) {
         }
         Literal::List(items) => {
             out.push('[');
-            for (k, item) in items.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
-                ws(d, out, Dialect::Json);
-                render_json(item, d, out);
-                ws(d, out, Dialect::Json);
-            }
+            elements(items, Dialect::Json, render_json, d, out);
             out.push(']');
         }
         Literal::Dict(pairs) => {
             out.push('{');
-            for (k, (key, val)) in pairs.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
-                ws(d, out, Dialect::Json);
-                render_json(key, d, out);
-                ws(d, out, Dialect::Json);
-                out.push(':');
-                ws(d, out, Dialect::Json);
-                render_json(val, d, out);
-            }
+            entries(pairs, Dialect::Json, render_json, d, out);
             out.push('}');
         }
         Literal::Bytes(_) | Literal::Tuple(_) | Literal::Set(_) => unreachable!("not JSON"),
