@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+mod kernel;
 mod native;
 
 use self::native::NativeSgd;
