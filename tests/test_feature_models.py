@@ -231,10 +231,10 @@ def test_hybrid_item_id_column_and_weight_averaging(taste):
     assert not np.allclose(with_items.item_vectors(), without_ids.item_vectors())
     with pytest.raises(ValueError, match="item_features"):
         fr.HybridBPR(**small, item_id_column=False).fit(train, user_features=u, progress=False)
-    # Averaging the last epochs' parameters (the default: 3, so all 3 here) against the last step's.
+    # Averaging the last epochs' parameters (the default: 12, so all 3 here) against the last step's.
     last_step = fr.HybridBPR(**small, average_epochs=0).fit(train, user_features=u, item_features=items, progress=False)
     averaged = with_items
-    assert averaged.get_params()["average_epochs"] == 3
+    assert averaged.get_params()["average_epochs"] == 12
     assert not np.allclose(averaged.item_vectors(), last_step.item_vectors())
     scores = averaged.score(test.user_ids, user_features=users.loc[test.user_ids])
     assert np.isfinite(scores).all()

@@ -65,7 +65,8 @@ pub struct HybridConfig {
     /// default (chosen on the warm users of `benches/hybrid_cold_users.py`).
     pub reg: f64,
     /// The parameters returned are the mean of those after each step of the last
-    /// `average_epochs` epochs (0: the last step's).
+    /// `average_epochs` epochs (0: the last step's); 12 of 24 epochs at batch 4096 by default
+    /// (chosen on the warm users of `benches/hybrid_cold_users.py`).
     pub average_epochs: usize,
     /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
     #[serde(flatten)]
@@ -88,9 +89,9 @@ impl Default for HybridConfig {
             n_negatives: 1,
             min_rating: 4.0,
             sampler: SamplerConfig::default(),
-            common: Common::new(6, 0.001, 1024),
+            common: Common::new(24, 0.001, 4096),
             reg: 0.01,
-            average_epochs: 3,
+            average_epochs: 12,
         }
     }
 }
