@@ -166,11 +166,6 @@ impl<'a> TripleSampler<'a> {
         self.n_cand
     }
 
-    /// True when negatives are plain uniform draws, one per slot (the native kernel's fast path).
-    pub fn is_uniform(&self) -> bool {
-        matches!(self.dist, Distribution::Uniform { .. }) && self.cosine.is_none()
-    }
-
     /// Number of positives in one epoch (one pass over the interactions, in expectation).
     pub fn epoch_len(&self) -> usize {
         self.entries.len()
