@@ -28,16 +28,15 @@ pub struct PairFilter {
 impl PairFilter {
     /// The filter of every stored (user, item) pair of `data`.
     pub fn new(data: &Interactions) -> Result<Self> {
-        let bits = crate::limits::mul("the pair filter", data.nnz(), BITS_PER_PAIR)?;
-        let n_blocks = bits.div_ceil(512).max(1).next_power_of_two();
+        let total_bits = crate::limits::mul("the pair filter", data.nnz(), BITS_PER_PAIR)?;
+        let n_blocks = total_bits.div_ceil(512).max(1).next_power_of_two();
         let blocks = crate::limits::try_filled("the pair filter", n_blocks, Block([0; 8]))?;
         let mut filter = PairFilter { blocks, mask: n_blocks - 1 };
         let csr = data.by_user();
         for u in 0..csr.n_rows() {
             for &i in csr.row(u) {
                 let (b, h) = filter.locate(u, i);
-                for k in 0..BITS_SET {
-                    let bit = (h >> (32 + 9 * k)) as usize & 511;
+                for bit in bits(h) {
                     filter.blocks[b].0[bit >> 6] |= 1 << (bit & 63);
                 }
             }
@@ -56,10 +55,7 @@ impl PairFilter {
     pub fn may_contain(&self, user: usize, item: u32) -> bool {
         let (b, h) = self.locate(user, item);
         let block = &self.blocks[b].0;
-        (0..BITS_SET).all(|k| {
-            let bit = (h >> (32 + 9 * k)) as usize & 511;
-            block[bit >> 6] & (1 << (bit & 63)) != 0
-        })
+        bits(h).all(|bit| block[bit >> 6] & (1 << (bit & 63)) != 0)
     }
 
     /// Requests the line that [`may_contain`](Self::may_contain) reads for (user, item).
@@ -68,6 +64,12 @@ impl PairFilter {
         let (b, _) = self.locate(user, item);
         super::ahead::prefetch(self.blocks.as_ptr().wrapping_add(b), 64);
     }
+}
+
+/// The bits of a pair within its block, from the hash's high half (the low half chose the block).
+#[inline(always)]
+fn bits(h: u64) -> impl Iterator<Item = usize> {
+    (0..BITS_SET).map(move |k| (h >> (32 + 9 * k)) as usize & 511)
 }
 
 #[cfg(test)]
