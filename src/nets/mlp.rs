@@ -58,6 +58,17 @@ impl Mlp {
         Mlp { layers, dropout: self.dropout, relu_last: self.relu_last, in_dim: self.in_dim }
     }
 
+    /// Handles on each layer's (weight (out, in), bias (out)), first layer first: for steps
+    /// that compute the network's gradient themselves (the deep triplet model's native step).
+    pub fn linears(&self) -> Vec<(Tensor, Option<Tensor>)> {
+        self.layers.iter().map(|l| (l.ws.shallow_clone(), l.bs.as_ref().map(Tensor::shallow_clone))).collect()
+    }
+
+    /// The dropout probability after each hidden activation while training.
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
     /// The first layer's weight split by input columns, `[..split]` and `[split..]`, and its
     /// bias: with x = [a, b], layer 0 is a W_a^T + b W_b^T + bias, so a model scoring every
     /// (user, item) pair computes each side's part once and broadcasts the sum

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::deep_native::NativeDeepStep;
 use super::{check_training, margin_step, on_device, sum_sq};
 use crate::models::bpr::check_fractions;
 use crate::data::{Interactions, SideInfo, SideNeeds};
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::models::core::{Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
 use crate::models::factors::Factors;
 use crate::nets::mlp::Mlp;
-use crate::sampling::{SamplerConfig, TripleSampler};
+use crate::sampling::{Choice, SamplerConfig, TripleSampler};
 use crate::train::torch_step::{Gathered, RowsBy, TorchStep, TwoTower};
 use crate::train::FitReport;
 
@@ -189,9 +190,16 @@ impl Spec for DeepTriplet {
 
     fn train(c: &DeepTripletConfig, p: &DeepParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
         let sampler = TripleSampler::with_config(train, 1, &c.sampler, side)?;
+        let score = on_device(p.store.device(), |u| Self::score_block(c, p, u));
+        // The row-sparse Adam on the CPU with one negative per sample: the MLP's gradient
+        // written out (deep_native.rs); else the shared libtorch step.
+        if c.optimizer == "sparse_adam" && c.sampler.choice() == Choice::Single && !crate::tensors::gpu_path(p.store.device()) {
+            let mut step = NativeDeepStep::new(&p.store.vs, &p.users, &p.items, &p.mlp, c.margin, c.reg, c.common.lr)?;
+            return ctx.run(&mut step, &sampler, &score);
+        }
         let step_cfg = margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?;
         let mut step = TorchStep::new(p.towers(true, c.reg), &p.store.vs, step_cfg)?;
-        ctx.run(&mut step, &sampler, &on_device(p.store.device(), |u| Self::score_block(c, p, u)))
+        ctx.run(&mut step, &sampler, &score)
     }
 
     fn restore(c: &DeepTripletConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DeepParams> {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 mod deep;
+mod deep_native;
 mod native;
 #[cfg(test)]
 mod tests;

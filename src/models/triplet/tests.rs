@@ -247,3 +247,91 @@ fn deep_scoring_blocks_are_sized_by_bytes() {
     assert!(users_per_block(&narrow, 100_000) < users_per_block(&narrow, 1_000));
     assert_eq!(users_per_block(&wide, usize::MAX / 2), 1);
 }
+
+/// The deep model's native sparse step (deep_native.rs) computes the libtorch step's
+/// gradient: for a batch, the MLP's weight and bias gradients and the embedding rows'
+/// (scattered into the tables) match autograd's of `TorchStep::losses`, with one and two
+/// hidden layers, with and without L2, without dropout (whose masks come from different
+/// generators). Compared before the optimiser on purpose: a first-layer bias gradient is a sum
+/// of terms that cancel (a sample's positive and negative rows), so its last bits differ with
+/// the order of summation and Adam's m / sqrt(v) turns those bits into lr-sized moves.
+#[test]
+fn deep_native_gradient_is_autograds() {
+    use crate::train::torch_step::TorchStep;
+    let train = data();
+    for (hidden, reg) in [("[16]", 0.0), ("[16, 8]", 0.01)] {
+        let json = format!(
+            r#"{{"factors": 8, "user_factors": 6, "hidden": {hidden}, "reg": {reg}, "dropout": 0.0, "epochs": 2, "lr": 0.01,
+                "batch_size": 64, "optimizer": "sparse_adam", "margin": 0.5, "device": "cpu", "threads": 1}}"#
+        );
+        let cfg: DeepTripletConfig = crate::models::core::parse_config("deep_triplet", &json).unwrap();
+        let sampler = TripleSampler::with_config(&train, 1, &cfg.sampler, &SideInfo::default()).unwrap();
+        let mut batch = Default::default();
+        sampler.fill(&mut batch, 64, 0, 3);
+        let p = DeepParams::new(&cfg, 80, 60, Device::Cpu).unwrap();
+        let mut native = super::deep_native::NativeDeepStep::new(&p.store.vs, &p.users, &p.items, &p.mlp, cfg.margin, cfg.reg, cfg.common.lr).unwrap();
+        let (loss, d_u, d_x) = native.gradients(&batch).unwrap();
+        let step = TorchStep::new(p.towers(true, cfg.reg), &p.store.vs, margin_step(cfg.margin, &cfg.common, &cfg.sampler, 60, "sparse_adam").unwrap()).unwrap();
+        let (data, total) = step.losses(&batch).unwrap();
+        assert!((loss - data.double_value(&[])).abs() < 1e-4 * loss.max(1.0), "{hidden}: loss {loss} vs {data:?}");
+        let linears = p.mlp.linears();
+        let mut wrt = vec![p.users.shallow_clone(), p.items.shallow_clone()];
+        for (w, b) in &linears {
+            wrt.push(w.shallow_clone());
+            wrt.push(b.as_ref().unwrap().shallow_clone());
+        }
+        let grads = Tensor::run_backward(&[&total], &wrt, false, false);
+        let scatter = |g: &[f32], rows: &[i64], n: i64, width: i64| {
+            Tensor::zeros([n, width], (Kind::Float, Device::Cpu)).index_add(0, &Tensor::from_slice(rows), &Tensor::from_slice(g).view([-1, width]))
+        };
+        let items: Vec<i64> = batch.pos.iter().chain(&batch.neg).copied().collect();
+        let mut ours = vec![scatter(&d_u, &batch.users, 80, 6), scatter(&d_x, &items, 60, 8)];
+        for (k, (w, _)) in linears.iter().enumerate() {
+            let (dw, db) = native.layer_gradient(k);
+            ours.push(Tensor::from_slice(dw).view_as(w));
+            ours.push(Tensor::from_slice(db));
+        }
+        for (k, (x, y)) in ours.iter().zip(&grads).enumerate() {
+            assert!(x.allclose(y, 1e-4, 1e-6, false), "{hidden} reg={reg}: gradient {k} max diff {}", (x - y).abs().max().double_value(&[]));
+        }
+        assert!(grads[2].abs().sum(Kind::Float).double_value(&[]) > 0.0, "no gradient to compare");
+    }
+}
+
+/// The native step trains (the loss falls over the epochs), its state has the libtorch
+/// step's names (a checkpoint of one resumes the other), and with dropout its fit is
+/// repeatable while another seed's masks give other weights.
+#[test]
+fn deep_native_step_trains_with_its_own_dropout_masks() {
+    use crate::train::torch_step::TorchStep;
+    use crate::train::{fit_loop, BatchStep, LoopConfig};
+    let train = data();
+    let json = r#"{"factors": 8, "user_factors": 6, "hidden": [12], "reg": 0.001, "dropout": 0.3, "epochs": 6, "lr": 0.01,
+                   "batch_size": 64, "optimizer": "sparse_adam", "margin": 0.5, "device": "cpu", "threads": 1}"#;
+    let cfg: DeepTripletConfig = crate::models::core::parse_config("deep_triplet", json).unwrap();
+    let sampler = TripleSampler::with_config(&train, 1, &cfg.sampler, &SideInfo::default()).unwrap();
+    // Every run from the same start (the MLP's initialisation draws from libtorch's global
+    // generator, which tests running beside this one reseed).
+    let start = DeepParams::new(&cfg, 80, 60, Device::Cpu).unwrap();
+    let run = |seed: u64| {
+        let mut p = DeepParams::new(&cfg, 80, 60, Device::Cpu).unwrap();
+        p.store.vs.copy(&start.store.vs).unwrap();
+        let mut step = super::deep_native::NativeDeepStep::new(&p.store.vs, &p.users, &p.items, &p.mlp, cfg.margin, cfg.reg, cfg.common.lr).unwrap();
+        let loop_cfg = LoopConfig { epochs: 6, batch_size: 64, seed, threads: 1, start_epoch: 0, sync: None };
+        let r = fit_loop(&mut step, &sampler, &loop_cfg, &mut || Ok(Default::default()), &mut |_, _| Ok(()), &mut |_| Control::Continue).unwrap();
+        let names: std::collections::BTreeSet<String> = step.state().into_iter().map(|(n, _)| n).collect();
+        let mut vars: Vec<(String, Tensor)> = p.store.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        (vars, r.history.iter().map(|h| h.loss).collect::<Vec<_>>(), names)
+    };
+    let (a, losses, names) = run(0);
+    assert!(losses.last().unwrap() < &(losses[0] * 0.9), "loss did not fall: {losses:?}");
+    let (again, _, _) = run(0);
+    assert!(a.iter().zip(&again).all(|((_, x), (_, y))| x.equal(y)), "the native fit is not repeatable");
+    let (other, _, _) = run(1);
+    assert!(a.iter().zip(&other).any(|((_, x), (_, y))| !x.equal(y)), "the seed changed nothing");
+    let p = DeepParams::new(&cfg, 80, 60, Device::Cpu).unwrap();
+    let torch = TorchStep::new(p.towers(true, cfg.reg), &p.store.vs, margin_step(cfg.margin, &cfg.common, &cfg.sampler, 60, "sparse_adam").unwrap()).unwrap();
+    let torch_names: std::collections::BTreeSet<String> = torch.state().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, torch_names);
+}
