@@ -263,7 +263,8 @@ impl<S: Spec> Recommender for Model<S> {
         let report = S::train(&self.cfg, &params, train, side, ctx).map_err(sized)?;
         zero_cold_items(&params.item_tables(), train)?;
         if let Some(bias) = params.item_bias() {
-            floor_cold_bias(&bias, train)?;
+            let reach = cold::largest_norm(&S::user_vectors(&self.cfg, &params)?)? * cold::largest_norm(&S::item_vectors(&self.cfg, &params)?)?;
+            floor_cold_bias(&bias, train, reach)?;
         }
         S::finish(&self.cfg, &mut params, train, side)?;
         self.params = Some(params);

@@ -28,8 +28,10 @@ pub trait ModelParams: Send {
         Vec::new()
     }
     /// The per-item bias of a model that scores an item from its own parameters alone (no
-    /// item side data). At the end of every fit a cold item's is set to the lowest of the
-    /// trained items' (see [`super::floor_cold_bias`]); a model that scores cold items from
+    /// item side data), added to its score. At the end of every fit a cold item's is set below
+    /// the lowest score a trained item can have (see [`super::floor_cold_bias`]), so cold items
+    /// rank last; the model's `user_vectors` and `item_vectors` must be the vectors its score
+    /// multiplies (they bound that product). A model that scores cold items from
     /// side data lists its bias in `item_tables` instead (zero: a cold item is scored as a new
     /// item).
     fn item_bias(&self) -> Option<Tensor> {

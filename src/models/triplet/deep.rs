@@ -177,6 +177,20 @@ pub(super) fn users_per_block(c: &DeepTripletConfig, n_items: usize) -> i64 {
     (BLOCK_BYTES / pair_bytes.saturating_mul(n_items).max(1)).max(1) as i64
 }
 
+/// Scores `s` (users x items) with each cold item's (its embedding zeroed at the end of fit,
+/// `core::zero_cold_items`: a trained item's is never all zeros) set 1 below the user's
+/// lowest trained-item score. The MLP of a zero vector is no prediction: a cold item has
+/// fewer interactions than any trained item, so it ranks last, as the factor models' floor
+/// puts it (`core::floor_cold_bias`); all cold items tie.
+fn below_trained_items(s: Tensor, items: &Tensor) -> Result<Tensor> {
+    let cold = items.f_abs()?.f_amax([1i64].as_slice(), false)?.f_eq(0.0)?.f_unsqueeze(0)?;
+    if s.size()[0] == 0 || cold.f_any()?.f_int64_value(&[])? == 0 {
+        return Ok(s);
+    }
+    let lowest = s.f_masked_fill(&cold, f64::INFINITY)?.f_amin([1i64].as_slice(), true)? - 1.0;
+    Ok(s.f_where_self(&cold.f_logical_not()?, &lowest)?)
+}
+
 /// DeepTripletModel: embeddings scored by an MLP.
 pub struct DeepTriplet;
 
@@ -222,7 +236,7 @@ impl Spec for DeepTriplet {
         if parts.is_empty() {
             return Ok(Tensor::f_zeros([0, n_items], (Kind::Float, p.store.device()))?);
         }
-        Ok(Tensor::f_cat(&parts, 0)?)
+        below_trained_items(Tensor::f_cat(&parts, 0)?, &p.items)
     }
 
     /// The item embeddings (the MLP scores pairs; `similar_items` uses their cosine).

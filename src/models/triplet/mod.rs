@@ -223,13 +223,15 @@ impl Spec for Triplet {
 
     fn score_block(c: &TripletConfig, p: &Factors, users: &Tensor) -> Result<Tensor> {
         let items = unit_rows(p.items.shallow_clone(), cosine(c))?;
+        // The bias always: zero for trained items without `item_bias` (it gets no gradient),
+        // the floor for cold ones (they rank last, `core::floor_cold_bias`).
         let s = unit_rows(p.users.f_index_select(0, users)?, cosine(c))?.f_matmul(&items.f_tr()?)?;
-        Ok(if c.item_bias { s + p.item_bias.f_unsqueeze(0)? } else { s })
+        Ok(s + p.item_bias.f_unsqueeze(0)?)
     }
 
     fn dot_factors(c: &TripletConfig, p: &Factors, users: &Tensor) -> Result<Option<super::dot::DotFactors>> {
         let (users, items) = (unit_rows(p.users.f_index_select(0, users)?, cosine(c))?, unit_rows(p.items.shallow_clone(), cosine(c))?);
-        Ok(Some(super::dot::DotFactors::new(&users, &items, c.item_bias.then_some(&p.item_bias))?))
+        Ok(Some(super::dot::DotFactors::new(&users, &items, Some(&p.item_bias))?))
     }
 
     /// As scored (unit length for cosine).
