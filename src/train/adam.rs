@@ -241,6 +241,22 @@ mod tests {
     use super::*;
     use tch::nn::{self, OptimizerConfig};
 
+    /// `scale_lr`: a parameter scaled by 0 stays put, one scaled by 0.5 takes half the
+    /// first step (Adam's first step is lr * sign(g), whatever the gradient's size).
+    #[test]
+    fn scale_lr_scales_one_parameters_steps() {
+        let start = [0.3f32, 0.1, -0.2];
+        let vs = nn::VarStore::new(Device::Cpu);
+        let p: Vec<Tensor> = ["a", "b", "c"].iter().map(|n| vs.root().var_copy(n, &Tensor::from_slice(&start))).collect();
+        let named = ["a", "b", "c"].iter().zip(&p).map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
+        let mut adam = Adam::new(named, 0.1).unwrap();
+        assert!(adam.scale_lr("b", 0.5) && adam.scale_lr("c", 0.0) && !adam.scale_lr("d", 0.5));
+        let loss = p.iter().map(|t| (t - 1.0).square().sum(Kind::Float)).reduce(|a, b| a + b).unwrap();
+        adam.minimise(&loss).unwrap();
+        let moved: Vec<f64> = p.iter().map(|t| (t.detach() - Tensor::from_slice(&start)).abs().max().double_value(&[])).collect();
+        assert!((moved[0] - 0.1).abs() < 1e-6 && (moved[1] - 0.05).abs() < 1e-6 && moved[2] == 0.0, "{moved:?}");
+    }
+
     /// Our Adam (whose state can be saved) takes the steps libtorch's Adam takes.
     #[test]
     fn adam_matches_libtorch() {
