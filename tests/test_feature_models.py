@@ -260,3 +260,47 @@ def test_hybrid_item_feature_dropout(taste, tmp_path):
         fr.HybridBPR(item_feature_dropout=1.0).fit(train, user_features=u, item_features=items, progress=False)
     with pytest.raises(ValueError, match="item_id_column"):
         fr.HybridBPR(item_feature_dropout=0.2, item_id_column=False).fit(train, user_features=u, item_features=items, progress=False)
+
+
+def test_hybrid_item_bias_lr_and_lr_final(taste):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=3, lr=0.01, batch_size=256, device="cpu", seed=0)
+    start = np.log1p(train.item_counts())
+    trained = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
+    assert trained.get_params()["item_bias_lr"] == 1.0 and trained.get_params()["lr_final"] == 1.0
+    assert np.abs(trained._core.state()["item_bias"] - start).max() > 1e-3, "the bias trains by default"
+    # item_bias_lr=0: the bias stays at its log-popularity start while the towers train.
+    frozen = fr.HybridBPR(**small, item_bias_lr=0.0).fit(train, user_features=u, item_features=items, progress=False)
+    np.testing.assert_allclose(frozen._core.state()["item_bias"], start, rtol=1e-6)
+    assert not np.allclose(frozen.item_vectors(), trained.item_vectors())
+    # A smaller fraction moves it less.
+    slow = fr.HybridBPR(**small, item_bias_lr=0.1).fit(train, user_features=u, item_features=items, progress=False)
+    moved = lambda m: np.abs(m._core.state()["item_bias"] - start).mean()  # noqa: E731
+    assert 0 < moved(slow) < moved(trained)
+    # lr_final < 1: the learning rate falls over the epochs, so the fit differs from a constant one.
+    decayed = fr.HybridBPR(**small, lr_final=0.1).fit(train, user_features=u, item_features=items, progress=False)
+    assert not np.allclose(decayed.item_vectors(), trained.item_vectors())
+    for bad in (dict(lr_final=0.0), dict(lr_final=1.5), dict(item_bias_lr=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            fr.HybridBPR(**bad)
+
+
+def test_hybrid_user_crosses(taste, tmp_path):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=2, batch_size=256, device="cpu", seed=0)
+    plain = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
+    crossed = fr.HybridBPR(**small, user_crosses=3).fit(train, user_features=u, item_features=items, progress=False)
+    assert plain.get_params()["user_crosses"] == 0 and crossed.get_params()["user_crosses"] == 3
+    cold = users.loc[test.user_ids]
+    first = crossed.score(test.user_ids, user_features=cold)
+    assert not np.allclose(first, plain.score(test.user_ids, user_features=cold))
+    # The cross column (group x age bucket) is a column of its own, with its own vocabulary.
+    state = crossed._core.state()
+    assert "user.vocab1.offsets" in state and "user.vocab1.offsets" not in plain._core.state()
+    assert len(state["user.cross_edges.values"]) == 2  # 3 age buckets
+    # The bucket edges are saved: a loaded model crosses new users' features the same way.
+    crossed.save(tmp_path / "c.safetensors")
+    again = fr.load(tmp_path / "c.safetensors")
+    np.testing.assert_allclose(again.score(test.user_ids, user_features=cold), first, rtol=1e-5, atol=1e-5)

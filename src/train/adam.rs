@@ -20,6 +20,9 @@ pub struct Adam {
     scratch: Vec<Option<Tensor>>,
     pub t: i64,
     pub lr: f64,
+    /// Each parameter's learning rate as a multiple of `lr` (1 unless [`Adam::scale_lr`]
+    /// changed it; 0: the parameter is not updated).
+    scales: Vec<f64>,
     /// Training on several processes: the gradients are summed over them before the update.
     pub sync: Option<crate::train::GradSync>,
 }
@@ -34,7 +37,20 @@ impl Adam {
         let m = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let v = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let scratch = params.iter().map(|_| None).collect();
-        Ok(Adam { params, m, v, scratch, t: 0, lr, sync: None })
+        let scales = vec![1.0; params.len()];
+        Ok(Adam { params, m, v, scratch, t: 0, lr, scales, sync: None })
+    }
+
+    /// The parameter named `name` steps with `scale * lr` (0: frozen, neither it nor its
+    /// moments move). Returns whether such a parameter is optimised.
+    pub fn scale_lr(&mut self, name: &str, scale: f64) -> bool {
+        match self.params.iter().position(|(n, _)| n == name) {
+            Some(k) => {
+                self.scales[k] = scale;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Parameters optimised.
@@ -73,18 +89,22 @@ impl Adam {
         self.t += 1;
         let (bc1, bc2) = (1.0 - BETA1.powi(self.t as i32), 1.0 - BETA2.powi(self.t as i32));
         let _guard = tch::no_grad_guard();
-        for (((((_, p), m), v), tmp), g) in self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch).zip(grads) {
+        for ((((((_, p), m), v), tmp), g), &scale) in self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch).zip(grads).zip(&self.scales) {
             if !g.defined() {
                 continue;
             }
-            if !crate::tensors::gpu_path(p.device()) && fused_cpu_step(p, m, v, g, self.lr, bc1, bc2)? {
+            let lr = self.lr * scale;
+            if lr == 0.0 {
+                continue; // frozen
+            }
+            if !crate::tensors::gpu_path(p.device()) && fused_cpu_step(p, m, v, g, lr, bc1, bc2)? {
                 continue;
             }
             let tmp = match tmp {
                 Some(t) => t,
                 None => tmp.insert(p.f_zeros_like()?),
             };
-            tensor_step(p, m, v, tmp, g, self.lr, bc1, bc2)?;
+            tensor_step(p, m, v, tmp, g, lr, bc1, bc2)?;
         }
         Ok(())
     }
@@ -220,6 +240,22 @@ unsafe fn adam_avx2(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: A
 mod tests {
     use super::*;
     use tch::nn::{self, OptimizerConfig};
+
+    /// `scale_lr`: a parameter scaled by 0 stays put, one scaled by 0.5 takes half the
+    /// first step (Adam's first step is lr * sign(g), whatever the gradient's size).
+    #[test]
+    fn scale_lr_scales_one_parameters_steps() {
+        let start = [0.3f32, 0.1, -0.2];
+        let vs = nn::VarStore::new(Device::Cpu);
+        let p: Vec<Tensor> = ["a", "b", "c"].iter().map(|n| vs.root().var_copy(n, &Tensor::from_slice(&start))).collect();
+        let named = ["a", "b", "c"].iter().zip(&p).map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
+        let mut adam = Adam::new(named, 0.1).unwrap();
+        assert!(adam.scale_lr("b", 0.5) && adam.scale_lr("c", 0.0) && !adam.scale_lr("d", 0.5));
+        let loss = p.iter().map(|t| (t - 1.0).square().sum(Kind::Float)).reduce(|a, b| a + b).unwrap();
+        adam.minimise(&loss).unwrap();
+        let moved: Vec<f64> = p.iter().map(|t| (t.detach() - Tensor::from_slice(&start)).abs().max().double_value(&[])).collect();
+        assert!((moved[0] - 0.1).abs() < 1e-6 && (moved[1] - 0.05).abs() < 1e-6 && moved[2] == 0.0, "{moved:?}");
+    }
 
     /// Our Adam (whose state can be saved) takes the steps libtorch's Adam takes.
     #[test]

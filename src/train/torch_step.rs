@@ -285,6 +285,19 @@ impl<M: TwoTower> TorchStep<M> {
         self
     }
 
+    /// The trainable variable `name` of the VarStore steps with `scale` times the learning
+    /// rate (0: frozen at its start). Dense Adam only; an error for the other optimisers or a
+    /// name that is not optimised.
+    pub fn scale_lr(mut self, name: &str, scale: f64) -> Result<Self> {
+        let Opt::Adam(a) = &mut self.opt else {
+            return Err(Error::invalid("a per-variable learning rate needs the dense Adam optimiser"));
+        };
+        if !a.scale_lr(name, scale) {
+            return Err(Error::state(format!("no trainable variable '{name}' to scale the learning rate of")));
+        }
+        Ok(self)
+    }
+
     /// Whether this epoch's steps are averaged.
     fn averaging(&self) -> bool {
         self.average.as_ref().is_some_and(|a| self.epoch + a.epochs >= self.epochs)

@@ -53,6 +53,17 @@ pub struct HybridConfig {
     /// `average_epochs` epochs (0: the last step's); 12 of 24 epochs at batch 4096 by default
     /// (chosen on the warm users of `benches/hybrid_cold_users.py`).
     pub average_epochs: usize,
+    /// The learning rate at the last epoch as a fraction of `lr`: it falls linearly over the
+    /// epochs from `lr` to `lr * lr_final` (as BPR's; 1: constant).
+    pub lr_final: f64,
+    /// The item bias's learning rate as a fraction of the towers' (0: frozen at its start,
+    /// e.g. log-popularity; 1: as the towers).
+    pub item_bias_lr: f64,
+    /// Crosses of the user features (0: none): every pair of the user table's columns becomes
+    /// one more categorical column of the pair's values (e.g. gender x age group), continuous
+    /// columns first cut into this many quantile buckets of the training users. For tables
+    /// of a few columns (k columns make k (k - 1) / 2 crosses).
+    pub user_crosses: usize,
     /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
     #[serde(flatten)]
     pub common: Common,
@@ -77,6 +88,9 @@ impl Default for HybridConfig {
             common: Common::new(24, 0.001, 4096),
             reg: 0.01,
             average_epochs: 12,
+            lr_final: 1.0,
+            item_bias_lr: 1.0,
+            user_crosses: 0,
         }
     }
 }
@@ -107,6 +121,12 @@ impl ModelConfig for HybridConfig {
             return bad("sampler='rated_below' works with loss='bpr'".into());
         }
         crate::models::bpr::check_weights(&[("reg", self.reg, false)])?;
+        if !(self.lr_final > 0.0 && self.lr_final <= 1.0) {
+            return bad(format!("lr_final must be in (0, 1], got {}", self.lr_final));
+        }
+        if !(self.item_bias_lr.is_finite() && self.item_bias_lr >= 0.0) {
+            return bad(format!("item_bias_lr must be a finite number >= 0, got {}", self.item_bias_lr));
+        }
         if !self.min_rating.is_finite() {
             return bad(format!("min_rating must be finite, got {}", self.min_rating));
         }
@@ -134,6 +154,13 @@ impl ModelConfig for HybridConfig {
 }
 
 impl HybridConfig {
+    /// Learning rate of 0-based `epoch`: linear from `lr` to `lr * lr_final`.
+    pub(super) fn lr_at(&self, epoch: usize) -> f64 {
+        let epochs = self.common.epochs;
+        let t = if epochs > 1 { epoch as f64 / (epochs - 1) as f64 } else { 0.0 };
+        self.common.lr * (1.0 - t * (1.0 - self.lr_final))
+    }
+
     /// Negatives from the user's low ratings.
     pub(super) fn rated_below(&self) -> bool {
         self.sampler.kind == RATED_BELOW

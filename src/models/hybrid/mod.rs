@@ -108,6 +108,9 @@ impl ModelParams for Params {
     }
 }
 
+/// The item bias's name in the VarStore.
+const ITEM_BIAS: &str = "item_bias";
+
 const ID_INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.05 };
 
 impl Params {
@@ -118,13 +121,13 @@ impl Params {
         let n_items = item_counts.len();
         let store = ParamStore::new(device);
         let root = store.vs.root();
-        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg, None)).transpose()?;
+        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg, None, cfg.user_crosses)).transpose()?;
         let trained: Vec<bool> = item_counts.iter().map(|&c| c > 0).collect();
         let ids_only = FeatureTable { n_rows: n_items, ..Default::default() };
         let item_f = match (side.item_features.as_ref(), cfg.item_id_column) {
-            (Some(t), ids) => Some(Features::fit(&(&root / "item"), t, cfg, ids.then_some(trained.as_slice()))?),
+            (Some(t), ids) => Some(Features::fit(&(&root / "item"), t, cfg, ids.then_some(trained.as_slice()), 0)?),
             // The item tower on the id column alone.
-            (None, true) => Some(Features::fit(&(&root / "item"), &ids_only, cfg, Some(&trained))?),
+            (None, true) => Some(Features::fit(&(&root / "item"), &ids_only, cfg, Some(&trained), 0)?),
             (None, false) => None,
         };
         drop(root);
@@ -144,7 +147,7 @@ impl Params {
         };
         let user = Tower { features: user_f, ids: ids("user_ids", n_users)?, feature_dropout: 0.0 };
         let item = Tower { features: item_f, ids: ids("item_ids", n_items)?, feature_dropout: cfg.item_feature_dropout };
-        let bias = if cfg.item_bias { Some(root.f_zeros("item_bias", &[n_items as i64])?) } else { None };
+        let bias = if cfg.item_bias { Some(root.f_zeros(ITEM_BIAS, &[n_items as i64])?) } else { None };
         drop(root);
         Ok(Params { store, user, item, bias, n_users, n_items, item_cache: None })
     }
@@ -225,7 +228,7 @@ impl Spec for HybridBpr {
     }
 
     fn train(c: &HybridConfig, p: &Params, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
-        let lr = c.common.lr;
+        let cfg = c.clone();
         let step_cfg = StepConfig {
             loss: match c.loss.as_str() {
                 "softmax" => Loss::Softmax,
@@ -234,13 +237,16 @@ impl Spec for HybridBpr {
             },
             reduction: Reduction::Mean,
             optimizer: Optimizer::Adam,
-            lr: Box::new(move |_| lr),
+            lr: Box::new(move |e| cfg.lr_at(e)),
             choice: c.sampler.choice(),
             n_items: train.n_items(),
             shared_negatives: c.loss == "softmax",
             log_q: None,
         };
-        let step = TorchStep::new(p.towers(c.reg), &p.store.vs, step_cfg)?.average_last_epochs(c.average_epochs);
+        let mut step = TorchStep::new(p.towers(c.reg), &p.store.vs, step_cfg)?.average_last_epochs(c.average_epochs);
+        if p.bias.is_some() && c.item_bias_lr != 1.0 {
+            step = step.scale_lr(ITEM_BIAS, c.item_bias_lr)?;
+        }
         let device = p.store.device();
         let score = |u: &[i64]| tch::no_grad(|| Self::score_block(c, p, &Tensor::from_slice(u).f_to_device(device)?));
         if c.rated_below() {
@@ -348,5 +354,28 @@ mod tests {
         assert!(HybridConfig { item_feature_dropout: 1.0, ..Default::default() }.validate().is_err());
         assert!(HybridConfig { item_feature_dropout: -0.1, ..Default::default() }.validate().is_err());
         assert!(HybridConfig { item_feature_dropout: 0.5, item_id_column: false, ..Default::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn lr_decays_linearly_and_the_new_fractions_are_checked() {
+        let c = HybridConfig { common: crate::models::core::Common::new(5, 1.0, 16), lr_final: 0.2, ..Default::default() };
+        assert!((c.lr_at(0) - 1.0).abs() < 1e-12 && (c.lr_at(2) - 0.6).abs() < 1e-12 && (c.lr_at(4) - 0.2).abs() < 1e-12);
+        assert_eq!(HybridConfig::default().lr_at(23), HybridConfig::default().common.lr);
+        for bad in [HybridConfig { lr_final: 0.0, ..Default::default() }, HybridConfig { lr_final: 1.5, ..Default::default() }, HybridConfig { item_bias_lr: -0.5, ..Default::default() }, HybridConfig { item_bias_lr: f64::NAN, ..Default::default() }] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert!(HybridConfig { item_bias_lr: 0.0, lr_final: 0.1, ..Default::default() }.validate().is_ok());
+    }
+
+    /// A saved config without the new fields (an older model's) reads as constant lr and a
+    /// bias trained as the towers.
+    #[test]
+    fn old_configs_read_without_the_new_fields() {
+        let mut old = serde_json::to_value(HybridConfig { factors: 16, ..Default::default() }).unwrap();
+        for new in ["lr_final", "item_bias_lr", "user_crosses"] {
+            assert!(old.as_object_mut().unwrap().remove(new).is_some(), "{new}");
+        }
+        let c: HybridConfig = serde_json::from_value(old).unwrap();
+        assert_eq!((c.lr_final, c.item_bias_lr, c.user_crosses, c.factors), (1.0, 1.0, 0, 16));
     }
 }
