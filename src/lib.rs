@@ -23,7 +23,10 @@
 // (tch's trait cannot return an error; models call the fallible forward). Indexing
 // (`clippy::indexing_slicing`, ~550 sites in kernels over sizes checked at their entry) is not
 // denied yet.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 pub mod data;
 pub mod error;

@@ -195,16 +195,7 @@ fn strings_from_state(state: &HashMap<String, Tensor>, name: &str) -> Result<Vec
     let get = |s: &str| state.get(&format!("{name}.{s}")).ok_or_else(|| Error::state(format!("saved model has no '{name}'")));
     let offsets = Vec::<i64>::try_from(get("offsets")?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?;
     let bytes = Vec::<u8>::try_from(get("bytes")?.f_to_kind(Kind::Uint8)?.f_flatten(0, -1)?)?;
-    offsets
-        .windows(2)
-        .map(|w| {
-            let (a, b) = (w[0], w[1]);
-            if a < 0 || a > b || b as usize > bytes.len() {
-                return Err(Error::state(format!("'{name}': offsets out of range")));
-            }
-            String::from_utf8(bytes[a as usize..b as usize].to_vec()).map_err(|_| Error::state(format!("'{name}': invalid UTF-8")))
-        })
-        .collect()
+    crate::io::strings_at_offsets(&offsets, &bytes).map_err(|e| Error::state(format!("'{name}': {e}")))
 }
 
 /// The embedder of a side with these vocabularies and continuous columns, sized by `cfg`.
