@@ -45,9 +45,11 @@ test-rust: setup
 	$(ACTIVATE) && cargo test --release $(FEATURES)
 
 # The crate's rule against panics on input-derived values (src/lib.rs: clippy's unwrap_used,
-# expect_used and panic denied outside tests).
+# expect_used, panic and indexing_slicing denied outside tests), on the core and then on the
+# core with the Python bindings (src/python/, built only with the `python` feature).
 lint: setup
 	$(ACTIVATE) && cargo clippy --release --lib $(FEATURES)
+	$(ACTIVATE) && cargo clippy --release --lib $(PY_FEATURES)
 
 test-python: build
 	$(ACTIVATE) && python -m pytest -q

@@ -66,7 +66,7 @@ pub fn show_bytes(n: u128) -> String {
     if u == 0 {
         format!("{n} bytes")
     } else {
-        format!("{x:.1} {}", units[u])
+        format!("{x:.1} {}", units.get(u).copied().unwrap_or_default())
     }
 }
 

@@ -100,6 +100,13 @@ pub fn copy_f32_into(t: &Tensor, out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// The size of dimension `dim` of `t`, or an error giving its shape (a tensor with fewer
+/// dimensions than the code expects: a saved state or an argument of another shape).
+pub fn size_at(t: &Tensor, dim: usize) -> Result<i64> {
+    let size = t.size();
+    size.get(dim).copied().ok_or_else(|| Error::state(format!("a tensor of shape {size:?} has no dimension {dim}")))
+}
+
 /// A CPU tensor holding a copy of `data` with `shape`.
 pub fn from_f32(data: &[f32], shape: &[i64]) -> Tensor {
     Tensor::from_slice(data).reshape(shape)

@@ -171,9 +171,10 @@ impl IdMap {
         let idx = self.lookup(raw).map_err(|e| Error::invalid(format!("{arg}: {e}")))?;
         if let Some(row) = idx.iter().position(|&i| i == UNKNOWN) {
             let shown = match raw {
-                RawIds::Int(v) => v[row].to_string(),
-                RawIds::Str(v) => python_quote(v[row]),
-            };
+                RawIds::Int(v) => v.get(row).map(i64::to_string),
+                RawIds::Str(v) => v.get(row).map(|s| python_quote(s)),
+            }
+            .unwrap_or_default();
             return Err(Error::invalid(format!(
                 "{arg}[{row}] = {shown} is not a known {what} id (not among the {} known {what} ids)",
                 self.len()
@@ -186,8 +187,8 @@ impl IdMap {
     pub fn display(&self, index: usize) -> String {
         match self {
             IdMap::Range(_) => index.to_string(),
-            IdMap::Int { ids, .. } => ids[index].to_string(),
-            IdMap::Str { ids, .. } => format!("{:?}", ids[index]),
+            IdMap::Int { ids, .. } => ids.get(index).map_or_else(|| index.to_string(), i64::to_string),
+            IdMap::Str { ids, .. } => ids.get(index).map_or_else(|| index.to_string(), |s| format!("{s:?}")),
         }
     }
 
@@ -209,8 +210,8 @@ impl IdMap {
             (IdMap::Str { ids, .. }, RawIds::Str(v)) => {
                 let mut ids = ids.clone();
                 let mut seen = FxHashSet::default();
-                for (k, s) in v.iter().enumerate() {
-                    if known[k] == UNKNOWN && seen.insert(*s) {
+                for (s, &k) in v.iter().zip(&known) {
+                    if k == UNKNOWN && seen.insert(*s) {
                         ids.push(s.to_string());
                     }
                 }
@@ -220,13 +221,13 @@ impl IdMap {
                 let mut ids = self.int_ids().unwrap_or_default();
                 let n = ids.len();
                 let mut seen = FxHashSet::default();
-                for (k, &x) in v.iter().enumerate() {
-                    if known[k] == UNKNOWN && seen.insert(x) {
+                for (&x, &k) in v.iter().zip(&known) {
+                    if k == UNKNOWN && seen.insert(x) {
                         ids.push(x);
                     }
                 }
                 // Still 0..n in order: stay a range.
-                if matches!(self, IdMap::Range(_)) && ids[n..].iter().enumerate().all(|(k, &x)| x == (n + k) as i64) {
+                if matches!(self, IdMap::Range(_)) && ids.iter().skip(n).enumerate().all(|(k, &x)| x == (n + k) as i64) {
                     return Ok(IdMap::Range(ids.len()));
                 }
                 Ok(Self::from_unique_int(ids))
@@ -242,10 +243,10 @@ impl IdMap {
         }
         match (self, other) {
             (IdMap::Range(_), IdMap::Range(_)) => true,
-            (IdMap::Str { ids: a, .. }, IdMap::Str { ids: b, .. }) => b[..a.len()] == a[..],
+            (IdMap::Str { ids: a, .. }, IdMap::Str { ids: b, .. }) => b.starts_with(a),
             (IdMap::Str { .. }, _) | (_, IdMap::Str { .. }) => false,
             _ => match (self.int_ids(), other.int_ids()) {
-                (Some(a), Some(b)) => b[..a.len()] == a[..],
+                (Some(a), Some(b)) => b.starts_with(&a),
                 _ => false,
             },
         }
@@ -299,9 +300,10 @@ pub fn first_repeat(raw: RawIds<'_>) -> Option<(usize, usize)> {
 /// A raw id of a column, quoted when it is a string.
 pub fn display_raw(raw: RawIds<'_>, row: usize) -> String {
     match raw {
-        RawIds::Int(v) => v[row].to_string(),
-        RawIds::Str(v) => crate::error::quote(v[row]),
+        RawIds::Int(v) => v.get(row).map(i64::to_string),
+        RawIds::Str(v) => v.get(row).map(|s| crate::error::quote(s)),
     }
+    .unwrap_or_default()
 }
 
 /// A string id as Python's repr writes it ('x'), shortened as [`crate::error::quote`] does.

@@ -100,6 +100,7 @@ pub struct Csr {
     pub values: Option<Vec<f32>>,
 }
 
+#[allow(clippy::indexing_slicing, reason = "CSR kernels: from_coo's rows are below n_rows (checked_indices or IdMap::lookup in the Interactions constructors), offsets are monotone by construction (from_coo, transpose), row(r) is asked for r < n_rows")]
 impl Csr {
     pub fn n_rows(&self) -> usize {
         self.indptr.len() - 1
@@ -234,8 +235,8 @@ impl Csr {
 /// Split `data` into the row segments given by `indptr`, for parallel per-row work.
 pub(crate) fn split_rows_mut<'a, T>(mut data: &'a mut [T], indptr: &[usize]) -> Vec<&'a mut [T]> {
     let mut out = Vec::with_capacity(indptr.len().saturating_sub(1));
-    for w in indptr.windows(2) {
-        let (head, tail) = data.split_at_mut(w[1] - w[0]);
+    for (start, end) in indptr.iter().zip(indptr.iter().skip(1)) {
+        let (head, tail) = data.split_at_mut(end - start);
         out.push(head);
         data = tail;
     }
@@ -350,12 +351,10 @@ impl Interactions {
                 (u, i, values.map(<[f32]>::to_vec), 0)
             }
             Unknown::Drop => {
-                let keep: Vec<usize> = (0..u.len()).filter(|&r| u[r] != UNKNOWN && i[r] != UNKNOWN).collect();
-                let dropped = u.len() - keep.len();
-                let u2 = keep.iter().map(|&r| u[r]).collect::<Vec<_>>();
-                let i2 = keep.iter().map(|&r| i[r]).collect::<Vec<_>>();
-                let v2 = values.map(|v| keep.iter().map(|&r| v[r]).collect::<Vec<_>>());
-                (u2, i2, v2, dropped)
+                let known: Vec<bool> = u.iter().zip(&i).map(|(&a, &b)| a != UNKNOWN && b != UNKNOWN).collect();
+                let (u2, i2) = (kept(&u, &known), kept(&i, &known));
+                let dropped = u.len() - u2.len();
+                (u2, i2, values.map(|v| kept(v, &known)), dropped)
             }
         };
         if u.is_empty() {
@@ -399,7 +398,10 @@ impl Interactions {
     pub fn item_counts(&self) -> Vec<u32> {
         let mut counts = vec![0u32; self.n_items()];
         for &i in &self.by_user.indices {
-            counts[i as usize] += 1;
+            // Below n_items: from_csr checked every item index.
+            if let Some(c) = counts.get_mut(i as usize) {
+                *c += 1;
+            }
         }
         counts
     }
@@ -446,8 +448,8 @@ fn check_lengths(n_users: usize, n_items: usize, n_values: Option<usize>, cols: 
 }
 
 fn check_finite(values: &[f32], column: &str) -> Result<()> {
-    if let Some(row) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::invalid(format!("column '{column}', row {row}: value {} is not finite", values[row])));
+    if let Some((row, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::invalid(format!("column '{column}', row {row}: value {v} is not finite")));
     }
     Ok(())
 }
@@ -461,8 +463,7 @@ fn checked_indices(idx: &[i64], bound: Option<usize>, column: &str, bound_name: 
         )));
     }
     let limit = bound.map(|b| b as i64).unwrap_or(u32::MAX as i64);
-    if let Some(row) = idx.iter().position(|&x| x < 0 || x >= limit) {
-        let x = idx[row];
+    if let Some((row, &x)) = idx.iter().enumerate().find(|(_, &x)| x < 0 || x >= limit) {
         let why = if x < 0 {
             "negative index".to_string()
         } else if let Some(b) = bound {
@@ -473,6 +474,11 @@ fn checked_indices(idx: &[i64], bound: Option<usize>, column: &str, bound_name: 
         return Err(Error::invalid(format!("column '{column}', row {row}: {why} ({x})")));
     }
     Ok(idx.iter().map(|&x| x as u32).collect())
+}
+
+/// The entries of `col` whose flag in `keep` is set, in order.
+fn kept<T: Copy>(col: &[T], keep: &[bool]) -> Vec<T> {
+    col.iter().zip(keep).filter(|(_, &k)| k).map(|(&x, _)| x).collect()
 }
 
 fn max_plus_one(idx: &[u32]) -> usize {

@@ -37,8 +37,9 @@ impl DenseMatrix {
         Ok(DenseMatrix { rows, cols, data, names })
     }
 
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.data[r * self.cols..(r + 1) * self.cols]
+    /// Row `r` (None past the last row).
+    pub fn row(&self, r: usize) -> Option<&[f32]> {
+        self.data.get(r * self.cols..(r + 1) * self.cols)
     }
 
     /// The rows scaled to unit length (zero rows stay zero), for cosine similarity.
@@ -143,7 +144,8 @@ impl ItemImages {
             return Err(Error::invalid(format!("item index {bad} out of range for {n} items with images")));
         }
         Ok(match &self.rows {
-            Some(r) => items.iter().map(|&i| r[i as usize]).collect(),
+            // In range: checked above against len(), the length of `r`.
+            Some(r) => items.iter().filter_map(|&i| r.get(i as usize).copied()).collect(),
             None => items.to_vec(),
         })
     }
@@ -314,16 +316,8 @@ impl Vocab {
         let get = |s: &str| state.get(&format!("{name}.{s}")).ok_or_else(|| Error::state(format!("saved model has no vocabulary '{name}'")));
         let offsets = Vec::<i64>::try_from(get("offsets")?.to_kind(tch::Kind::Int64).flatten(0, -1))?;
         let bytes = Vec::<u8>::try_from(get("bytes")?.to_kind(tch::Kind::Uint8).flatten(0, -1))?;
-        let mut values = Vec::with_capacity(offsets.len().saturating_sub(1));
-        for w in offsets.windows(2) {
-            let (a, b) = (w[0], w[1]);
-            if a < 0 || a > b || b as usize > bytes.len() {
-                return Err(Error::state(format!("vocabulary '{name}': offsets out of range")));
-            }
-            let s = std::str::from_utf8(&bytes[a as usize..b as usize])
-                .map_err(|_| Error::state(format!("vocabulary '{name}': invalid UTF-8")))?;
-            values.push(s.to_string());
-        }
+        let values = crate::io::strings_at_offsets(&offsets, &bytes)
+            .map_err(|e| Error::state(format!("vocabulary '{name}': {e}")))?;
         Ok(Vocab { map: IdMap::from_str_ids(values, name)? })
     }
 }

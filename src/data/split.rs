@@ -38,7 +38,10 @@ pub fn leave_one_out(data: &Interactions, validation: bool, seed: u64) -> Result
     let mut part = vec![0u8; csr.nnz()];
     for (u, chosen) in picks.iter().enumerate() {
         for (slot, &p) in chosen.iter().enumerate() {
-            part[csr.indptr[u] + p] = slot as u8 + 1;
+            // p is below the user's row length (drawn in 0..n above).
+            if let Some(x) = csr.indptr.get(u).and_then(|&start| part.get_mut(start + p)) {
+                *x = slot as u8 + 1;
+            }
         }
     }
     if part.iter().all(|&p| p == 0) {
@@ -73,8 +76,10 @@ pub fn random_split(data: &Interactions, test_fraction: f64, seed: u64) -> Resul
     let mut positions: Vec<usize> = (0..nnz).collect();
     positions.shuffle(&mut stream_rng(seed, streams::SPLIT, u64::MAX));
     let mut part = vec![0u8; nnz];
-    for &p in &positions[..n_test] {
-        part[p] = 1;
+    for &p in positions.iter().take(n_test) {
+        if let Some(x) = part.get_mut(p) {
+            *x = 1;
+        }
     }
     let pieces = partition(data.by_user(), &part, 2);
     pieces.into_iter().map(|c| Interactions::from_csr(c, data.ids().clone())).collect()
@@ -89,15 +94,19 @@ fn partition(csr: &Csr, part: &[u8], n_parts: usize) -> Vec<Csr> {
             indptr.push(0);
             let mut indices = Vec::new();
             let mut values = csr.values.as_ref().map(|_| Vec::new());
-            for r in 0..csr.n_rows() {
-                for e in csr.indptr[r]..csr.indptr[r + 1] {
-                    if part[e] == k {
-                        indices.push(csr.indices[e]);
-                        if let (Some(out), Some(vs)) = (values.as_mut(), csr.values.as_ref()) {
-                            out.push(vs[e]);
+            // Rows are consecutive runs of entries: row r ends at entry indptr[r + 1].
+            let mut entries = csr.indices.iter().zip(part).enumerate();
+            let mut start = 0;
+            for &end in csr.indptr.iter().skip(1) {
+                for (e, (&c, &p)) in entries.by_ref().take(end - start) {
+                    if p == k {
+                        indices.push(c);
+                        if let (Some(out), Some(&v)) = (values.as_mut(), csr.values.as_ref().and_then(|vs| vs.get(e))) {
+                            out.push(v);
                         }
                     }
                 }
+                start = end;
                 indptr.push(indices.len());
             }
             Csr { indptr, indices, values }

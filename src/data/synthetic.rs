@@ -76,14 +76,17 @@ pub fn synthetic(cfg: &SyntheticConfig) -> Result<Interactions> {
             let mut rng = stream_rng(cfg.seed, streams::SYNTHETIC, u as u64);
             let taste: Vec<f64> = (0..d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
             let m = (counts.sample(&mut rng).round() as usize).clamp(5, max_items);
-            let mut keyed: Vec<(f64, u32)> = (0..cfg.n_items)
-                .map(|i| {
-                    let dot: f64 = taste.iter().zip(&item_vecs[i * d..(i + 1) * d]).map(|(a, b)| a * b).sum();
-                    (scale * dot + pop[i] + gumbel.sample(&mut rng), i as u32)
+            let mut keyed: Vec<(f64, u32)> = item_vecs
+                .chunks_exact(d)
+                .zip(&pop)
+                .zip(0u32..)
+                .map(|((v, p), i)| {
+                    let dot: f64 = taste.iter().zip(v).map(|(a, b)| a * b).sum();
+                    (scale * dot + p + gumbel.sample(&mut rng), i)
                 })
                 .collect();
             keyed.select_nth_unstable_by(m - 1, |a, b| b.0.total_cmp(&a.0));
-            let mut items: Vec<u32> = keyed[..m].iter().map(|&(_, i)| i).collect();
+            let mut items: Vec<u32> = keyed.iter().take(m).map(|&(_, i)| i).collect();
             items.sort_unstable();
             items
         })

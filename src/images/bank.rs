@@ -187,10 +187,9 @@ impl ImageBank {
                         skipped: skipped.clone(),
                     };
                     let json = serde_json::to_vec(&trailer).map_err(|e| Error::state(format!("image bank trailer: {e}")))?;
-                    map[..8].copy_from_slice(MAGIC);
-                    map[8..16].copy_from_slice(&(PIXEL_OFFSET as u64).to_le_bytes());
-                    map[16..24].copy_from_slice(&((PIXEL_OFFSET + total) as u64).to_le_bytes());
-                    map[24..32].copy_from_slice(&(json.len() as u64).to_le_bytes());
+                    let header = [*MAGIC, (PIXEL_OFFSET as u64).to_le_bytes(), ((PIXEL_OFFSET + total) as u64).to_le_bytes(), (json.len() as u64).to_le_bytes()].concat();
+                    // The map holds PIXEL_OFFSET header bytes and then the pixels.
+                    map.get_mut(..header.len()).ok_or_else(|| Error::state("image bank: no room for the header"))?.copy_from_slice(&header);
                     map.flush().map_err(|e| Error::io(path, &e))?;
                     drop(map);
                     let mut file = file;
@@ -212,10 +211,11 @@ impl ImageBank {
     pub fn open(path: &Path) -> Result<ImageBank> {
         let map = crate::io::map_file(path)?;
         let bad = |m: String| Error::file(path, m);
-        if map.len() < PIXEL_OFFSET || &map[..8] != MAGIC {
+        if map.len() < PIXEL_OFFSET || !map.starts_with(MAGIC) {
             return Err(bad("not a fashionrec image bank (no FRBANK header)".into()));
         }
-        let word = |k: usize| u64::from_le_bytes(crate::io::byte_array(&map[k..k + 8])) as usize;
+        // Within the PIXEL_OFFSET bytes checked above.
+        let word = |k: usize| map.get(k..k + 8).map_or(0, |b| u64::from_le_bytes(crate::io::byte_array(b))) as usize;
         let (pixel_offset, trailer_offset, trailer_len) = (word(8), word(16), word(24));
         if pixel_offset != PIXEL_OFFSET || trailer_offset.checked_add(trailer_len) != Some(map.len()) {
             return Err(bad(format!(
@@ -224,7 +224,8 @@ impl ImageBank {
                 map.len()
             )));
         }
-        let t: Trailer = serde_json::from_slice(&map[trailer_offset..])
+        // In the file: trailer_offset + trailer_len is its length (checked above).
+        let t: Trailer = serde_json::from_slice(map.get(trailer_offset..).unwrap_or_default())
             .map_err(|e| bad(format!("damaged image bank metadata at byte offset {trailer_offset}: {e}")))?;
         let filter = t.filter.parse().map_err(|e| bad(format!("damaged image bank metadata: {e}")))?;
         let spec = BankSpec { height: t.height, width: t.width, filter, reduce: t.reduce };
@@ -272,14 +273,15 @@ impl ImageBank {
     pub fn pixels(&self) -> &[u8] {
         match &self.pixels {
             Pixels::Memory(m) => m,
-            Pixels::Mapped(m) => &m[PIXEL_OFFSET..PIXEL_OFFSET + self.n * self.spec.image_bytes()],
+            // open checked that the file holds them.
+            Pixels::Mapped(m) => m.get(PIXEL_OFFSET..PIXEL_OFFSET + self.n * self.spec.image_bytes()).unwrap_or_default(),
         }
     }
 
-    /// The pixels of item `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
+    /// The pixels of item `i` (None past the last item).
+    pub fn image(&self, i: usize) -> Option<&[u8]> {
         let row = self.spec.image_bytes();
-        &self.pixels()[i * row..(i + 1) * row]
+        self.pixels().get(i * row..(i + 1) * row)
     }
 
     /// The images of `items` copied into `out` (len(items) x H x W x 3), in parallel.
@@ -288,10 +290,14 @@ impl ImageBank {
         if out.len() != items.len() * row {
             return Err(Error::invalid(format!("gather: output has {} bytes for {} images", out.len(), items.len())));
         }
-        if let Some(k) = items.iter().position(|&i| i < 0 || i as usize >= self.n) {
-            return Err(Error::invalid(format!("row {k}: item index {} is out of range for {} images", items[k], self.n)));
+        if let Some((k, i)) = items.iter().enumerate().find(|&(_, &i)| i < 0 || i as usize >= self.n) {
+            return Err(Error::invalid(format!("row {k}: item index {i} is out of range for {} images", self.n)));
         }
-        out.par_chunks_mut(row).zip(items.par_iter()).for_each(|(o, &i)| o.copy_from_slice(self.image(i as usize)));
+        out.par_chunks_mut(row).zip(items.par_iter()).for_each(|(o, &i)| {
+            if let Some(image) = self.image(i as usize) {
+                o.copy_from_slice(image);
+            }
+        });
         Ok(())
     }
 
@@ -386,14 +392,17 @@ fn fill(
     for first in (0..n).step_by(BLOCK) {
         let count = BLOCK.min(n - first);
         let mut errors: Vec<(usize, String)> = match &mut sink {
-            Sink::Memory(out) => pool.run(|| {
-                out[first * row..(first + count) * row]
-                    .par_chunks_mut(row)
-                    .enumerate()
-                    .map_init(Scratch::default, |scratch, (k, dst)| load_row(source, first + k, spec, decode, dst, scratch))
-                    .flatten()
-                    .collect()
-            }),
+            Sink::Memory(out) => {
+                let block = out.get_mut(first * row..(first + count) * row).ok_or_else(|| Error::state("image bank: a block past the end of the pixels"))?;
+                pool.run(|| {
+                    block
+                        .par_chunks_mut(row)
+                        .enumerate()
+                        .map_init(Scratch::default, |scratch, (k, dst)| load_row(source, first + k, spec, decode, dst, scratch))
+                        .flatten()
+                        .collect()
+                })
+            }
             Sink::File { file, path } => {
                 let (file, path): (&File, &Path) = (file, path);
                 let written: Result<Vec<Option<(usize, String)>>> = pool.run(|| {
@@ -468,7 +477,8 @@ fn load_into(
     match decoded {
         Ok(Placed::Target) => Ok(()),
         Ok(Placed::Scratch(w, h)) => {
-            resize_rgb(&pixels[..w * h * 3], w, h, dst, spec.width, spec.height, spec.filter);
+            let src = pixels.get(..w * h * 3).ok_or_else(|| format!("the decoder gave fewer than {w}x{h}x3 bytes"))?;
+            resize_rgb(src, w, h, dst, spec.width, spec.height, spec.filter);
             Ok(())
         }
         // Offsets inside a container file help find the bytes with a hex viewer.
@@ -521,8 +531,8 @@ mod tests {
         assert_eq!((used, calls, bank.len()), (CacheUse::None, 2, 700));
         assert_eq!(bank.skipped().len(), 1);
         assert_eq!(bank.skipped()[0].0, 600);
-        assert!(bank.image(600).iter().all(|&v| v == 0));
-        assert_eq!(&bank.image(3)[..3], &[30, 31, 32]);
+        assert!(bank.image(600).unwrap().iter().all(|&v| v == 0));
+        assert_eq!(&bank.image(3).unwrap()[..3], &[30, 31, 32]);
         let mut out = vec![0u8; 2 * 12];
         bank.gather(&[3, 1], &mut out).unwrap();
         assert_eq!(out[12], 10);

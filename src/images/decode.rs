@@ -248,9 +248,10 @@ fn decode_png(bytes: &[u8], zune: DecoderOptions, options: DecodeOptions, scratc
     }
     reserve(scratch, width * height * 3)?;
     match channels {
-        4 => scratch.extend(raw.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]])),
+        // chunks_exact: every chunk is whole, so first_chunk / first always hold.
+        4 => scratch.extend(raw.chunks_exact(4).filter_map(<[u8]>::first_chunk::<3>).flatten()),
         1 => scratch.extend(raw.iter().flat_map(|&g| [g, g, g])),
-        _ => scratch.extend(raw.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]])),
+        _ => scratch.extend(raw.chunks_exact(2).filter_map(<[u8]>::first).flat_map(|&g| [g, g, g])),
     }
     Ok(Placed::Scratch(width, height))
 }

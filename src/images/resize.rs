@@ -6,6 +6,8 @@
 //! the same input pixels the output is bit-identical to Pillow 13's for every filter here
 //! (`tests/test_images.py` checks it against PIL).
 
+#![allow(clippy::indexing_slicing, reason = "Pillow's pixel loops: resize_with asserts the source and destination sizes (w x h x 3, ow x oh x 3) and taps() keeps every tap inside its line or column")]
+
 use std::f64::consts::PI;
 
 /// Pillow's resampling filters (`PIL.Image.Resampling`), except NEAREST.

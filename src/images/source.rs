@@ -67,14 +67,20 @@ impl ImageSource {
     pub fn read(&self, i: usize) -> Result<Cow<'_, [u8]>> {
         match &self.kind {
             Kind::Files(paths) => {
-                let p = &paths[i];
+                let p = paths.get(i).ok_or_else(|| self.out_of_range(i))?;
                 std::fs::read(p).map(Cow::Owned).map_err(|e| Error::io(p, &e))
             }
-            Kind::Spans { path, map, spans } => match spans[i] {
-                Some(s) => Ok(Cow::Borrowed(&map[s.start as usize..s.end() as usize])),
+            Kind::Spans { path, map, spans } => match spans.get(i).ok_or_else(|| self.out_of_range(i))? {
+                Some(s) => map.get(s.start as usize..s.end() as usize).map(Cow::Borrowed).ok_or_else(|| {
+                    Error::file(path, format!("item {i}'s image (bytes {}..{}) lies past the end of the file", s.start, s.end()))
+                }),
                 None => Err(Error::file(path, format!("item {i} has no image ('imgs') in the file"))),
             },
         }
+    }
+
+    fn out_of_range(&self, i: usize) -> Error {
+        Error::invalid(format!("item {i} out of range for {} images", self.len()))
     }
 
     /// Calls `f` with the encoded bytes of item `i`: borrowed from the map, or read from its
@@ -83,7 +89,7 @@ impl ImageSource {
         match &self.kind {
             Kind::Files(paths) => {
                 use std::io::Read;
-                let p = &paths[i];
+                let p = paths.get(i).ok_or_else(|| self.out_of_range(i))?;
                 buf.clear();
                 std::fs::File::open(p).and_then(|mut file| file.read_to_end(buf)).map_err(|e| Error::io(p, &e))?;
                 Ok(f(buf))
@@ -95,8 +101,8 @@ impl ImageSource {
     /// Where item `i`'s image is, for messages: the file, or the byte range in the container.
     pub fn locate(&self, i: usize) -> String {
         match &self.kind {
-            Kind::Files(paths) => paths[i].display().to_string(),
-            Kind::Spans { path, spans, .. } => match spans[i] {
+            Kind::Files(paths) => paths.get(i).map_or_else(|| format!("item {i} (out of range)"), |p| p.display().to_string()),
+            Kind::Spans { path, spans, .. } => match spans.get(i).copied().flatten() {
                 Some(s) => format!("{}, bytes {}..{}", path.display(), s.start, s.end()),
                 None => format!("{} (no image)", path.display()),
             },
@@ -106,7 +112,7 @@ impl ImageSource {
     /// Absolute offset of item `i`'s first byte in its file (0 for a file source).
     pub fn base_offset(&self, i: usize) -> u64 {
         match &self.kind {
-            Kind::Spans { spans, .. } => spans[i].map_or(0, |s| s.start),
+            Kind::Spans { spans, .. } => spans.get(i).copied().flatten().map_or(0, |s| s.start),
             Kind::Files(_) => 0,
         }
     }
@@ -168,7 +174,7 @@ impl ImageSource {
     /// it for the next reader). No effect for file sources.
     pub fn release(&self, range: std::ops::Range<usize>) {
         if let Kind::Spans { map, spans, .. } = &self.kind {
-            let covered = spans[range].iter().flatten();
+            let covered = spans.get(range).unwrap_or_default().iter().flatten();
             let (lo, hi) = covered.fold((u64::MAX, 0u64), |(lo, hi), s| (lo.min(s.start), hi.max(s.end())));
             if lo >= hi {
                 return;

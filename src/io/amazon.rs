@@ -92,9 +92,10 @@ impl StrList {
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        (0..self.ends.len()).map(move |i| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-            &self.text[start..self.ends[i] as usize]
+        // Each string runs from the previous one's end to its own.
+        self.ends.iter().enumerate().map(move |(i, &end)| {
+            let start = i.checked_sub(1).and_then(|before| self.ends.get(before)).map_or(0, |&e| e as usize);
+            self.text.get(start..end as usize).unwrap_or_default()
         })
     }
 }
@@ -184,7 +185,11 @@ const KEYS: [&str; 16] = [
 
 /// Parse one record line (no line terminator) in `dialect`.
 pub fn parse_record(parser: &mut Parser, line: &[u8], description: bool) -> std::result::Result<Product, LineError> {
-    let keys = if description { &KEYS[..] } else { &KEYS[..KEYS.len() - 1] };
+    // "description" is the last key.
+    let keys = match KEYS.split_last() {
+        Some((_, without_description)) if !description => without_description,
+        _ => &KEYS,
+    };
     let fields = parser.parse_dict_fields(line, keys).map_err(|e| LineError::new(e.offset, e.message))?;
     let mut fields = fields.into_iter();
     let mut next = || fields.next().flatten();
@@ -336,8 +341,8 @@ fn read_related(f: Field, related: &mut [StrList; 4]) -> std::result::Result<(),
         Literal::Dict(pairs) => {
             for (k, v) in pairs {
                 let Literal::Str(name) = k else { continue };
-                if let Some(r) = RELATIONS.iter().position(|x| *x == name) {
-                    str_list_into(Field { offset, value: v }, &format!("related.{name}"), &mut related[r])?;
+                if let Some((_, list)) = RELATIONS.iter().zip(related.iter_mut()).find(|(x, _)| **x == name) {
+                    str_list_into(Field { offset, value: v }, &format!("related.{name}"), list)?;
                 }
             }
             Ok(())
@@ -500,7 +505,9 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
                     eof = true;
                     break;
                 }
-                has_newline |= block[..n].contains(&b'\n');
+                // n <= block.len(): read never says more than it was given.
+                let got = block.get(..n).unwrap_or_default();
+                has_newline |= got.contains(&b'\n');
                 // Without a line end, `text` is all one line: a gzip bomb (or a file of another
                 // kind) must not grow it until memory runs out.
                 if !has_newline && text.len() + n > MAX_LINE_BYTES {
@@ -510,14 +517,13 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
                         MAX_LINE_BYTES >> 20
                     )));
                 }
-                text.extend_from_slice(&block[..n]);
+                text.extend_from_slice(got);
             }
             decompressed += text.len() as u64;
             if !eof {
                 // Keep the partial last line for the next chunk.
                 let cut = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-                carry = text[cut..].to_vec();
-                text.truncate(cut);
+                carry = text.split_off(cut);
                 decompressed -= carry.len() as u64;
             }
             let lines = text.iter().filter(|&&b| b == b'\n').count() as u64
@@ -539,7 +545,7 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+        match r.read(buf.get_mut(n..).unwrap_or_default()) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

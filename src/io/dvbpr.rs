@@ -65,9 +65,9 @@ impl Layout {
         let ids = IdMaps::new(IdMap::Range(self.n_users), IdMap::Range(self.n_items));
         let mut merged = [0usize; 3];
         let mut out = Vec::with_capacity(3);
-        for (k, pairs) in self.splits.iter().enumerate() {
+        for (pairs, merged) in self.splits.iter().zip(&mut merged) {
             let csr = Csr::from_coo(self.n_users, &pairs.users, &pairs.items, None, Duplicates::Sum)?;
-            merged[k] = pairs.users.len() - csr.nnz();
+            *merged = pairs.users.len() - csr.nnz();
             out.push(Interactions::from_csr(csr, ids.clone())?);
         }
         Ok((out, merged))
@@ -119,7 +119,7 @@ pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layou
             at(p.root, format!("the data is a {}, not the list of a DVBPR data set", p.type_name(p.root)))
         })?,
     };
-    if elems.len() != 6 {
+    let &[user_train, user_validation, user_test, items, user_num, item_num] = elems else {
         return Err(at(
             p.root,
             format!(
@@ -127,7 +127,7 @@ pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layou
                 elems.len()
             ),
         ));
-    }
+    };
     let count = |v: Value, name: &str| -> Result<usize> {
         match npy::int_of(&p, v) {
             Some(n) if (0..=u32::MAX as i64).contains(&n) => Ok(n as usize),
@@ -135,8 +135,8 @@ pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layou
             None => Err(at(p.root, format!("{name} (element {}) is a {}, not an int", if name == "user_num" { 4 } else { 5 }, p.type_name(v)))),
         }
     };
-    let n_users = count(elems[4], "user_num")?;
-    let n_items = count(elems[5], "item_num")?;
+    let n_users = count(user_num, "user_num")?;
+    let n_items = count(item_num, "item_num")?;
     // Size claims, checked against the file before the tables they size are allocated: every
     // user and item of a DVBPR file has an entry (an item its image), so each takes bytes.
     for (name, n) in [("user_num", n_users), ("item_num", n_items)] {
@@ -150,8 +150,9 @@ pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layou
     let per_item = std::mem::size_of::<Option<Span>>() + std::mem::size_of::<Option<String>>() + 8;
     crate::limits::bytes_for(&format!("{}: item_num={n_items}", path.display()), n_items, per_item)?;
     let reader = Reader { p: &p, path, n_users, n_items, file_len: bytes.len() };
-    let splits = [reader.split(elems[0], 0)?, reader.split(elems[1], 1)?, reader.split(elems[2], 2)?];
-    let (images, categories, item_asins) = reader.items(elems[3])?;
+    let [train_name, validation_name, test_name] = SPLITS;
+    let splits = [reader.split(user_train, train_name)?, reader.split(user_validation, validation_name)?, reader.split(user_test, test_name)?];
+    let (images, categories, item_asins) = reader.items(items)?;
     Ok(Layout { n_users, n_items, splits, images, categories, item_asins })
 }
 
@@ -193,16 +194,16 @@ impl Reader<'_, '_> {
         };
         let mut seen = vec![false; bound];
         for &(i, x) in &entries {
-            if std::mem::replace(&mut seen[i], true) {
+            // i < bound: checked for a dict's keys, and a list holds at most bound entries.
+            if seen.get_mut(i).is_some_and(|s| std::mem::replace(s, true)) {
                 return Err(self.fail(x, v, format!("{what}: index {i} appears twice")));
             }
         }
         Ok(entries)
     }
 
-    fn split(&self, v: Value, k: usize) -> Result<Pairs> {
+    fn split(&self, v: Value, name: &str) -> Result<Pairs> {
         let p = self.p;
-        let name = SPLITS[k];
         let mut out = Pairs::default();
         for (user, seq) in self.indexed(v, name, self.n_users, "user_num")? {
             let entries = p.items(seq).ok_or_else(|| {
@@ -253,7 +254,8 @@ impl Reader<'_, '_> {
                 return Err(self.fail(d, v, format!("items[{i}] is a {}, expected a dict", p.type_name(d))));
             }
             if let Some(img) = p.get(d, "imgs") {
-                images[i] = Some(match img {
+                // i < n_items, the tables' length (indexed's bound).
+                let span = match img {
                     Value::Bytes(s) | Value::Text(s) => s,
                     _ => {
                         return Err(self.fail(
@@ -266,18 +268,26 @@ impl Reader<'_, '_> {
                             ),
                         ))
                     }
-                });
+                };
+                if let Some(slot) = images.get_mut(i) {
+                    *slot = Some(span);
+                }
             }
             if let Some(c) = p.get(d, "c") {
                 let cat = category(p, c).map_err(|m| self.fail(d, v, format!("items[{i}]['c']: {m}")))?;
-                categories.get_or_insert_with(|| vec![-1; self.n_items])[i] = cat;
+                if let Some(slot) = categories.get_or_insert_with(|| vec![-1; self.n_items]).get_mut(i) {
+                    *slot = cat;
+                }
             }
             if let Some(a) = p.get(d, "asin") {
-                asins[i] = match p.bytes(a).map(std::str::from_utf8) {
+                let asin = match p.bytes(a).map(std::str::from_utf8) {
                     Some(Ok(s)) => Some(s.to_owned()),
                     Some(Err(_)) => return Err(self.fail(a, d, format!("items[{i}]['asin'] is not UTF-8 text"))),
                     None => None,
                 };
+                if let Some(slot) = asins.get_mut(i) {
+                    *slot = asin;
+                }
             }
         }
         let asins = asins.iter().all(Option::is_some).then(|| asins.into_iter().flatten().collect());
@@ -323,13 +333,18 @@ pub struct WriteInput<'a> {
     pub item_asins: Option<&'a [String]>,
 }
 
+/// A write that ran past the end of one of its inputs (their lengths are checked by [`write`]).
+fn past_end(what: &str) -> std::io::Error {
+    std::io::Error::other(format!("DVBPR writer: an index past the end of {what}"))
+}
+
 /// Write a DVBPR file in the real layout (npy header + Python 2 cPickle protocol 2 stream).
 /// Every user of the id space gets an entry in each split (an empty list when it has none).
 /// Returns the number of bytes written.
 pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
     let train = input.splits[0];
-    for (k, s) in input.splits.iter().enumerate().skip(1) {
-        train.check_same_ids(s, SPLITS[k])?;
+    for (s, name) in input.splits.iter().zip(SPLITS).skip(1) {
+        train.check_same_ids(s, name)?;
     }
     let (n_users, n_items) = (train.n_users(), train.n_items());
     if input.images.len() != n_items {
@@ -340,8 +355,8 @@ pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
             return Err(Error::invalid(format!("{} categories for {n_items} items", c.len())))
         }
         Some(c) => {
-            if let Some(k) = c.iter().position(|&x| x < -1) {
-                return Err(Error::invalid(format!("categories[{k}] is {}; use -1 for none", c[k])));
+            if let Some((k, x)) = c.iter().enumerate().find(|&(_, &x)| x < -1) {
+                return Err(Error::invalid(format!("categories[{k}] is {x}; use -1 for none")));
             }
             c.iter().copied().max().unwrap_or(-1) + 1
         }
@@ -498,7 +513,7 @@ impl<W: Write> Py2Writer<W> {
             pk::int(&mut w.w, u as i64)?;
             let items = split.user_items(u);
             w.list(items.len(), |w, k| {
-                let i = items[k] as usize;
+                let i = *items.get(k).ok_or_else(|| past_end("a user's items"))? as usize;
                 let n_keys = 1 + asins.is_some() as usize;
                 w.dict(n_keys, |w, key| match key {
                     0 => {
@@ -507,7 +522,7 @@ impl<W: Write> Py2Writer<W> {
                     }
                     _ => {
                         w.key("asin")?;
-                        w.string(asins.map_or(&[][..], |a| a[i].as_bytes()))
+                        w.string(asins.map_or(Ok(&[][..]), |a| a.get(i).map(|s| s.as_bytes()).ok_or_else(|| past_end("the asins")))?)
                     }
                 })
             })
@@ -525,20 +540,22 @@ impl<W: Write> Py2Writer<W> {
             if input.item_asins.is_some() {
                 keys.push("asin");
             }
-            w.dict(keys.len(), |w, k| match keys[k] {
-                "imgs" => {
+            // write() checked one image, category and asin per item.
+            w.dict(keys.len(), |w, k| match keys.get(k).copied() {
+                Some("imgs") => {
                     w.key("imgs")?;
-                    w.string(input.images[i])
+                    w.string(input.images.get(i).ok_or_else(|| past_end("the images"))?)
                 }
-                "c" => {
+                Some("c") => {
                     w.key("c")?;
-                    let c = input.categories.map_or(-1, |c| c[i]);
+                    let c = input.categories.map_or(Ok(-1), |c| c.get(i).copied().ok_or_else(|| past_end("the categories")))?;
                     w.list(n_categories, |w, j| pk::int(&mut w.w, (j as i64 == c) as i64))
                 }
-                _ => {
+                Some(_) => {
                     w.key("asin")?;
-                    w.string(input.item_asins.map_or(&[][..], |a| a[i].as_bytes()))
+                    w.string(input.item_asins.map_or(Ok(&[][..]), |a| a.get(i).map(|s| s.as_bytes()).ok_or_else(|| past_end("the asins")))?)
                 }
+                None => Err(past_end("the item's keys")),
             })
         })
     }

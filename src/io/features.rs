@@ -69,7 +69,7 @@ impl ImageFeatures {
             Error::file(path, format!("dim={dim} asks for records of 10 + 4 x {dim} bytes, more than can be addressed: is dim right?"))
         })?;
         // The first ASIN first: a file of another type is reported as such, not as truncated.
-        let head = &map[..size.min(ASIN_LEN)];
+        let head = asin_field(&map);
         if !is_printable_ascii(head) {
             return Err(Error::file(path, format!(
                 "record 0 (byte offset 0): the ASIN field holds {}, not printable ASCII: this is not an \
@@ -91,21 +91,21 @@ impl ImageFeatures {
             return Err(Error::file(path, format!("{len} records: more than this reader indexes (2^32 - 1)")));
         }
         // Check the ASINs in parallel (they are spread over the whole file), then index them.
-        let bad = (0..len).into_par_iter().find_first(|&r| !is_printable_ascii(&map[r * rec..r * rec + ASIN_LEN]));
+        // Whole records only (size is a multiple of rec, checked above).
+        let bad = map.par_chunks_exact(rec).position_first(|record| !is_printable_ascii(asin_field(record)));
         if let Some(r) = bad {
             return Err(Error::file(path, format!(
                 "record {r} (byte offset {}): the ASIN field holds {}, not printable ASCII \
                  (a corrupt file, or records that are not {rec} bytes: is dim={dim} right?)",
                 r * rec,
-                show_asin(&map[r * rec..r * rec + ASIN_LEN])
+                show_asin(map.get(r * rec..).map_or(&[][..], asin_field))
             )));
         }
         let mut index = FxHashMap::with_capacity_and_hasher(len, Default::default());
         let mut duplicates = 0;
         let mut first_duplicate = None;
-        for r in 0..len {
-            let mut key = [0u8; ASIN_LEN];
-            key.copy_from_slice(&map[r * rec..r * rec + ASIN_LEN]);
+        for (r, record) in map.chunks_exact(rec).enumerate() {
+            let key: [u8; ASIN_LEN] = super::byte_array(record);
             match index.entry(key) {
                 Entry::Vacant(e) => {
                     e.insert(r as u32);
@@ -156,7 +156,7 @@ impl ImageFeatures {
     /// Record `r`'s ASIN (checked printable ASCII at open).
     pub fn asin(&self, r: usize) -> &str {
         let at = r * self.record_size();
-        std::str::from_utf8(&self.map[at..at + ASIN_LEN]).unwrap_or("?")
+        self.map.get(at..at + ASIN_LEN).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("?")
     }
 
     /// Every record's ASIN, in file order.
@@ -184,10 +184,11 @@ impl ImageFeatures {
         self.index.get(&key).map(|&r| r as usize)
     }
 
-    /// Record `r`'s floats, as stored (little-endian bytes, maybe unaligned).
+    /// Record `r`'s floats, as stored (little-endian bytes, maybe unaligned); r < len() (none
+    /// past the last record).
     fn raw_row(&self, r: usize) -> &[u8] {
         let at = r * self.record_size() + ASIN_LEN;
-        &self.map[at..at + 4 * self.dim]
+        self.map.get(at..at + 4 * self.dim).unwrap_or_default()
     }
 
     /// The rows `rows` as one contiguous row-major buffer (len * dim), gathered in parallel.
@@ -228,13 +229,15 @@ impl ImageFeatures {
         // Exponent bits all ones = NaN or inf.
         const EXP: u32 = 0x7f80_0000;
         let bad_row = (0..self.len).into_par_iter().with_min_len(64).find_first(|&r| {
-            self.raw_row(r).chunks_exact(4).any(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) & EXP == EXP)
+            self.raw_row(r).as_chunks::<4>().0.iter().any(|&s| u32::from_le_bytes(s) & EXP == EXP)
         });
         let Some(r) = bad_row else { return Ok(()) };
         let row = self.raw_row(r);
         let (col, value) = row
-            .chunks_exact(4)
-            .map(|s| f32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|&s| f32::from_le_bytes(s))
             .enumerate()
             .find(|(_, v)| !v.is_finite())
             .unwrap_or((0, f32::NAN));
@@ -251,10 +254,15 @@ impl ImageFeatures {
             .into_par_iter()
             .with_min_len(64)
             .map(|r| {
-                self.raw_row(r).chunks_exact(4).map(|s| f32::from_le_bytes([s[0], s[1], s[2], s[3]])).sum::<f32>() as f64
+                self.raw_row(r).as_chunks::<4>().0.iter().map(|&s| f32::from_le_bytes(s)).sum::<f32>() as f64
             })
             .sum()
     }
+}
+
+/// The ASIN field at the start of a record (all of `record` when it is shorter).
+fn asin_field(record: &[u8]) -> &[u8] {
+    record.get(..ASIN_LEN).unwrap_or(record)
 }
 
 /// Little-endian float32 bytes (any alignment) into `dst` (`src.len() == 4 * dst.len()`).

@@ -22,9 +22,23 @@ pub mod tabular;
 /// the caller cut to that length (a shorter slice is zero-padded: never a panic).
 pub fn byte_array<const N: usize>(b: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
-    let n = b.len().min(N);
-    a[..n].copy_from_slice(&b[..n]);
+    a.iter_mut().zip(b).for_each(|(x, &y)| *x = y);
     a
+}
+
+/// The strings that `offsets` (increasing byte offsets, one more than the strings) cut
+/// `bytes` into: the id lists and vocabularies of saved models. The error says what is wrong
+/// ("offsets out of range", "invalid UTF-8"), for the caller to name the file and the list.
+pub fn strings_at_offsets(offsets: &[i64], bytes: &[u8]) -> std::result::Result<Vec<String>, &'static str> {
+    offsets
+        .iter()
+        .zip(offsets.iter().skip(1))
+        .map(|(&a, &b)| {
+            let (Ok(a), Ok(b)) = (usize::try_from(a), usize::try_from(b)) else { return Err("offsets out of range") };
+            let s = bytes.get(a..b).ok_or("offsets out of range")?;
+            std::str::from_utf8(s).map(str::to_string).map_err(|_| "invalid UTF-8")
+        })
+        .collect()
 }
 
 use std::fs::File;

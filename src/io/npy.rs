@@ -27,18 +27,19 @@ impl NpyHeader {
 
 /// Reads the header at the start of `bytes`; the message says what is wrong and where.
 pub fn read_header(bytes: &[u8]) -> Result<NpyHeader, String> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    // Magic (6 bytes), version (2), then the header's length (2 bytes in version 1, else 4).
+    let Some(&[_, _, _, _, _, _, major, minor, l0, l1]) = bytes.get(..10).filter(|b| b.starts_with(MAGIC)) else {
         let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
         return Err(format!(
             "not a .npy file: it does not start with numpy's magic \\x93NUMPY (first bytes: {})",
             head.join(" ")
         ));
-    }
-    let version = (bytes[6], bytes[7]);
-    let (len, start) = match version.0 {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(crate::io::byte_array(&bytes[8..12])) as usize, 12),
-        _ => return Err(format!("unsupported .npy format version {}.{}", version.0, version.1)),
+    };
+    let version = (major, minor);
+    let (len, start) = match (major, bytes.get(8..12)) {
+        (1, _) => (u16::from_le_bytes([l0, l1]) as usize, 10),
+        (2 | 3, Some(len)) => (u32::from_le_bytes(crate::io::byte_array(len)) as usize, 12),
+        _ => return Err(format!("unsupported .npy format version {major}.{minor}")),
     };
     let Some(text) = bytes.get(start..start + len) else {
         return Err(format!(
@@ -81,8 +82,8 @@ pub fn read_header(bytes: &[u8]) -> Result<NpyHeader, String> {
 /// so the data starts at a multiple of 64 bytes, as numpy writes it.
 pub fn write_header(descr: &str, fortran_order: bool, shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = match dims.len() {
-        1 => format!("({},)", dims[0]),
+    let shape = match dims.as_slice() {
+        [d] => format!("({d},)"),
         _ => format!("({})", dims.join(", ")),
     };
     let py_bool = if fortran_order { "True" } else { "False" };
@@ -139,13 +140,14 @@ impl PickledArray<'_> {
         if n.checked_mul(size) != Some(raw.len()) {
             return Err(format!("array data has {} bytes for {n} items of {size} bytes", raw.len()));
         }
+        // size is 1 to 8 (checked above), c one item of that size.
         let word = |c: &[u8]| {
             let mut b = [0u8; 8];
             if big_endian {
-                b[8 - size..].copy_from_slice(c);
+                b.iter_mut().skip(8 - size).zip(c).for_each(|(d, &s)| *d = s);
                 u64::from_be_bytes(b)
             } else {
-                b[..size].copy_from_slice(c);
+                b.iter_mut().zip(c).for_each(|(d, &s)| *d = s);
                 u64::from_le_bytes(b)
             }
         };
@@ -155,7 +157,7 @@ impl PickledArray<'_> {
         };
         raw.chunks_exact(size)
             .map(|c| match (kind, size) {
-                (b'b', 1) => Ok((c[0] != 0) as u8 as f64),
+                (b'b', 1) => Ok(c.iter().any(|&x| x != 0) as u8 as f64),
                 (b'u', 1..=8) => Ok(word(c) as f64),
                 (b'i', 1..=8) => Ok(sign_extend(word(c)) as f64),
                 (b'f', 4) => Ok(f32::from_bits(word(c) as u32) as f64),
@@ -196,9 +198,11 @@ pub fn array_of<'p>(p: &'p Pickle<'_>, v: Value) -> Option<Result<PickledArray<'
     Some((|| {
         let state = state.ok_or("an ndarray without its state")?;
         // (version, shape, dtype, is_fortran, data)
-        let s = p.items(state).filter(|s| s.len() == 5).ok_or("an ndarray state that is not a 5-tuple")?;
+        let Some(&[_, shape, dtype, _, data]) = p.items(state) else {
+            return Err("an ndarray state that is not a 5-tuple".to_string());
+        };
         let shape = p
-            .items(s[1])
+            .items(shape)
             .ok_or("an ndarray shape that is not a tuple")?
             .iter()
             .map(|&d| match d {
@@ -206,11 +210,11 @@ pub fn array_of<'p>(p: &'p Pickle<'_>, v: Value) -> Option<Result<PickledArray<'
                 _ => Err("an ndarray shape with a non-integer dimension".to_string()),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let dtype = dtype_of(p, s[2])?;
+        let dtype = dtype_of(p, dtype)?;
         let data = if dtype.kind == b'O' {
-            ArrayData::Objects(p.items(s[4]).ok_or("an object array whose data is not a list")?)
+            ArrayData::Objects(p.items(data).ok_or("an object array whose data is not a list")?)
         } else {
-            ArrayData::Raw(p.any_bytes(s[4]).ok_or("a numeric array whose data is not bytes")?)
+            ArrayData::Raw(p.any_bytes(data).ok_or("a numeric array whose data is not bytes")?)
         };
         if let ArrayData::Objects(items) = data {
             let n = element_count(&shape)?;
@@ -239,7 +243,7 @@ pub fn int_of(p: &Pickle<'_>, v: Value) -> Option<i64> {
             let raw = p.any_bytes(*a.get(1)?)?;
             let arr = PickledArray { shape: vec![1], dtype, data: ArrayData::Raw(raw) };
             match dtype.kind {
-                b'i' | b'u' | b'b' => arr.numbers().ok().map(|x| x[0] as i64),
+                b'i' | b'u' | b'b' => arr.numbers().ok()?.first().map(|&x| x as i64),
                 _ => None,
             }
         }

@@ -144,10 +144,10 @@ impl<'a> Pickle<'a> {
         match v {
             Value::Bytes(s) | Value::Text(s) if s.len <= SMALL => {
                 let k = self.small_index.binary_search_by_key(&s.start, |e| e.0).ok()?;
-                let at = self.small_index[k].1 as usize;
-                Some(&self.small[at..at + s.len as usize])
+                let at = self.small_index.get(k)?.1 as usize;
+                self.small.get(at..at + s.len as usize)
             }
-            Value::Bytes(s) | Value::Text(s) => Some(&self.data[s.start as usize..s.end() as usize]),
+            Value::Bytes(s) | Value::Text(s) => self.data.get(s.start as usize..s.end() as usize),
             _ => None,
         }
     }
@@ -268,10 +268,10 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn take(&mut self, n: usize, what: &str) -> Step<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
-        match end {
-            Some(end) => {
-                let s = &self.data[self.pos..end];
+        let data = self.data;
+        let end = self.pos.checked_add(n);
+        match end.zip(end.and_then(|end| data.get(self.pos..end))) {
+            Some((end, s)) => {
                 self.pos = end;
                 Ok(s)
             }
@@ -299,7 +299,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn u8(&mut self) -> Step<u8> {
-        Ok(self.take(1, "an opcode argument")?[0])
+        Ok(u8::from_le_bytes(crate::io::byte_array(self.take(1, "an opcode argument")?)))
     }
     fn u16(&mut self) -> Step<u16> {
         Ok(u16::from_le_bytes(crate::io::byte_array(self.take(2, "an opcode argument")?)))
@@ -316,12 +316,12 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// A newline-terminated text argument (protocol 0 forms), without the newline.
     fn line(&mut self) -> Step<&'a str> {
-        let rest = &self.data[self.pos..];
+        let rest = self.data.get(self.pos..).unwrap_or_default();
         let Some(n) = rest.iter().take(4096).position(|&b| b == b'\n') else {
             return self.err("truncated or malformed: a text argument has no end of line");
         };
         self.pos += n + 1;
-        std::str::from_utf8(&rest[..n]).or_else(|_| self.err("a text argument is not UTF-8"))
+        std::str::from_utf8(rest.get(..n).unwrap_or_default()).or_else(|_| self.err("a text argument is not UTF-8"))
     }
 
     fn new_object(&mut self, o: Object) -> Value {
@@ -372,12 +372,12 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn container_mut(&mut self, v: Value) -> Step<&mut Object> {
+        let at = self.at as u64;
+        let not_container =
+            || PickleError { offset: at, message: "the target of an append or set-item is not a container".into() };
         match v {
-            Value::Obj(i) if (i as usize) < self.objects.len() => Ok(&mut self.objects[i as usize]),
-            _ => Err(PickleError {
-                offset: self.at as u64,
-                message: "the target of an append or set-item is not a container".into(),
-            }),
+            Value::Obj(i) => self.objects.get_mut(i as usize).ok_or_else(not_container),
+            _ => Err(not_container()),
         }
     }
 
@@ -395,7 +395,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         if !kv.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of keys and values");
         }
-        let pairs = kv.chunks_exact(2).map(|p| (p[0], p[1]));
+        let pairs = kv.chunks_exact(2).filter_map(|p| match *p {
+            [k, v] => Some((k, v)),
+            _ => None,
+        });
         match self.container_mut(target)? {
             Object::Dict(d) => {
                 d.extend(pairs);
@@ -410,9 +413,9 @@ impl<'a, 'r> Machine<'a, 'r> {
             return Value::Int(0);
         }
         if bytes.len() <= 8 {
-            let neg = bytes[bytes.len() - 1] & 0x80 != 0;
+            let neg = bytes.last().is_some_and(|&b| b & 0x80 != 0);
             let mut buf = if neg { [0xffu8; 8] } else { [0u8; 8] };
-            buf[..bytes.len()].copy_from_slice(bytes);
+            buf.iter_mut().zip(bytes).for_each(|(d, &b)| *d = b);
             return Value::Int(i64::from_le_bytes(buf));
         }
         Value::Obj(u32::MAX) // replaced by the caller with a BigInt object
@@ -431,8 +434,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             (self.global_of(callable), self.objects.get(obj_index(args)))
         {
             if let [Value::Text(s), Value::Text(enc)] = a[..] {
-                let text = &self.data[s.start as usize..s.end() as usize];
-                let enc = &self.data[enc.start as usize..enc.end() as usize];
+                let (text, enc) = (span_bytes(self.data, s), span_bytes(self.data, enc));
                 if enc == b"latin1" || enc == b"latin-1" {
                     if let Ok(t) = std::str::from_utf8(text) {
                         if t.chars().all(|c| (c as u32) < 256) {
@@ -690,7 +692,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let text = |v: Value| match v {
-                        Value::Text(s) => std::str::from_utf8(&self.data[s.start as usize..s.end() as usize])
+                        Value::Text(s) => std::str::from_utf8(span_bytes(self.data, s))
                             .ok()
                             .map(str::to_string),
                         _ => None,
@@ -779,11 +781,16 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     fn text(&mut self, n: u64) -> Step<Value> {
         let s = self.span(n, "a text string")?;
-        if std::str::from_utf8(&self.data[s.start as usize..s.end() as usize]).is_err() {
+        if std::str::from_utf8(span_bytes(self.data, s)).is_err() {
             return self.err("a text string is not valid UTF-8");
         }
         Ok(Value::Text(s))
     }
+}
+
+/// The input bytes of `s`, a span the parser took from `data` (none were it not inside).
+fn span_bytes(data: &[u8], s: Span) -> &[u8] {
+    data.get(s.start as usize..s.end() as usize).unwrap_or_default()
 }
 
 /// The memo: ids are dense in practice (0, 1, 2, ...), so a vector; a far id from a hostile
@@ -799,11 +806,11 @@ struct Memo {
 impl Memo {
     fn put(&mut self, id: u32, v: Value) {
         let i = id as usize;
-        let new = if i < self.dense.len() {
-            self.dense[i].replace(v).is_none()
+        let new = if let Some(slot) = self.dense.get_mut(i) {
+            slot.replace(v).is_none()
         } else if i <= self.dense.len() + 4096 {
-            self.dense.resize(i + 1, None);
-            self.dense[i] = Some(v);
+            self.dense.resize(i, None);
+            self.dense.push(Some(v));
             true
         } else {
             self.sparse.insert(id, v).is_none()
@@ -861,11 +868,12 @@ pub mod write {
             let b = v.to_le_bytes();
             // Shortest two's complement that keeps the sign.
             let mut n = 8;
-            while n > 1 && ((b[n - 1] == 0 && b[n - 2] & 0x80 == 0) || (b[n - 1] == 0xff && b[n - 2] & 0x80 != 0)) {
+            // Drop the top byte while it only repeats the sign of the byte below it.
+            while n > 1 && matches!(b.get(n - 2..n), Some(&[lo, hi]) if (hi == 0 && lo & 0x80 == 0) || (hi == 0xff && lo & 0x80 != 0)) {
                 n -= 1;
             }
             w.write_all(&[0x8a, n as u8])?;
-            w.write_all(&b[..n])
+            w.write_all(b.get(..n).unwrap_or(&b))
         }
     }
 

@@ -113,8 +113,8 @@ fn evaluate_ranked_users(
         let idx: Vec<i64> = block.iter().map(|&u| u as i64).collect();
         let keep = |r: usize, i: u32| {
             (i as usize) < n_items
-                && candidates.is_none_or(|c| c[i as usize])
-                && exclude.iter().all(|x| x.user_items(block[r] as usize).binary_search(&i).is_err())
+                && candidates.is_none_or(|c| c.get(i as usize) == Some(&true))
+                && block.get(r).is_some_and(|&u| exclude.iter().all(|x| x.user_items(u as usize).binary_search(&i).is_err()))
         };
         let Some((items, scores)) = rank(&idx, k, &keep)? else {
             return Ok(None);

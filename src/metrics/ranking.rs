@@ -4,6 +4,8 @@
 //! positives P are u's test items outside E; every other candidate is a negative. Users with
 //! no positive get NaN (the caller averages over the users that have one).
 
+#![allow(clippy::indexing_slicing, reason = "metric loops: evaluate_block and evaluate_ranked check the scores' or ranked lists' length, the restriction's length and the users' range on entry; masks hold one entry per item")]
+
 use rand::Rng as _;
 use rayon::prelude::*;
 
@@ -183,6 +185,15 @@ pub fn evaluate_ranked(
 ) -> Result<Vec<Vec<f64>>> {
     if items.len() != users.len() * k || scores.len() != items.len() {
         return Err(Error::invalid(format!("{} ranked items for {} users x {k}", items.len(), users.len())));
+    }
+    if let Some(c) = candidates.filter(|c| c.len() != test.n_items()) {
+        return Err(Error::invalid(format!("the item restriction has {} entries for {} items", c.len(), test.n_items())));
+    }
+    for x in exclude {
+        test.check_same_ids(x, "an excluded interaction set")?;
+    }
+    if let Some(&u) = users.iter().find(|&&u| u as usize >= test.n_users()) {
+        return Err(Error::invalid(format!("user index {u} out of range for {} users", test.n_users())));
     }
     let per_user: Vec<Vec<f64>> = users
         .par_iter()

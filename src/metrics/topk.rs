@@ -1,6 +1,8 @@
 //! Top-k selection: highest score first, ties broken by the lower item index, so results are
 //! deterministic. NaN scores are an error, never silently ranked.
 
+#![allow(clippy::indexing_slicing, reason = "top-k loops: top_k_block checks the score block's length, the restriction's length and the users' range on entry; Selector::cut runs with more than k > 0 entries buffered")]
+
 use rayon::prelude::*;
 
 use crate::data::Interactions;
@@ -145,6 +147,11 @@ pub fn top_k_block(
             scores.len(),
             users.len()
         )));
+    }
+    if let Some(x) = exclude {
+        if let Some(&u) = users.iter().find(|&&u| u as usize >= x.n_users()) {
+            return Err(Error::invalid(format!("user index {u} out of range for {} users", x.n_users())));
+        }
     }
     let k = k.min(n_items);
     let slots = users.len() * k; // <= scores.len()

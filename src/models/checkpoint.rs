@@ -251,7 +251,7 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
         state.insert(name, t);
     }
     let decode = |who: &str| -> Result<IdMap> {
-        let info = &id_info[who];
+        let info = id_info.get(who).ok_or_else(|| bad(format!("bad ids metadata for {who}")))?;
         let tensor = |suffix: &str| {
             st.tensor(&format!("{IDS_PREFIX}{who}{suffix}")).map_err(|e| bad(format!("missing {who} ids: {e:?}")))
         };
@@ -263,15 +263,7 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
                 let offsets = i64s(tensor(".offsets")?.data());
                 let bytes = tensor(".bytes")?;
                 let bytes = bytes.data();
-                let mut ids = Vec::with_capacity(offsets.len().saturating_sub(1));
-                for w in offsets.windows(2) {
-                    let (a, b) = (w[0] as usize, w[1] as usize);
-                    if a > b || b > bytes.len() {
-                        return Err(bad(format!("{who} ids: offsets out of range")));
-                    }
-                    let s = std::str::from_utf8(&bytes[a..b]).map_err(|_| bad(format!("{who} ids: invalid UTF-8")))?;
-                    ids.push(s.to_string());
-                }
+                let ids = crate::io::strings_at_offsets(&offsets, bytes).map_err(|e| bad(format!("{who} ids: {e}")))?;
                 IdMap::from_str_ids(ids, who)
             }
             _ => Err(bad(format!("bad ids metadata for {who}"))),

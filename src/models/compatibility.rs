@@ -277,10 +277,11 @@ impl Spec for Compatibility {
 
     fn restore(c: &CompatibilityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<CompatParams> {
         let e1 = checked(state, E1, &[], Kind::Float)?;
-        if e1.size().len() != 2 || e1.size()[0] != c.factors as i64 {
-            return Err(Error::state(format!("saved CompatibilityModel e1 has shape {:?}, not (factors={}, features)", e1.size(), c.factors)));
-        }
-        let mut p = Self::params(c, device, e1.size()[1] as usize, n_items)?;
+        let n_features = match e1.size().as_slice() {
+            &[factors, n_features] if factors == c.factors as i64 => n_features,
+            _ => return Err(Error::state(format!("saved CompatibilityModel e1 has shape {:?}, not (factors={}, features)", e1.size(), c.factors))),
+        };
+        let mut p = Self::params(c, device, n_features as usize, n_items)?;
         if state.contains_key(CATEGORIES) {
             p.store.set_buffer(CATEGORIES, checked(state, CATEGORIES, &[n_items as i64], Kind::Int64)?.f_to_kind(Kind::Int64)?);
         }

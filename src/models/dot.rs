@@ -12,6 +12,8 @@
 //! Every score is `fma(u[d-1], v[d-1], ... fma(u[0], v[0], 0)) + bias`, whatever the path, the
 //! block or the thread count, so `score`, `recommend` and `evaluate` agree to the bit.
 
+#![allow(clippy::indexing_slicing, reason = "the scoring kernel: DotFactors::new checks the vectors' shapes, check_users the user rows and scores_into the output's length; panels, tiles and top-k slots are sized from these")]
+
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -66,12 +68,13 @@ impl DotFactors {
     /// (n_items), on any device (copied to the CPU as float32 when they are not).
     pub fn new(users: &Tensor, items: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
         let (us, is) = (users.size(), items.size());
-        if us.len() != 2 || is.len() != 2 || us[1] != is[1] {
-            return Err(Error::state(format!("dot-product factors of shapes {us:?} and {is:?}")));
-        }
+        let (n_users, n_items, dim) = match (us.as_slice(), is.as_slice()) {
+            (&[n_users, dim], &[n_items, item_dim]) if dim == item_dim => (n_users, n_items, dim),
+            _ => return Err(Error::state(format!("dot-product factors of shapes {us:?} and {is:?}"))),
+        };
         let bias = match bias {
-            Some(b) if b.size() != [is[0]] => {
-                return Err(Error::state(format!("an item bias of shape {:?} for {} items", b.size(), is[0])))
+            Some(b) if b.size() != [n_items] => {
+                return Err(Error::state(format!("an item bias of shape {:?} for {n_items} items", b.size())))
             }
             Some(b) => Some(cpu_f32(b, "the item bias")?),
             None => None,
@@ -80,9 +83,9 @@ impl DotFactors {
             users: cpu_f32(users, "the user vectors")?,
             items: cpu_f32(items, "the item vectors")?,
             bias,
-            n_users: us[0] as usize,
-            n_items: is[0] as usize,
-            dim: us[1] as usize,
+            n_users: n_users as usize,
+            n_items: n_items as usize,
+            dim: dim as usize,
         })
     }
 

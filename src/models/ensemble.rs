@@ -99,14 +99,15 @@ impl Ensemble {
     }
 
     fn check_catalogue(&self) -> Result<()> {
-        let first = self.members[0].ids();
+        let Some(member0) = self.members.first() else { return Ok(()) };
+        let first = member0.ids();
         for (k, m) in self.members.iter().enumerate().skip(1) {
             let same = match (m.ids(), first) {
                 (Some(a), Some(b)) => a.same_as(b),
                 (a, b) => a.is_none() && b.is_none(),
             };
             if !same {
-                let (mine, theirs) = (m.kind(), self.members[0].kind());
+                let (mine, theirs) = (m.kind(), member0.kind());
                 return Err(Error::invalid(match (m.ids(), first) {
                     (Some(_), Some(_)) => format!(
                         "member {k} ({mine}) was fitted on other user or item ids than member 0 ({theirs}): the members of an ensemble must share one catalogue"
@@ -229,7 +230,7 @@ impl Recommender for Ensemble {
         if self.members.iter().any(|m| m.ids().is_none()) {
             return None;
         }
-        self.members[0].ids()
+        self.members.first().and_then(|m| m.ids())
     }
 
     fn history(&self) -> &[EpochLog] {
@@ -278,7 +279,7 @@ impl Recommender for Ensemble {
     }
 
     fn device(&self) -> String {
-        self.members[0].device()
+        self.members.first().map(|m| m.device()).unwrap_or_default()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

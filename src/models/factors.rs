@@ -105,16 +105,17 @@ impl Factors {
         Ok(Self::from_tensors(u, i, b, device))
     }
 
+    // The tables are 2-D: built so (from_tensors' callers, from_state's checked shapes).
     pub fn dim(&self) -> usize {
-        self.users.size()[1] as usize
+        self.users.size().get(1).map_or(0, |&d| d as usize)
     }
 
     pub fn n_users(&self) -> usize {
-        self.users.size()[0] as usize
+        self.users.size().first().map_or(0, |&n| n as usize)
     }
 
     pub fn n_items(&self) -> usize {
-        self.items.size()[0] as usize
+        self.items.size().first().map_or(0, |&n| n as usize)
     }
 
     pub fn device(&self) -> Device {

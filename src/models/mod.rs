@@ -228,17 +228,22 @@ pub fn dot_recommend(
     candidates: Option<&[bool]>,
 ) -> Result<(Vec<i64>, Vec<f32>)> {
     let n_items = f.n_items();
-    check_restrictions(n_items, exclude, candidates)?;
+    check_restrictions(n_items, users, exclude, candidates)?;
     let keep = |r: usize, i: u32| {
-        candidates.is_none_or(|c| c[i as usize]) && exclude.is_none_or(|x| x.user_items(users[r] as usize).binary_search(&i).is_err())
+        candidates.is_none_or(|c| c.get(i as usize) == Some(&true))
+            && exclude.is_none_or(|x| users.get(r).is_some_and(|&u| x.user_items(u as usize).binary_search(&i).is_err()))
     };
     f.top_k(rows, k, &keep)
 }
 
-fn check_restrictions(n_items: usize, exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<()> {
+fn check_restrictions(n_items: usize, users: &[i64], exclude: Option<&Interactions>, candidates: Option<&[bool]>) -> Result<()> {
     if let Some(x) = exclude {
         if x.n_items() != n_items {
             return Err(Error::invalid(format!("exclude has {} items, the model {n_items}", x.n_items())));
+        }
+        // Negative indices are left to the model's own check of the users.
+        if let Some(&u) = users.iter().find(|&&u| u >= 0 && u as usize >= x.n_users()) {
+            return Err(Error::invalid(format!("user index {u} out of range for {} users", x.n_users())));
         }
     }
     if let Some(c) = candidates {
@@ -261,7 +266,7 @@ pub fn recommend_by_blocks(
     select: &BlockTopK<'_>,
 ) -> Result<(Vec<i64>, Vec<f32>)> {
     let k = k.min(n_items);
-    check_restrictions(n_items, exclude, candidates)?;
+    check_restrictions(n_items, users, exclude, candidates)?;
     let step = (crate::metrics::evaluate::BLOCK_VALUES / n_items.max(1)).max(1);
     let total = users.len().checked_mul(k).ok_or_else(|| Error::invalid("k x users overflows"))?;
     let (mut items, mut scores) = (Vec::with_capacity(total), Vec::with_capacity(total));

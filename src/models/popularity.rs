@@ -50,6 +50,6 @@ impl Spec for Popularity {
     }
 
     fn score_block(_: &PopularityConfig, p: &ParamStore, users: &Tensor) -> Result<Tensor> {
-        Ok(p.buffer(COUNTS)?.f_unsqueeze(0)?.f_expand([users.size()[0], -1], false)?)
+        Ok(p.buffer(COUNTS)?.f_unsqueeze(0)?.f_expand([users.numel() as i64, -1], false)?)
     }
 }

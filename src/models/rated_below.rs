@@ -74,9 +74,11 @@ impl BatchSource for RatedBelow<'_> {
         batch.neg.par_chunks_mut(1024).zip(batch.users.par_chunks(1024)).enumerate().for_each(|(c, (negs, users))| {
             let mut rng = stream_rng(seed ^ batch_index.rotate_left(17), streams::MODEL, c as u64);
             for (j, &u) in negs.iter_mut().zip(users) {
-                let pool = &self.below[u as usize];
+                let pool = self.below.get(u as usize).map_or(&[][..], Vec::as_slice);
                 if !pool.is_empty() {
-                    *j = pool[below(&mut rng, pool.len() as u64) as usize] as i64;
+                    if let Some(&item) = pool.get(below(&mut rng, pool.len() as u64) as usize) {
+                        *j = item as i64;
+                    }
                 }
             }
         });

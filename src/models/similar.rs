@@ -10,10 +10,9 @@ use crate::error::{Error, Result};
 /// huge buffer); rows are that long.
 pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec<i64>, Vec<f32>)> {
     let size = vectors.size();
-    if size.len() != 2 {
+    let &[n, _] = size.as_slice() else {
         return Err(Error::invalid(format!("item vectors must be 2-D, got shape {size:?}")));
-    }
-    let n = size[0];
+    };
     if let Some(&bad) = queries.iter().find(|&&q| q < 0 || q >= n) {
         return Err(Error::invalid(format!("item index {bad} out of range for {n} items")));
     }
@@ -22,7 +21,7 @@ pub fn similar_items(vectors: &Tensor, queries: &[i64], k: usize) -> Result<(Vec
     let unit = tch::no_grad(|| -> Result<Tensor> { Ok(v.f_div(&v.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?) })?;
     // The blocked dot-product top-k (every core, no (queries x items) block in memory), the
     // query itself left out.
-    let keep = |r: usize, i: u32| i as i64 != queries[r];
+    let keep = |r: usize, i: u32| queries.get(r) != Some(&(i as i64));
     DotFactors::new(&unit, &unit, None)?.top_k(queries, k, &keep)
 }
 

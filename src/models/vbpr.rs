@@ -143,7 +143,7 @@ impl TwoTower for Params {
     }
     fn penalty(&self, g: &Gathered<'_>) -> Result<Option<Tensor>> {
         let sq = |t: Tensor| t.f_square().and_then(|s| s.f_sum(Kind::Float));
-        let d = self.gamma_i.size()[1];
+        let d = crate::tensors::size_at(&self.gamma_i, 1)?;
         let items = |t: &Tensor| t.f_narrow(-1, 0, d).and_then(|x| x.f_square()).and_then(|x| x.f_sum(Kind::Float));
         let rows = sq(g.u.shallow_clone())? + items(g.i_pos)? + items(g.i_neg)?;
         let bias = sq(self.bias.f_index_select(0, g.pos)?)? + sq(self.bias.f_index_select(0, &g.neg.f_flatten(0, -1)?)?)?;
@@ -181,7 +181,8 @@ impl Vbpr {
         let mut store = ParamStore::new(device);
         let r = store.vs.root();
         let init = nn::Init::Randn { mean: 0.0, stdev: c.init_std };
-        let n_feat = features.size()[1];
+        // 2-D: fit builds it from a feature matrix, restore checks the saved one.
+        let n_feat = features.size().get(1).copied().unwrap_or(0);
         let (nu, ni, d, dv) = (n_users as i64, n_items as i64, c.factors as i64, c.visual_factors as i64);
         let features = features.to_device(device);
         let p = Params {
@@ -238,7 +239,7 @@ impl Spec for Vbpr {
 
     fn restore(c: &VbprConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<VbprParams> {
         let features = checked(state, FEATURES, &[], Kind::Float)?;
-        if features.size().len() != 2 || features.size()[0] != n_items as i64 {
+        if !matches!(features.size().as_slice(), &[rows, _] if rows == n_items as i64) {
             return Err(Error::state(format!("saved item features have shape {:?} for {n_items} items", features.size())));
         }
         let params = Self::build(c, device, n_users, n_items, features.to_kind(Kind::Float));
@@ -276,7 +277,7 @@ impl Spec for Vbpr {
     fn embed_new_items(_: &VbprConfig, params: &VbprParams, side: &SideInfo) -> Result<Tensor> {
         let p = &params.p;
         let table = side.item_features.as_ref().ok_or_else(|| Error::invalid("VBPR embeds new items from their features: pass features"))?;
-        let want = p.features.size()[1];
+        let want = crate::tensors::size_at(&p.features, 1)?;
         let dense = table.continuous.as_ref().filter(|m| m.cols > 0).ok_or_else(|| {
             Error::invalid(format!("VBPR embeds numeric item features ({want} columns, as in fit)"))
         })?;
@@ -288,7 +289,7 @@ impl Spec for Vbpr {
             )));
         }
         let f = dense.to_tensor().f_to_device(params.store.device())?;
-        let zeros = Tensor::f_zeros([f.size()[0], p.gamma_i.size()[1]], (Kind::Float, params.store.device()))?;
+        let zeros = Tensor::f_zeros([crate::tensors::size_at(&f, 0)?, crate::tensors::size_at(&p.gamma_i, 1)?], (Kind::Float, params.store.device()))?;
         Ok(Tensor::f_cat(&[zeros, f.f_matmul(&p.e)?, f.f_matmul(&p.beta)?.f_unsqueeze(1)?], 1)?)
     }
 }

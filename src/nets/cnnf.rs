@@ -118,7 +118,7 @@ impl CnnF {
     /// phi of a uint8 (N, H, W, 3) batch: float32 (N, out_dim). Dropout only when `train`.
     pub fn f_forward(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         let size = images.size();
-        if images.kind() != Kind::Uint8 || size.len() != 4 || size[1..] != [self.cfg.height, self.cfg.width, 3] {
+        if images.kind() != Kind::Uint8 || !matches!(size.as_slice(), &[_, h, w, 3] if (h, w) == (self.cfg.height, self.cfg.width)) {
             return Err(Error::invalid(format!(
                 "CNN-F takes uint8 images of shape (N, {}, {}, 3), got {:?} {:?}",
                 self.cfg.height,
@@ -132,7 +132,7 @@ impl CnnF {
         // Normalise in NHWC (one pass over the bytes), before any padding: padding is zero in
         // normalised units, as for a plain padded convolution.
         let x = images.f_to_kind(kind)?.f_mul_scalar(1.0 / 127.5)?.f_sub_scalar(1.0)?;
-        let c1 = &self.conv[0];
+        let c1 = self.conv.first().ok_or_else(|| Error::state("CNN-F without convolutions"))?;
         let bias1 = c1.bs.as_ref().map(w).transpose()?;
         let mut x = if self.cfg.space_to_depth {
             let (xs, ws) = space_to_depth(&x, &w(&c1.ws)?)?;
@@ -142,7 +142,7 @@ impl CnnF {
         };
         x = x.f_relu()?.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
         for (i, c) in self.conv.iter().enumerate().skip(1) {
-            let k = c.ws.size()[2];
+            let k = crate::tensors::size_at(&c.ws, 2)?;
             x = x.f_conv2d(&w(&c.ws)?, c.bs.as_ref().map(w).transpose()?.as_ref(), [1, 1], [k / 2, k / 2], [1, 1], 1)?;
             x = x.f_relu()?;
             if i == 1 || i == 4 {
@@ -185,7 +185,9 @@ fn channels_last(x: &Tensor) -> Result<Tensor> {
 /// all after (the extra rows meet only the kernel's zero 12th row).
 pub fn space_to_depth(x: &Tensor, weight: &Tensor) -> Result<(Tensor, Tensor)> {
     let s = x.size();
-    let (n, h, w, c) = (s[0], s[1], s[2], s[3]);
+    let &[n, h, w, c] = s.as_slice() else {
+        return Err(Error::invalid(format!("space_to_depth takes an NHWC batch, got shape {s:?}")));
+    };
     let (ho, wo) = (conv_out(h, 11, 4), conv_out(w, 11, 4));
     let (hb, wb) = (ho + 2, wo + 2);
     let (pad_h, pad_w) = (BLOCK * hb - h - 5, BLOCK * wb - w - 5);
@@ -196,7 +198,7 @@ pub fn space_to_depth(x: &Tensor, weight: &Tensor) -> Result<(Tensor, Tensor)> {
         .f_permute([0, 1, 3, 2, 4, 5])?
         .f_reshape([n, hb, wb, BLOCK * BLOCK * c])?
         .f_permute([0, 3, 1, 2])?;
-    let o = weight.size()[0];
+    let o = crate::tensors::size_at(weight, 0)?;
     let ws = weight
         .f_constant_pad_nd([0, 1, 0, 1])?
         .f_reshape([o, c, 3, BLOCK, 3, BLOCK])?

@@ -64,29 +64,32 @@ impl ContinuousStats {
             return Err(Error::invalid(format!("row {bad} out of range for {n_rows} feature rows")));
         }
         // f64 accumulators: the sums of squares of thousands of rows lose digits in f32.
-        let (mut n, mut s, mut s2) = (vec![0f64; cols], vec![0f64; cols], vec![0f64; cols]);
+        // Per column: values seen, their sum and their sum of squares.
+        let mut acc = vec![(0f64, 0f64, 0f64); cols];
         for &r in rows {
-            for (c, &x) in data[r * cols..(r + 1) * cols].iter().enumerate() {
+            // r < n_rows (checked above), so the row is whole.
+            let row = data.get(r * cols..(r + 1) * cols).unwrap_or_default();
+            for (c, (&x, (n, s, s2))) in row.iter().zip(&mut acc).enumerate() {
                 if x.is_nan() {
                     continue;
                 }
                 if x.is_infinite() {
                     return Err(Error::invalid(format!("continuous feature column {c} is infinite in row {r}")));
                 }
-                n[c] += 1.0;
-                s[c] += x as f64;
-                s2[c] += x as f64 * x as f64;
+                *n += 1.0;
+                *s += x as f64;
+                *s2 += x as f64 * x as f64;
             }
         }
         let mut mean = vec![0f32; cols];
         let mut std = vec![1f32; cols];
-        for c in 0..cols {
-            if n[c] > 0.0 {
-                let m = s[c] / n[c];
-                let var = (s2[c] / n[c] - m * m).max(0.0);
-                mean[c] = m as f32;
+        for ((&(n, s, s2), mean), std) in acc.iter().zip(&mut mean).zip(&mut std) {
+            if n > 0.0 {
+                let m = s / n;
+                let var = (s2 / n - m * m).max(0.0);
+                *mean = m as f32;
                 if var.sqrt() > 1e-12 {
-                    std[c] = var.sqrt() as f32;
+                    *std = var.sqrt() as f32;
                 }
             }
         }
@@ -178,14 +181,13 @@ impl FeatureEmbedder {
         if codes.len() % c != 0 {
             return Err(Error::invalid(format!("{} codes do not make rows of {c} categorical columns", codes.len())));
         }
-        for (k, &code) in codes.iter().enumerate() {
-            let card = self.spec.cardinalities[k % c];
-            if code < 0 || code >= card {
-                return Err(Error::invalid(format!(
-                    "code {code} of categorical column {} (row {}) is outside 0..{card}",
-                    k % c,
-                    k / c
-                )));
+        for (row, codes) in codes.chunks_exact(c).enumerate() {
+            for (column, (&code, &card)) in codes.iter().zip(&self.spec.cardinalities).enumerate() {
+                if code < 0 || code >= card {
+                    return Err(Error::invalid(format!(
+                        "code {code} of categorical column {column} (row {row}) is outside 0..{card}"
+                    )));
+                }
             }
         }
         Ok(())

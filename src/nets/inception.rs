@@ -268,10 +268,9 @@ impl PixelAffine {
     fn new_imagenet(transform_input: bool, device: tch::Device) -> Self {
         let mut scale = [0.0; 3];
         let mut shift = [0.0; 3];
-        for c in 0..3 {
-            let (m, s) = (IMAGENET_MEAN[c], IMAGENET_STD[c]);
+        for (((scale, shift), &m), &s) in scale.iter_mut().zip(&mut shift).zip(&IMAGENET_MEAN).zip(&IMAGENET_STD) {
             let (a, b) = (1.0 / (255.0 * s), -m / s);
-            (scale[c], shift[c]) = if transform_input {
+            (*scale, *shift) = if transform_input {
                 let (ta, tb) = (s / 0.5, (m - 0.5) / 0.5);
                 (a * ta, b * ta + tb)
             } else {

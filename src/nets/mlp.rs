@@ -48,7 +48,7 @@ impl Mlp {
     }
 
     pub fn out_dim(&self) -> i64 {
-        self.layers.last().map_or(self.in_dim, |l| l.ws.size()[0])
+        self.layers.last().map_or(self.in_dim, |l| l.ws.size().first().copied().unwrap_or(0))
     }
 
     /// A handle on the same parameters (tch tensors are `Send` but not `Sync`: a training
@@ -74,7 +74,7 @@ impl Mlp {
     /// (user, item) pair computes each side's part once and broadcasts the sum
     /// ([`Self::forward_after_first`] runs the rest).
     pub fn first_layer_split(&self, split: i64) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let l = &self.layers[0];
+        let l = self.first_layer()?;
         if split < 0 || split > self.in_dim {
             return Err(Error::invalid(format!("split {split} outside the MLP input of {}", self.in_dim)));
         }
@@ -96,17 +96,20 @@ impl Mlp {
                 self.in_dim
             )));
         }
-        let l = &self.layers[0];
+        let l = self.first_layer()?;
         let pre = xs.f_linear(&l.ws, l.bs.as_ref())?;
         self.run_from(1, pre, train)
+    }
+
+    fn first_layer(&self) -> Result<&nn::Linear> {
+        self.layers.first().ok_or_else(|| Error::state("an MLP without layers"))
     }
 
     /// Layers `first..` on `h`, the pre-activation output of layer `first - 1`.
     fn run_from(&self, first: usize, mut h: Tensor, train: bool) -> Result<Tensor> {
         let last = self.layers.len() - 1;
-        for k in first - 1..self.layers.len() {
+        for (k, layer) in self.layers.iter().enumerate().skip(first - 1) {
             if k >= first {
-                let layer = &self.layers[k];
                 h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
             }
             if k < last || self.relu_last {

@@ -72,7 +72,7 @@ impl PixelAffine {
 /// libtorch panic deep in a convolution.
 pub fn check_images(xs: &Tensor, size: i64, who: &str) -> Result<()> {
     let s = xs.size();
-    if xs.kind() != Kind::Uint8 || s.len() != 4 || s[1] != size || s[2] != size || s[3] != 3 {
+    if xs.kind() != Kind::Uint8 || !matches!(s.as_slice(), &[_, h, w, 3] if h == size && w == size) {
         return Err(Error::invalid(format!(
             "{who} takes uint8 images of shape (N, {size}, {size}, 3), got {:?} of shape {s:?}",
             xs.kind()

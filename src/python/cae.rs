@@ -57,9 +57,9 @@ pub(crate) fn history_dicts<'py>(py: Python<'py>, history: &[EpochLog]) -> PyRes
 }
 
 fn f32_array<'py>(py: Python<'py>, t: Tensor) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let size = t.size();
+    let (rows, cols) = (crate::tensors::size_at(&t, 0)?, crate::tensors::size_at(&t, 1)?);
     let v = py.allow_threads(move || to_vec_f32(&t))?;
-    PyArray1::from_vec(py, v).reshape([size[0] as usize, size[1] as usize])
+    PyArray1::from_vec(py, v).reshape([rows as usize, cols as usize])
 }
 
 #[pymethods]
@@ -131,8 +131,11 @@ impl PyConvAutoencoder {
         let model: &mut Autoencoder = &mut guard;
         let t = py.allow_threads(move || guarded(|| model.reconstruct(&bank, &rows)))?;
         let size: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let &[n, h, w, c] = size.as_slice() else {
+            return Err(Error::state(format!("a reconstruction of shape {size:?}, not (N, H, W, 3)")).into());
+        };
         let v = Vec::<u8>::try_from(t.flatten(0, -1)).map_err(Error::from)?;
-        PyArray1::from_vec(py, v).reshape([size[0], size[1], size[2], size[3]])
+        PyArray1::from_vec(py, v).reshape([n, h, w, c])
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
@@ -164,10 +167,11 @@ fn inception_features<'py>(
     device: &str,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let shape = images.shape().to_vec();
-    if shape[3] != 3 || shape[1] != shape[2] {
-        return Err(Error::invalid(format!("images must be square RGB, (N, S, S, 3); got shape {shape:?}")).into());
-    }
-    InceptionV3::check_size(shape[1] as i64)?;
+    let (height, width) = match shape.as_slice() {
+        &[_, h, w, 3] if h == w => (h, w),
+        _ => return Err(Error::invalid(format!("images must be square RGB, (N, S, S, 3); got shape {shape:?}")).into()),
+    };
+    InceptionV3::check_size(height as i64)?;
     if batch_size == 0 {
         return Err(Error::invalid("batch_size must be at least 1").into());
     }
@@ -179,11 +183,11 @@ fn inception_features<'py>(
         let net = InceptionV3::new(&vs.root(), transform_input);
         net.load(&tensors, "", &weights.display().to_string())?;
         vs.freeze();
-        let image = shape[1] * shape[2] * 3;
+        let image = height * width * 3;
         let mut parts = Vec::new();
         for block in pixels.chunks(batch_size * image) {
             let n = (block.len() / image) as i64;
-            let xs = Tensor::from_slice(block).f_view([n, shape[1] as i64, shape[2] as i64, 3])?.f_to_device(device)?;
+            let xs = Tensor::from_slice(block).f_view([n, height as i64, width as i64, 3])?.f_to_device(device)?;
             parts.push(tch::no_grad(|| net.forward_t(&xs, false)).f_to_device(Device::Cpu)?);
         }
         if parts.is_empty() {

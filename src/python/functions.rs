@@ -220,7 +220,9 @@ fn top_k_block<'py>(
     k: usize,
     exclude: Option<PyRef<'py, PyInteractions>>,
 ) -> PyResult<Ranked<'py>> {
-    let n_items = scores.shape()[1];
+    let &[_, n_items] = scores.shape() else {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("scores must be 2-D, got shape {:?}", scores.shape())));
+    };
     let s = scores.as_slice()?;
     let u = user_slice(&users)?;
     let ex = exclude.as_ref().map(|x| x.inner.clone());
@@ -237,15 +239,17 @@ fn similar_items<'py>(
     queries: PyReadonlyArray1<'py, i64>,
     k: usize,
 ) -> PyResult<Ranked<'py>> {
-    let shape = vectors.shape().to_vec();
+    let &[n, d] = vectors.shape() else {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("vectors must be 2-D, got shape {:?}", vectors.shape())));
+    };
     let v = vectors.as_slice()?;
     let q = queries.as_slice()?;
     let (items, sims) = py.allow_threads(|| {
         // SAFETY: the view lives only inside this closure, while `vectors` is borrowed.
-        let t = unsafe { crate::tensors::view_f32(v, shape[0], shape[1]) };
+        let t = unsafe { crate::tensors::view_f32(v, n, d) };
         models::similar::similar_items(&t, q, k)
     })?;
-    let (n, k) = (q.len(), models::similar::effective_k(k, shape[0])); // the core's row length
+    let (n, k) = (q.len(), models::similar::effective_k(k, n)); // the core's row length
     Ok((PyArray1::from_vec(py, items).reshape([n, k])?, PyArray1::from_vec(py, sims).reshape([n, k])?))
 }
 

@@ -214,9 +214,9 @@ fn resize_image<'py>(
 ) -> PyResult<Bound<'py, PyArray3<u8>>> {
     let f: Filter = filter.parse()?;
     let shape = image.shape().to_vec();
-    if shape[2] != 3 {
+    let &[h, w, 3] = shape.as_slice() else {
         return Err(PyValueError::new_err(format!("expected an (H, W, 3) image, got shape {shape:?}")));
-    }
+    };
     if height == 0 || width == 0 {
         return Err(PyValueError::new_err("the target size must be positive"));
     }
@@ -232,7 +232,7 @@ fn resize_image<'py>(
     out.try_reserve_exact(height * width * 3)
         .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(format!("cannot allocate a {height}x{width} image")))?;
     out.resize(height * width * 3, 0);
-    py.allow_threads(|| crate::images::resize::resize_rgb(src, shape[1], shape[0], &mut out, width, height, f));
+    py.allow_threads(|| crate::images::resize::resize_rgb(src, w, h, &mut out, width, height, f));
     PyArray1::from_vec(py, out).reshape([height, width, 3])
 }
 

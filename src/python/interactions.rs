@@ -68,9 +68,10 @@ impl<'py> HeldIds<'py> {
 
 /// Ids in index order: int64 numpy array or list of str.
 pub(crate) fn ids_to_py<'py>(py: Python<'py>, map: &IdMap) -> PyResult<Bound<'py, PyAny>> {
-    match map.kind() {
-        IdKind::Int => Ok(PyArray1::from_vec(py, map.int_ids().unwrap()).into_any()),
-        IdKind::Str => Ok(PyList::new(py, map.str_ids().unwrap())?.into_any()),
+    // String ids for a string map, else integers (a range's or the map's own).
+    match map.str_ids() {
+        Some(ids) => Ok(PyList::new(py, ids)?.into_any()),
+        None => Ok(PyArray1::from_vec(py, map.int_ids().unwrap_or_default()).into_any()),
     }
 }
 

@@ -29,7 +29,9 @@ impl PyFeatureTable {
     ) -> PyResult<Self> {
         let dense = match &continuous {
             Some(a) => {
-                let (rows, cols) = (a.shape()[0], a.shape()[1]);
+                let &[rows, cols] = a.shape() else {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!("continuous must be 2-D, got shape {:?}", a.shape())));
+                };
                 let data = a.as_slice()?.to_vec();
                 Some(py.allow_threads(|| DenseMatrix::new(rows, cols, data, names))?)
             }

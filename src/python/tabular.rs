@@ -50,20 +50,19 @@ pub(crate) fn utf8_views<'a>(offsets: &[i64], data: &'a [u8], column: &str, out:
         return Err(PyValueError::new_err(format!("column '{column}': offsets must hold n + 1 entries")));
     }
     out.reserve(offsets.len() - 1);
-    for (row, w) in offsets.windows(2).enumerate() {
-        let (a, b) = (w[0], w[1]);
-        if a < 0 || b < a || b as u64 > data.len() as u64 {
+    for (row, (&a, &b)) in offsets.iter().zip(offsets.iter().skip(1)).enumerate() {
+        let Some(bytes) = usize::try_from(a).ok().zip(usize::try_from(b).ok()).and_then(|(a, b)| data.get(a..b)) else {
             return Err(PyValueError::new_err(format!(
                 "column '{column}', row {row}: offsets {a}..{b} are out of range for {} bytes",
                 data.len()
             )));
-        }
-        match std::str::from_utf8(&data[a as usize..b as usize]) {
+        };
+        match std::str::from_utf8(bytes) {
             Ok(s) => out.push(s),
             Err(_) => {
                 return Err(PyValueError::new_err(format!(
                     "column '{column}', row {row}: the id bytes {:?} are not valid UTF-8",
-                    String::from_utf8_lossy(&data[a as usize..b as usize])
+                    String::from_utf8_lossy(bytes)
                 )))
             }
         }

@@ -17,6 +17,8 @@
 //! samples), the generator goes back to that state, the negative is redrawn as `fill` would,
 //! and the samples already drawn after it are drawn again.
 
+#![allow(clippy::indexing_slicing, reason = "the draw-ahead pipeline: ring slots are taken modulo RING and entries are drawn below the entries' length")]
+
 use super::negatives::Distribution;
 use super::pair_filter::PairFilter;
 use super::rng::{below, Rng};

@@ -6,6 +6,8 @@
 //! `"best_of_n"`) need the current model's scores: the batch then carries every candidate and
 //! the model's step picks among them on its device ([`Choice`]).
 
+#![allow(clippy::indexing_slicing, reason = "sampling kernels: every draw is below its table's length (below), Distribution::categories checks one category per item, AliasTable::new sizes both tables by the weights")]
+
 use serde::{Deserialize, Serialize};
 
 use super::rng::{below, Rng};

@@ -7,6 +7,8 @@
 //! filter answers from one cache line, at about 1.5 bytes per interaction (a few MiB, mostly
 //! in the last-level cache), and only its rare "maybe" reads the row.
 
+#![allow(clippy::indexing_slicing, reason = "the Bloom filter: block indices are masked by the power-of-two block count (locate), bit indices are below 512 (bits)")]
+
 use super::rng::mix64;
 use crate::data::Interactions;
 use crate::error::Result;

@@ -6,6 +6,8 @@
 //! Batches are filled in parallel, in chunks that each own a generator derived from
 //! (seed, batch, chunk): the same seed gives the same triples whatever the thread count.
 
+#![allow(clippy::indexing_slicing, reason = "sampling kernels: entries and rows come from the training CSR the sampler is built on (TripleSampler::new), batch buffers are sized by fill for width() negatives a sample")]
+
 use rayon::prelude::*;
 
 use super::negatives::{Distribution, SamplerConfig};

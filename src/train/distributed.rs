@@ -210,11 +210,11 @@ impl GradSync {
         Agreed { stop: a & STOP != 0, failed: a & FAILED != 0 }
     }
 
-    /// Sums `values` (small, on the CPU) over the ranks.
-    pub fn sum_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
-        let t = Tensor::from_slice(values);
+    /// Sums one value (on the CPU) over the ranks.
+    pub fn sum_one(&self, value: f64) -> Result<f64> {
+        let t = Tensor::from_slice(&[value]);
         self.0.group.all_reduce_sum(&t)?;
-        Ok(Vec::<f64>::try_from(&t)?)
+        Ok(t.f_double_value(&[0])?)
     }
 
     /// Sums the gradients `grads` of `params` over the ranks, in place, in flattened buckets
@@ -246,8 +246,12 @@ impl GradSync {
         // Small gradients are gathered into buckets; the flags ride in the last one.
         let mut small: Vec<usize> = Vec::new();
         let mut small_bytes = 0usize;
+        let missing = |i: usize| Error::state(format!("gradient sync: no gradient {i}"));
         let reduce_small = |small: &mut Vec<usize>, with_flags: bool, flat: &mut [Tensor]| -> Result<Option<Vec<f32>>> {
-            let mut parts: Vec<Tensor> = small.iter().map(|&i| flat[i].f_flatten(0, -1)).collect::<std::result::Result<_, _>>()?;
+            let mut parts = Vec::with_capacity(small.len() + 1);
+            for &i in small.iter() {
+                parts.push(flat.get(i).ok_or_else(|| missing(i))?.f_flatten(0, -1)?);
+            }
             if with_flags {
                 parts.push(Tensor::from_slice(&flags).f_to_device(device)?);
             }
@@ -255,13 +259,14 @@ impl GradSync {
                 return Ok(None);
             }
             let bucket = Tensor::f_cat(&parts, 0)?;
-            let n_grads = bucket.size()[0] - if with_flags { flags.len() as i64 } else { 0 };
+            let n_grads = bucket.numel() as i64 - if with_flags { flags.len() as i64 } else { 0 };
             scale(&bucket.f_narrow(0, 0, n_grads)?)?;
             self.0.group.all_reduce_sum(&bucket)?;
             let mut at = 0i64;
             for &i in small.iter() {
-                let n = flat[i].numel() as i64;
-                flat[i] = bucket.f_narrow(0, at, n)?.f_view(flat[i].size().as_slice())?;
+                let f = flat.get_mut(i).ok_or_else(|| missing(i))?;
+                let n = f.numel() as i64;
+                *f = bucket.f_narrow(0, at, n)?.f_view(f.size().as_slice())?;
                 at += n;
             }
             small.clear();
@@ -271,12 +276,15 @@ impl GradSync {
             Ok(Some(Vec::<f32>::try_from(bucket.f_narrow(0, n_grads, flags.len() as i64)?.f_to_device(Device::Cpu)?)?))
         };
         for i in 0..flat.len() {
-            let bytes = flat[i].numel() * 4;
-            if bytes >= BUCKET_BYTES {
-                scale(&flat[i])?;
-                self.0.group.all_reduce_sum(&flat[i])?;
-                continue;
-            }
+            let bytes = match flat.get(i) {
+                Some(f) if f.numel() * 4 >= BUCKET_BYTES => {
+                    scale(f)?;
+                    self.0.group.all_reduce_sum(f)?;
+                    continue;
+                }
+                Some(f) => f.numel() * 4,
+                None => continue,
+            };
             if small_bytes + bytes > BUCKET_BYTES {
                 reduce_small(&mut small, false, &mut flat)?;
                 small_bytes = 0;
@@ -307,7 +315,8 @@ impl GradSync {
         let counts = Tensor::f_zeros([world as i64, n as i64 + 1], (Kind::Int64, Device::Cpu))?;
         self.0.group.all_gather(&Tensor::from_slice(&mine), &counts)?;
         let counts = Vec::<i64>::try_from(counts.f_flatten(0, -1)?)?;
-        let count = |r: usize, t: usize| counts[r * (n + 1) + t];
+        // All world x (n + 1) of them (the gathered tensor's shape); -1 reads as "no gradient".
+        let count = |r: usize, t: usize| counts.get(r * (n + 1) + t).copied().unwrap_or(-1);
         self.agree_sum((0..world).map(|r| count(r, n) as f64).sum());
         let longest: Vec<usize> = (0..n).map(|t| (0..world).map(|r| count(r, t).max(0) as usize).max().unwrap_or(0)).collect();
         let widths: Vec<usize> = tables.iter().map(|t| t.row_shape.iter().product::<i64>().max(0) as usize).collect();
@@ -328,12 +337,12 @@ impl GradSync {
         self.0.group.all_gather(&Tensor::from_slice(&idx), &all_idx)?;
         let all_idx = Vec::<i64>::try_from(all_idx.f_flatten(0, -1)?)?;
         let flat = if grads.is_empty() { Tensor::f_zeros([0], (Kind::Float, device))? } else { Tensor::f_cat(&grads, 0)? };
-        let all_grad = Tensor::f_zeros([world as i64, flat.size()[0]], (Kind::Float, device))?;
+        let all_grad = Tensor::f_zeros([world as i64, flat.numel() as i64], (Kind::Float, device))?;
         self.0.group.all_gather(&flat, &all_grad)?;
         let mut out = Vec::with_capacity(n);
         let (mut at_idx, mut at_grad) = (0usize, 0i64);
-        for (t, table) in tables.iter().enumerate() {
-            let (len, width) = (longest[t], widths[t] as i64);
+        for (t, ((table, &len), &width)) in tables.iter().zip(&longest).zip(&widths).enumerate() {
+            let width = width as i64;
             if (0..world).all(|r| count(r, t) < 0) {
                 out.push(None);
             } else {
@@ -342,7 +351,8 @@ impl GradSync {
                 let mut rows = Vec::new();
                 for r in 0..world {
                     for k in 0..len {
-                        let row = all_idx[r * idx.len() + at_idx + k];
+                        // All world x idx.len() of them (the gathered tensor's shape); -1 is a pad.
+                        let row = all_idx.get(r * idx.len() + at_idx + k).copied().unwrap_or(-1);
                         if row >= 0 {
                             keep.push((r * len + k) as i64);
                             rows.push(row);
@@ -384,7 +394,7 @@ impl GradSync {
         let out = Tensor::f_zeros([world, 1], (Kind::Int64, Device::Cpu))?;
         self.0.group.all_gather(&Tensor::from_slice(&[value as i64]), &out)?;
         let all = Vec::<i64>::try_from(out.f_flatten(0, -1)?)?;
-        if let Some(r) = all.iter().position(|&v| v != all[0]) {
+        if let Some(r) = all.iter().position(|v| Some(v) != all.first()) {
             return Err(Error::invalid(format!(
                 "distributed fit: {what} differ between ranks (rank 0 and rank {r}); every rank must pass the same data"
             )));
@@ -428,7 +438,9 @@ pub fn batch_dropout(x: &Tensor, p: f64, train: bool, blocks: i64) -> Result<Ten
     let mut noise = match share {
         None => Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - p)?,
         Some((range, global)) => {
-            shape[0] = blocks * global as i64;
+            if let Some(rows) = shape.first_mut() {
+                *rows = blocks * global as i64;
+            }
             let all = Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - p)?;
             let keep: Vec<i64> = (0..blocks).flat_map(|b| range.clone().map(move |r| b * global as i64 + r as i64)).collect();
             all.f_index_select(0, &Tensor::from_slice(&keep).f_to_device(x.device())?)?
@@ -476,7 +488,8 @@ impl ThreadGroup {
     /// Every rank's tensor (CPU copies), in rank order.
     fn exchange(&self, t: &Tensor) -> Result<Vec<Tensor>> {
         let lock = || self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
-        lock()[self.rank] = Some(t.f_to_device(Device::Cpu)?.f_contiguous()?.f_detach_copy()?);
+        let mine = t.f_to_device(Device::Cpu)?.f_contiguous()?.f_detach_copy()?;
+        *lock().get_mut(self.rank).ok_or_else(|| Error::state(format!("thread group: no rank {}", self.rank)))? = Some(mine);
         self.shared.barrier.wait();
         let all: Vec<Tensor> = lock().iter().map(|s| s.as_ref().map(|t| t.shallow_clone()).unwrap_or_else(Tensor::new)).collect();
         // Nobody overwrites a slot before every rank has read them all.
@@ -495,8 +508,9 @@ impl Collective for ThreadGroup {
     fn all_reduce_sum(&self, t: &Tensor) -> Result<()> {
         let all = self.exchange(t)?;
         // Summed in rank order on every rank: the same bits everywhere.
-        let mut sum = all[0].f_detach_copy()?;
-        for x in &all[1..] {
+        let (first, rest) = all.split_first().ok_or_else(|| Error::state("thread group: no rank"))?;
+        let mut sum = first.f_detach_copy()?;
+        for x in rest {
             sum = sum.f_add(x)?;
         }
         t.shallow_clone().f_copy_(&sum)?;
@@ -504,7 +518,7 @@ impl Collective for ThreadGroup {
     }
     fn broadcast(&self, t: &Tensor, root: usize) -> Result<()> {
         let all = self.exchange(t)?;
-        t.shallow_clone().f_copy_(&all[root])?;
+        t.shallow_clone().f_copy_(all.get(root).ok_or_else(|| Error::state(format!("thread group: no rank {root}")))?)?;
         Ok(())
     }
     fn all_gather(&self, t: &Tensor, out: &Tensor) -> Result<()> {

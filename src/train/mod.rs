@@ -242,7 +242,7 @@ pub fn fit_loop<S: BatchSource>(
         }
         let mut loss = model.take_loss()?;
         if let Some(sync) = &cfg.sync {
-            loss = sync.sum_f64(&[loss])?[0];
+            loss = sync.sum_one(loss)?;
         }
         let loss = loss / total as f64;
         model.end_epoch(epoch)?;

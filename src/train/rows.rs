@@ -26,7 +26,7 @@ impl super::Shard for Rows {
         self.rows.len()
     }
     fn keep(&mut self, range: std::ops::Range<usize>) {
-        self.rows = self.rows[range].to_vec();
+        self.rows = self.rows.get(range).map(<[i64]>::to_vec).unwrap_or_default();
     }
 }
 
@@ -57,7 +57,7 @@ impl BatchSource for RowBatches {
         // Every batch but an epoch's last has `size` rows, so the start follows from the index.
         let start = (batch_index as usize % per_epoch) * size;
         batch.rows.clear();
-        batch.rows.extend_from_slice(&order[start.min(self.n)..(start + size).min(self.n)]);
+        batch.rows.extend(order.iter().skip(start).take(size));
     }
 }
 

@@ -90,9 +90,9 @@ impl SparseAdam {
         self.params.is_empty()
     }
 
-    /// Steps taken by parameter `i`.
+    /// Steps taken by parameter `i` (0 for a parameter it does not have).
     pub fn steps(&self, i: usize) -> i64 {
-        self.t[i]
+        self.t.get(i).copied().unwrap_or(0)
     }
 
     /// One step: `grads[i]` is parameter i's gradient on the rows it names (None: the
@@ -106,7 +106,7 @@ impl SparseAdam {
             let tables: Vec<RowsIn<'_>> = grads
                 .iter()
                 .zip(&self.params)
-                .map(|(g, (_, p))| RowsIn { mine: g.as_ref().map(|g| (g.rows, g.grad)), row_shape: p.size()[1..].to_vec(), kind: p.kind(), device: p.device() })
+                .map(|(g, (_, p))| RowsIn { mine: g.as_ref().map(|g| (g.rows, g.grad)), row_shape: p.size().get(1..).map(<[i64]>::to_vec).unwrap_or_default(), kind: p.kind(), device: p.device() })
                 .collect();
             for (i, summed) in sync.reduce_rows(&tables)?.into_iter().enumerate() {
                 if let Some((rows, grad)) = summed {
@@ -137,16 +137,15 @@ impl SparseAdam {
     }
 
     fn update_local(&mut self, i: usize, rows: &[i64], grad: &Tensor) -> Result<()> {
-        if i >= self.params.len() {
+        let (Some(steps), Some((_, p)), Some(m), Some(v)) = (self.t.get_mut(i), self.params.get(i), self.m.get(i), self.v.get(i)) else {
             return Err(Error::state(format!("sparse Adam: no parameter {i}")));
-        }
-        self.t[i] += 1;
+        };
+        *steps += 1;
         if rows.is_empty() {
             return Ok(());
         }
-        let t = self.t[i] as i32;
+        let t = *steps as i32;
         let (bc1, bc2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
-        let (p, m, v) = (&self.params[i].1, &self.m[i], &self.v[i]);
         let _guard = tch::no_grad_guard();
         if !crate::tensors::gpu_path(p.device()) {
             return update_cpu(p, m, v, rows, grad, self.lr, bc1, bc2, self.eps_at);
@@ -171,16 +170,16 @@ impl SparseAdam {
     pub fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         let get = |k: &str| state.get(k).ok_or_else(|| Error::state(format!("checkpoint has no '{k}'")));
         let _guard = tch::no_grad_guard();
-        for (i, (name, p)) in self.params.iter().enumerate() {
+        for ((((name, p), steps), mine_m), mine_v) in self.params.iter().zip(&mut self.t).zip(&mut self.m).zip(&mut self.v) {
             let (m, v) = (get(&format!("sparse_adam.m.{name}"))?, get(&format!("sparse_adam.v.{name}"))?);
             for (what, saved) in [("m", m), ("v", v)] {
                 if saved.size() != p.size() {
                     return Err(Error::state(format!("checkpoint's sparse_adam.{what}.{name} has shape {:?}, the parameter {:?}", saved.size(), p.size())));
                 }
             }
-            self.t[i] = get(&format!("sparse_adam.t.{name}"))?.f_int64_value(&[0])?;
-            self.m[i].f_copy_(m)?;
-            self.v[i].f_copy_(v)?;
+            *steps = get(&format!("sparse_adam.t.{name}"))?.f_int64_value(&[0])?;
+            mine_m.f_copy_(m)?;
+            mine_v.f_copy_(v)?;
         }
         Ok(())
     }
@@ -191,7 +190,7 @@ impl SparseAdam {
 #[allow(clippy::too_many_arguments)]
 fn update_cpu(p: &Tensor, m: &Tensor, v: &Tensor, rows: &[i64], g: &Tensor, lr: f64, bc1: f64, bc2: f64, eps_at: EpsAt) -> Result<()> {
     let g = g.f_contiguous()?;
-    let n = p.size()[0];
+    let n = p.size().first().copied().unwrap_or(0);
     let len = p.numel();
     let d = if n > 0 { len / n as usize } else { 0 };
     if g.numel() != rows.len() * d || m.numel() != len || v.numel() != len {
@@ -214,8 +213,11 @@ fn update_cpu(p: &Tensor, m: &Tensor, v: &Tensor, rows: &[i64], g: &Tensor, lr: 
     };
     let step = lr * bc2.sqrt() / bc1;
     for (k, &r) in rows.iter().enumerate() {
-        let at = r as usize * d;
-        let (w, m, v, g) = (&mut w[at..at + d], &mut m[at..at + d], &mut v[at..at + d], &g[k * d..(k + 1) * d]);
+        let (at, from) = (r as usize * d, k * d);
+        // In range: rows were checked against n above, and g's length against rows x d.
+        let (Some(w), Some(m), Some(v), Some(g)) = (w.get_mut(at..at + d), m.get_mut(at..at + d), v.get_mut(at..at + d), g.get(from..from + d)) else {
+            return Err(Error::state(format!("sparse Adam: row {r} out of range")));
+        };
         match eps_at {
             EpsAt::Uncorrected => uncorrected_row(w, m, v, g, step as f32),
             EpsAt::Corrected => super::adam::update_slices(w, m, v, g, lr, bc1, bc2),

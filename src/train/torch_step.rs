@@ -10,7 +10,7 @@ use super::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
 use super::{BatchStep, GradSync};
 use crate::error::{Error, Result};
 use crate::sampling::{warp_weight, Choice, TripleBatch, TripleSampler};
-use crate::tensors::view_i64;
+use crate::tensors::{size_at, view_i64};
 
 /// How a model turns users and items into scores. Index tensors are int64 on the model's
 /// device; `train` is true inside a training step (dropout on).
@@ -391,9 +391,9 @@ impl<M: TwoTower> TorchStep<M> {
         }
         let all = Tensor::f_cat(&[&pos, &neg], 0)?;
         let vectors = self.model.item_vectors(&all, true)?;
-        let d = vectors.size()[1];
+        let d = size_at(&vectors, 1)?;
         let i_pos = vectors.f_narrow(0, 0, b)?;
-        let i_cand = vectors.f_narrow(0, b, vectors.size()[0] - b)?;
+        let i_cand = vectors.f_narrow(0, b, size_at(&vectors, 0)? - b)?;
         let s_pos = self.with_bias(self.model.match_scores(&u, &i_pos.f_unsqueeze(1)?)?, &pos.f_unsqueeze(1)?)?;
 
         if self.cfg.shared_negatives {
@@ -446,7 +446,7 @@ impl<M: TwoTower> TorchStep<M> {
     /// The full-softmax loss of a batch: every item's vector once, the positive's log
     /// probability among all of them (gradient to every item each step).
     fn full_softmax(&self, users: &Tensor, u: &Tensor, pos: &Tensor) -> Result<(Tensor, Tensor)> {
-        let b = u.size()[0];
+        let b = size_at(u, 0)?;
         let all = Tensor::f_arange(self.cfg.n_items as i64, (Kind::Int64, self.device))?;
         let items = self.model.item_vectors(&all, true)?;
         let logits = self.with_bias(u.f_matmul(&items.f_tr()?)?, &all.f_unsqueeze(0)?)?;
@@ -454,7 +454,7 @@ impl<M: TwoTower> TorchStep<M> {
         let i_pos = items.f_index_select(0, pos)?;
         // No sampled negatives: the penalty sees none.
         let neg = Tensor::f_zeros([b, 0], (Kind::Int64, self.device))?;
-        let i_neg = Tensor::f_zeros([b, 0, items.size()[1]], (items.kind(), self.device))?;
+        let i_neg = Tensor::f_zeros([b, 0, size_at(&items, 1)?], (items.kind(), self.device))?;
         let g = Gathered { users, u, pos, i_pos: &i_pos, neg: &neg, i_neg: &i_neg, fraction: self.fraction() };
         self.total(nll.f_sum(Kind::Float)?, &g, b)
     }
@@ -462,7 +462,7 @@ impl<M: TwoTower> TorchStep<M> {
     /// `warp_weight(n_items, t)` for t = 1..=n_cand, on the device (made once per length).
     fn warp_table(&self, n_cand: i64) -> Result<Tensor> {
         let mut cached = self.warp.borrow_mut();
-        if let Some(t) = cached.as_ref().filter(|t| t.size()[0] == n_cand) {
+        if let Some(t) = cached.as_ref().filter(|t| t.size().first() == Some(&n_cand)) {
             return Ok(t.shallow_clone());
         }
         let w: Vec<f32> = (1..=n_cand as usize).map(|t| warp_weight(self.cfg.n_items, t)).collect();
@@ -639,10 +639,10 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
         }
         if let (Some(a), Some(steps)) = (self.average.as_mut(), state.get(AVERAGE_STEPS)) {
             a.steps = steps.f_int64_value(&[0])?;
-            a.means = (0..self.params.len())
-                .map(|k| {
+            a.means = self.params.iter().enumerate()
+                .map(|(k, p)| {
                     let m = state.get(&format!("average.{k}")).ok_or_else(|| Error::state(format!("checkpoint has no 'average.{k}'")))?;
-                    Ok(m.f_to_device(self.device)?.f_to_kind(self.params[k].kind())?)
+                    Ok(m.f_to_device(self.device)?.f_to_kind(p.kind())?)
                 })
                 .collect::<Result<_>>()?;
         }

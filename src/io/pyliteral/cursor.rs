@@ -23,6 +23,12 @@ pub(super) fn show_byte(b: Option<u8>) -> String {
     }
 }
 
+/// `text[a..b]`, for bounds the scanner found in the text (a <= b <= its length); empty
+/// were they not.
+pub(super) fn span(text: &[u8], a: usize, b: usize) -> &[u8] {
+    text.get(a..b).unwrap_or_default()
+}
+
 pub(super) fn is_ident_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_'
 }

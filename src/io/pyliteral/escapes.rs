@@ -27,7 +27,7 @@ impl Cursor<'_, '_> {
         if kind == StrKind::Unicode && run % 2 == 1 && matches!(t.get(i + run), Some(b'u' | b'U')) {
             let esc_start = i + run - 1;
             self.scratch.extend(std::iter::repeat_n(b'\\', run - 1));
-            let width = if t[i + run] == b'u' { 4 } else { 8 };
+            let width = if t.get(i + run) == Some(&b'u') { 4 } else { 8 };
             let next = self.unicode_escape(esc_start, width)?;
             return Ok(next);
         }
@@ -142,8 +142,9 @@ impl Cursor<'_, '_> {
             b'0'..=b'7' => {
                 let mut v: u32 = 0;
                 let mut j = i + 1;
-                while j < i + 4 && t.get(j).is_some_and(|b| (b'0'..=b'7').contains(b)) {
-                    v = v * 8 + u32::from(t[j] - b'0');
+                while j < i + 4 {
+                    let Some(&d @ b'0'..=b'7') = t.get(j) else { break };
+                    v = v * 8 + u32::from(d - b'0');
                     j += 1;
                 }
                 if kind == StrKind::Unicode {

@@ -1,7 +1,7 @@
 //! Numbers: Python's (radix prefixes, `_`, Python 2 `L` and `017` octal, floats) and strict
 //! JSON's; integers outside i64 are kept in decimal ([`Literal::BigInt`]).
 
-use super::cursor::{is_ident, show_byte, Cursor};
+use super::cursor::{is_ident, show_byte, span, Cursor};
 use super::{Dialect, Literal, PResult};
 
 impl Cursor<'_, '_> {
@@ -101,7 +101,7 @@ impl Cursor<'_, '_> {
                 }
                 self.check_number_end()?;
                 return Ok(if keep {
-                    int_from_digits(&self.text[num_start + 2..digits_end], radix, negative)
+                    int_from_digits(span(self.text, num_start + 2, digits_end), radix, negative)
                 } else {
                     Literal::None
                 });
@@ -143,7 +143,7 @@ impl Cursor<'_, '_> {
             if negative {
                 self.scratch.push(b'-');
             }
-            self.scratch.extend(self.text[num_start..end].iter().filter(|&&b| b != b'_'));
+            self.scratch.extend(span(self.text, num_start, end).iter().filter(|&&b| b != b'_'));
             let s = std::str::from_utf8(self.scratch).unwrap_or("");
             return match s.parse::<f64>() {
                 Ok(f) => Ok(Literal::Float(f)),
@@ -154,9 +154,9 @@ impl Cursor<'_, '_> {
             self.pos += 1;
         }
         self.check_number_end()?;
-        let digits = &self.text[num_start..end];
+        let digits = span(self.text, num_start, end);
         // `0`, `00`, `0_0` are zero; other leading zeros are Python 2 octal (`017` == 15).
-        if digits.len() > 1 && digits[0] == b'0' {
+        if let Some(after_zero) = digits.strip_prefix(b"0").filter(|rest| !rest.is_empty()) {
             if digits.iter().all(|&b| b == b'0' || b == b'_') {
                 return Ok(if keep { Literal::Int(0) } else { Literal::None });
             }
@@ -166,7 +166,7 @@ impl Cursor<'_, '_> {
                     "a decimal integer may not start with 0 (Python 2 octal like 017 takes only digits 0-7)",
                 ));
             }
-            return Ok(if keep { int_from_digits(&digits[1..], 8, negative) } else { Literal::None });
+            return Ok(if keep { int_from_digits(after_zero, 8, negative) } else { Literal::None });
         }
         Ok(if keep { int_from_digits(digits, 10, negative) } else { Literal::None })
     }
@@ -236,13 +236,13 @@ impl Cursor<'_, '_> {
         if !keep {
             return Ok(Literal::None);
         }
-        let text = &self.text[start..self.pos];
+        let text = span(self.text, start, self.pos);
         if is_float {
             let s = std::str::from_utf8(text).unwrap_or("");
             return s.parse::<f64>().map(Literal::Float).map_err(|_| self.error_at(start, "malformed number"));
         }
-        let negative = text[0] == b'-';
-        let digits = &self.text[if negative { start + 1 } else { start }..int_end];
+        let negative = text.first() == Some(&b'-');
+        let digits = span(self.text, if negative { start + 1 } else { start }, int_end);
         Ok(int_from_digits(digits, 10, negative))
     }
 }
@@ -300,7 +300,7 @@ fn big_decimal(digits: &[u8], radix: u32, negative: bool) -> String {
         limbs.pop();
     }
     let mut s = String::new();
-    if negative && !(limbs.len() == 1 && limbs[0] == 0) {
+    if negative && limbs != [0] {
         s.push('-');
     }
     let mut iter = limbs.iter().rev();

@@ -1,6 +1,6 @@
 //! [`Parser`]: a reusable parser, and the fast path that builds only some fields of a dict.
 
-use super::cursor::Cursor;
+use super::cursor::{span, Cursor};
 use super::strings::{StrData, StrKind};
 use super::{Dialect, Literal, PResult};
 
@@ -79,7 +79,7 @@ impl Parser {
                         None
                     } else {
                         let decoded: &[u8] = match data {
-                            StrData::Slice(a, b) => &cur.text[a..b],
+                            StrData::Slice(a, b) => span(cur.text, a, b),
                             StrData::Scratch => cur.scratch,
                         };
                         keys.iter().position(|k| k.as_bytes() == decoded)
@@ -100,7 +100,13 @@ impl Parser {
                 cur.skip_ws();
                 let value_start = cur.pos;
                 match wanted {
-                    Some(i) => out[i] = Some(Field { offset: value_start, value: cur.value(true)? }),
+                    Some(i) => {
+                        let value = cur.value(true)?;
+                        // i is the key's position among the wanted keys, one slot each in `out`.
+                        if let Some(slot) = out.get_mut(i) {
+                            *slot = Some(Field { offset: value_start, value });
+                        }
+                    }
                     None => {
                         cur.value(false)?;
                     }

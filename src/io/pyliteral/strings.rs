@@ -1,7 +1,7 @@
 //! String literals: Python's (prefixes, quotes, implicit concatenation, the slice fast path,
 //! the Python 2 byte-string rule) and JSON's. Escapes are in `escapes`.
 
-use super::cursor::Cursor;
+use super::cursor::{span, Cursor};
 use super::{Dialect, Literal, PResult};
 
 /// A decoded string run, before it becomes a [`Literal`].
@@ -37,14 +37,14 @@ pub fn decode_utf8_or_latin1(bytes: &[u8]) -> String {
                         break;
                     }
                     Err(e) => {
-                        let good = e.valid_up_to();
-                        // SAFETY-free: from_utf8 said this prefix is valid.
-                        out.push_str(std::str::from_utf8(&rest[..good]).unwrap_or_default());
-                        let bad = e.error_len().unwrap_or(rest.len() - good).max(1);
-                        for &b in &rest[good..good + bad] {
-                            out.push(b as char);
-                        }
-                        rest = &rest[good + bad..];
+                        // from_utf8 said the first valid_up_to() bytes are valid, and that
+                        // error_len() bytes (or the rest) after them are not.
+                        let (good, after) = rest.split_at_checked(e.valid_up_to()).unwrap_or((rest, &[]));
+                        out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                        let bad = e.error_len().unwrap_or(after.len()).max(1);
+                        let (bad, after) = after.split_at_checked(bad).unwrap_or((after, &[]));
+                        out.extend(bad.iter().map(|&b| b as char));
+                        rest = after;
                     }
                 }
             }
@@ -63,7 +63,7 @@ impl<'t> Cursor<'t, '_> {
                 while i < 3 && self.peek_at(i).is_some_and(|b| b.is_ascii_alphabetic()) {
                     i += 1;
                 }
-                matches!(self.peek_at(i), Some(b'\'' | b'"')) && prefix_kind(&self.text[self.pos..self.pos + i]).is_some()
+                matches!(self.peek_at(i), Some(b'\'' | b'"')) && prefix_kind(span(self.text, self.pos, self.pos + i)).is_some()
             }
         }
     }
@@ -76,9 +76,9 @@ impl<'t> Cursor<'t, '_> {
             return Ok(Literal::None);
         }
         Ok(match (kind, data) {
-            (StrKind::Bytes, StrData::Slice(a, b)) => Literal::Bytes(self.text[a..b].to_vec()),
+            (StrKind::Bytes, StrData::Slice(a, b)) => Literal::Bytes(span(self.text, a, b).to_vec()),
             (StrKind::Bytes, StrData::Scratch) => Literal::Bytes(self.scratch.clone()),
-            (_, StrData::Slice(a, b)) => match std::str::from_utf8(&self.text[a..b]) {
+            (_, StrData::Slice(a, b)) => match std::str::from_utf8(span(self.text, a, b)) {
                 Ok(s) => Literal::Str(s.to_owned()),
                 Err(_) => return Err(self.error_at(start, "internal: unchecked string slice")),
             },
@@ -103,7 +103,7 @@ impl<'t> Cursor<'t, '_> {
         // Move the first piece into scratch, then append the others.
         if let StrData::Slice(a, b) = first {
             self.scratch.clear();
-            self.scratch.extend_from_slice(&self.text[a..b]);
+            self.scratch.extend_from_slice(span(self.text, a, b));
         }
         loop {
             let piece_start = self.pos;
@@ -129,12 +129,13 @@ impl<'t> Cursor<'t, '_> {
         while self.peek_at(plen).is_some_and(|b| b.is_ascii_alphabetic()) {
             plen += 1;
         }
-        let (kind, raw) = match prefix_kind(&self.text[self.pos..self.pos + plen]) {
+        let (kind, raw) = match prefix_kind(span(self.text, self.pos, self.pos + plen)) {
             Some(k) => k,
             None => return Err(self.error_at(lit_start, "invalid string prefix (allowed: u, b, r, ur, br, rb)")),
         };
         self.pos += plen;
-        let quote = self.text[self.pos];
+        // at_string_start saw a quote after the prefix.
+        let Some(quote) = self.peek() else { return Err(self.error_expected("a quote")) };
         let triple = self.peek_at(1) == Some(quote) && self.peek_at(2) == Some(quote);
         self.pos += if triple { 3 } else { 1 };
         let body_start = self.pos;
@@ -169,7 +170,7 @@ impl<'t> Cursor<'t, '_> {
             // reports the error; invalid UTF-8 needs the Latin-1 fallback): a slice.
             if simple
                 && t.get(i) == Some(&quote)
-                && (!non_ascii || (kind != StrKind::Bytes && std::str::from_utf8(&t[body_start..i]).is_ok()))
+                && (!non_ascii || (kind != StrKind::Bytes && std::str::from_utf8(span(t, body_start, i)).is_ok()))
             {
                 self.pos = i + if triple { 3 } else { 1 };
                 return Ok((kind, StrData::Slice(body_start, i)));
@@ -196,15 +197,16 @@ impl<'t> Cursor<'t, '_> {
             }
             // Raw text must be UTF-8: only escaped bytes (`\xe9`) get the Python 2 rule of the
             // module docs. (A run ends at an ASCII byte, so it never splits a character.)
-            if let Err(e) = std::str::from_utf8(&t[run_start..i]) {
+            let run = span(t, run_start, i);
+            if let Err(e) = std::str::from_utf8(run) {
                 let at = run_start + e.valid_up_to();
                 return Err(self.error_at(at, format!(
                     "invalid UTF-8 (byte 0x{:02x}) in the text of a string; the file must be UTF-8 \
                      (bytes written as \\x escapes are read as Python 2 did)",
-                    t[at]
+                    t.get(at).copied().unwrap_or_default()
                 )));
             }
-            self.scratch.extend_from_slice(&t[run_start..i]);
+            self.scratch.extend_from_slice(run);
             let Some(&b) = t.get(i) else {
                 return Err(self.error_at(lit_start, format!(
                     "unterminated string: no closing {} before the end of the text",
@@ -265,7 +267,7 @@ impl<'t> Cursor<'t, '_> {
             }
         }
         let end = i;
-        if let Err(e) = std::str::from_utf8(&t[body..end]) {
+        if let Err(e) = std::str::from_utf8(span(t, body, end)) {
             return Err(self.error_at(body + e.valid_up_to(), "invalid UTF-8 in a JSON string"));
         }
         self.pos = end + 1;
@@ -276,10 +278,10 @@ impl<'t> Cursor<'t, '_> {
         let mut j = body;
         while j < end {
             let run = j;
-            while j < end && t[j] != b'\\' {
+            while j < end && t.get(j) != Some(&b'\\') {
                 j += 1;
             }
-            self.scratch.extend_from_slice(&t[run..j]);
+            self.scratch.extend_from_slice(span(t, run, j));
             if j >= end {
                 break;
             }
@@ -323,7 +325,7 @@ fn prefix_kind(prefix: &[u8]) -> Option<(StrKind, bool)> {
     for (d, s) in p.iter_mut().zip(prefix) {
         *d = s.to_ascii_lowercase();
     }
-    match &p[..prefix.len()] {
+    match p.get(..prefix.len())? {
         b"" => Some((StrKind::Native, false)),
         b"r" => Some((StrKind::Native, true)),
         b"u" => Some((StrKind::Unicode, false)),

@@ -1,7 +1,7 @@
 //! One value: the dispatch on its first byte, the top-level tuple without parentheses,
 //! lists, tuples, dicts, sets and names (`True`, `null`, `set()`).
 
-use super::cursor::{is_ident, is_ident_start, Cursor};
+use super::cursor::{is_ident, is_ident_start, span, Cursor};
 use super::{Dialect, Literal, PResult, MAX_DEPTH};
 
 impl Cursor<'_, '_> {
@@ -201,7 +201,7 @@ impl Cursor<'_, '_> {
         while self.peek().is_some_and(is_ident) {
             self.pos += 1;
         }
-        let word = &self.text[start..self.pos];
+        let word = span(self.text, start, self.pos);
         let value = match (self.dialect, word) {
             (Dialect::Python, b"True") | (Dialect::Json, b"true") => Literal::Bool(true),
             (Dialect::Python, b"False") | (Dialect::Json, b"false") => Literal::Bool(false),

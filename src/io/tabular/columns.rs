@@ -21,12 +21,17 @@ impl StrColumn {
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
-    pub fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+    /// Id `i` (None past the last).
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let start = match i.checked_sub(1) {
+            None => 0,
+            Some(before) => *self.ends.get(before)?,
+        };
+        self.text.get(start..*self.ends.get(i)?)
     }
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+        // Each id runs from the previous one's end to its own; ends are pushed at char boundaries.
+        self.ends.iter().scan(0, |start, &end| Some(self.text.get(std::mem::replace(start, end)..end).unwrap_or_default()))
     }
     fn reserve_exact(&mut self, ids: usize, bytes: usize) {
         self.text.reserve_exact(bytes);
@@ -82,10 +87,11 @@ impl IdColumn {
             }
         }
     }
-    pub(super) fn get(&self, i: usize) -> Id<'_> {
+    /// Id `i` (None past the last).
+    pub(super) fn get(&self, i: usize) -> Option<Id<'_>> {
         match self {
-            IdColumn::Int(v) => Id::Int(v[i]),
-            IdColumn::Str(s) => Id::Str(s.get(i)),
+            IdColumn::Int(v) => v.get(i).copied().map(Id::Int),
+            IdColumn::Str(s) => s.get(i).map(Id::Str),
         }
     }
     pub(super) fn push(&mut self, id: &Id<'_>) {
@@ -129,9 +135,9 @@ impl IdColumn {
             }
             IdColumn::Str(s) => {
                 let mut out = StrColumn::default();
-                for (i, &k) in keep.iter().enumerate() {
+                for (id, &k) in s.iter().zip(keep) {
                     if k {
-                        out.push(s.get(i));
+                        out.push(id);
                     }
                 }
                 *s = out;

@@ -26,14 +26,13 @@ pub fn read_id_list(path: &Path, id_type: IdType, header: bool) -> Result<IdColu
         let n = data.len();
         for (k, end) in memchr_iter(b'\n', data).chain((data.last() != Some(&b'\n')).then_some(n)).enumerate() {
             let no = k as u64 + 1;
-            let mut line = &data[start..end];
+            // start <= end <= data.len(): ends are the line ends in order, then the length.
+            let mut line = data.get(start..end).unwrap_or_default();
             start = end + 1;
             if header && no == 1 {
                 continue;
             }
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
+            line = line.strip_suffix(b"\r").unwrap_or(line);
             if trim(line).is_empty() {
                 return Err(Error::file(path, format!("line {no} is blank (an id list has one id per line)")));
             }

@@ -100,13 +100,13 @@ fn locate(
 ) -> Option<Error> {
     let cols = [&table.users, &table.items];
     let mut known: Vec<bool> = vec![true; table.len()];
-    for side in 0..2 {
-        let Some(map) = &maps[side] else { continue };
-        let idx = map.lookup(raw[side]).ok()?;
+    for (side, ((col, map), raw)) in cols.into_iter().zip(&maps).zip(raw).enumerate() {
+        let Some(map) = map else { continue };
+        let idx = map.lookup(raw).ok()?;
         if unknown == Unknown::Error {
             if let Some(row) = idx.iter().position(|&i| i == UNKNOWN) {
-                let id = cols[side].get(row);
-                let line = find_line(path, opts, table, |u, i| [u, i][side] == id)?;
+                let id = col.get(row)?;
+                let line = find_line(path, opts, table, |u, i| if side == 0 { u == id } else { i == id })?;
                 return Some(Error::file(
                     path,
                     format!(
@@ -122,8 +122,8 @@ fn locate(
     }
     if dup == Duplicates::Error {
         let mut seen = FxHashSet::default();
-        let row = (0..table.len()).find(|&r| known[r] && !seen.insert((table.users.get(r), table.items.get(r))))?;
-        let (u, i) = (table.users.get(row), table.items.get(row));
+        let (row, _) = known.iter().enumerate().find(|&(r, &k)| k && !seen.insert((table.users.get(r), table.items.get(r))))?;
+        let (u, i) = (table.users.get(row)?, table.items.get(row)?);
         let first = find_line(path, opts, table, |a, b| a == u && b == i)?;
         let mut n = 0;
         let second = find_line(path, opts, table, |a, b| {

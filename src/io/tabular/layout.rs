@@ -26,10 +26,10 @@ pub(super) struct Layout {
 
 impl Layout {
     pub(super) fn label(&self, c: usize) -> String {
-        if self.header {
-            format!("column '{}'", self.names[c])
-        } else {
-            format!("column {}", self.pos[c])
+        match (self.header, self.names.get(c), self.pos.get(c)) {
+            (true, Some(name), _) => format!("column '{name}'"),
+            (_, _, Some(p)) => format!("column {p}"),
+            _ => format!("column {c}"),
         }
     }
 }
@@ -61,11 +61,11 @@ pub(super) fn resolve_layout(path: &Path, data: &[u8], opts: &CsvOptions) -> Res
                 "{what} column {n:?}: a file without a header takes columns by 0-based position"
             ))),
             Col::Name(n) => {
-                let hits: Vec<usize> = (0..n_fields).filter(|&k| names_in_file[k] == *n).collect();
+                let hits: Vec<usize> = names_in_file.iter().enumerate().filter(|&(_, name)| name == n).map(|(k, _)| k).collect();
                 match hits.as_slice() {
                     [k] => Ok(*k),
                     [] => {
-                        let hint = if n_fields == 1 && names_in_file[0].contains(['\t', ';', '|', ',']) {
+                        let hint = if n_fields == 1 && names_in_file.first().is_some_and(|f| f.contains(['\t', ';', '|', ','])) {
                             format!("; is the delimiter {:?} right?", d as char)
                         } else {
                             String::new()
@@ -87,7 +87,7 @@ pub(super) fn resolve_layout(path: &Path, data: &[u8], opts: &CsvOptions) -> Res
         if p == usize::MAX {
             fallback.to_string()
         } else if opts.header {
-            names_in_file[p].clone()
+            names_in_file.get(p).cloned().unwrap_or_else(|| p.to_string())
         } else {
             p.to_string()
         }

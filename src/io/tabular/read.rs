@@ -53,14 +53,15 @@ pub(super) fn read_csv_chunked(path: &Path, opts: &CsvOptions, chunk_bytes: usiz
     let mut layout = resolve_layout(path, data, opts)?;
     // Parse; an auto column that meets a non-integer is switched to strings and read again.
     let (part, parallel) = loop {
-        let quoted = memchr(b'"', &data[layout.data_start..]).is_some();
+        let quoted = memchr(b'"', data.get(layout.data_start..).unwrap_or_default()).is_some();
         let part =
             if quoted { parse_quoted(data, &layout, opts) } else { parse_parallel(data, &layout, opts, chunk_bytes) };
         match part {
             Err(ParseErr::NotInt(cols)) => {
                 for c in cols {
-                    layout.kinds[c] = IdKind::Str;
-                    layout.auto[c] = false;
+                    if let (Some(kind), Some(auto)) = (layout.kinds.get_mut(c), layout.auto.get_mut(c)) {
+                        (*kind, *auto) = (IdKind::Str, false);
+                    }
                 }
             }
             Err(ParseErr::At(line, e)) => return Err(row_error(path, &layout, line, e)),
@@ -106,7 +107,7 @@ fn min_rows_mask(items: &IdColumn, k: usize, report: &mut CsvReport) -> Vec<bool
             *counts.entry(x).or_default() += 1;
         }
         let below = counts.values().filter(|&&c| c < k).count();
-        (ids.iter().map(|x| counts[x] >= k).collect(), below)
+        (ids.iter().map(|x| counts.get(x).is_some_and(|&c| c >= k)).collect(), below)
     }
     let (keep, below) = match items {
         IdColumn::Int(v) => mask(v, k),

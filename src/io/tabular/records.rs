@@ -29,7 +29,7 @@ impl<'a> Records<'a> {
     pub(super) fn next(&mut self, out: &mut Vec<Cow<'a, [u8]>>, blank: &mut usize) -> std::result::Result<Option<u64>, (u64, String)> {
         let d = self.data;
         loop {
-            match &d[self.pos.min(d.len())..] {
+            match after(d, self.pos) {
                 [] => return Ok(None),
                 [b'\n', ..] => self.pos += 1,
                 [b'\r', b'\n', ..] => self.pos += 2,
@@ -48,13 +48,13 @@ impl<'a> Records<'a> {
                 let mut seg = self.pos;
                 let mut owned: Option<Vec<u8>> = None;
                 let field = loop {
-                    let Some(k) = memchr(b'"', &d[self.pos..]) else {
+                    let Some(k) = memchr(b'"', after(d, self.pos)) else {
                         return Err((open_line, format!("a quoted field opened on line {open_line} is never closed")));
                     };
                     let q = self.pos + k;
-                    self.line += memchr_iter(b'\n', &d[self.pos..q]).count() as u64;
+                    self.line += memchr_iter(b'\n', d.get(self.pos..q).unwrap_or_default()).count() as u64;
                     if d.get(q + 1) == Some(&b'"') {
-                        owned.get_or_insert_with(Vec::new).extend_from_slice(&d[seg..=q]);
+                        owned.get_or_insert_with(Vec::new).extend_from_slice(d.get(seg..=q).unwrap_or_default());
                         self.pos = q + 2;
                         seg = self.pos;
                         continue;
@@ -62,14 +62,14 @@ impl<'a> Records<'a> {
                     self.pos = q + 1;
                     break match owned.take() {
                         Some(mut b) => {
-                            b.extend_from_slice(&d[seg..q]);
+                            b.extend_from_slice(d.get(seg..q).unwrap_or_default());
                             Cow::Owned(b)
                         }
-                        None => Cow::Borrowed(&d[seg..q]),
+                        None => Cow::Borrowed(d.get(seg..q).unwrap_or_default()),
                     };
                 };
                 out.push(field);
-                match &d[self.pos..] {
+                match after(d, self.pos) {
                     [] => return Ok(Some(start_line)),
                     [c, ..] if *c == self.delim => self.pos += 1,
                     [b'\n', ..] | [b'\r'] => {
@@ -90,12 +90,12 @@ impl<'a> Records<'a> {
                     }
                 }
             } else {
-                let rest = &d[self.pos..];
+                let rest = after(d, self.pos);
                 let end = memchr2(self.delim, b'\n', rest).unwrap_or(rest.len());
-                let mut field = &rest[..end];
-                let at_delim = end < rest.len() && rest[end] == self.delim;
-                if !at_delim && field.last() == Some(&b'\r') {
-                    field = &field[..field.len() - 1];
+                let mut field = rest.get(..end).unwrap_or(rest);
+                let at_delim = rest.get(end) == Some(&self.delim);
+                if !at_delim {
+                    field = field.strip_suffix(b"\r").unwrap_or(field);
                 }
                 out.push(Cow::Borrowed(field));
                 self.pos += end + 1;
@@ -106,10 +106,16 @@ impl<'a> Records<'a> {
                     return Ok(Some(start_line));
                 }
                 if self.pos >= d.len() {
-                    out.push(Cow::Borrowed(&d[d.len()..]));
+                    out.push(Cow::Borrowed(&[]));
                     return Ok(Some(start_line));
                 }
             }
         }
     }
+}
+
+/// The bytes of `d` from `pos` on (none once `pos` is past the end: positions step one past a
+/// line's last byte).
+fn after(d: &[u8], pos: usize) -> &[u8] {
+    d.get(pos..).unwrap_or_default()
 }

@@ -70,16 +70,18 @@ impl Rules<'_> {
         if field.is_empty() {
             return Err(RowErr::Bad(format!("{}: the id is empty", self.layout.label(c))));
         }
-        match self.layout.kinds[c] {
-            IdKind::Int => match parse_i64(trim(field)) {
+        // c is 0 (user) or 1 (item), the id columns.
+        match self.layout.kinds.get(c) {
+            Some(IdKind::Int) => match parse_i64(trim(field)) {
                 Some(x) => Ok(Id::Int(x)),
-                None if self.layout.auto[c] => Err(RowErr::NotInt(c)),
+                None if self.layout.auto.get(c) == Some(&true) => Err(RowErr::NotInt(c)),
                 None => Err(RowErr::Bad(format!("{}: {} is not an integer id", self.layout.label(c), show(field)))),
             },
-            IdKind::Str => match std::str::from_utf8(field) {
+            Some(IdKind::Str) => match std::str::from_utf8(field) {
                 Ok(s) => Ok(Id::Str(s)),
                 Err(_) => Err(RowErr::Bad(format!("{}: {} is not valid UTF-8", self.layout.label(c), show(field)))),
             },
+            None => Err(RowErr::Bad(format!("{}: not an id column", self.layout.label(c)))),
         }
     }
 

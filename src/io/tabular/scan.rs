@@ -23,12 +23,12 @@ pub(super) fn parse_parallel(
     opts: &CsvOptions,
     chunk_bytes: usize,
 ) -> std::result::Result<Part, ParseErr> {
-    let region = &data[layout.data_start..];
+    let region = data.get(layout.data_start..).unwrap_or_default();
     let n_chunks = (region.len() / chunk_bytes).clamp(1, rayon::current_num_threads().max(1) * 64);
     let mut bounds = vec![0usize];
     for k in 1..n_chunks {
         let target = (region.len() * k / n_chunks).max(bounds.last().copied().unwrap_or(0));
-        match memchr(b'\n', &region[target..]) {
+        match memchr(b'\n', region.get(target..).unwrap_or_default()) {
             Some(off) => bounds.push(target + off + 1),
             None => break,
         }
@@ -36,7 +36,9 @@ pub(super) fn parse_parallel(
     bounds.push(region.len());
     bounds.dedup();
     let rules = Rules { layout, opts };
-    let parts: Vec<Part> = bounds.par_windows(2).map(|w| parse_chunk(&region[w[0]..w[1]], &rules)).collect();
+    // Bounds increase from 0 to the region's length: every chunk is inside it.
+    let chunks: Vec<&[u8]> = bounds.iter().zip(bounds.iter().skip(1)).filter_map(|(&a, &b)| region.get(a..b)).collect();
+    let parts: Vec<Part> = chunks.par_iter().map(|chunk| parse_chunk(chunk, &rules)).collect();
     merge(parts, layout)
 }
 
@@ -47,9 +49,10 @@ fn parse_chunk(chunk: &[u8], rules: &Rules<'_>) -> Part {
     part.newlines = memchr_iter(b'\n', chunk).count() as u64;
     let lines = part.newlines as usize + 1;
     // String ids get the chunk's size in text (untouched pages cost no memory; shrunk below).
-    let text = |c: usize| if layout.kinds[c] == IdKind::Str { chunk.len() } else { 0 };
-    part.users.reserve_exact(lines, text(0));
-    part.items.reserve_exact(lines, text(1));
+    let [user_kind, item_kind] = layout.kinds;
+    let text = |kind: IdKind| if kind == IdKind::Str { chunk.len() } else { 0 };
+    part.users.reserve_exact(lines, text(user_kind));
+    part.items.reserve_exact(lines, text(item_kind));
     if layout.pos[2] != usize::MAX {
         part.values.reserve_exact(lines);
     }
@@ -57,11 +60,10 @@ fn parse_chunk(chunk: &[u8], rules: &Rules<'_>) -> Part {
     let mut f: [&[u8]; 3] = [b"", b"", b""];
     let ends = memchr_iter(b'\n', chunk).chain((chunk.last() != Some(&b'\n') && !chunk.is_empty()).then_some(chunk.len()));
     for (rel, end) in (0u64..).zip(ends) {
-        let mut line = &chunk[start..end];
+        // start <= end <= chunk.len(): ends are the line ends in order, then the length.
+        let mut line = chunk.get(start..end).unwrap_or_default();
         start = end + 1;
-        if line.last() == Some(&b'\r') {
-            line = &line[..line.len() - 1];
-        }
+        line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             part.counts.blank += 1;
         } else {
@@ -96,12 +98,12 @@ fn split_fields<'a>(line: &'a [u8], delim: u8, pos: &[usize; 3], out: &mut [&'a 
     };
     for (i, &b) in line.iter().enumerate() {
         if b == delim {
-            put(k, &line[start..i]);
+            put(k, line.get(start..i).unwrap_or_default());
             k += 1;
             start = i + 1;
         }
     }
-    put(k, &line[start..]);
+    put(k, line.get(start..).unwrap_or_default());
     k + 1
 }
 

@@ -27,7 +27,7 @@ pub(super) fn sniff(path: &Path, data: &[u8]) -> Result<()> {
     if let Some((_, what)) = MAGIC.iter().find(|(m, _)| data.starts_with(m)) {
         return Err(Error::file(path, format!("this is {what}, not delimited text")));
     }
-    if let Some(off) = memchr(0, &data[..data.len().min(1 << 16)]) {
+    if let Some(off) = memchr(0, data.get(..1 << 16).unwrap_or(data)) {
         return Err(Error::file(path, format!("binary data (a NUL byte at offset {off}), not delimited text")));
     }
     Ok(())

@@ -27,7 +27,10 @@ pub fn write_int_csv(path: &Path, header: &[&str], columns: &[&[i64]]) -> Result
                     if c > 0 {
                         buf.push(b',');
                     }
-                    push_int(&mut buf, col[r]);
+                    // r < n, every column's length (checked above).
+                    if let Some(&x) = col.get(r) {
+                        push_int(&mut buf, x);
+                    }
                 }
                 buf.push(b'\n');
             }
@@ -46,13 +49,14 @@ pub fn write_int_csv(path: &Path, header: &[&str], columns: &[&[i64]]) -> Result
 }
 
 fn push_int(buf: &mut Vec<u8>, x: i64) {
+    // Digits from the last; u64::MAX has 20.
     let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
+    let mut len = 0;
     let mut v = x.unsigned_abs();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
+    for d in tmp.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
         v /= 10;
+        len += 1;
         if v == 0 {
             break;
         }
@@ -60,5 +64,5 @@ fn push_int(buf: &mut Vec<u8>, x: i64) {
     if x < 0 {
         buf.push(b'-');
     }
-    buf.extend_from_slice(&tmp[i..]);
+    buf.extend_from_slice(tmp.get(tmp.len() - len..).unwrap_or_default());
 }

@@ -1,6 +1,8 @@
 //! BPR's SGD update over raw rows, compiled for the best instruction set the CPU has, and the
 //! chunk loop that trains triples as the sampler draws them ahead.
 
+#![allow(clippy::indexing_slicing, reason = "BPR's SGD kernel: rows are the sampler's draws from the training data that sized the parameter matrices (sgd_update's safety contract), dot_diff's rows share one length d")]
+
 use crate::sampling::ahead::{prefetch, RowPrefetch};
 use crate::sampling::pair_filter::PairFilter;
 use crate::sampling::rng::Rng;

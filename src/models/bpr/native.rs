@@ -64,7 +64,7 @@ impl Chooser {
     unsafe fn choose(self, u: usize, i: usize, cands: &[i64]) -> Option<(usize, f32)> {
         let rows = self.rows;
         match self.choice {
-            Choice::Single => Some((cands[0] as usize, 1.0)),
+            Choice::Single => cands.first().map(|&j| (j as usize, 1.0)),
             Choice::BestOfN => {
                 let best = cands.iter().map(|&j| (rows.score(u, j as usize), j)).max_by(|a, b| a.0.total_cmp(&b.0));
                 best.map(|(_, j)| (j as usize, 1.0))
@@ -131,11 +131,13 @@ impl BatchStep<TripleSampler<'_>> for NativeSgd<'_> {
             .zip(batch.neg.par_chunks(NATIVE_CHUNK * width))
             .map(|((us, ps), ns)| {
                 let mut loss = 0f64;
-                for k in 0..us.len() {
-                    let (u, i) = (us[k] as usize, ps[k] as usize);
+                for (k, (&u, &i)) in us.iter().zip(ps).enumerate() {
+                    let (u, i) = (u as usize, i as usize);
+                    // The batch holds `width` candidates a sample (TripleBatch's layout).
+                    let cands = ns.get(k * width..(k + 1) * width).unwrap_or_default();
                     // SAFETY: see `sample_and_step`.
                     unsafe {
-                        if let Some((j, w)) = this.choose(u, i, &ns[k * width..(k + 1) * width]) {
+                        if let Some((j, w)) = this.choose(u, i, cands) {
                             loss += kernel(rows, u, i, j, lr, reg, breg, w);
                         }
                     }

@@ -37,7 +37,10 @@ pub fn floor_cold_bias(bias: &Tensor, train: &Interactions, reach: f64) -> Resul
     if bias.size() != [counts.len() as i64] {
         return Err(Error::state(format!("an item bias has shape {:?} for {} items", bias.size(), counts.len())));
     }
-    let (cold, warm): (Vec<i64>, Vec<i64>) = (0..counts.len() as i64).partition(|&i| counts[i as usize] == 0);
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for (i, &c) in (0i64..).zip(&counts) {
+        if c == 0 { cold.push(i) } else { warm.push(i) }
+    }
     if cold.is_empty() || warm.is_empty() {
         return Ok(());
     }

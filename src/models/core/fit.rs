@@ -56,7 +56,7 @@ impl FitCtx<'_> {
         let sync = loop_cfg.sync.clone();
         if let Some(sync) = &sync {
             // Every rank starts from rank 0's parameters and resumes at rank 0's epoch.
-            let start = sync.sum_f64(&[if sync.rank() == 0 { loop_cfg.start_epoch as f64 } else { 0.0 }])?[0] as usize;
+            let start = sync.sum_one(if sync.rank() == 0 { loop_cfg.start_epoch as f64 } else { 0.0 })? as usize;
             if start != loop_cfg.start_epoch {
                 return Err(Error::invalid(format!(
                     "distributed fit: rank {} resumes at epoch {} but rank 0 at epoch {start}; every rank must see the same checkpoint_dir",
@@ -77,7 +77,7 @@ impl FitCtx<'_> {
                 // Rank 0 writes; the others wait until the file is complete.
                 Some(sync) => {
                     let written = if sync.rank() == 0 { ck.write(store, step, &history) } else { Ok(()) };
-                    let failed = sync.sum_f64(&[written.is_err() as u8 as f64])?[0] > 0.0;
+                    let failed = sync.sum_one(written.is_err() as u8 as f64)? > 0.0;
                     written?;
                     if failed {
                         return Err(Error::state("rank 0 could not write the checkpoint (its error says why)"));

@@ -52,7 +52,7 @@ fn check_images(cfg: &DvbprConfig, train: &Interactions, images: &ItemImages) ->
     let skipped: std::collections::HashSet<i64> = images.bank.skipped().iter().map(|s| s.0 as i64).collect();
     let counts = train.item_counts();
     for (item, &count) in counts.iter().enumerate() {
-        let row = images.bank_rows(&[item as i64])?[0];
+        let Some(&row) = images.bank_rows(&[item as i64])?.first() else { continue };
         if count > 0 && skipped.contains(&row) {
             return Err(Error::invalid(format!(
                 "training item {} has no image (its image could not be decoded: bank row {row})",

@@ -113,11 +113,11 @@ impl<'a> DvbprStep<'a> {
     /// On several processes each rank embeds its share of the catalogue and the shares are
     /// gathered.
     pub fn embed_items(&mut self) -> Result<()> {
-        let n_items = self.items.size()[0] as usize;
+        let n_items = crate::tensors::size_at(&self.items, 0)? as usize;
         let e = match &self.sync {
             None => embed_all(&**lock(self.tower), &self.feed, n_items, self.embed_batch, self.device())?,
             Some(sync) => {
-                let (world, d) = (sync.world_size(), self.items.size()[1]);
+                let (world, d) = (sync.world_size(), crate::tensors::size_at(&self.items, 1)?);
                 let mine = crate::train::distributed::share(n_items, sync.rank(), world);
                 let longest = n_items.div_ceil(world) as i64;
                 let part = embed_range(&**lock(self.tower), &self.feed, mine.clone(), self.embed_batch, self.device())?;

@@ -102,8 +102,9 @@ fn encode(table: &FeatureTable, cat_names: &[String], cont_names: &[String], voc
     let c = vocabs.len();
     let mut codes = vec![0i64; n * c];
     for (k, (col, vocab)) in table.categorical.iter().zip(vocabs).enumerate() {
-        for (r, code) in vocab.encode(col)?.into_iter().enumerate() {
-            codes[r * c + k] = code;
+        // Row r's codes are codes[r * c..][..c]: this column's is the k-th of each.
+        for (at, code) in codes.iter_mut().skip(k).step_by(c).zip(vocab.encode(col)?) {
+            *at = code;
         }
     }
     let cont = table.continuous.as_ref().map(|m| m.data.clone()).unwrap_or_default();
@@ -146,7 +147,7 @@ impl Features {
         };
         let mut vocabs: Vec<Vocab> = table.categorical.iter().map(Vocab::fit).collect();
         if let Some(t) = trained {
-            let values = (0..t.len()).filter(|&i| t[i]).map(|i| i.to_string()).collect();
+            let values = t.iter().enumerate().filter(|&(_, &trained)| trained).map(|(i, _)| i.to_string()).collect();
             if let Some(id) = vocabs.last_mut() {
                 *id = Vocab::fit(&CategoricalColumn { name: ID_COLUMN.into(), values });
             }
@@ -248,7 +249,11 @@ impl Features {
         let get = |n: &str| state.get(&format!("{side}.{n}")).ok_or_else(|| Error::state(format!("saved model has no tensor '{side}.{n}'")));
         let codes = get("codes")?.f_to_kind(Kind::Int64)?;
         let cont = get("cont")?.f_to_kind(Kind::Float)?;
-        if codes.size().len() != 2 || codes.size()[1] != vocabs.len() as i64 || cont.size().len() != 2 || cont.size()[1] != cont_names.len() as i64 || cont.size()[0] != codes.size()[0] {
+        let shapes_agree = match (codes.size().as_slice(), cont.size().as_slice()) {
+            (&[n, c], &[m, k]) => c == vocabs.len() as i64 && k == cont_names.len() as i64 && n == m,
+            _ => false,
+        };
+        if !shapes_agree {
             return Err(Error::state(format!("saved {side} feature rows have shapes {:?} and {:?}", codes.size(), cont.size())));
         }
         embedder.check_codes(&Vec::<i64>::try_from(codes.f_flatten(0, -1)?)?)?;
@@ -272,16 +277,7 @@ fn strings_from_state(state: &HashMap<String, Tensor>, name: &str) -> Result<Vec
     let get = |s: &str| state.get(&format!("{name}.{s}")).ok_or_else(|| Error::state(format!("saved model has no '{name}'")));
     let offsets = Vec::<i64>::try_from(get("offsets")?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?;
     let bytes = Vec::<u8>::try_from(get("bytes")?.f_to_kind(Kind::Uint8)?.f_flatten(0, -1)?)?;
-    offsets
-        .windows(2)
-        .map(|w| {
-            let (a, b) = (w[0], w[1]);
-            if a < 0 || a > b || b as usize > bytes.len() {
-                return Err(Error::state(format!("'{name}': offsets out of range")));
-            }
-            String::from_utf8(bytes[a as usize..b as usize].to_vec()).map_err(|_| Error::state(format!("'{name}': invalid UTF-8")))
-        })
-        .collect()
+    crate::io::strings_at_offsets(&offsets, &bytes).map_err(|e| Error::state(format!("'{name}': {e}")))
 }
 
 /// The embedder of a side with these vocabularies and continuous columns, sized by `cfg`.

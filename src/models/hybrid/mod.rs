@@ -19,6 +19,7 @@ use super::core::{FitCtx, ModelParams, ParamStore, Spec};
 use crate::data::{FeatureTable, Interactions, SideInfo};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
+use crate::tensors::size_at;
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
 use crate::train::FitReport;
 
@@ -71,9 +72,8 @@ impl Tower {
 /// column) masked with probability `p`: codes to 0 (unknown), continuous values to NaN (the
 /// embedder scales NaN to 0, the mean).
 fn mask_rows(codes: &Tensor, cont: &Tensor, p: f64) -> Result<(Tensor, Tensor)> {
-    let b = codes.size()[0];
+    let (b, c) = (size_at(codes, 0)?, size_at(codes, 1)?);
     let drop = Tensor::f_rand([b, 1], (Kind::Float, codes.device()))?.f_lt(p)?;
-    let c = codes.size()[1];
     let mut keep_col = vec![true; c as usize];
     if let Some(last) = keep_col.last_mut() {
         *last = false;
@@ -81,7 +81,7 @@ fn mask_rows(codes: &Tensor, cont: &Tensor, p: f64) -> Result<(Tensor, Tensor)> 
     // (1, c): the columns a dropped row loses (all but the id column).
     let masked_cols = Tensor::from_slice(&keep_col).f_to_device(codes.device())?.f_unsqueeze(0)?;
     let codes = codes.f_masked_fill(&drop.f_logical_and(&masked_cols)?, 0)?;
-    let cont = if cont.size()[1] > 0 { cont.f_masked_fill(&drop, f64::NAN)? } else { cont.shallow_clone() };
+    let cont = if size_at(cont, 1)? > 0 { cont.f_masked_fill(&drop, f64::NAN)? } else { cont.shallow_clone() };
     Ok((codes, cont))
 }
 
@@ -208,7 +208,7 @@ impl TwoTower for HybridTowers {
         }
         let sq = |t: &Tensor| -> Result<Tensor> { Ok(t.f_square()?.f_sum(Kind::Float)?) };
         let total = sq(g.u)? + sq(g.i_pos)? + sq(g.i_neg)?;
-        Ok(Some(total * (self.reg / g.users.size()[0].max(1) as f64)))
+        Ok(Some(total * (self.reg / g.users.numel().max(1) as f64)))
     }
 }
 
@@ -273,8 +273,9 @@ impl Spec for HybridBpr {
         drop(root);
         for (side, f, n) in [("user", &user_f, n_users), ("item", &item_f, n_items)] {
             if let Some(f) = f {
-                if f.codes.size()[0] != n as i64 {
-                    return Err(Error::state(format!("saved {side} features have {} rows for {n} saved ids", f.codes.size()[0])));
+                let rows = size_at(&f.codes, 0)?;
+                if rows != n as i64 {
+                    return Err(Error::state(format!("saved {side} features have {rows} rows for {n} saved ids")));
                 }
             }
         }

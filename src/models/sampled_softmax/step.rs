@@ -40,10 +40,12 @@ impl Proposal {
             "popularity" => Some(counts.iter().map(|&c| (c as f64 + 1.0).powf(exponent)).collect()),
             "log_uniform" => {
                 let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by_key(|&i| (std::cmp::Reverse(counts[i]), i));
+                order.sort_by_key(|&i| (std::cmp::Reverse(counts.get(i).copied().unwrap_or(0)), i));
                 let mut w = vec![0.0; n];
                 for (rank, &i) in order.iter().enumerate() {
-                    w[i] = ((rank as f64 + 2.0) / (rank as f64 + 1.0)).ln();
+                    if let Some(w) = w.get_mut(i) {
+                        *w = ((rank as f64 + 2.0) / (rank as f64 + 1.0)).ln();
+                    }
                 }
                 Some(w)
             }
@@ -213,7 +215,7 @@ impl<'a> SoftmaxStep<'a> {
         let iw = leaf(&self.p.items, &i_rows)?;
         let bw = if self.cfg.item_bias { Some(leaf(&self.p.item_bias, &i_rows)?) } else { None };
         let pos_inv = i_inv.narrow(0, 0, b as i64);
-        let neg_inv = i_inv.narrow(0, b as i64, i_inv.size()[0] - b as i64);
+        let neg_inv = i_inv.narrow(0, b as i64, i_inv.numel() as i64 - b as i64);
         let vp = iw.f_index_select(0, &pos_inv)?; // (B, d)
         let vn = iw.f_index_select(0, &neg_inv)?; // (N, d) or (B * N, d)
         let mut lp = (&u * &vp).sum_dim_intlist(1, false, Kind::Float); // (B,)

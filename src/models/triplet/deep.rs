@@ -143,7 +143,7 @@ impl TwoTower for DeepTowers {
 
     /// MLP([u, i]) for u (B, du) and i (B, C, di): the first layer as u W_u^T + i W_i^T + b.
     fn match_scores(&self, u: &Tensor, i: &Tensor) -> Result<Tensor> {
-        let (wu, wi, bias) = self.mlp.first_layer_split(u.size()[1])?;
+        let (wu, wi, bias) = self.mlp.first_layer_split(crate::tensors::size_at(u, 1)?)?;
         let mut pre = i.f_matmul(&wi.f_tr()?)? + u.f_matmul(&wu.f_tr()?)?.f_unsqueeze(1)?;
         if let Some(b) = bias {
             pre = pre + b;
@@ -156,7 +156,7 @@ impl TwoTower for DeepTowers {
             return Ok(None);
         }
         let total = sum_sq(g.u)? + sum_sq(g.i_pos)? + sum_sq(g.i_neg)?;
-        Ok(Some(total * (self.reg / g.users.size()[0].max(1) as f64)))
+        Ok(Some(total * (self.reg / g.users.numel().max(1) as f64)))
     }
 
     fn row_tables(&mut self) -> Vec<(RowsBy, &mut Tensor)> {
@@ -224,14 +224,14 @@ impl Spec for DeepTriplet {
 
     /// In blocks of users, so the (users, items, hidden) activations stay bounded.
     fn score_block(c: &DeepTripletConfig, p: &DeepParams, users: &Tensor) -> Result<Tensor> {
-        let n_items = p.items.size()[0];
+        let n_items = crate::tensors::size_at(&p.items, 0)?;
         let towers = p.towers(false, 0.0);
         let items = p.items.f_unsqueeze(0)?;
         let per_block = users_per_block(c, n_items as usize);
         let parts = users
             .f_split(per_block, 0)?
             .iter()
-            .map(|block| towers.match_scores(&p.users.f_index_select(0, block)?, &items.f_expand([block.size()[0], n_items, -1], false)?))
+            .map(|block| towers.match_scores(&p.users.f_index_select(0, block)?, &items.f_expand([block.numel() as i64, n_items, -1], false)?))
             .collect::<Result<Vec<_>>>()?;
         if parts.is_empty() {
             return Ok(Tensor::f_zeros([0, n_items], (Kind::Float, p.store.device()))?);

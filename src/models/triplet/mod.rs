@@ -178,7 +178,7 @@ impl TwoTower for TripletTowers {
         // On the raw rows (the unit-length ones have a constant norm).
         let rows = |w: &Tensor, i: &Tensor| -> Result<Tensor> { sum_sq(&w.f_index_select(0, &i.f_flatten(0, -1)?)?) };
         let total = rows(&self.p.users, g.users)? + rows(&self.p.items, g.pos)? + rows(&self.p.items, g.neg)?;
-        Ok(Some(total * (self.reg / g.users.size()[0].max(1) as f64)))
+        Ok(Some(total * (self.reg / g.users.numel().max(1) as f64)))
     }
 
     fn row_tables(&mut self) -> Vec<(RowsBy, &mut Tensor)> {

@@ -8,6 +8,8 @@
 //! The same maths as `TorchStep` over `TripletTowers` (cosine or dot, item bias, L2 on the
 //! raw rows, mean over the batch): `tests.rs` compares the two.
 
+#![allow(clippy::indexing_slicing, reason = "the native step's kernel: the batch's rows are TripleSampler's draws from the training data that sized the factor tables, the gradient buffers are sized by unique_inverse of those rows")]
+
 use tch::{Kind, Tensor};
 
 use super::TripletConfig;
