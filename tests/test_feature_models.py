@@ -284,21 +284,3 @@ def test_hybrid_item_bias_lr_and_lr_final(taste):
     for bad in (dict(lr_final=0.0), dict(lr_final=1.5), dict(item_bias_lr=-1.0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             fr.HybridBPR(**bad)
-
-
-def test_hybrid_user_crosses(taste, tmp_path):
-    train, test, users, items = taste
-    u = users.loc[train.user_ids]
-    small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=2, batch_size=256, device="cpu", seed=0)
-    plain = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
-    crossed = fr.HybridBPR(**small, user_crosses=3).fit(train, user_features=u, item_features=items, progress=False)
-    assert plain.get_params()["user_crosses"] == 0 and crossed.get_params()["user_crosses"] == 3
-    cold = users.loc[test.user_ids]
-    first = crossed.score(test.user_ids, user_features=cold)
-    assert not np.allclose(first, plain.score(test.user_ids, user_features=cold))
-    # The cross column (group x age bucket) is a column of its own, with its own vocabulary.
-    assert any("group x age" in k or k.startswith("user.vocab2") for k in crossed._core.state())
-    # The bucket edges are saved: a loaded model crosses new users' features the same way.
-    crossed.save(tmp_path / "c.safetensors")
-    again = fr.load(tmp_path / "c.safetensors")
-    np.testing.assert_allclose(again.score(test.user_ids, user_features=cold), first, rtol=1e-5, atol=1e-5)

@@ -75,11 +75,6 @@ class HybridBPR(Recommender):
             linearly over the epochs from ``lr`` to ``lr * lr_final`` (1: constant).
         item_bias_lr: the item bias's learning rate as a fraction of the towers' (0: the bias
             stays at its start, e.g. log-popularity; 1: it trains as the towers do).
-        user_crosses: crosses of the user features (0: none): every pair of the user table's
-            columns becomes one more categorical column holding the pair's values (e.g. gender
-            x age group), continuous columns first cut into ``user_crosses`` quantile buckets
-            of the training users; combinations unseen in training get the unknown code. For
-            tables of a few columns (k columns make k (k - 1) / 2 crosses).
         epochs, lr, batch_size, device, seed, threads: training settings.
     """
 
@@ -107,7 +102,6 @@ class HybridBPR(Recommender):
         average_epochs: int = 12,
         lr_final: float = 1.0,
         item_bias_lr: float = 1.0,
-        user_crosses: int = 0,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,
@@ -133,7 +127,6 @@ class HybridBPR(Recommender):
             average_epochs=average_epochs,
             lr_final=lr_final,
             item_bias_lr=item_bias_lr,
-            user_crosses=user_crosses,
             device=device,
             seed=seed,
             threads=threads,

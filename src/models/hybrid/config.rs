@@ -59,11 +59,6 @@ pub struct HybridConfig {
     /// The item bias's learning rate as a fraction of the towers' (0: frozen at its start,
     /// e.g. log-popularity; 1: as the towers).
     pub item_bias_lr: f64,
-    /// Crosses of the user features (0: none): every pair of the user table's columns becomes
-    /// one more categorical column of the pair's values (e.g. gender x age group), continuous
-    /// columns first cut into this many quantile buckets of the training users. For tables
-    /// of a few columns (k columns make k (k - 1) / 2 crosses).
-    pub user_crosses: usize,
     /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
     #[serde(flatten)]
     pub common: Common,
@@ -90,7 +85,6 @@ impl Default for HybridConfig {
             average_epochs: 12,
             lr_final: 1.0,
             item_bias_lr: 1.0,
-            user_crosses: 0,
         }
     }
 }

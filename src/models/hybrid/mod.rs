@@ -121,13 +121,13 @@ impl Params {
         let n_items = item_counts.len();
         let store = ParamStore::new(device);
         let root = store.vs.root();
-        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg, None, cfg.user_crosses)).transpose()?;
+        let user_f = side.user_features.as_ref().map(|t| Features::fit(&(&root / "user"), t, cfg, None)).transpose()?;
         let trained: Vec<bool> = item_counts.iter().map(|&c| c > 0).collect();
         let ids_only = FeatureTable { n_rows: n_items, ..Default::default() };
         let item_f = match (side.item_features.as_ref(), cfg.item_id_column) {
-            (Some(t), ids) => Some(Features::fit(&(&root / "item"), t, cfg, ids.then_some(trained.as_slice()), 0)?),
+            (Some(t), ids) => Some(Features::fit(&(&root / "item"), t, cfg, ids.then_some(trained.as_slice()))?),
             // The item tower on the id column alone.
-            (None, true) => Some(Features::fit(&(&root / "item"), &ids_only, cfg, Some(&trained), 0)?),
+            (None, true) => Some(Features::fit(&(&root / "item"), &ids_only, cfg, Some(&trained))?),
             (None, false) => None,
         };
         drop(root);
