@@ -153,7 +153,7 @@ def natural_tables(data):
 #: stopped there: `lr_final` 0.1 (lr falling linearly to a tenth) seeds 0-1 0.8831 / 0.4190
 #: (the defaults 0.8842 / 0.4249 there); `item_bias_lr` 0 (the log-popularity bias frozen)
 #: 0.8841 / 0.4243 (0.4215-0.4267, sd 0.0019); `item_bias_lr` 0.1 0.8842 / 0.4244 (0.4220-0.4266,
-#: sd 0.0018); `user_crosses` 5 (gender x occupation, gender x age quintile, occupation x age
+#: sd 0.0018); a `user_crosses` option (removed after this) at 5 (gender x occupation, gender x age quintile, occupation x age
 #: quintile as three more user columns) seed 0 0.8843 / 0.4103 (the defaults 0.4268: the
 #: crosses overfit); 18 of 24 epochs averaged, seeds 0-1 0.8837 / 0.4209; `lr_final` 0.5 seeds
 #: 0-2 0.8839 / 0.4241 (sd 0.0043). None beats the defaults on the sum of mean AUC and NDCG@10

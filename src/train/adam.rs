@@ -44,9 +44,9 @@ impl Adam {
     /// The parameter named `name` steps with `scale * lr` (0: frozen, neither it nor its
     /// moments move). Returns whether such a parameter is optimised.
     pub fn scale_lr(&mut self, name: &str, scale: f64) -> bool {
-        match self.params.iter().position(|(n, _)| n == name) {
-            Some(k) => {
-                self.scales[k] = scale;
+        match self.params.iter().position(|(n, _)| n == name).and_then(|k| self.scales.get_mut(k)) {
+            Some(s) => {
+                *s = scale;
                 true
             }
             None => false,

@@ -373,10 +373,10 @@ mod tests {
     #[test]
     fn old_configs_read_without_the_new_fields() {
         let mut old = serde_json::to_value(HybridConfig { factors: 16, ..Default::default() }).unwrap();
-        for new in ["lr_final", "item_bias_lr", "user_crosses"] {
+        for new in ["lr_final", "item_bias_lr"] {
             assert!(old.as_object_mut().unwrap().remove(new).is_some(), "{new}");
         }
         let c: HybridConfig = serde_json::from_value(old).unwrap();
-        assert_eq!((c.lr_final, c.item_bias_lr, c.user_crosses, c.factors), (1.0, 1.0, 0, 16));
+        assert_eq!((c.lr_final, c.item_bias_lr, c.factors), (1.0, 1.0, 16));
     }
 }

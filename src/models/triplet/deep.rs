@@ -184,7 +184,7 @@ pub(super) fn users_per_block(c: &DeepTripletConfig, n_items: usize) -> i64 {
 /// puts it (`core::floor_cold_bias`); all cold items tie.
 fn below_trained_items(s: Tensor, items: &Tensor) -> Result<Tensor> {
     let cold = items.f_abs()?.f_amax([1i64].as_slice(), false)?.f_eq(0.0)?.f_unsqueeze(0)?;
-    if s.size()[0] == 0 || cold.f_any()?.f_int64_value(&[])? == 0 {
+    if crate::tensors::size_at(&s, 0)? == 0 || cold.f_any()?.f_int64_value(&[])? == 0 {
         return Ok(s);
     }
     let lowest = s.f_masked_fill(&cold, f64::INFINITY)?.f_amin([1i64].as_slice(), true)? - 1.0;

@@ -11,6 +11,11 @@
 //! rows, means over the batch): `tests.rs` compares the two without dropout. Dropout masks
 //! come from the fit's own streams (the batch's seed), not libtorch's generator.
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "a kernel over sizes checked at its entry: `new` checks the layers' widths against the tables, `gradients` every sample's rows against the tables, `gemm` each product's extents"
+)]
+
 use rand::RngCore;
 use tch::{nn, Tensor};
 
