@@ -212,28 +212,75 @@ impl NativeDeepStep {
         for k in 0..last {
             self.activate(&mut out, k);
             let (inputs, outputs) = (self.layers[k + 1].inputs, self.layers[k + 1].outputs);
-            let mut next: Vec<f32> = (0..n2).flat_map(|_| biases[k + 1].iter().copied()).collect();
+            let mut next = vec![0f32; n2 * outputs];
+            next.chunks_exact_mut(outputs).for_each(|row| row.copy_from_slice(biases[k + 1]));
             gemm(n2, inputs, outputs, (&out, inputs, 1), (weights[k + 1], 1, inputs), 1.0, &mut next, outputs)?;
             acts.push(out);
             out = next;
         }
         // The margin loss, mean over the batch: d/ds_pos = -1/B, d/ds_neg = 1/B where active.
         let w = 1.0 / b as f32;
-        let mut g = vec![0f32; n2];
         let mut loss = 0f64;
+        let mut active = Vec::with_capacity(b);
         for k in 0..b {
             let l = self.margin - out[k] + out[b + k];
             if l > 0.0 {
                 loss += l as f64;
-                g[k] = -w;
-                g[b + k] = w;
+                active.push(k);
             }
         }
+        let (mut d_u, mut d_x) = (vec![0f32; b * du], vec![0f32; n2 * di]);
+        if active.is_empty() {
+            self.layers.iter_mut().for_each(|l| {
+                l.d_weight.iter_mut().for_each(|x| *x = 0.0);
+                l.d_bias.iter_mut().for_each(|x| *x = 0.0);
+            });
+        } else {
+            // Backward over the samples with a loss only (the others pass no gradient), their
+            // rows gathered in the same layout: positives, then negatives.
+            let na = active.len();
+            if na == b {
+                // Every sample: no rows to gather.
+                (d_u, d_x) = self.backward(b, &acts, &x, &u, &weights, w)?;
+                return Ok(self.with_penalty(loss, d_u, d_x, &u, &x, w));
+            }
+            let keep: Vec<usize> = active.iter().copied().chain(active.iter().map(|k| b + k)).collect();
+            let acts: Vec<Vec<f32>> = acts.iter().map(|a| rows_of(a, a.len() / n2, &keep)).collect();
+            let (x_a, u_a) = (rows_of(&x, di, &keep), rows_of(&u, du, &active));
+            let (d_u_a, d_x_a) = self.backward(na, &acts, &x_a, &u_a, &weights, w)?;
+            for (j, &k) in active.iter().enumerate() {
+                d_u[k * du..(k + 1) * du].copy_from_slice(&d_u_a[j * du..(j + 1) * du]);
+            }
+            for (j, &r) in keep.iter().enumerate() {
+                d_x[r * di..(r + 1) * di].copy_from_slice(&d_x_a[j * di..(j + 1) * di]);
+            }
+        }
+        Ok(self.with_penalty(loss, d_u, d_x, &u, &x, w))
+    }
 
-        // Backward through layers last..1: dW = G^T A, db = column sums of G, dA = G W, then
-        // through dropout and ReLU (a zero activation passes no gradient; a kept one its scale).
+    /// Adds the L2 penalty's gradient, reg / B (|u|^2 + |p|^2 + |n|^2) on every sample's raw
+    /// rows (`w` = 1 / B), to the input gradients.
+    fn with_penalty(&self, loss: f64, mut d_u: Vec<f32>, mut d_x: Vec<f32>, u: &[f32], x: &[f32], w: f32) -> (f64, Vec<f32>, Vec<f32>) {
+        if self.reg != 0.0 {
+            let r = 2.0 * self.reg * w;
+            d_u.iter_mut().zip(u).for_each(|(d, v)| *d += r * v);
+            d_x.iter_mut().zip(x).for_each(|(d, v)| *d += r * v);
+        }
+        (loss, d_u, d_x)
+    }
+
+    /// The backward pass over `b` samples with a loss (rows: `b` positives then `b`
+    /// negatives): the layers' gradient buffers, and the gradients of the users' (b x du) and
+    /// the items' (2b x di) input rows. `acts[k]`: layer k's output after ReLU and dropout;
+    /// `w`: 1 / the whole batch.
+    fn backward(&mut self, b: usize, acts: &[Vec<f32>], x: &[f32], u: &[f32], weights: &[&[f32]], w: f32) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (du, di, n2) = (self.du, self.di, 2 * b);
+        let (h0, stride0) = (self.layers[0].outputs, du + di);
+        let mut g: Vec<f32> = (0..n2).map(|r| if r < b { -w } else { w }).collect();
+        // Layers last..1: dW = G^T A, db = column sums of G, dA = G W, then through dropout
+        // and ReLU (a zero activation passes no gradient; a kept one its scale).
         let scale = (1.0 / (1.0 - self.dropout)) as f32;
-        for k in (1..=last).rev() {
+        for k in (1..self.layers.len()).rev() {
             let (inputs, outputs) = (self.layers[k].inputs, self.layers[k].outputs);
             let a = &acts[k - 1];
             let layer = &mut self.layers[k];
@@ -247,21 +294,22 @@ impl NativeDeepStep {
         // Layer 0: dWi = G^T X, dWu = (G_pos + G_neg)^T U, dX = G Wi, dU = (G_pos + G_neg) Wu.
         let gs: Vec<f32> = g[..b * h0].iter().zip(&g[b * h0..]).map(|(p, n)| p + n).collect();
         let first = &mut self.layers[0];
-        gemm(h0, n2, di, (&g, 1, h0), (&x, di, 1), 0.0, &mut first.d_weight[du..], stride0)?;
-        gemm(h0, b, du, (&gs, 1, h0), (&u, du, 1), 0.0, &mut first.d_weight, stride0)?;
+        gemm(h0, n2, di, (&g, 1, h0), (x, di, 1), 0.0, &mut first.d_weight[du..], stride0)?;
+        gemm(h0, b, du, (&gs, 1, h0), (u, du, 1), 0.0, &mut first.d_weight, stride0)?;
         add_column_sums(&g, h0, &mut first.d_bias);
         let mut d_x = vec![0f32; n2 * di];
         gemm(n2, h0, di, (&g, h0, 1), (&weights[0][du..], stride0, 1), 0.0, &mut d_x, di)?;
         let mut d_u = vec![0f32; b * du];
         gemm(b, h0, du, (&gs, h0, 1), (weights[0], stride0, 1), 0.0, &mut d_u, du)?;
-        if self.reg != 0.0 {
-            // reg / B (|u|^2 + |p|^2 + |n|^2) on the raw rows.
-            let r = 2.0 * self.reg * w;
-            d_u.iter_mut().zip(&u).for_each(|(d, v)| *d += r * v);
-            d_x.iter_mut().zip(&x).for_each(|(d, v)| *d += r * v);
-        }
-        Ok((loss, d_u, d_x))
+        Ok((d_u, d_x))
     }
+}
+
+/// The rows `rows` of `m` (rows of `width`), in that order.
+fn rows_of(m: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    rows.iter().for_each(|&r| out.extend_from_slice(&m[r * width..(r + 1) * width]));
+    out
 }
 
 /// Sums the rows of `g` (one of `width` per sample) by the distinct row each sample reads.

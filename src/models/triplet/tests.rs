@@ -259,10 +259,11 @@ fn deep_scoring_blocks_are_sized_by_bytes() {
 fn deep_native_gradient_is_autograds() {
     use crate::train::torch_step::TorchStep;
     let train = data();
-    for (hidden, reg) in [("[16]", 0.0), ("[16, 8]", 0.01)] {
+    // Margin 0: about half the samples have no loss (the backward skips them).
+    for (hidden, reg, margin) in [("[16]", 0.0, 0.5), ("[16, 8]", 0.01, 0.5), ("[16, 8]", 0.01, 0.0)] {
         let json = format!(
             r#"{{"factors": 8, "user_factors": 6, "hidden": {hidden}, "reg": {reg}, "dropout": 0.0, "epochs": 2, "lr": 0.01,
-                "batch_size": 64, "optimizer": "sparse_adam", "margin": 0.5, "device": "cpu", "threads": 1}}"#
+                "batch_size": 64, "optimizer": "sparse_adam", "margin": {margin}, "device": "cpu", "threads": 1}}"#
         );
         let cfg: DeepTripletConfig = crate::models::core::parse_config("deep_triplet", &json).unwrap();
         let sampler = TripleSampler::with_config(&train, 1, &cfg.sampler, &SideInfo::default()).unwrap();
@@ -273,6 +274,14 @@ fn deep_native_gradient_is_autograds() {
         let (loss, d_u, d_x) = native.gradients(&batch).unwrap();
         let step = TorchStep::new(p.towers(true, cfg.reg), &p.store.vs, margin_step(cfg.margin, &cfg.common, &cfg.sampler, 60, "sparse_adam").unwrap()).unwrap();
         let (data, total) = step.losses(&batch).unwrap();
+        if margin == 0.0 {
+            // Some samples with a loss and some without.
+            let t = p.towers(false, 0.0);
+            let u = t.user_vectors(&Tensor::from_slice(&batch.users), false).unwrap();
+            let s = |i: &[i64]| t.match_scores(&u, &t.item_vectors(&Tensor::from_slice(i), false).unwrap().unsqueeze(1)).unwrap();
+            let with_loss = (s(&batch.neg) - s(&batch.pos)).gt(0.0).sum(Kind::Int64).int64_value(&[]);
+            assert!(0 < with_loss && with_loss < 64, "{with_loss} of 64 samples with a loss");
+        }
         assert!((loss - data.double_value(&[])).abs() < 1e-4 * loss.max(1.0), "{hidden}: loss {loss} vs {data:?}");
         let linears = p.mlp.linears();
         let mut wrt = vec![p.users.shallow_clone(), p.items.shallow_clone()];
