@@ -161,7 +161,7 @@ ITEM_TABLES = {
     "dvbpr": [],
 }
 #: The item bias of the cases that score an item from its own parameters alone: a cold item's
-#: is the lowest of the trained items', so cold items rank below trained ones of no taste.
+#: is below any score a trained item can have, so cold items rank below every trained one.
 FLOORED_BIAS = {"bpr", "bpr_torch_adam", "triplet", "triplet_sparse_adam", "sampled_softmax", "sampled_softmax_free_users"}
 N_COLD = 4
 

@@ -15,6 +15,7 @@
 pub mod cae;
 pub mod cnnf;
 pub mod embedder;
+pub mod gemm;
 pub mod inception;
 pub mod mlp;
 pub mod towers;
