@@ -23,6 +23,7 @@ CASES = {
     "triplet": (lambda: fr.TripletModel(factors=8, epochs=2, batch_size=64, device="cpu", threads=1), {}),
     "triplet_sparse_adam": (lambda: fr.TripletModel(factors=8, epochs=2, batch_size=63, device="cpu", threads=1, optimizer="sparse_adam", item_bias=True), {}),
     "deep_triplet": (lambda: fr.DeepTripletModel(factors=8, user_factors=4, hidden=(8,), dropout=0.0, epochs=2, batch_size=64, device="cpu", threads=1), {}),
+    "deep_triplet_sparse_adam": (lambda: fr.DeepTripletModel(factors=8, user_factors=4, hidden=(8,), dropout=0.0, epochs=2, batch_size=63, device="cpu", threads=1, optimizer="sparse_adam"), {}),
     "hybrid_bpr": (lambda: fr.HybridBPR(factors=8, embed_dim=4, hidden=(8,), dropout=0.0, epochs=2, batch_size=64, device="cpu", threads=1), {"side": True}),
     "vbpr": (lambda: fr.VBPR(factors=4, visual_factors=4, epochs=2, batch_size=64, device="cpu", threads=1), {"features": True}),
     "sampled_softmax": (lambda: fr.SampledSoftmax(factors=8, n_negatives=5, epochs=2, batch_size=64, device="cpu", threads=1), {}),
