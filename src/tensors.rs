@@ -112,6 +112,16 @@ pub fn from_f32(data: &[f32], shape: &[i64]) -> Tensor {
     Tensor::from_slice(data).reshape(shape)
 }
 
+/// The elements of a contiguous f32 CPU tensor, for kernels that read parameters in place.
+/// The caller must not write the tensor while the slice lives (native steps read it, then
+/// update it through their optimisers after the last read).
+pub fn cpu_f32_slice<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32]> {
+    let p = cpu_f32_ptr(t, what)?;
+    // SAFETY: `p` points at the tensor's `numel` contiguous floats (checked by cpu_f32_ptr),
+    // which live as long as the borrow of `t`; no writer while the slice lives (the contract).
+    Ok(unsafe { std::slice::from_raw_parts(p, t.numel()) })
+}
+
 /// Checks a tensor is a contiguous f32 CPU tensor with `numel` elements and returns its
 /// data pointer, for kernels that update parameters in place (Hogwild SGD).
 pub fn cpu_f32_ptr(t: &Tensor, what: &str) -> Result<*mut f32> {

@@ -24,7 +24,7 @@ use crate::nets::gemm::gemm;
 use crate::nets::mlp::Mlp;
 use crate::sampling::rng::{stream_rng, streams, sub_seed};
 use crate::sampling::{TripleBatch, TripleSampler};
-use crate::tensors::cpu_f32_ptr;
+use crate::tensors::cpu_f32_slice;
 use crate::train::adam::Adam;
 use crate::train::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
 use crate::train::BatchStep;
@@ -57,15 +57,6 @@ pub(super) struct NativeDeepStep {
     /// The current batch's seed for its dropout masks.
     batch_seed: u64,
     loss: f64,
-}
-
-/// The elements of a contiguous f32 CPU tensor (read only while no step writes it).
-fn floats<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32]> {
-    let p = cpu_f32_ptr(t, what)?;
-    // SAFETY: `p` points at the tensor's `numel` contiguous floats (checked by cpu_f32_ptr),
-    // which live as long as the borrow of `t`; the step writes parameters only through the
-    // optimisers, after the last read of these slices.
-    Ok(unsafe { std::slice::from_raw_parts(p, t.numel()) })
 }
 
 /// Adds the columns of `g` (rows of `width`) into `out` (width).
@@ -165,15 +156,15 @@ impl NativeDeepStep {
             return Err(Error::state("deep triplet step: a sample outside the embedding tables"));
         }
         // Gather: U (B x du); X = [positives; negatives] (2B x di).
-        let (users, items) = (floats(&self.users, "user embeddings")?, floats(&self.items, "item embeddings")?);
+        let (users, items) = (cpu_f32_slice(&self.users, "user embeddings")?, cpu_f32_slice(&self.items, "item embeddings")?);
         let mut u = Vec::with_capacity(b * du);
         batch.users.iter().for_each(|&r| u.extend_from_slice(&users[r as usize * du..(r as usize + 1) * du]));
         let mut x = Vec::with_capacity(2 * b * di);
         batch.pos.iter().chain(neg).for_each(|&r| x.extend_from_slice(&items[r as usize * di..(r as usize + 1) * di]));
         // Handles of their own, so the layers' gradient buffers can be written while read.
         let (weight_t, bias_t): (Vec<Tensor>, Vec<Tensor>) = self.layers.iter().map(|l| (l.weight.shallow_clone(), l.bias.shallow_clone())).unzip();
-        let weights = weight_t.iter().map(|t| floats(t, "MLP weight")).collect::<Result<Vec<_>>>()?;
-        let biases = bias_t.iter().map(|t| floats(t, "MLP bias")).collect::<Result<Vec<_>>>()?;
+        let weights = weight_t.iter().map(|t| cpu_f32_slice(t, "MLP weight")).collect::<Result<Vec<_>>>()?;
+        let biases = bias_t.iter().map(|t| cpu_f32_slice(t, "MLP bias")).collect::<Result<Vec<_>>>()?;
 
         // Forward. Layer 0 as U Wu^T (once per sample) + X Wi^T + bias.
         let n2 = 2 * b;
@@ -211,32 +202,31 @@ impl NativeDeepStep {
                 active.push(k);
             }
         }
-        let (mut d_u, mut d_x) = (vec![0f32; b * du], vec![0f32; n2 * di]);
-        if active.is_empty() {
+        let (d_u, d_x) = if active.is_empty() {
             self.layers.iter_mut().for_each(|l| {
                 l.d_weight.iter_mut().for_each(|x| *x = 0.0);
                 l.d_bias.iter_mut().for_each(|x| *x = 0.0);
             });
+            (vec![0f32; b * du], vec![0f32; n2 * di])
+        } else if active.len() == b {
+            // Every sample has a loss: no rows to gather.
+            self.backward(b, &acts, &x, &u, &weights, w)?
         } else {
             // Backward over the samples with a loss only (the others pass no gradient), their
             // rows gathered in the same layout: positives, then negatives.
-            let na = active.len();
-            if na == b {
-                // Every sample: no rows to gather.
-                (d_u, d_x) = self.backward(b, &acts, &x, &u, &weights, w)?;
-                return Ok(self.with_penalty(loss, d_u, d_x, &u, &x, w));
-            }
             let keep: Vec<usize> = active.iter().copied().chain(active.iter().map(|k| b + k)).collect();
             let acts: Vec<Vec<f32>> = acts.iter().map(|a| rows_of(a, a.len() / n2, &keep)).collect();
             let (x_a, u_a) = (rows_of(&x, di, &keep), rows_of(&u, du, &active));
-            let (d_u_a, d_x_a) = self.backward(na, &acts, &x_a, &u_a, &weights, w)?;
+            let (d_u_a, d_x_a) = self.backward(active.len(), &acts, &x_a, &u_a, &weights, w)?;
+            let (mut d_u, mut d_x) = (vec![0f32; b * du], vec![0f32; n2 * di]);
             for (j, &k) in active.iter().enumerate() {
                 d_u[k * du..(k + 1) * du].copy_from_slice(&d_u_a[j * du..(j + 1) * du]);
             }
             for (j, &r) in keep.iter().enumerate() {
                 d_x[r * di..(r + 1) * di].copy_from_slice(&d_x_a[j * di..(j + 1) * di]);
             }
-        }
+            (d_u, d_x)
+        };
         Ok(self.with_penalty(loss, d_u, d_x, &u, &x, w))
     }
 

@@ -16,7 +16,7 @@ use super::TripletConfig;
 use crate::error::Result;
 use crate::models::factors::FactorHandles;
 use crate::sampling::{TripleBatch, TripleSampler};
-use crate::tensors::cpu_f32_ptr;
+use crate::tensors::cpu_f32_slice;
 use crate::train::sparse_adam::{unique_inverse, RowGrad, SparseAdam};
 use crate::train::BatchStep;
 
@@ -73,22 +73,18 @@ impl BatchStep<TripleSampler<'_>> for NativeSparseStep {
             return Ok(());
         }
         let d = self.p.users.size()[1] as usize;
-        let (n_users, n_items) = (self.p.users.size()[0] as usize, self.p.items.size()[0] as usize);
         // One negative per sample (the one-candidate samplers; WARP and best-of-n take the
         // libtorch step).
         let neg = &batch.neg[..b];
         let (u_rows, u_at) = unique_inverse(&batch.users);
         let items: Vec<i64> = batch.pos.iter().chain(neg).copied().collect();
         let (i_rows, i_at) = unique_inverse(&items);
-        // SAFETY: contiguous f32 CPU tensors (checked by cpu_f32_ptr) of their sizes; only
-        // read here, before the Adam update writes them.
-        let (users, item_m, bias) = unsafe {
-            (
-                std::slice::from_raw_parts(cpu_f32_ptr(&self.p.users, "user factors")?, n_users * d),
-                std::slice::from_raw_parts(cpu_f32_ptr(&self.p.items, "item factors")?, n_items * d),
-                std::slice::from_raw_parts(cpu_f32_ptr(&self.p.item_bias, "item bias")?, n_items),
-            )
-        };
+        // Only read here, before the Adam update writes them.
+        let (users, item_m, bias) = (
+            cpu_f32_slice(&self.p.users, "user factors")?,
+            cpu_f32_slice(&self.p.items, "item factors")?,
+            cpu_f32_slice(&self.p.item_bias, "item bias")?,
+        );
         let row = |r: i64| -> std::ops::Range<usize> { r as usize * d..(r as usize + 1) * d };
         let (mut gu, mut gi, mut gb) = (vec![0f32; u_rows.len() * d], vec![0f32; i_rows.len() * d], vec![0f32; i_rows.len()]);
         let w = 1.0 / b as f32;
