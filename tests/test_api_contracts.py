@@ -55,6 +55,42 @@ def test_a_fit_leaves_torchs_global_generator_as_it_was(case, tmp_path):
     assert torch.equal(without, with_fit), f"{case}: the fit changed the caller's torch random stream"
 
 
+@pytest.mark.parametrize("case", sorted(LIBTORCH))
+def test_fits_in_two_threads_draw_what_they_draw_alone(case, tmp_path):
+    """Two fits of two models with the same seed, run at once in two threads while this
+    thread draws from torch's global generator, give the scores of the same fit run alone, and
+    this thread's torch stream is the one it seeded: a fit's draws (initial parameters,
+    dropout masks) come from its own generators, not from torch's process-wide one."""
+    make, how = LIBTORCH[case]
+    train, kwargs = _fit_args(how, tmp_path)
+    users = train.user_ids[:5]
+    alone = make().fit(train, progress=False, **kwargs).score(users)
+    models = [make(), make()]
+    errors: list[BaseException] = []
+
+    def run(m):
+        try:
+            m.fit(train, progress=False, **kwargs)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in models]
+    torch.manual_seed(9)
+    reference = torch.rand(1000)
+    for t in threads:
+        t.start()
+    draws = 0
+    while any(t.is_alive() for t in threads) or draws == 0:
+        torch.manual_seed(9)
+        assert torch.equal(torch.rand(1000), reference), f"{case}: a fit in another thread moved torch's generator"
+        draws += 1
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for m in models:
+        np.testing.assert_array_equal(m.score(users), alone, err_msg=f"{case}: a fit beside another drew differently")
+
+
 @pytest.mark.parametrize("case", ["triplet", "dvbpr_tiny"])
 def test_a_second_fit_is_refused_at_once(case, tmp_path):
     """While one fit runs (held in its callback), a second fit of the same model from another

@@ -1,6 +1,7 @@
 """What every training entry point (``Recommender.fit``, ``ConvAutoencoder.fit``) does around
-the core's fit: one fit at a time per model, torch's global random generator left as the
-caller had it, and the rule for reading a callback's return value."""
+the core's fit: one fit at a time per model, and the rule for reading a callback's return
+value. (Torch's global random generator needs no guard: the core never draws from it; a fit's
+draws come from its own generators, ``src/nets/random.rs``.)"""
 
 from __future__ import annotations
 
@@ -45,23 +46,3 @@ def fitting(model: Any) -> Iterator[None]:
     finally:
         model.__dict__["_fit_owner"] = None
         lock.release()
-
-
-@contextmanager
-def torch_rng_kept() -> Iterator[None]:
-    """Run the core's fit without changing torch's global random generator as the caller
-    sees it: its state (the CPU's, and every CUDA device's once torch.cuda is initialised) is
-    saved before and put back after. libtorch's draws inside a fit (dropout masks, seeded per
-    batch from the fit's own stream) use that process-wide generator, so
-    ``torch.manual_seed(1); model.fit(...); torch.rand(3)`` gives the values it gives without
-    the fit. Draws made by other threads *while* a fit runs still share the generator with it."""
-    import torch
-
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)

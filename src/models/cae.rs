@@ -96,14 +96,14 @@ impl Autoencoder {
     pub fn new(cfg: CaeConfig) -> Result<Self> {
         cfg.check()?;
         let device = parse_device(&cfg.device)?;
-        Ok(Self::build(cfg, device))
+        Self::build(cfg, device)
     }
 
-    fn build(cfg: CaeConfig, device: Device) -> Self {
-        tch::manual_seed(cfg.seed as i64);
+    fn build(cfg: CaeConfig, device: Device) -> Result<Self> {
+        crate::nets::random::reseed(cfg.seed);
         let vs = nn::VarStore::new(device);
-        let net = ConvAutoencoder::new(&vs.root(), &cfg.shape());
-        Autoencoder { cfg, device, vs, net, fitted: false, history: Vec::new() }
+        let net = ConvAutoencoder::new(&vs.root(), &cfg.shape())?;
+        Ok(Autoencoder { cfg, device, vs, net, fitted: false, history: Vec::new() })
     }
 
     pub fn config(&self) -> &CaeConfig {
@@ -167,7 +167,7 @@ impl Autoencoder {
     /// and may stop training.
     pub fn fit(&mut self, bank: &ImageBank, observer: &mut dyn FnMut(&Event<'_>) -> Control) -> Result<FitReport> {
         self.check_bank(bank)?;
-        let fresh = Self::build(self.cfg.clone(), self.device);
+        let fresh = Self::build(self.cfg.clone(), self.device)?;
         self.vs = fresh.vs;
         self.history.clear();
         self.fitted = false;
@@ -251,7 +251,7 @@ impl Autoencoder {
         cfg.check().map_err(|e| bad(e.to_string()))?;
         let history = serde_json::from_str(get("history")?).map_err(|e| bad(format!("bad history: {e}")))?;
         let dev = parse_device(&cfg.device).map_err(|e| bad(e.to_string()))?;
-        let mut model = Self::build(cfg, dev);
+        let mut model = Self::build(cfg, dev)?;
         let dst: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
         weights::copy_into(&dst, &named.tensors, "", &path.display().to_string())?;
         model.history = history;

@@ -94,12 +94,12 @@ impl StyleNet {
         if feature_dim == 0 {
             return Err(Error::invalid("item_features must have at least one column"));
         }
-        tch::manual_seed(seed as i64);
+        crate::nets::random::reseed(seed);
         let init = nn::Init::Randn { mean: 0.0, stdev: 1.0 / (feature_dim as f64).sqrt() };
         let cfg = nn::LinearConfig { ws_init: init, bs_init: None, bias: false };
         let (d, k) = (feature_dim as i64, style_dim as i64);
-        let e1 = nn::linear(root / "e1", d, k, cfg);
-        let e2 = nn::linear(root / "e2", d, k, cfg);
+        let e1 = crate::nets::random::linear(&(root / "e1"), d, k, cfg)?;
+        let e2 = crate::nets::random::linear(&(root / "e2"), d, k, cfg)?;
         let c = root.zeros(OFFSET, &[]);
         Ok(StyleNet { e1, e2, c, euclidean })
     }

@@ -13,6 +13,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::core::{checked, zero_cold_items, Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
 use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
+use crate::nets::random::var;
 use crate::sampling::{SamplerConfig, TripleSampler};
 use crate::train::torch_step::{Gathered, Loss, Optimizer, Reduction, StepConfig, TorchStep, TwoTower};
 use crate::train::FitReport;
@@ -176,8 +177,8 @@ pub struct Vbpr;
 
 impl Vbpr {
     /// Seeded parameters for `n_users` x `n_items` with item `features` (n_items, F).
-    fn build(c: &VbprConfig, device: Device, n_users: usize, n_items: usize, features: Tensor) -> VbprParams {
-        tch::manual_seed((crate::sampling::rng::sub_seed(c.common.seed, crate::sampling::rng::streams::INIT, 11) >> 1) as i64);
+    fn build(c: &VbprConfig, device: Device, n_users: usize, n_items: usize, features: Tensor) -> Result<VbprParams> {
+        crate::nets::random::reseed(crate::sampling::rng::sub_seed(c.common.seed, crate::sampling::rng::streams::INIT, 11));
         let mut store = ParamStore::new(device);
         let r = store.vs.root();
         let init = nn::Init::Randn { mean: 0.0, stdev: c.init_std };
@@ -186,19 +187,19 @@ impl Vbpr {
         let (nu, ni, d, dv) = (n_users as i64, n_items as i64, c.factors as i64, c.visual_factors as i64);
         let features = features.to_device(device);
         let p = Params {
-            gamma_u: r.var("gamma_users", &[nu, d], init),
-            theta_u: r.var("theta_users", &[nu, dv], init),
-            gamma_i: r.var("gamma_items", &[ni, d], init),
-            bias: r.var("item_bias", &[ni], nn::Init::Const(0.0)),
-            e: r.var("visual_projection", &[n_feat, dv], nn::Init::Randn { mean: 0.0, stdev: c.init_std / (n_feat as f64).sqrt() }),
-            beta: r.var("visual_bias", &[n_feat], nn::Init::Const(0.0)),
+            gamma_u: var(&r, "gamma_users", &[nu, d], init)?,
+            theta_u: var(&r, "theta_users", &[nu, dv], init)?,
+            gamma_i: var(&r, "gamma_items", &[ni, d], init)?,
+            bias: var(&r, "item_bias", &[ni], nn::Init::Const(0.0))?,
+            e: var(&r, "visual_projection", &[n_feat, dv], nn::Init::Randn { mean: 0.0, stdev: c.init_std / (n_feat as f64).sqrt() })?,
+            beta: var(&r, "visual_bias", &[n_feat], nn::Init::Const(0.0))?,
             features: features.shallow_clone(),
             reg: c.reg,
             bias_reg: c.bias_reg,
             visual_reg: c.visual_reg,
         };
         store.set_buffer(FEATURES, features);
-        VbprParams { store, p }
+        Ok(VbprParams { store, p })
     }
 }
 
@@ -211,7 +212,7 @@ impl Spec for Vbpr {
         let dense = table.continuous.as_ref().filter(|m| m.cols > 0).ok_or_else(|| {
             Error::invalid("VBPR needs numeric item features (a float matrix, image features or embeddings)")
         })?;
-        Ok(Self::build(c, device, train.n_users(), train.n_items(), dense.to_tensor()))
+        Self::build(c, device, train.n_users(), train.n_items(), dense.to_tensor())
     }
 
     fn train(c: &VbprConfig, params: &VbprParams, train: &Interactions, side: &SideInfo, ctx: FitCtx<'_>) -> Result<FitReport> {
@@ -242,7 +243,7 @@ impl Spec for Vbpr {
         if !matches!(features.size().as_slice(), &[rows, _] if rows == n_items as i64) {
             return Err(Error::state(format!("saved item features have shape {:?} for {n_items} items", features.size())));
         }
-        let params = Self::build(c, device, n_users, n_items, features.to_kind(Kind::Float));
+        let params = Self::build(c, device, n_users, n_items, features.to_kind(Kind::Float))?;
         params.store.load(state)?;
         Ok(params)
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use super::PixelAffine;
+use super::{random, PixelAffine};
 use crate::error::{Error, Result};
 
 /// The autoencoder's shape.
@@ -63,12 +63,12 @@ impl CaeShape {
     }
 }
 
-fn down(p: nn::Path, c_in: i64, c_out: i64) -> nn::Conv2D {
-    nn::conv2d(p, c_in, c_out, 4, nn::ConvConfig { stride: 2, padding: 1, ..Default::default() })
+fn down(p: nn::Path, c_in: i64, c_out: i64) -> Result<nn::Conv2D> {
+    random::conv(&p, c_in, c_out, [4, 4], nn::ConvConfigND::<[i64; 2]> { stride: [2, 2], padding: [1, 1], ..Default::default() })
 }
 
-fn up(p: nn::Path, c_in: i64, c_out: i64) -> nn::ConvTranspose2D {
-    nn::conv_transpose2d(p, c_in, c_out, 4, nn::ConvTransposeConfig { stride: 2, padding: 1, ..Default::default() })
+fn up(p: nn::Path, c_in: i64, c_out: i64) -> Result<nn::ConvTranspose2D> {
+    random::conv_transpose2d(&p, c_in, c_out, 4, nn::ConvTransposeConfig { stride: 2, padding: 1, ..Default::default() })
 }
 
 /// uint8 (N, S, S, 3) -> (N, latent).
@@ -82,13 +82,13 @@ pub struct CaeEncoder {
 
 impl CaeEncoder {
     /// Under `p`: "conv{i}" and "fc". The shape must have passed [`CaeShape::check`].
-    pub fn new(p: &nn::Path, shape: &CaeShape) -> Self {
+    pub fn new(p: &nn::Path, shape: &CaeShape) -> Result<Self> {
         let convs = (0..shape.depth)
             .map(|i| down(p / format!("conv{i}"), if i == 0 { 3 } else { shape.width(i - 1) }, shape.width(i)))
-            .collect();
+            .collect::<Result<_>>()?;
         let (c, s) = shape.bottleneck();
-        let fc = nn::linear(p / "fc", c * s * s, shape.latent, Default::default());
-        CaeEncoder { normalise: PixelAffine::symmetric(p.device()), convs, fc, shape: shape.clone() }
+        let fc = random::linear(&(p / "fc"), c * s * s, shape.latent, Default::default())?;
+        Ok(CaeEncoder { normalise: PixelAffine::symmetric(p.device()), convs, fc, shape: shape.clone() })
     }
 
     pub fn shape(&self) -> &CaeShape {
@@ -127,14 +127,14 @@ pub struct CaeDecoder {
 
 impl CaeDecoder {
     /// Under `p`: "fc" and "deconv{i}" (deconv{i} undoes conv{i}).
-    pub fn new(p: &nn::Path, shape: &CaeShape) -> Self {
+    pub fn new(p: &nn::Path, shape: &CaeShape) -> Result<Self> {
         let (c, s) = shape.bottleneck();
-        let fc = nn::linear(p / "fc", shape.latent, c * s * s, Default::default());
+        let fc = random::linear(&(p / "fc"), shape.latent, c * s * s, Default::default())?;
         let deconvs = (0..shape.depth)
             .rev()
             .map(|i| up(p / format!("deconv{i}"), shape.width(i), if i == 0 { 3 } else { shape.width(i - 1) }))
-            .collect();
-        CaeDecoder { fc, deconvs, shape: shape.clone() }
+            .collect::<Result<_>>()?;
+        Ok(CaeDecoder { fc, deconvs, shape: shape.clone() })
     }
 }
 
@@ -159,8 +159,8 @@ pub struct ConvAutoencoder {
 }
 
 impl ConvAutoencoder {
-    pub fn new(p: &nn::Path, shape: &CaeShape) -> Self {
-        ConvAutoencoder { encoder: CaeEncoder::new(&(p / "encoder"), shape), decoder: CaeDecoder::new(&(p / "decoder"), shape) }
+    pub fn new(p: &nn::Path, shape: &CaeShape) -> Result<Self> {
+        Ok(ConvAutoencoder { encoder: CaeEncoder::new(&(p / "encoder"), shape)?, decoder: CaeDecoder::new(&(p / "decoder"), shape)? })
     }
 
     /// Mean squared error of the reconstruction in [-1, 1] units, per image: (N,).
@@ -207,7 +207,7 @@ mod tests {
         for (size, depth) in [(32, 4), (64, 3), (224, 4)] {
             let shape = CaeShape { latent: 8, image_size: size, channels: 4, depth };
             let vs = nn::VarStore::new(Device::Cpu);
-            let net = ConvAutoencoder::new(&vs.root(), &shape);
+            let net = ConvAutoencoder::new(&vs.root(), &shape).unwrap();
             let xs = images(2, size);
             assert_eq!(net.encoder.forward_t(&xs, false).size(), [2, 8]);
             let recon = net.forward_t(&xs, false);
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn input_is_normalised_to_plus_minus_one() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let enc = CaeEncoder::new(&vs.root(), &CaeShape { latent: 4, image_size: 16, channels: 2, depth: 2 });
+        let enc = CaeEncoder::new(&vs.root(), &CaeShape { latent: 4, image_size: 16, channels: 2, depth: 2 }).unwrap();
         let xs = Tensor::from_slice(&[0u8, 255, 51]).view([1, 1, 1, 3]).expand([1, 16, 16, 3], false).contiguous();
         let x = enc.normalise(&xs);
         assert_eq!(x.size(), [1, 3, 16, 16]);

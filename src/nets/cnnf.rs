@@ -16,7 +16,7 @@
 
 use tch::{nn, Kind, Tensor};
 
-use super::ImageTower;
+use super::{random, ImageTower};
 use crate::error::{Error, Result};
 
 /// Shape and execution options of a [`CnnF`].
@@ -78,8 +78,8 @@ impl CnnF {
         let mut conv = Vec::new();
         let mut c_in = 3;
         for (i, &(c_out, k, stride)) in CONV.iter().enumerate() {
-            let c = nn::ConvConfig { stride, padding: k / 2, ..Default::default() };
-            conv.push(nn::conv2d(path / format!("conv{}", i + 1), c_in, c_out, k, c));
+            let c = nn::ConvConfigND::<[i64; 2]> { stride: [stride, stride], padding: [k / 2, k / 2], ..Default::default() };
+            conv.push(random::conv(&(path / format!("conv{}", i + 1)), c_in, c_out, [k, k], c)?);
             c_in = c_out;
         }
         let flat = 256 * final_hw.0 * final_hw.1;
@@ -88,8 +88,8 @@ impl CnnF {
         let fc = sizes
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| nn::linear(path / format!("fc{}", i + 1), a, b, Default::default()))
-            .collect();
+            .map(|(i, &(a, b))| random::linear(&(path / format!("fc{}", i + 1)), a, b, Default::default()))
+            .collect::<Result<_>>()?;
         Ok(CnnF { cfg, conv, fc, final_hw })
     }
 
@@ -155,7 +155,7 @@ impl CnnF {
             x = x.f_linear(&w(&l.ws)?, l.bs.as_ref().map(w).transpose()?.as_ref())?;
             if i < 2 {
                 // DVBPR's batches are its positives then its negatives: two blocks of samples.
-                x = crate::train::distributed::batch_dropout(&x.f_relu()?, DROPOUT, train, 2)?;
+                x = random::dropout(&x.f_relu()?, DROPOUT, train, 2)?;
             }
         }
         Ok(x.f_to_kind(Kind::Float)?)

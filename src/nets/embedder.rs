@@ -9,6 +9,7 @@
 use tch::{nn, Kind, Tensor};
 
 use super::mlp::Mlp;
+use super::random;
 use crate::error::{Error, Result};
 
 /// The shape of an embedder.
@@ -130,8 +131,8 @@ impl FeatureEmbedder {
             .cardinalities
             .iter()
             .enumerate()
-            .map(|(k, &card)| path.f_var(&format!("cat{k}"), &[card, spec.embed_dim], EMBED_INIT))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|(k, &card)| random::var(path, &format!("cat{k}"), &[card, spec.embed_dim], EMBED_INIT))
+            .collect::<Result<Vec<_>>>()?;
         let k = spec.n_continuous as usize;
         let (mean, std) = match stats {
             Some(s) if s.mean.len() != k || s.std.len() != k => {

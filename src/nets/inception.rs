@@ -41,7 +41,9 @@ impl BasicConv {
     /// The conv `name` of block `p` (registered as `prefix` + `name`).
     #[allow(clippy::too_many_arguments)]
     fn new(p: &nn::Path, prefix: &str, name: &str, c_in: i64, c_out: i64, k: [i64; 2], pad: [i64; 2], stride: i64, reg: &mut Params) -> Self {
-        let cfg = nn::ConvConfigND::<[i64; 2]> { stride: [stride, stride], padding: pad, bias: false, ..Default::default() };
+        // Zeros, not a random draw: every weight is loaded from the user's file before use.
+        let cfg = nn::ConvConfigND::<[i64; 2]> { stride: [stride, stride], padding: pad, bias: false, ws_init: nn::Init::Const(0.0), ..Default::default() };
+        #[allow(clippy::disallowed_methods)] // a constant init: no draw (see nets::random)
         let conv = nn::conv(p / name / "conv", c_in, c_out, k, cfg);
         let bn_cfg = nn::BatchNormConfig { eps: 1e-3, ws_init: nn::Init::Const(1.0), ..Default::default() };
         let bn = nn::batch_norm2d(p / name / "bn", c_out, bn_cfg);

@@ -2,11 +2,10 @@
 //! them. The dense towers of the feature models (HybridBPR's 64-32-d stack) and the deep
 //! triplet model's scoring head are each one `Mlp`.
 
-use rayon::prelude::*;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use crate::error::{Error, Result};
-use crate::sampling::rng::stream_rng;
+use crate::nets::random;
 
 /// Linear -> ReLU -> dropout -> ... -> Linear (ReLU after the last layer too with
 /// `relu_last`). Parameters under `path/"0"`, `path/"1"`, ... (weight, bias).
@@ -37,7 +36,7 @@ impl Mlp {
         let mut layers = Vec::with_capacity(widths.len());
         let mut d = in_dim;
         for (k, &w) in widths.iter().enumerate() {
-            layers.push(nn::linear(path / k.to_string(), d, w, Default::default()));
+            layers.push(random::linear(&(path / k.to_string()), d, w, Default::default())?);
             d = w;
         }
         Ok(Mlp { layers, dropout, relu_last, in_dim })
@@ -116,43 +115,11 @@ impl Mlp {
                 h = h.f_relu()?;
             }
             if k < last && self.dropout > 0.0 && train {
-                h = dropout(&h, self.dropout)?;
+                h = random::dropout(&h, self.dropout, train, 0)?;
             }
         }
         Ok(h)
     }
-}
-
-/// Inverted dropout while training: each element kept with probability 1 - p and scaled by
-/// 1 / (1 - p). On the CPU the mask is drawn here, in parallel chunks: libtorch's CPU Bernoulli
-/// kernel is serial (one Mersenne Twister draw per element), which was a quarter of the deep
-/// triplet model's step at batch 1024. The chunks' streams are seeded by one draw from
-/// libtorch's generator, so `tch::manual_seed` still makes a fit repeatable.
-pub fn dropout(h: &Tensor, p: f64) -> Result<Tensor> {
-    if crate::tensors::gpu_path(h.device()) || h.kind() != Kind::Float {
-        return Ok(h.f_dropout(p, true)?);
-    }
-    use rand::RngCore;
-    let seed = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])? as u64;
-    let n = h.numel();
-    let mut mask = Vec::new();
-    mask.try_reserve_exact(n).map_err(|_| Error::state(format!("cannot allocate a dropout mask of {n} values")))?;
-    mask.resize(n, 0f32);
-    // Drop where a uniform 32-bit draw is below p * 2^32.
-    let threshold = (p * 4_294_967_296.0) as u64;
-    let scale = (1.0 / (1.0 - p)) as f32;
-    const CHUNK: usize = 1 << 14;
-    mask.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        let mut rng = stream_rng(seed, 0, c as u64);
-        for pair in chunk.chunks_mut(2) {
-            let r = rng.next_u64();
-            for (m, bits) in pair.iter_mut().zip([r & 0xFFFF_FFFF, r >> 32]) {
-                *m = if bits < threshold { 0.0 } else { scale };
-            }
-        }
-    });
-    let mask = Tensor::from_slice(&mask).f_view(h.size().as_slice())?;
-    Ok(h.f_mul(&mask)?)
 }
 
 impl nn::ModuleT for Mlp {
@@ -212,25 +179,25 @@ mod tests {
     #[test]
     fn dropout_keeps_one_minus_p_scaled_and_repeats_with_the_seed() {
         let x = Tensor::ones([400, 500], (Kind::Float, Device::Cpu));
-        tch::manual_seed(7);
-        let a = dropout(&x, 0.3).unwrap();
-        tch::manual_seed(7);
-        let b = dropout(&x, 0.3).unwrap();
-        assert!(a.equal(&b), "the same libtorch seed gives the same mask");
+        random::reseed(7);
+        let a = random::dropout(&x, 0.3, true, 0).unwrap();
+        random::reseed(7);
+        let b = random::dropout(&x, 0.3, true, 0).unwrap();
+        assert!(a.equal(&b), "the same seed gives the same mask");
         let kept = a.gt(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
         assert!((kept - 0.7).abs() < 0.005, "kept fraction {kept}");
         let values = a.masked_select(&a.gt(0.0));
         assert!(values.allclose(&Tensor::full([1], 1.0 / 0.7, (Kind::Float, Device::Cpu)), 1e-6, 1e-6, false));
         // The mean is preserved in expectation; the gradient flows through the kept elements.
         assert!((a.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.01);
-        let c = dropout(&x, 0.3).unwrap();
+        let c = random::dropout(&x, 0.3, true, 0).unwrap();
         assert!(!a.equal(&c), "the next call draws a new mask");
     }
 
     #[test]
     fn learns_xor() {
         // Not linearly separable: only a working hidden layer + ReLU fits it.
-        tch::manual_seed(2);
+        random::reseed(2);
         let vs = nn::VarStore::new(Device::Cpu);
         let mlp = Mlp::new(&vs.root(), 2, &[16, 1], 0.0, false).unwrap();
         let x = Tensor::from_slice(&[0f32, 0., 0., 1., 1., 0., 1., 1.]).reshape([4, 2]);

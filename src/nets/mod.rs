@@ -5,6 +5,7 @@
 //! autoencoder, ImageNet mean/std for Inception), and the bank stays 4x smaller than floats.
 //!
 //! * [`mlp`]: a multi-layer perceptron (dense layers, ReLU, dropout).
+//! * [`random`]: the fit's own random generator (initial parameters, dropout masks), never libtorch's.
 //! * [`embedder`]: categorical + continuous feature columns to one vector.
 //! * [`cnnf`]: CNN-F, DVBPR's network, with conv1 as a space-to-depth convolution.
 //! * [`cae`]: a convolutional autoencoder (encoder to a latent vector, decoder back).
@@ -18,6 +19,7 @@ pub mod embedder;
 pub mod gemm;
 pub mod inception;
 pub mod mlp;
+pub mod random;
 pub mod towers;
 pub mod weights;
 

@@ -15,7 +15,7 @@ use tch::Tensor;
 use super::cae::{CaeEncoder, CaeShape};
 use super::inception::{self, InceptionV3};
 use super::weights::{self, copy_into};
-use super::{sum_of_squares, ImageTower};
+use super::{random, sum_of_squares, ImageTower};
 use crate::error::{Error, Result};
 
 /// The trainable head: [dropout, linear to `hidden`, ReLU,] dropout, linear to k.
@@ -55,12 +55,20 @@ pub struct Head {
 
 impl Head {
     /// Under `p`: "hidden" (when cfg.hidden > 0) and "out".
-    pub fn new(p: &nn::Path, in_dim: i64, k: i64, cfg: &HeadConfig) -> Self {
+    pub fn new(p: &nn::Path, in_dim: i64, k: i64, cfg: &HeadConfig) -> Result<Self> {
         let (hidden, d) = match cfg.hidden {
             0 => (None, in_dim),
-            h => (Some(nn::linear(p / "hidden", in_dim, h, Default::default())), h),
+            h => (Some(random::linear(&(p / "hidden"), in_dim, h, Default::default())?), h),
         };
-        Head { hidden, out: nn::linear(p / "out", d, k, Default::default()), dropout: cfg.dropout }
+        Ok(Head { hidden, out: random::linear(&(p / "out"), d, k, Default::default())?, dropout: cfg.dropout })
+    }
+
+    fn try_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = x.shallow_clone();
+        if let Some(h) = &self.hidden {
+            x = random::dropout(&x, self.dropout, train, 0)?.f_linear(&h.ws, h.bs.as_ref())?.f_relu()?;
+        }
+        Ok(random::dropout(&x, self.dropout, train, 0)?.f_linear(&self.out.ws, self.out.bs.as_ref())?)
     }
 
     pub fn weights(&self) -> impl Iterator<Item = &Tensor> {
@@ -69,12 +77,13 @@ impl Head {
 }
 
 impl ModuleT for Head {
+    // tch's ModuleT cannot return an error; `error::guarded` turns this panic into one.
+    #[allow(clippy::panic, reason = "ModuleT::forward_t is infallible by signature")]
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut x = x.shallow_clone();
-        if let Some(h) = &self.hidden {
-            x = x.dropout(self.dropout, train).apply(h).relu();
+        match self.try_forward(x, train) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
         }
-        x.dropout(self.dropout, train).apply(&self.out)
     }
 }
 
@@ -124,10 +133,10 @@ pub fn cae_tower(
         )));
     }
     let mut frozen = nn::VarStore::new(p.device());
-    let net = CaeEncoder::new(&frozen.root(), shape);
+    let net = CaeEncoder::new(&frozen.root(), shape)?;
     copy_into(&sorted_variables(&frozen), encoder, prefix, "the autoencoder's encoder")?;
     frozen.freeze();
-    Ok(CaeTower { frozen, encoder: net, head: Head::new(&(p / "head"), shape.latent, k, head), k })
+    Ok(CaeTower { frozen, encoder: net, head: Head::new(&(p / "head"), shape.latent, k, head)?, k })
 }
 
 impl ModuleT for CaeTower {
@@ -224,7 +233,7 @@ pub fn inception_tower(
         vs.freeze();
         Backbone::Frozen(vs, net)
     };
-    Ok(InceptionTower { backbone, head: Head::new(&(p / "head"), inception::FEATURES, k, &cfg.head), k })
+    Ok(InceptionTower { backbone, head: Head::new(&(p / "head"), inception::FEATURES, k, &cfg.head)?, k })
 }
 
 impl ModuleT for InceptionTower {
@@ -274,7 +283,7 @@ mod tests {
     /// A trained autoencoder's encoder weights, named as `Autoencoder::encoder_state` names them.
     fn encoder_weights() -> HashMap<String, Tensor> {
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = ConvAutoencoder::new(&vs.root(), &cae_shape());
+        let _net = ConvAutoencoder::new(&vs.root(), &cae_shape()).unwrap();
         vs.variables().into_iter().filter_map(|(n, t)| n.strip_prefix("encoder.").map(|s| (s.to_string(), t))).collect()
     }
 

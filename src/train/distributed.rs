@@ -421,32 +421,20 @@ pub fn with_share<T>(share: (Range<usize>, usize), f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Inverted dropout (libtorch's on the CPU, to the bit: the mask is
-/// `empty_like(x).bernoulli_(1 - p) / (1 - p)`) whose mask is the one of the whole global
-/// batch: `x` holds `blocks` blocks of this process's samples (DVBPR's positives, then
-/// negatives: 2), and on several processes the mask is drawn for the global batch's blocks
-/// and this process's rows of each kept. Every rank draws the same mask from the same
-/// generator state (libtorch's CPU Bernoulli gives element i from the seed and i alone), so
-/// the ranks' masks are the single process's.
-pub fn batch_dropout(x: &Tensor, p: f64, train: bool, blocks: i64) -> Result<Tensor> {
-    if !train || p == 0.0 {
-        return Ok(x.shallow_clone());
-    }
-    let mut shape = x.size();
+/// When the step on this thread trains on a share of a global batch and `shape`'s rows are
+/// `blocks` blocks of this process's samples (DVBPR's positives, then negatives: 2): the
+/// global batch's shape (`blocks` blocks of the global batch's samples) and this process's
+/// rows in it. A random tensor drawn for the global shape and cut to those rows is then the
+/// single process's on every rank (`nets::random::dropout`). `None` in one process.
+pub fn global_rows(shape: &[i64], blocks: i64) -> Option<(Vec<i64>, Vec<i64>)> {
     let rows = shape.first().copied().unwrap_or(0);
-    let share = SHARE.with(|s| s.borrow().clone()).filter(|(r, _)| blocks > 0 && r.len() as i64 * blocks == rows);
-    let mut noise = match share {
-        None => Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - p)?,
-        Some((range, global)) => {
-            if let Some(rows) = shape.first_mut() {
-                *rows = blocks * global as i64;
-            }
-            let all = Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - p)?;
-            let keep: Vec<i64> = (0..blocks).flat_map(|b| range.clone().map(move |r| b * global as i64 + r as i64)).collect();
-            all.f_index_select(0, &Tensor::from_slice(&keep).f_to_device(x.device())?)?
-        }
-    };
-    Ok(x * noise.f_div_scalar_(1.0 - p)?)
+    let (range, global) = SHARE.with(|s| s.borrow().clone()).filter(|(r, _)| blocks > 0 && r.len() as i64 * blocks == rows)?;
+    let mut global_shape = shape.to_vec();
+    if let Some(r) = global_shape.first_mut() {
+        *r = blocks * global as i64;
+    }
+    let mine = (0..blocks).flat_map(|b| range.clone().map(move |r| b * global as i64 + r as i64)).collect();
+    Some((global_shape, mine))
 }
 
 /// One table's part of [`GradSync::reduce_rows`]: this rank's rows and their gradient
@@ -599,24 +587,5 @@ mod tests {
             assert!(!grads[3].defined());
         }
         assert!(outs[0][1].equal(&outs[1][1]));
-    }
-
-    /// In one process, libtorch's CPU dropout to the bit; on a share, the global batch's mask
-    /// rows of this process, in each block.
-    #[test]
-    fn batch_dropout_is_libtorchs_and_shares_the_global_mask() {
-        let x = Tensor::rand([12, 50], (Kind::Float, Device::Cpu)) + 1.0;
-        tch::manual_seed(7);
-        let theirs = x.dropout(0.5, true);
-        tch::manual_seed(7);
-        let mine = batch_dropout(&x, 0.5, true, 2).unwrap();
-        assert!(mine.equal(&theirs));
-        // Rank 1 of 3 holds samples 2..4 of a global batch of 6, in two blocks.
-        let rows = Tensor::from_slice(&[2i64, 3, 8, 9]);
-        let part = x.index_select(0, &rows);
-        tch::manual_seed(7);
-        let shared = with_share((2..4, 6), || batch_dropout(&part, 0.5, true, 2)).unwrap();
-        assert!(shared.equal(&theirs.index_select(0, &rows)));
-        assert!(batch_dropout(&x, 0.5, false, 2).unwrap().equal(&x));
     }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::sampling::rng::{streams, sub_seed};
 
 pub mod adam;
 pub mod distributed;
@@ -213,6 +214,9 @@ pub fn fit_loop<S: BatchSource>(
                     let size = cfg.batch_size.min(total - b * cfg.batch_size);
                     let index = (epoch * n_batches + b) as u64;
                     b += 1;
+                    // What the step draws (dropout masks) depends on the batch alone, on any
+                    // of the pool's threads: a resumed fit draws what the uninterrupted one did.
+                    crate::nets::random::reseed(sub_seed(cfg.seed, streams::MODEL, index));
                     if let Some(sync) = &cfg.sync {
                         if shared_step(model, source, &mut batch, size, cfg.seed, index, sync)? {
                             return Ok((b, true));

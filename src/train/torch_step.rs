@@ -596,13 +596,6 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
         (self.device == Device::Cpu).then_some(1)
     }
 
-    /// Each batch seeds libtorch's generator from its own stream, so what the towers draw
-    /// (dropout masks) depends on the batch alone: a resumed fit draws what the
-    /// uninterrupted one did.
-    fn begin_batch(&mut self, seed: u64, batch_index: u64) {
-        seed_batch(seed, batch_index);
-    }
-
     fn distribute(&mut self, sync: &GradSync) -> Result<()> {
         sync.set_mean(self.cfg.reduction == Reduction::Mean);
         match &mut self.opt {
@@ -648,12 +641,6 @@ impl<M: TwoTower> BatchStep<TripleSampler<'_>> for TorchStep<M> {
         }
         Ok(())
     }
-}
-
-/// Seeds libtorch's generator for batch `batch_index` of the fit seeded `seed`.
-pub fn seed_batch(seed: u64, batch_index: u64) {
-    let s = crate::sampling::rng::sub_seed(seed, crate::sampling::rng::streams::MODEL, batch_index);
-    tch::manual_seed((s >> 1) as i64);
 }
 
 #[cfg(test)]

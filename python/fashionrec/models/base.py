@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from .. import _core
-from .._guard import fitting, torch_rng_kept
+from .._guard import fitting
 from .._ids import ids_to_array, index_arg, is_scalar
 from .._progress import EpochCallback, FitProgress
 from ..distributed import _group_for, is_initialized
@@ -107,9 +107,10 @@ class Recommender:
         progress bar and writes the checkpoints; :meth:`save` writes on rank 0 only.
 
         One fit at a time: a second ``fit`` of this model while one runs (from another thread)
-        is refused at once with a RuntimeError. A fit leaves torch's global random generator as
-        it found it (``torch.manual_seed(1); model.fit(...); torch.rand(3)`` draws what it draws
-        without the fit); a callback's return value is read by truthiness (``None`` goes on).
+        is refused at once with a RuntimeError. A fit never draws from torch's global random
+        generator (its draws come from its own, seeded by ``seed``): a caller's
+        ``torch.manual_seed`` stream and fits in other threads are unaffected by it. A
+        callback's return value is read by truthiness (``None`` goes on).
         """
         with fitting(self):
             if not isinstance(train, Interactions):
@@ -125,17 +126,16 @@ class Recommender:
             self._group = group
             bar = FitProgress(type(self).__name__, self._epochs(), progress and (group is None or group.rank == 0), callback)
             try:
-                with torch_rng_kept():
-                    self._core.fit(
-                        train._core,
-                        bar,
-                        None if validation is None else validation._core,
-                        names,
-                        side=side,
-                        checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-                        resume=bool(resume),
-                        group=group,
-                    )
+                self._core.fit(
+                    train._core,
+                    bar,
+                    None if validation is None else validation._core,
+                    names,
+                    side=side,
+                    checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+                    resume=bool(resume),
+                    group=group,
+                )
             finally:
                 bar.close()
                 self._after_fit()

@@ -11,7 +11,7 @@ import numpy as np
 from .._ids import indices
 
 from .. import _core
-from .._guard import fitting, torch_rng_kept
+from .._guard import fitting
 from .._progress import EpochCallback, FitProgress
 from ..images import ImageBank
 
@@ -87,8 +87,7 @@ class ConvAutoencoder:
             core = _bank_core(bank)
             bar = FitProgress("ConvAutoencoder", int(self._params["epochs"]), progress, callback)
             try:
-                with torch_rng_kept():
-                    self._core.fit(core, bar)
+                self._core.fit(core, bar)
             finally:
                 bar.close()
                 self._after_fit()

@@ -53,10 +53,8 @@ fn losses(h: &[EpochLog]) -> Vec<f64> {
 /// Two ranks against one process, for the steps of every kind: SGD (BPR on libtorch), dense
 /// Adam with a mean loss (the triplet models), the row-sparse Adam (the libtorch step's and
 /// the triplet's native one), the sampled softmax's own step with per-row negatives, and
-/// ranks whose share of a batch is empty. (Models whose parameters are initialised from
-/// libtorch's global generator, the deep triplet's MLP, are compared in the Python suite,
-/// with processes: threads share that generator, so a rank's seeding races another's
-/// initialisation.)
+/// ranks whose share of a batch is empty; the deep triplet's MLP, initialised from each
+/// thread's own generator (`nets::random`: threads as ranks draw what processes would).
 #[test]
 fn two_ranks_train_as_one_process() {
     let train = data();
@@ -67,6 +65,8 @@ fn two_ranks_train_as_one_process() {
         ("triplet", r#"{"factors": 8, "epochs": 2, "batch_size": 32, "threads": 1, "optimizer": "sparse_adam", "sampler": {"kind": "warp", "max_sampled": 5}}"#),
         ("sampled_softmax", r#"{"factors": 8, "epochs": 2, "batch_size": 31, "threads": 1, "n_negatives": 5, "shared_negatives": false}"#),
         ("sampled_softmax", r#"{"factors": 8, "epochs": 2, "batch_size": 32, "threads": 1, "n_negatives": 5}"#),
+        ("deep_triplet", r#"{"factors": 8, "user_factors": 4, "hidden": [8], "dropout": 0.0, "epochs": 2, "batch_size": 32, "threads": 1}"#),
+        ("deep_triplet", r#"{"factors": 8, "user_factors": 4, "hidden": [8], "dropout": 0.0, "epochs": 2, "batch_size": 33, "threads": 1, "optimizer": "sparse_adam"}"#),
         // 1069 interactions: the last batch of each epoch has 1 sample, rank 1's share none.
         ("triplet", r#"{"factors": 8, "epochs": 2, "batch_size": 1068, "threads": 1}"#),
         ("triplet", r#"{"factors": 8, "epochs": 2, "batch_size": 1068, "threads": 1, "optimizer": "sparse_adam"}"#),

@@ -68,7 +68,7 @@ impl DvbprParams {
 /// pretrained backbone copy it from `pretrained` (a fine-tuned Inception may do without: its
 /// backbone is in the store, loaded by the caller).
 pub fn build_net(cfg: &DvbprConfig, device: Device, (n_users, n_items): (usize, usize), pretrained: Option<&Pretrained<'_>>) -> Result<DvbprParams> {
-    tch::manual_seed(crate::sampling::rng::sub_seed(cfg.common.seed, crate::sampling::rng::streams::INIT, 7) as i64 >> 1);
+    crate::nets::random::reseed(crate::sampling::rng::sub_seed(cfg.common.seed, crate::sampling::rng::streams::INIT, 7));
     let mut store = ParamStore::new(device);
     let root = store.vs.root();
     let size = cfg.image_size as i64;
@@ -101,7 +101,7 @@ pub fn build_net(cfg: &DvbprConfig, device: Device, (n_users, n_items): (usize, 
         }
         other => return Err(Error::invalid(format!("unknown tower {other:?}"))),
     };
-    let theta = root.var("theta", &[n_users as i64, k], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
+    let theta = crate::nets::random::var(&root, "theta", &[n_users as i64, k], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std })?;
     for (name, t) in tower.frozen_state() {
         store.set_buffer(&format!("{FROZEN}{name}"), t);
     }

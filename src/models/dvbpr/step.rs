@@ -10,7 +10,6 @@ use super::feed::{upload, ImageFeed};
 use super::net::{embed_all, embed_range, lock, phi, DvbprParams};
 use crate::error::Result;
 use crate::nets::ImageTower;
-use crate::sampling::rng::{streams, sub_seed};
 use crate::sampling::TripleBatch;
 use crate::tensors::view_i64;
 use crate::train::adam::Adam;
@@ -36,7 +35,6 @@ pub struct DvbprStep<'a> {
     pub feed: ImageFeed,
     adam: Adam,
     regs: Regs,
-    seed: u64,
     embed_batch: usize,
     /// Embed the catalogue at each end of epoch (validation needs it), not only the last.
     pub embed_each_epoch: bool,
@@ -60,7 +58,6 @@ impl<'a> DvbprStep<'a> {
             feed,
             adam,
             regs: Regs { cnn: cfg.reg_cnn, fc: cfg.reg_fc, user: cfg.reg_user },
-            seed: cfg.common.seed,
             embed_batch: cfg.embed_batch,
             embed_each_epoch: true,
             fresh: false,
@@ -103,12 +100,6 @@ impl<'a> DvbprStep<'a> {
         Ok((data, total))
     }
 
-    /// Seed of the dropout masks of epoch `epoch`: fixed per epoch, so a resumed fit draws
-    /// the same masks as an uninterrupted one.
-    fn dropout_seed(&self, epoch: usize) -> i64 {
-        (sub_seed(self.seed, streams::MODEL, (1 << 32) + epoch as u64) >> 1) as i64
-    }
-
     /// phi of every item into the model's item embeddings.
     /// On several processes each rank embeds its share of the catalogue and the shares are
     /// gathered.
@@ -142,7 +133,6 @@ impl<'a> DvbprStep<'a> {
 
 impl<S: BatchSource<Batch = TripleBatch>> BatchStep<S> for DvbprStep<'_> {
     fn begin_epoch(&mut self, epoch: usize, epochs: usize) -> Result<()> {
-        tch::manual_seed(self.dropout_seed(epoch));
         self.fresh = false;
         self.last_epoch = epoch + 1 == epochs;
         Ok(())

@@ -86,15 +86,21 @@ fn fits_scores_cold_items_saves_and_resumes_exactly() {
     assert_eq!(full.item_vectors().unwrap().size(), vec![24, 4]);
     assert_eq!(full.history().len(), 3);
     assert!(full.history().iter().all(|h| h.loss.is_finite()));
-    // Interrupted after 2 epochs, then resumed to 3. Bit-for-bit equality with the
-    // uninterrupted fit is tested in tests/test_dvbpr_model.py and tests/test_core.py:
-    // dropout draws from libtorch's global generator, which the other tests of this
-    // binary use concurrently.
+    // Interrupted after 2 epochs, then resumed to 3: bit for bit the uninterrupted fit (its
+    // dropout masks come from this thread's generator, seeded per epoch).
     let ck = dir.path().join("b");
-    let part = fit_with(config(2), &train, &side, &options(Some(&ck), false)).unwrap();
+    let mut part = Dvbpr::new(config(3)).unwrap();
+    let stop_after_2 = &mut |ev: &crate::train::Event<'_>| match ev {
+        crate::train::Event::EpochEnd(log) if log.epoch == 2 => Control::Stop,
+        _ => Control::Continue,
+    };
+    part.fit(&train, &side, None, stop_after_2, &options(Some(&ck), false)).unwrap();
     let resumed = fit_with(config(3), &train, &side, &options(Some(&ck), true)).unwrap();
     assert_eq!(resumed.history().len(), 3);
     assert_eq!(resumed.history()[..2], part.history()[..]);
+    let loss = |m: &Dvbpr| m.history().iter().map(|h| h.loss).collect::<Vec<_>>();
+    assert_eq!(loss(&resumed), loss(&full));
+    assert!(resumed.score(&[0, 1]).unwrap().equal(&s), "the resumed fit differs from the uninterrupted one");
     // Other settings do not resume from that checkpoint.
     let mut other = config(3);
     other.common.lr = 5e-4;

@@ -73,7 +73,7 @@ impl Tower {
 /// embedder scales NaN to 0, the mean).
 fn mask_rows(codes: &Tensor, cont: &Tensor, p: f64) -> Result<(Tensor, Tensor)> {
     let (b, c) = (size_at(codes, 0)?, size_at(codes, 1)?);
-    let drop = Tensor::f_rand([b, 1], (Kind::Float, codes.device()))?.f_lt(p)?;
+    let drop = crate::nets::random::uniform(&[b, 1], 0.0, 1.0, codes.device())?.f_lt(p)?;
     let mut keep_col = vec![true; c as usize];
     if let Some(last) = keep_col.last_mut() {
         *last = false;
@@ -117,7 +117,7 @@ impl Params {
     /// `item_counts`: each item's training interactions (`item_id_column` codes the items
     /// with at least one).
     fn new(cfg: &HybridConfig, n_users: usize, item_counts: &[u32], side: &SideInfo, device: Device) -> Result<Self> {
-        tch::manual_seed(cfg.common.seed as i64);
+        crate::nets::random::reseed(cfg.common.seed);
         let n_items = item_counts.len();
         let store = ParamStore::new(device);
         let root = store.vs.root();
@@ -143,7 +143,7 @@ impl Params {
         let root = store.vs.root();
         let d = cfg.factors as i64;
         let ids = |name: &str, n: usize| -> Result<Option<Tensor>> {
-            Ok(if cfg.id_embeddings { Some(root.f_var(name, &[n as i64, d], ID_INIT)?) } else { None })
+            Ok(if cfg.id_embeddings { Some(crate::nets::random::var(&root, name, &[n as i64, d], ID_INIT)?) } else { None })
         };
         let user = Tower { features: user_f, ids: ids("user_ids", n_users)?, feature_dropout: 0.0 };
         let item = Tower { features: item_f, ids: ids("item_ids", n_items)?, feature_dropout: cfg.item_feature_dropout };

@@ -102,9 +102,9 @@ const ITEMS: &str = "item_embeddings";
 
 impl DeepParams {
     pub(super) fn new(cfg: &DeepTripletConfig, n_users: usize, n_items: usize, device: Device) -> Result<Self> {
-        // libtorch's generator seeds the MLP's initial weights; the embeddings come from the
-        // seeded per-row streams as in every factor model.
-        tch::manual_seed(cfg.common.seed as i64);
+        // This thread's generator (`nets::random`) draws the MLP's initial weights; the
+        // embeddings come from the seeded per-row streams as in every factor model.
+        crate::nets::random::reseed(cfg.common.seed);
         let store = ParamStore::new(device);
         let seed = cfg.common.seed;
         let u = Factors::random(n_users, 0, cfg.user_factors, cfg.init_std, seed, Device::Cpu)?;

@@ -67,6 +67,19 @@ fn add_column_sums(g: &[f32], width: usize, out: &mut [f32]) {
     }
 }
 
+/// A bias's gradient from `g`'s rows (`b` positives then `b` negatives): the column sums of
+/// each sample's two rows added first. The margin loss reads s(u, i) - s(u, j), so where a
+/// sample's two rows keep the same units their terms cancel: added pairwise they are exactly
+/// 0, where summed by halves they leave rounding noise that Adam's m / sqrt(v) turns into
+/// steps of about lr (and ranks, summing in another order, into other steps).
+fn add_pair_column_sums(g: &[f32], b: usize, width: usize, out: &mut [f32]) {
+    let (pos, neg) = g.split_at(b * width);
+    out.iter_mut().for_each(|x| *x = 0.0);
+    for (p, n) in pos.chunks_exact(width).zip(neg.chunks_exact(width)) {
+        out.iter_mut().zip(p.iter().zip(n)).for_each(|(o, (p, n))| *o += p + n);
+    }
+}
+
 impl NativeDeepStep {
     /// `vs`: the model's store (its trainable variables named as the libtorch step names
     /// them); `users`, `items`: the embedding tables; `mlp`: the scoring network.
@@ -257,7 +270,7 @@ impl NativeDeepStep {
             let a = &acts[k - 1];
             let layer = &mut self.layers[k];
             gemm(outputs, n2, inputs, (&g, 1, outputs), (a, inputs, 1), 0.0, &mut layer.d_weight, inputs)?;
-            add_column_sums(&g, outputs, &mut layer.d_bias);
+            add_pair_column_sums(&g, b, outputs, &mut layer.d_bias);
             let mut da = vec![0f32; n2 * inputs];
             gemm(n2, outputs, inputs, (&g, outputs, 1), (weights[k], inputs, 1), 0.0, &mut da, inputs)?;
             da.iter_mut().zip(a).for_each(|(d, &x)| *d = if x > 0.0 { *d * scale } else { 0.0 });
@@ -268,7 +281,7 @@ impl NativeDeepStep {
         let first = &mut self.layers[0];
         gemm(h0, n2, di, (&g, 1, h0), (x, di, 1), 0.0, &mut first.d_weight[du..], stride0)?;
         gemm(h0, b, du, (&gs, 1, h0), (u, du, 1), 0.0, &mut first.d_weight, stride0)?;
-        add_column_sums(&g, h0, &mut first.d_bias);
+        add_column_sums(&gs, h0, &mut first.d_bias);
         let mut d_x = vec![0f32; n2 * di];
         gemm(n2, h0, di, (&g, h0, 1), (&weights[0][du..], stride0, 1), 0.0, &mut d_x, di)?;
         let mut d_u = vec![0f32; b * du];
