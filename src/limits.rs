@@ -108,6 +108,18 @@ pub fn try_with_capacity<T>(what: &str, n: usize) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// The number of values of a tensor of shape `dims`, in u128 and saturating: a product past
+/// it is more than any memory, and compares so. For counting a model's parameters from its
+/// settings before anything is allocated (`Spec::param_count`).
+pub fn values(dims: &[usize]) -> u128 {
+    dims.iter().fold(1u128, |n, &d| n.saturating_mul(d as u128))
+}
+
+/// The sum of value counts, saturating as [`values`].
+pub fn total(counts: impl IntoIterator<Item = u128>) -> u128 {
+    counts.into_iter().fold(0u128, u128::saturating_add)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,12 +131,15 @@ mod tests {
         assert!(e.to_string().contains("n_users=10000000000000"), "{e}");
         assert!(bytes_for("k", usize::MAX, 8).is_err());
         assert!(mul("rows x dim", usize::MAX, 2).is_err());
+        assert_eq!(values(&[usize::MAX, usize::MAX, 2]), u128::MAX);
+        assert_eq!(total([u128::MAX, 1]), u128::MAX);
     }
 
     #[test]
     fn gives_what_fits() {
         assert_eq!(try_filled("small", 3, 7u8).unwrap(), vec![7, 7, 7]);
         assert_eq!(bytes_for("small", 3, 4).unwrap(), 12);
+        assert_eq!((values(&[3, 4]), values(&[]), total([2, 5])), (12, 1, 7));
         assert!(budget() > 1 << 20);
     }
 }

@@ -18,6 +18,7 @@ import resource
 import struct
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,55 @@ def metadata_gzip_line_without_end(tmp):
 @case("MemoryError", "ValueError", contains=("factors",))
 def bpr_huge_factors(tmp):
     fr.BPR(factors=10**9, epochs=1, device="cpu").fit(tiny(), progress=False)
+
+
+def _budget() -> int:
+    """The memory the core lets this process use: physical memory, or less under rlimits (as
+    `limits::budget`)."""
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limits = [resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_DATA)]
+    return min([physical] + [lim for lim in limits if lim != resource.RLIM_INFINITY])
+
+
+def _peak_growth_mib(f: Callable[[], object]) -> int | None:
+    """How far `f` raised this process's peak resident memory (MiB), the peak reset first
+    (/proc/self/clear_refs); None where the peak cannot be reset."""
+
+    def peak() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        f()
+        return None
+    before = peak()
+    try:
+        f()
+    finally:
+        grown = (peak() - before) >> 10
+    return grown
+
+
+@case("MemoryError", contains=("VBPR", "factors=", "Adam"))
+def vbpr_parameters_beyond_memory_together(tmp):
+    """Each of VBPR's tables fits in the memory this process may use (a fifth of it), and so
+    do all of them (about 40%), but not with a gradient and Adam's two moments for every value:
+    refused before anything is built, at once, naming factors (the per-table checks alone do
+    not see the total)."""
+    factors = _budget() // 64  # 3 users, 3 items: about 6 x factors values, 16 bytes each
+    features = np.ones((3, 2), dtype=np.float32)
+    model = fr.VBPR(factors=factors, visual_factors=1, epochs=1, device="cpu")
+    started = time.monotonic()
+    grown = None
+    try:
+        grown = _peak_growth_mib(lambda: model.fit(tiny(), item_features=features, progress=False))
+    finally:
+        took = time.monotonic() - started
+        assert took < 10, f"refused after {took:.1f} s"
+        assert grown is None or grown < 256, f"the peak memory grew by {grown} MiB before the refusal"
 
 
 @case("ValueError", contains=("factors",))
@@ -449,6 +499,43 @@ def model_claims_more_users_than_it_holds(tmp):
         meta["ids"] = json.dumps(ids)
 
     _edit_tensor(path, "user_embeddings", lambda d: None, meta=claim)
+    fr.load(path)
+
+
+def _forge_config(path: Path, tensor: str, **fields) -> None:
+    """Edit the configuration a saved model holds (`fields` replaced), the checksum recomputed."""
+
+    def edit(meta: dict) -> None:
+        config = json.loads(meta["config"])
+        config.update(fields)
+        meta["config"] = json.dumps(config)
+
+    _edit_tensor(path, tensor, lambda d: None, meta=edit)
+
+
+@case("ValueError", contains=("m.fashionrec", "claims", "factors=1099511627776", "forged"))
+def model_config_claims_huge_factors(tmp):
+    """A saved VBPR whose configuration's factors is edited to 2**40, checksum recomputed:
+    refused naming factors before restoring sizes tables by it. First with 2**26, tables that
+    would fit in this process's memory (1.5 GiB): the peak memory shows none was made."""
+    path = tmp / "m.fashionrec"
+    features = np.ones((3, 2), dtype=np.float32)
+    fr.VBPR(factors=2, visual_factors=2, epochs=1, device="cpu").fit(tiny(), item_features=features, progress=False).save(path)
+    saved = path.read_bytes()
+    _forge_config(path, "item_bias", factors=2**26)
+
+    def load() -> None:
+        try:
+            fr.load(path)
+        except ValueError as e:
+            assert "factors=67108864" in str(e) and "forged" in str(e), e
+        else:
+            raise AssertionError("a model claiming factors=2**26 was loaded")
+
+    grown = _peak_growth_mib(load)
+    assert grown is None or grown < 256, f"the peak memory grew by {grown} MiB before the refusal"
+    path.write_bytes(saved)
+    _forge_config(path, "item_bias", factors=2**40)
     fr.load(path)
 
 

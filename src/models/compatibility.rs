@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use super::core::{checked, Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
+use super::core::{checked, Common, FitCtx, ModelConfig, ModelParams, ParamStore, SizesFrom, Spec};
 use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -273,6 +273,17 @@ impl Spec for Compatibility {
         p.store.set_buffer(STYLE_QUERY, query);
         p.store.set_buffer(STYLE_PARTNER, partner);
         Ok(())
+    }
+
+    /// E1, E2 (factors x feature columns) and c; the two style embeddings of every item (the
+    /// categories are side data).
+    fn param_count(c: &CompatibilityConfig, (_, n_items): (usize, usize), from: SizesFrom<'_>) -> Result<u128> {
+        let n_feat = match from {
+            SizesFrom::Fit(_, side) => side.item_features.as_ref().and_then(|t| t.continuous.as_ref()).map_or(0, |m| m.cols),
+            SizesFrom::Saved(_) => from.saved_dim(E1, 1),
+        };
+        let (net, style) = (crate::limits::values(&[2, c.factors, n_feat]), crate::limits::values(&[2, n_items, c.factors]));
+        Ok(crate::limits::total([net, 1, style]))
     }
 
     fn restore(c: &CompatibilityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<CompatParams> {

@@ -140,3 +140,9 @@ impl Factors {
     }
 
 }
+
+/// Values of [`Factors`] for `n_users` x `n_items` of width `dim` (both tables and the item
+/// bias), counted without building them.
+pub fn factor_values(n_users: usize, n_items: usize, dim: usize) -> u128 {
+    limits::total([limits::values(&[n_users, dim]), limits::values(&[n_items, dim]), n_items as u128])
+}

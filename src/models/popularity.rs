@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::core::{checked, Common, FitCtx, ModelConfig, ParamStore, Spec};
+use super::core::{checked, Common, FitCtx, ModelConfig, ParamStore, SizesFrom, Spec};
 use crate::data::{Interactions, SideInfo};
 use crate::error::Result;
 use crate::train::FitReport;
@@ -40,6 +40,11 @@ impl Spec for Popularity {
     /// Counting is the training: there are no epochs, so no validation metrics are logged.
     fn train(_: &PopularityConfig, _: &ParamStore, _: &Interactions, _: &SideInfo, _: FitCtx<'_>) -> Result<FitReport> {
         Ok(FitReport::default())
+    }
+
+    /// The item counts.
+    fn param_count(_: &PopularityConfig, (_, n_items): (usize, usize), _: SizesFrom<'_>) -> Result<u128> {
+        Ok(n_items as u128)
     }
 
     fn restore(_: &PopularityConfig, (_, n_items): (usize, usize), state: &HashMap<String, Tensor>, _: Device) -> Result<ParamStore> {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::core::{checked, zero_cold_items, Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
+use super::core::{checked, zero_cold_items, Common, FitCtx, ModelConfig, ModelParams, ParamStore, SizesFrom, Spec};
 use crate::data::{Interactions, Need, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
 use crate::nets::random::var;
@@ -236,6 +236,24 @@ impl Spec for Vbpr {
             zero_cold_items(&params.item_tables(), train)?;
             view.scores(&Tensor::from_slice(u).f_to_device(device)?)
         })
+    }
+
+    /// gamma and theta per user, gamma and a bias per item, E and beta' per feature column
+    /// (the features themselves are side data).
+    fn param_count(c: &VbprConfig, (n_users, n_items): (usize, usize), from: SizesFrom<'_>) -> Result<u128> {
+        let n_feat = match from {
+            SizesFrom::Fit(_, side) => side.item_features.as_ref().and_then(|t| t.continuous.as_ref()).map_or(0, |m| m.cols),
+            SizesFrom::Saved(_) => from.saved_dim(FEATURES, 1),
+        };
+        let v = crate::limits::values;
+        Ok(crate::limits::total([
+            v(&[n_users, c.factors]),
+            v(&[n_users, c.visual_factors]),
+            v(&[n_items, c.factors]),
+            n_items as u128,
+            v(&[n_feat, c.visual_factors]),
+            n_feat as u128,
+        ]))
     }
 
     fn restore(c: &VbprConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<VbprParams> {

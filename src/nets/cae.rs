@@ -183,6 +183,21 @@ pub fn to_pixels(recon: &Tensor) -> Tensor {
     ((recon.permute([0, 2, 3, 1]) + 1.0) * 127.5).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).contiguous()
 }
 
+impl CaeShape {
+    /// Values of the encoder of this shape ([`CaeEncoder`]: its convolutions and the linear
+    /// layer to the code), counted without building it.
+    pub fn encoder_values(&self) -> u128 {
+        let n = |x: i64| usize::try_from(x).unwrap_or(0);
+        let convs = (0..self.depth).map(|i| {
+            let (c_in, c_out) = (if i == 0 { 3 } else { self.width(i - 1) }, self.width(i));
+            crate::limits::values(&[n(c_out), n(c_in), 4, 4]).saturating_add(n(c_out) as u128)
+        });
+        let (c, s) = self.bottleneck();
+        let flat = usize::try_from(crate::limits::values(&[n(c), n(s), n(s)])).unwrap_or(usize::MAX);
+        crate::limits::total(convs.chain([super::linear_values(flat, n(self.latent), true)]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

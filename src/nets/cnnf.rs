@@ -229,6 +229,29 @@ impl ImageTower for CnnF {
     }
 }
 
+/// Values of a [`CnnF`] for (height, width) images, `out_dim` outputs and hidden fc layers of
+/// `fc_width`, counted without building it (0 for images too small for it, which it refuses;
+/// saturating, see [`crate::limits::values`]: beyond 2^32 pixels a side, fc1 alone has more
+/// than 2^62 values).
+pub fn cnnf_values(height: usize, width: usize, out_dim: usize, fc_width: usize) -> u128 {
+    const HUGE: u64 = 1 << 32;
+    if height as u64 > HUGE || width as u64 > HUGE {
+        return u128::MAX;
+    }
+    let (h, w) = (height as i64, width as i64);
+    let Ok((fh, fw)) = CnnF::final_size(h, w) else { return 0 };
+    let mut c_in = 3;
+    let mut convs = Vec::with_capacity(CONV.len());
+    for &(c_out, k, _) in &CONV {
+        convs.push(crate::limits::values(&[c_out as usize, c_in as usize, k as usize, k as usize]).saturating_add(c_out as u128));
+        c_in = c_out;
+    }
+    let flat = crate::limits::values(&[256, fh as usize, fw as usize]);
+    let flat = usize::try_from(flat).unwrap_or(usize::MAX);
+    let fc = [(flat, fc_width), (fc_width, fc_width), (fc_width, out_dim)].map(|(a, b)| super::linear_values(a, b, true));
+    crate::limits::total(convs.into_iter().chain(fc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

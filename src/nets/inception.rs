@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 
 /// Features out of the backbone.
 pub const FEATURES: i64 = 2048;
+/// Values the backbone holds (every conv weight and batch norm's weight, bias, running mean
+/// and running variance): fixed by the architecture, whatever the input size; a test counts
+/// a built one.
+pub const BACKBONE_VALUES: u128 = 21_820_000;
 /// The smallest input torchvision's architecture takes (the last 3x3 stride-2 reductions
 /// need a 3x3 map).
 pub const MIN_SIZE: i64 = 75;

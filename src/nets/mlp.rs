@@ -122,6 +122,13 @@ impl Mlp {
     }
 }
 
+/// Values of an [`Mlp`] from `in_dim` through layers of `widths` (each a weight and a bias),
+/// counted without building it.
+pub fn mlp_values(in_dim: usize, widths: &[usize]) -> u128 {
+    let ins = std::iter::once(in_dim).chain(widths.iter().copied());
+    crate::limits::total(ins.zip(widths).map(|(i, &o)| super::linear_values(i, o, true)))
+}
+
 impl nn::ModuleT for Mlp {
     // tch's ModuleT cannot return an error: models call the fallible forward on user input,
     // and `error::guarded` turns a panic here into an error, never an abort.

@@ -88,3 +88,9 @@ pub fn check_images(xs: &Tensor, size: i64, who: &str) -> Result<()> {
 pub fn sum_of_squares<'a>(ts: impl IntoIterator<Item = &'a Tensor>, device: Device) -> Tensor {
     ts.into_iter().fold(Tensor::zeros([], (Kind::Float, device)), |acc, t| acc + t.square().sum(Kind::Float))
 }
+
+/// Values of a linear layer `in_dim` -> `out_dim`: its (out, in) weight and, with `bias`, its
+/// bias (see [`crate::limits::values`]).
+pub fn linear_values(in_dim: usize, out_dim: usize, bias: bool) -> u128 {
+    crate::limits::values(&[out_dim, in_dim]).saturating_add(if bias { out_dim as u128 } else { 0 })
+}

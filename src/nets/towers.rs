@@ -266,6 +266,17 @@ impl ImageTower for InceptionTower {
     }
 }
 
+impl HeadConfig {
+    /// Values of a [`Head`] of this configuration from `in_dim` inputs to `k`, counted without
+    /// building it.
+    pub fn values(&self, in_dim: usize, k: usize) -> u128 {
+        match usize::try_from(self.hidden).unwrap_or(0) {
+            0 => super::linear_values(in_dim, k, true),
+            h => super::linear_values(in_dim, h, true).saturating_add(super::linear_values(h, k, true)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ mod kernel;
 mod native;
 
 use self::native::NativeSgd;
-use super::core::{Common, FitCtx, ModelConfig, Spec};
+use super::core::{Common, FitCtx, ModelConfig, SizesFrom, Spec};
 use super::factors::{FactorHandles, Factors};
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{quote, Error, Result};
@@ -179,6 +179,10 @@ impl Spec for Bpr {
             Backend::Torch => Box::new(torch_step(p, c, train.n_items())?),
         };
         ctx.run(step.as_mut(), &sampler, &|u| p.score_block(&Tensor::from_slice(u).f_to_device(p.device())?))
+    }
+
+    fn param_count(c: &BprConfig, (n_users, n_items): (usize, usize), _: SizesFrom<'_>) -> Result<u128> {
+        Ok(super::factors::factor_values(n_users, n_items, c.factors))
     }
 
     fn restore(c: &BprConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {

@@ -156,3 +156,24 @@ pub fn with_sizes<C: Serialize>(e: Error, name: &str, cfg: &C) -> Error {
         other => other,
     }
 }
+
+/// The integer settings of `cfg` (numbers and lists of numbers) that `count` grows with, as
+/// "name=value, ...": each one doubled in turn and `count` asked again. For messages naming
+/// the settings that multiply into a model's size (and not the others: seed, batch_size).
+pub fn sizing_settings<C: Serialize + DeserializeOwned>(cfg: &C, count: impl Fn(&C) -> Result<u128>) -> String {
+    let (Ok(Value::Object(fields)), Ok(base)) = (serde_json::to_value(cfg), count(cfg)) else { return String::new() };
+    let doubled = |v: &Value| -> Option<Value> {
+        let grow = |x: &Value| x.as_u64().map(|x| Value::from(x.saturating_mul(2).max(1)));
+        match v {
+            Value::Number(_) => grow(v),
+            Value::Array(a) if !a.is_empty() => a.iter().map(grow).collect::<Option<Vec<_>>>().map(Value::Array),
+            _ => None,
+        }
+    };
+    let grows = |key: &str, v: &Value| -> Option<bool> {
+        let mut probe = fields.clone();
+        probe.insert(key.to_string(), doubled(v)?);
+        Some(count(&serde_json::from_value(Value::Object(probe)).ok()?).ok()? != base)
+    };
+    fields.iter().filter(|(k, v)| grows(k, v) == Some(true)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}

@@ -12,6 +12,8 @@ mod cold;
 mod config;
 mod fit;
 #[cfg(test)]
+pub(crate) mod count_tests;
+#[cfg(test)]
 mod distributed_tests;
 mod store;
 
@@ -29,6 +31,7 @@ use super::dot::DotFactors;
 use super::{cpu_top_k, device_top_k, dot_recommend, not_fitted, recommend_by_blocks, Recommender};
 use crate::data::{FeatureTable, IdMaps, Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::metrics::{Keep, Validation};
 use crate::tensors::{device_name, parse_device};
 use crate::train::distributed::ProcessGroup;
@@ -67,6 +70,15 @@ pub trait Spec: Named + Sized + 'static {
     fn finish(_cfg: &Self::Config, _params: &mut Self::Params, _train: &Interactions, _side: &SideInfo) -> Result<()> {
         Ok(())
     }
+    /// How many parameter values [`Spec::build`] and [`Spec::restore`] make for `shape`
+    /// (n_users, n_items): the store's variables and the buffers the model sizes itself
+    /// (embeddings derived after training, a frozen backbone, counts), not the side data kept
+    /// beside them (item features, codes and vocabularies: their size is the data's). In
+    /// closed form, allocating nothing: the core compares it with the values a saved file
+    /// holds before restoring, and with the memory this process may use before a fit builds
+    /// anything. Widths set by side data (feature columns, vocabularies) are read from `from`.
+    /// Saturating ([`crate::limits::values`]): a count past u128 is more than any memory.
+    fn param_count(cfg: &Self::Config, shape: (usize, usize), from: SizesFrom<'_>) -> Result<u128>;
     /// Parameters from a saved state (for `n_users` x `n_items`), on `device`.
     fn restore(cfg: &Self::Config, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Self::Params>;
     /// Scores (B, n_items) of the user indices `users` (B, int64, on the parameters' device,
@@ -95,12 +107,14 @@ pub trait Spec: Named + Sized + 'static {
     }
 }
 
-/// The counts of users and items a saved model claims, checked against the values it holds
-/// before anything is sized by them: a file's checksum proves no claim (a forger recomputes
-/// it), and restoring allocates parameters by these counts. Every model keeps at least one
-/// value per item, and one per user unless [`Spec::PER_USER_STATE`] is false, so a claim
-/// beyond the values held is a damaged or forged file, refused before it costs memory.
-fn check_claims<S: Spec>(state: &HashMap<String, Tensor>, n_users: usize, n_items: usize) -> Result<()> {
+/// The counts of users and items a saved model claims, and the parameters its configuration
+/// makes for them, checked against the values it holds before anything is sized by them: a
+/// file's checksum proves no claim (a forger recomputes it), and restoring allocates
+/// parameters by these counts and by the configuration's sizes (`factors`, widths). Every
+/// model keeps at least one value per item, and one per user unless [`Spec::PER_USER_STATE`]
+/// is false, and all of [`Spec::param_count`]'s, so a claim beyond the values held is a
+/// damaged or forged file, refused before it costs memory.
+fn check_claims<S: Spec>(cfg: &S::Config, state: &HashMap<String, Tensor>, n_users: usize, n_items: usize) -> Result<()> {
     let held: usize = state.values().map(|t| t.numel()).sum();
     if n_items > held || (S::PER_USER_STATE && n_users > held) {
         return Err(Error::state(format!(
@@ -108,7 +122,75 @@ fn check_claims<S: Spec>(state: &HashMap<String, Tensor>, n_users: usize, n_item
             S::NAME
         )));
     }
+    let count = |c: &S::Config| S::param_count(c, (n_users, n_items), SizesFrom::Saved(state));
+    let implied = count(cfg)?;
+    if implied > held as u128 {
+        let settings = config::sizing_settings(cfg, count);
+        let settings = if settings.is_empty() { String::new() } else { format!("{settings} for ") };
+        return Err(Error::state(format!(
+            "the saved {} claims {settings}{n_users} users and {n_items} items, {implied} parameter values, but holds only {held} values: the file is damaged or forged",
+            S::NAME
+        )));
+    }
     Ok(())
+}
+
+/// Bytes a fit keeps per parameter value: the value (f32), its gradient and the optimiser's
+/// state, taken as Adam's two moments (the most any model's optimiser keeps; SGD keeps
+/// none, buffers and frozen weights get neither, so this is an upper bound).
+const FIT_BYTES_PER_VALUE: usize = 4 * std::mem::size_of::<f32>();
+
+/// The memory of a fit's parameters ([`Spec::param_count`] of its data, x
+/// [`FIT_BYTES_PER_VALUE`]) checked against [`limits::budget`] before anything is built: each
+/// setting may be in range and each table fit, and yet their product not (`factors` x
+/// items, hidden widths x inputs). An [`Error::Memory`] naming the settings that multiply.
+fn check_fit_memory<S: Spec>(cfg: &S::Config, train: &Interactions, side: &SideInfo) -> Result<()> {
+    let (n_users, n_items) = (train.n_users(), train.n_items());
+    let count = |c: &S::Config| S::param_count(c, (n_users, n_items), SizesFrom::Fit(train, side));
+    let values = count(cfg)?;
+    let need = |what: &str| limits::bytes_for(what, usize::try_from(values).unwrap_or(usize::MAX), FIT_BYTES_PER_VALUE);
+    if need("").is_ok() {
+        return Ok(());
+    }
+    let settings = config::sizing_settings(cfg, count);
+    let settings = if settings.is_empty() { String::new() } else { format!(" with {settings}") };
+    need(&format!(
+        "fitting {}{settings} on {n_users} users and {n_items} items ({values} parameter values, each with a gradient and Adam's two moments)",
+        S::NAME
+    ))
+    .map(|_| ())
+}
+
+/// Where [`Spec::param_count`] reads the widths a model takes from its side data (feature
+/// columns, vocabularies).
+#[derive(Clone, Copy)]
+pub enum SizesFrom<'a> {
+    /// A fit's training data and side data.
+    Fit(&'a Interactions, &'a SideInfo),
+    /// A saved state: the shapes of its tensors (no value is read).
+    Saved(&'a HashMap<String, Tensor>),
+}
+
+impl SizesFrom<'_> {
+    /// The shape of the saved tensor `name`: None at fit, or when the state lacks it (a
+    /// count then takes nothing for it; restoring refuses the file).
+    pub fn saved_shape(&self, name: &str) -> Option<Vec<usize>> {
+        match self {
+            SizesFrom::Saved(state) => state.get(name).map(|t| t.size().iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect()),
+            SizesFrom::Fit(..) => None,
+        }
+    }
+
+    /// Dimension `dim` of the saved tensor `name` (0 as [`Self::saved_shape`]'s None, or
+    /// when it has fewer dimensions).
+    pub fn saved_dim(&self, name: &str, dim: usize) -> usize {
+        self.saved_shape(name).and_then(|s| s.get(dim).copied()).unwrap_or(0)
+    }
+
+    /// The number of values of the saved tensor `name` (0 as [`Self::saved_dim`]).
+    pub fn saved_numel(&self, name: &str) -> usize {
+        self.saved_shape(name).map_or(0, |s| s.iter().fold(1usize, |n, &d| n.saturating_mul(d)))
+    }
 }
 
 /// Where a fit keeps its checkpoints: `fit(..., checkpoint_dir=..., resume=True)`.
@@ -233,6 +315,7 @@ impl<S: Spec> Recommender for Model<S> {
     ) -> Result<FitReport> {
         self.cfg.needs().check(S::NAME, side)?;
         side.check_rows(train.n_users(), train.n_items())?;
+        check_fit_memory::<S>(&self.cfg, train, side)?;
         let device = match self.cfg.common() {
             Some(c) => c.device()?,
             None => Device::Cpu,
@@ -344,7 +427,7 @@ impl<S: Spec> Recommender for Model<S> {
             (None, Some(c)) => c.device()?,
             (None, None) => Device::Cpu,
         };
-        check_claims::<S>(state, ids.users.len(), ids.items.len())?;
+        check_claims::<S>(&self.cfg, state, ids.users.len(), ids.items.len())?;
         let params = S::restore(&self.cfg, (ids.users.len(), ids.items.len()), state, device)?;
         self.params = Some(params);
         self.ids = Some(ids);

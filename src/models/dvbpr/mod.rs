@@ -31,7 +31,7 @@ use self::feed::ImageFeed;
 use self::net::{embed_all, lock};
 use self::step::DvbprStep;
 use super::cae::Autoencoder;
-use super::core::{FitCtx, FitStart, Model, Spec};
+use super::core::{FitCtx, FitStart, Model, SizesFrom, Spec};
 use crate::data::{Interactions, ItemImages, SideInfo};
 use crate::error::{Error, Result};
 use crate::sampling::TripleSampler;
@@ -102,6 +102,21 @@ impl Spec for Dvbpr {
             step.embed_items()?;
         }
         Ok(report)
+    }
+
+    /// theta per user, phi of every item, and the tower: CNN-F, or a frozen backbone (the
+    /// autoencoder's encoder, Inception v3) and its trained head.
+    fn param_count(cfg: &DvbprConfig, (n_users, n_items): (usize, usize), _: SizesFrom<'_>) -> Result<u128> {
+        let k = cfg.factors;
+        let tower = match cfg.tower.as_str() {
+            "cnnf" => crate::nets::cnnf::cnnf_values(cfg.image_size, cfg.image_size, k, cfg.fc_width),
+            "cae" => cfg.cae_shape().encoder_values().saturating_add(cfg.head_config().values(usize::try_from(cfg.latent).unwrap_or(0), k)),
+            _ => {
+                use crate::nets::inception::{BACKBONE_VALUES, FEATURES};
+                BACKBONE_VALUES.saturating_add(cfg.head_config().values(FEATURES as usize, k))
+            }
+        };
+        Ok(crate::limits::total([crate::limits::values(&[n_users, k]), crate::limits::values(&[n_items, k]), tower]))
     }
 
     fn restore(cfg: &DvbprConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DvbprParams> {

@@ -194,3 +194,33 @@ fn bad_input_is_an_error_naming_it() {
     assert!(Dvbpr::new(DvbprConfig { tower: "vgg".into(), ..Default::default() }).is_err());
     assert!(Dvbpr::new(DvbprConfig { image_size: 16, ..Default::default() }).err().unwrap().to_string().contains("too small"));
 }
+
+/// DVBPR's parameter count against its stores (built, saved, restored): CNN-F, the CAE tower
+/// (its frozen encoder saved as buffers), Inception v3 frozen and fine-tuned.
+#[test]
+fn counts_equal_the_stores() {
+    use crate::models::core::count_tests::{assert_counts, assert_counts_of};
+    let dir = tempfile::tempdir().unwrap();
+    let (train, side) = data(dir.path(), false);
+    let none = |_: &str| false;
+    for (factors, fc_width) in [(4, 8), (3, 17)] {
+        assert_counts::<super::Dvbpr>(&DvbprConfig { factors, fc_width, ..config(1) }, &train, &side, &none);
+    }
+    let cae_cfg = CaeConfig { latent: 6, image_size: 32, channels: 4, depth: 3, epochs: 1, lr: 1e-2, batch_size: 8, device: "cpu".into(), seed: 0 };
+    let mut cae = Autoencoder::new(cae_cfg).unwrap();
+    cae.fit(&side.images.as_ref().unwrap().bank, &mut |_| Control::Continue).unwrap();
+    for head in [None, Some(crate::nets::towers::HeadConfig { hidden: 0, dropout: 0.5 })] {
+        let cfg = DvbprConfig { tower: "cae".into(), head, ..config(1) }.with_encoder(&cae).unwrap();
+        assert_counts::<super::Dvbpr>(&cfg, &train, &side, &none);
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    let backbone = InceptionV3::new(&vs.root(), true);
+    let w: HashMap<String, Tensor> = backbone.named_parameters().iter().map(|(n, t)| (n.clone(), t.detach().copy())).collect();
+    assert_eq!(w.values().map(|t| t.numel() as u128).sum::<u128>(), crate::nets::inception::BACKBONE_VALUES);
+    let source = Pretrained { map: &w, prefix: "", what: "test weights".into() };
+    for train_backbone in [false, true] {
+        let cfg = DvbprConfig { tower: "inception_v3".into(), image_size: 75, weights: Some("w.safetensors".into()), train_backbone, ..config(1) };
+        let net = build_net(&cfg, Device::Cpu, (train.n_users(), train.n_items()), Some(&source)).unwrap();
+        assert_counts_of::<super::Dvbpr>(&cfg, &train, &side, &net, &none);
+    }
+}

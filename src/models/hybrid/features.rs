@@ -214,3 +214,35 @@ fn embedder_spec(vocabs: &[Vocab], n_continuous: usize, cfg: &HybridConfig) -> E
         dropout: cfg.dropout,
     }
 }
+
+/// The columns of one side's tower, for counting its parameters without building it
+/// (`Spec::param_count`).
+pub(super) struct Columns {
+    /// Categorical columns (the item-id column included).
+    pub(super) categorical: usize,
+    /// Their codes, summed over the columns (each column's distinct values and the unknown).
+    pub(super) codes: usize,
+    pub(super) continuous: usize,
+}
+
+impl Columns {
+    /// The tower [`Features::fit`] builds on `table`, with the item-id column coding `trained`
+    /// items when given.
+    pub(super) fn of_table(table: &FeatureTable, trained: Option<usize>) -> Self {
+        let distinct = |c: &CategoricalColumn| c.values.iter().map(String::as_str).collect::<std::collections::HashSet<_>>().len() + 1;
+        let codes = table.categorical.iter().map(distinct).chain(trained.map(|n| n + 1)).fold(0usize, usize::saturating_add);
+        let continuous = table.continuous.as_ref().map_or(0, |m| m.cols);
+        Columns { categorical: table.categorical.len() + usize::from(trained.is_some()), codes, continuous }
+    }
+
+    /// The tower [`Features::from_state`] restores on `side` (None: the state has none), from
+    /// the lengths of the saved column names and vocabularies.
+    pub(super) fn saved(side: &str, from: crate::models::core::SizesFrom<'_>) -> Option<Self> {
+        from.saved_shape(&format!("{side}.codes"))?;
+        let strings = |name: &str| from.saved_numel(&format!("{side}.{name}.offsets")).saturating_sub(1);
+        let categorical = strings("categorical_columns");
+        // A vocabulary's offsets: one more than its values, as its codes (the unknown 0).
+        let codes = (0..categorical).map(|k| from.saved_numel(&format!("{side}.vocab{k}.offsets"))).fold(0usize, usize::saturating_add);
+        Some(Columns { categorical, codes, continuous: strings("continuous_columns") })
+    }
+}

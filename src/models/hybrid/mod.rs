@@ -15,7 +15,7 @@ mod features;
 pub use self::config::HybridConfig;
 
 use self::features::Features;
-use super::core::{FitCtx, ModelParams, ParamStore, Spec};
+use super::core::{FitCtx, ModelParams, ParamStore, SizesFrom, Spec};
 use crate::data::{FeatureTable, Interactions, SideInfo};
 use crate::error::{Error, Result};
 use crate::sampling::{SamplerConfig, TripleSampler};
@@ -263,6 +263,33 @@ impl Spec for HybridBpr {
     fn finish(_: &HybridConfig, p: &mut Params, _: &Interactions, _: &SideInfo) -> Result<()> {
         p.item_cache = Some(p.all_items()?);
         Ok(())
+    }
+
+    /// Each tower (a side with features, or the item-id column): an embedding table per
+    /// categorical column, the continuous columns' mean and std, the dense layers; the id
+    /// embeddings and the item bias. (The encoded rows and the vocabularies are side data.)
+    fn param_count(c: &HybridConfig, (n_users, n_items): (usize, usize), from: SizesFrom<'_>) -> Result<u128> {
+        use crate::limits::{total, values};
+        let towers = match from {
+            SizesFrom::Fit(train, side) => {
+                let trained = train.item_counts().iter().filter(|&&n| n > 0).count();
+                let item = match (side.item_features.as_deref(), c.item_id_column) {
+                    (Some(t), ids) => Some(features::Columns::of_table(t, ids.then_some(trained))),
+                    (None, true) => Some(features::Columns { categorical: 1, codes: trained + 1, continuous: 0 }),
+                    (None, false) => None,
+                };
+                [side.user_features.as_deref().map(|t| features::Columns::of_table(t, None)), item]
+            }
+            SizesFrom::Saved(_) => ["user", "item"].map(|side| features::Columns::saved(side, from)),
+        };
+        let widths: Vec<usize> = c.hidden.iter().copied().chain([c.factors]).collect();
+        let tower = |t: &features::Columns| {
+            let concat = t.categorical.saturating_mul(c.embed_dim).saturating_add(t.continuous);
+            total([values(&[t.codes, c.embed_dim]), values(&[2, t.continuous]), crate::nets::mlp::mlp_values(concat, &widths)])
+        };
+        let ids = if c.id_embeddings { values(&[n_users.saturating_add(n_items), c.factors]) } else { 0 };
+        let bias = if c.item_bias { n_items as u128 } else { 0 };
+        Ok(total(towers.iter().flatten().map(tower).chain([ids, bias])))
     }
 
     fn restore(c: &HybridConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Params> {

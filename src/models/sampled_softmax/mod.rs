@@ -32,7 +32,7 @@ mod step;
 mod tests;
 
 pub use self::step::{ItemAverage, Proposal, SoftmaxStep};
-use super::core::{Common, FitCtx, ModelConfig, Spec};
+use super::core::{Common, FitCtx, ModelConfig, SizesFrom, Spec};
 use super::factors::Factors;
 use crate::data::{Interactions, SideInfo};
 use crate::error::{Error, Result};
@@ -148,6 +148,10 @@ impl Spec for SampledSoftmax {
         }
         let mut step = SoftmaxStep::new(params, c, proposal, average)?;
         ctx.run(&mut step, &sampler, &|u| params.score_block(&Tensor::from_slice(u).f_to_device(device)?))
+    }
+
+    fn param_count(c: &SampledSoftmaxConfig, (n_users, n_items): (usize, usize), _: SizesFrom<'_>) -> Result<u128> {
+        Ok(super::factors::factor_values(n_users, n_items, c.factors))
     }
 
     fn restore(c: &SampledSoftmaxConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {

@@ -10,7 +10,7 @@ use super::{check_training, margin_step, on_device, sum_sq};
 use crate::models::bpr::check_fractions;
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
-use crate::models::core::{Common, FitCtx, ModelConfig, ModelParams, ParamStore, Spec};
+use crate::models::core::{Common, FitCtx, ModelConfig, ModelParams, ParamStore, SizesFrom, Spec};
 use crate::models::factors::Factors;
 use crate::nets::mlp::Mlp;
 use crate::sampling::{Choice, SamplerConfig, TripleSampler};
@@ -214,6 +214,13 @@ impl Spec for DeepTriplet {
         let step_cfg = margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?;
         let mut step = TorchStep::new(p.towers(true, c.reg), &p.store.vs, step_cfg)?;
         ctx.run(&mut step, &sampler, &score)
+    }
+
+    /// Both embedding tables and the MLP over [user, item].
+    fn param_count(c: &DeepTripletConfig, (n_users, n_items): (usize, usize), _: SizesFrom<'_>) -> Result<u128> {
+        let widths: Vec<usize> = c.hidden.iter().copied().chain([1]).collect();
+        let mlp = crate::nets::mlp::mlp_values(c.user_factors.saturating_add(c.factors), &widths);
+        Ok(crate::limits::total([crate::limits::values(&[n_users, c.user_factors]), crate::limits::values(&[n_items, c.factors]), mlp]))
     }
 
     fn restore(c: &DeepTripletConfig, (n_users, n_items): (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<DeepParams> {

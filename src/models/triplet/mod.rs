@@ -20,7 +20,7 @@ mod tests;
 
 pub use self::deep::{DeepParams, DeepTriplet, DeepTripletConfig};
 use super::bpr::{check_counts, check_weights};
-use super::core::{Common, FitCtx, ModelConfig, Spec};
+use super::core::{Common, FitCtx, ModelConfig, SizesFrom, Spec};
 use super::factors::{FactorHandles, Factors};
 use crate::data::{Interactions, SideInfo, SideNeeds};
 use crate::error::{Error, Result};
@@ -215,6 +215,10 @@ impl Spec for Triplet {
         let towers = TripletTowers { p: p.handles(), cosine: cosine(c), bias: c.item_bias, reg: c.reg };
         let mut step = TorchStep::new(towers, &p.store.vs, margin_step(c.margin, &c.common, &c.sampler, train.n_items(), &c.optimizer)?)?;
         ctx.run(&mut step, &sampler, &score)
+    }
+
+    fn param_count(c: &TripletConfig, (n_users, n_items): (usize, usize), _: SizesFrom<'_>) -> Result<u128> {
+        Ok(super::factors::factor_values(n_users, n_items, c.factors))
     }
 
     fn restore(c: &TripletConfig, shape: (usize, usize), state: &HashMap<String, Tensor>, device: Device) -> Result<Factors> {
