@@ -58,10 +58,8 @@ pub fn quote(text: &str) -> String {
     if text.len() <= QUOTE_BYTES {
         return format!("{text:?}");
     }
-    let mut end = QUOTE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    // The last character boundary at or before the cut (0 is always one).
+    let end = (0..=QUOTE_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
     format!("{:?}... ({} bytes in all)", &text[..end], text.len())
 }
 
@@ -79,8 +77,8 @@ impl From<tch::TchError> for Error {
 pub fn from_libtorch(text: &str) -> Error {
     let mut m = text;
     for wrap in ["called `Result::unwrap()` on an `Err` value: ", "Torch(\"", "Internal torch error: "] {
-        if let Some(at) = m.find(wrap) {
-            m = &m[at + wrap.len()..];
+        if let Some((_, rest)) = m.split_once(wrap) {
+            m = rest;
         }
     }
     let m = m.split("\nException raised from").next().unwrap_or(m);

@@ -59,9 +59,9 @@ pub fn show_bytes(n: u128) -> String {
     let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut x = n as f64;
     let mut u = 0;
-    while x >= 1024.0 && u + 1 < units.len() {
+    while x >= 1024.0 && u < units.len().saturating_sub(1) {
         x /= 1024.0;
-        u += 1;
+        u = u.saturating_add(1);
     }
     if u == 0 {
         format!("{n} bytes")
@@ -74,7 +74,8 @@ pub fn show_bytes(n: u128) -> String {
 /// overflows or exceeds [`budget`]. `what` says which argument or field asked, e.g.
 /// "n_users=10000000000000 (the user index)".
 pub fn bytes_for(what: &str, count: usize, elem: usize) -> Result<usize> {
-    let bytes = count as u128 * elem as u128;
+    // Two usizes: the product fits in u128 (saturating only says so to the lint).
+    let bytes = (count as u128).saturating_mul(elem as u128);
     let budget = budget();
     if bytes > budget as u128 || bytes > isize::MAX as u128 {
         return Err(Error::Memory(format!(

@@ -18,7 +18,7 @@ pub unsafe fn view_i64(data: &[i64]) -> Tensor {
 /// # Safety
 /// As for [`view_i64`]; the tensor may write through to `data` if used in place.
 pub unsafe fn view_f32(data: &[f32], rows: usize, cols: usize) -> Tensor {
-    debug_assert_eq!(data.len(), rows * cols);
+    debug_assert_eq!(Some(data.len()), rows.checked_mul(cols));
     Tensor::from_blob(data.as_ptr() as *const u8, &[rows as i64, cols as i64], &[], Kind::Float, Device::Cpu)
 }
 

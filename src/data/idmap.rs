@@ -227,7 +227,7 @@ impl IdMap {
                     }
                 }
                 // Still 0..n in order: stay a range.
-                if matches!(self, IdMap::Range(_)) && ids.iter().skip(n).enumerate().all(|(k, &x)| x == (n + k) as i64) {
+                if matches!(self, IdMap::Range(_)) && ids.iter().skip(n).enumerate().all(|(k, &x)| x == n.saturating_add(k) as i64) {
                     return Ok(IdMap::Range(ids.len()));
                 }
                 Ok(Self::from_unique_int(ids))

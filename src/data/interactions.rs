@@ -101,9 +101,10 @@ pub struct Csr {
 }
 
 #[allow(clippy::indexing_slicing, reason = "CSR kernels: from_coo's rows are below n_rows (checked_indices or IdMap::lookup in the Interactions constructors), offsets are monotone by construction (from_coo, transpose), row(r) is asked for r < n_rows")]
+#[allow(clippy::arithmetic_side_effects, reason = "CSR kernels' counting sorts: n_rows + 1 and n_cols + 1 are checked below, counts and offsets are at most the number of entries (a Vec's length), r + 1 <= n_rows")]
 impl Csr {
     pub fn n_rows(&self) -> usize {
-        self.indptr.len() - 1
+        self.indptr.len().saturating_sub(1)
     }
 
     pub fn nnz(&self) -> usize {
@@ -131,7 +132,8 @@ impl Csr {
         dup: Duplicates,
     ) -> Result<Csr> {
         // Counting sort by row keeps input order inside a row (for `Last` and error rows).
-        let mut indptr = crate::limits::try_filled("the row offsets", n_rows + 1, 0usize)?;
+        let n_offsets = n_rows.checked_add(1).ok_or_else(|| Error::invalid(format!("{n_rows} rows are too many")))?;
+        let mut indptr = crate::limits::try_filled("the row offsets", n_offsets, 0usize)?;
         for &r in rows {
             indptr[r as usize + 1] += 1;
         }
@@ -148,7 +150,7 @@ impl Csr {
             .into_par_iter()
             .for_each(|row| row.sort_unstable_by_key(|&p| (cols[p], p)));
 
-        let mut out_ptr = Vec::with_capacity(n_rows + 1);
+        let mut out_ptr = Vec::with_capacity(n_offsets);
         out_ptr.push(0usize);
         let mut out_idx = Vec::with_capacity(rows.len());
         let mut out_val = values.map(|_| Vec::with_capacity(rows.len()));
@@ -198,7 +200,8 @@ impl Csr {
 
     /// The transpose (n_cols rows), built in one counting pass; rows come out sorted.
     pub fn transpose(&self, n_cols: usize) -> Csr {
-        let mut indptr = vec![0usize; n_cols + 1];
+        // A column count past usize is refused by the allocation.
+        let mut indptr = vec![0usize; n_cols.saturating_add(1)];
         for &c in &self.indices {
             indptr[c as usize + 1] += 1;
         }
@@ -236,7 +239,7 @@ impl Csr {
 pub(crate) fn split_rows_mut<'a, T>(mut data: &'a mut [T], indptr: &[usize]) -> Vec<&'a mut [T]> {
     let mut out = Vec::with_capacity(indptr.len().saturating_sub(1));
     for (start, end) in indptr.iter().zip(indptr.iter().skip(1)) {
-        let (head, tail) = data.split_at_mut(end - start);
+        let (head, tail) = data.split_at_mut(end.saturating_sub(*start));
         out.push(head);
         data = tail;
     }
@@ -281,7 +284,7 @@ impl Interactions {
         }
         let mut csr = self.by_user.clone();
         let last = csr.indptr.last().copied().unwrap_or(0);
-        csr.indptr.resize(ids.users.len() + 1, last);
+        csr.indptr.resize(ids.users.len().saturating_add(1), last);
         Self::from_csr(csr, ids)
     }
 
@@ -304,8 +307,8 @@ impl Interactions {
         let n_users = n_users.unwrap_or_else(|| max_plus_one(&u));
         let n_items = n_items.unwrap_or_else(|| max_plus_one(&i));
         // The CSR by user and its transpose hold one offset per user and per item.
-        crate::limits::bytes_for(&format!("n_users={n_users}"), n_users + 1, std::mem::size_of::<usize>())?;
-        crate::limits::bytes_for(&format!("n_items={n_items}"), n_items + 1, std::mem::size_of::<usize>())?;
+        crate::limits::bytes_for(&format!("n_users={n_users}"), n_users.saturating_add(1), std::mem::size_of::<usize>())?;
+        crate::limits::bytes_for(&format!("n_items={n_items}"), n_items.saturating_add(1), std::mem::size_of::<usize>())?;
         let csr = Csr::from_coo(n_users, &u, &i, values, dup)?;
         Self::from_csr(csr, IdMaps::new(IdMap::Range(n_users), IdMap::Range(n_items)))
     }
@@ -353,7 +356,7 @@ impl Interactions {
             Unknown::Drop => {
                 let known: Vec<bool> = u.iter().zip(&i).map(|(&a, &b)| a != UNKNOWN && b != UNKNOWN).collect();
                 let (u2, i2) = (kept(&u, &known), kept(&i, &known));
-                let dropped = u.len() - u2.len();
+                let dropped = u.len().saturating_sub(u2.len());
                 (u2, i2, values.map(|v| kept(v, &known)), dropped)
             }
         };
@@ -400,7 +403,7 @@ impl Interactions {
         for &i in &self.by_user.indices {
             // Below n_items: from_csr checked every item index.
             if let Some(c) = counts.get_mut(i as usize) {
-                *c += 1;
+                *c = c.saturating_add(1);
             }
         }
         counts
@@ -482,7 +485,7 @@ fn kept<T: Copy>(col: &[T], keep: &[bool]) -> Vec<T> {
 }
 
 fn max_plus_one(idx: &[u32]) -> usize {
-    idx.iter().copied().max().map_or(0, |m| m as usize + 1)
+    idx.iter().copied().max().map_or(0, |m| (m as usize).saturating_add(1))
 }
 
 #[cfg(test)]

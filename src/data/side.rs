@@ -32,14 +32,15 @@ impl DenseMatrix {
             return Err(Error::invalid(format!("feature matrix: {} values for {rows} x {cols}", data.len())));
         }
         if let Some(p) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("feature matrix: row {}, column {} is not finite", p / cols.max(1), p % cols.max(1))));
+            return Err(Error::invalid(format!("feature matrix: row {}, column {} is not finite", p.checked_div(cols).unwrap_or(p), p.checked_rem(cols).unwrap_or(0))));
         }
         Ok(DenseMatrix { rows, cols, data, names })
     }
 
     /// Row `r` (None past the last row).
     pub fn row(&self, r: usize) -> Option<&[f32]> {
-        self.data.get(r * self.cols..(r + 1) * self.cols)
+        let at = r.checked_mul(self.cols)?;
+        self.data.get(at..at.checked_add(self.cols)?)
     }
 
     /// The rows scaled to unit length (zero rows stay zero), for cosine similarity.
@@ -154,7 +155,8 @@ impl ItemImages {
     pub fn pixels(&self, items: &[i64], device: tch::Device) -> Result<Tensor> {
         let rows = self.bank_rows(items)?;
         let spec = self.bank.spec();
-        let mut buf = vec![0u8; rows.len() * spec.image_bytes()];
+        let what = "a batch of images";
+        let mut buf = crate::limits::try_filled(what, crate::limits::mul(what, rows.len(), spec.image_bytes())?, 0u8)?;
         self.bank.gather(&rows, &mut buf)?;
         let t = Tensor::from_slice(&buf).reshape([rows.len() as i64, spec.height as i64, spec.width as i64, 3]);
         Ok(t.f_to_device(device)?)
@@ -288,13 +290,13 @@ impl Vocab {
 
     /// Number of codes, the unknown code 0 included.
     pub fn size(&self) -> usize {
-        self.map.len() + 1
+        self.map.len().saturating_add(1)
     }
 
     pub fn encode(&self, col: &CategoricalColumn) -> Result<Vec<i64>> {
         let refs: Vec<&str> = col.values.iter().map(String::as_str).collect();
         let idx = self.map.lookup(crate::data::RawIds::Str(&refs))?;
-        Ok(idx.into_iter().map(|i| if i == crate::data::idmap::UNKNOWN { 0 } else { i as i64 + 1 }).collect())
+        Ok(idx.into_iter().map(|i| if i == crate::data::idmap::UNKNOWN { 0 } else { (i as i64).saturating_add(1) }).collect())
     }
 
     /// Tensors to save under `name` (values as UTF-8 bytes with offsets).

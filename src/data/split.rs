@@ -39,8 +39,9 @@ pub fn leave_one_out(data: &Interactions, validation: bool, seed: u64) -> Result
     for (u, chosen) in picks.iter().enumerate() {
         for (slot, &p) in chosen.iter().enumerate() {
             // p is below the user's row length (drawn in 0..n above).
-            if let Some(x) = csr.indptr.get(u).and_then(|&start| part.get_mut(start + p)) {
-                *x = slot as u8 + 1;
+            if let Some(x) = csr.indptr.get(u).and_then(|&start| start.checked_add(p).and_then(|at| part.get_mut(at))) {
+                // At most two slots (test, validation).
+                *x = (slot as u8).saturating_add(1);
             }
         }
     }
@@ -49,7 +50,7 @@ pub fn leave_one_out(data: &Interactions, validation: bool, seed: u64) -> Result
             "leave_one_out: no user of data has more than {held} interactions, so nothing can be held out"
         )));
     }
-    let pieces = partition(csr, &part, held + 1);
+    let pieces = partition(csr, &part, held.saturating_add(1));
     let mut out = pieces.into_iter().map(|c| Interactions::from_csr(c, data.ids().clone()));
     let (Some(train), Some(test)) = (out.next(), out.next()) else {
         return Err(Error::state("leave_one_out: the partition gave fewer than two parts"));
@@ -90,7 +91,7 @@ fn partition(csr: &Csr, part: &[u8], n_parts: usize) -> Vec<Csr> {
     (0..n_parts)
         .map(|k| {
             let k = k as u8;
-            let mut indptr = Vec::with_capacity(csr.n_rows() + 1);
+            let mut indptr = Vec::with_capacity(csr.n_rows().saturating_add(1));
             indptr.push(0);
             let mut indices = Vec::new();
             let mut values = csr.values.as_ref().map(|_| Vec::new());
@@ -98,7 +99,7 @@ fn partition(csr: &Csr, part: &[u8], n_parts: usize) -> Vec<Csr> {
             let mut entries = csr.indices.iter().zip(part).enumerate();
             let mut start = 0;
             for &end in csr.indptr.iter().skip(1) {
-                for (e, (&c, &p)) in entries.by_ref().take(end - start) {
+                for (e, (&c, &p)) in entries.by_ref().take(end.saturating_sub(start)) {
                     if p == k {
                         indices.push(c);
                         if let (Some(out), Some(&v)) = (values.as_mut(), csr.values.as_ref().and_then(|vs| vs.get(e))) {

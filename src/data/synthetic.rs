@@ -55,15 +55,15 @@ pub fn synthetic(cfg: &SyntheticConfig) -> Result<Interactions> {
     // Before anything is drawn: the item vectors, and each user's row (at least 5 items).
     let what = format!("synthetic data with n_items={} and factors={d}", cfg.n_items);
     crate::limits::bytes_for(&what, crate::limits::mul(&what, cfg.n_items, d)?, std::mem::size_of::<f64>())?;
-    let per_user = std::mem::size_of::<Vec<u32>>() + 5 * 4 + std::mem::size_of::<usize>();
+    let per_user = std::mem::size_of::<(Vec<u32>, [u32; 5], usize)>();
     crate::limits::bytes_for(&format!("synthetic data with n_users={}", cfg.n_users), cfg.n_users, per_user)?;
     let scale = cfg.taste / (d as f64).sqrt();
     let mut rng = stream_rng(cfg.seed, streams::SYNTHETIC, u64::MAX);
-    let item_vecs: Vec<f64> = (0..cfg.n_items * d).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+    let item_vecs: Vec<f64> = (0..cfg.n_items.saturating_mul(d)).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
     // Popularity ranks are a random permutation, so item index says nothing about popularity.
     let mut rank: Vec<usize> = (0..cfg.n_items).collect();
     rand::seq::SliceRandom::shuffle(&mut rank[..], &mut rng);
-    let pop: Vec<f64> = rank.iter().map(|&r| -cfg.popularity * ((r + 1) as f64).ln()).collect();
+    let pop: Vec<f64> = rank.iter().map(|&r| -cfg.popularity * (r as f64 + 1.0).ln()).collect();
 
     let sigma = 0.6f64;
     let mu = cfg.mean_items_per_user.ln() - sigma * sigma / 2.0;
@@ -85,13 +85,13 @@ pub fn synthetic(cfg: &SyntheticConfig) -> Result<Interactions> {
                     (scale * dot + p + gumbel.sample(&mut rng), i)
                 })
                 .collect();
-            keyed.select_nth_unstable_by(m - 1, |a, b| b.0.total_cmp(&a.0));
+            keyed.select_nth_unstable_by(m.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
             let mut items: Vec<u32> = keyed.iter().take(m).map(|&(_, i)| i).collect();
             items.sort_unstable();
             items
         })
         .collect();
-    let mut indptr = Vec::with_capacity(cfg.n_users + 1);
+    let mut indptr = Vec::with_capacity(cfg.n_users.saturating_add(1));
     indptr.push(0);
     let mut indices = Vec::new();
     for r in rows {

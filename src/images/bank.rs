@@ -37,7 +37,8 @@ pub struct BankSpec {
 impl BankSpec {
     /// Bytes of one image (checked against the pixel limit when a bank is built or opened).
     pub fn image_bytes(&self) -> usize {
-        self.height * self.width * 3
+        // Saturating: a size past usize is refused wherever the bytes are allocated or mapped.
+        self.height.saturating_mul(self.width).saturating_mul(3)
     }
 
     /// Why this size cannot be a bank's (zero, or above `max_pixels`), before anything is
@@ -165,6 +166,7 @@ impl ImageBank {
                 ImageBank { spec, n, pixels: Pixels::Memory(map), skipped, cache: None, fingerprint: None }
             }
             Some(path) => {
+                let file_len = total.checked_add(PIXEL_OFFSET).ok_or_else(|| Error::Memory(format!("the image bank of {n} images: {total} bytes of pixels are too many for a file")))?;
                 crate::io::replace_with(path, |tmp| {
                     let file = File::options()
                         .read(true)
@@ -173,7 +175,7 @@ impl ImageBank {
                         .truncate(true)
                         .open(tmp)
                         .map_err(|e| Error::io(path, &e))?;
-                    file.set_len((PIXEL_OFFSET + total) as u64).map_err(|e| Error::io(path, &e))?;
+                    file.set_len(file_len as u64).map_err(|e| Error::io(path, &e))?;
                     fill(source, spec, decode, on_error, &pool, Sink::File { file: &file, path }, &mut skipped, progress)?;
                     // SAFETY: the file was just created by this process under a private name.
                     let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(path, &e))?;
@@ -187,7 +189,7 @@ impl ImageBank {
                         skipped: skipped.clone(),
                     };
                     let json = serde_json::to_vec(&trailer).map_err(|e| Error::state(format!("image bank trailer: {e}")))?;
-                    let header = [*MAGIC, (PIXEL_OFFSET as u64).to_le_bytes(), ((PIXEL_OFFSET + total) as u64).to_le_bytes(), (json.len() as u64).to_le_bytes()].concat();
+                    let header = [*MAGIC, (PIXEL_OFFSET as u64).to_le_bytes(), (file_len as u64).to_le_bytes(), (json.len() as u64).to_le_bytes()].concat();
                     // The map holds PIXEL_OFFSET header bytes and then the pixels.
                     map.get_mut(..header.len()).ok_or_else(|| Error::state("image bank: no room for the header"))?.copy_from_slice(&header);
                     map.flush().map_err(|e| Error::io(path, &e))?;
@@ -215,7 +217,7 @@ impl ImageBank {
             return Err(bad("not a fashionrec image bank (no FRBANK header)".into()));
         }
         // Within the PIXEL_OFFSET bytes checked above.
-        let word = |k: usize| map.get(k..k + 8).map_or(0, |b| u64::from_le_bytes(crate::io::byte_array(b))) as usize;
+        let word = |k: usize| map.get(k..k.saturating_add(8)).map_or(0, |b| u64::from_le_bytes(crate::io::byte_array(b))) as usize;
         let (pixel_offset, trailer_offset, trailer_len) = (word(8), word(16), word(24));
         if pixel_offset != PIXEL_OFFSET || trailer_offset.checked_add(trailer_len) != Some(map.len()) {
             return Err(bad(format!(
@@ -274,20 +276,24 @@ impl ImageBank {
         match &self.pixels {
             Pixels::Memory(m) => m,
             // open checked that the file holds them.
-            Pixels::Mapped(m) => m.get(PIXEL_OFFSET..PIXEL_OFFSET + self.n * self.spec.image_bytes()).unwrap_or_default(),
+            Pixels::Mapped(m) => {
+                let end = self.n.checked_mul(self.spec.image_bytes()).and_then(|b| b.checked_add(PIXEL_OFFSET));
+                end.and_then(|end| m.get(PIXEL_OFFSET..end)).unwrap_or_default()
+            }
         }
     }
 
     /// The pixels of item `i` (None past the last item).
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         let row = self.spec.image_bytes();
-        self.pixels().get(i * row..(i + 1) * row)
+        let at = i.checked_mul(row)?;
+        self.pixels().get(at..at.checked_add(row)?)
     }
 
     /// The images of `items` copied into `out` (len(items) x H x W x 3), in parallel.
     pub fn gather(&self, items: &[i64], out: &mut [u8]) -> Result<()> {
         let row = self.spec.image_bytes();
-        if out.len() != items.len() * row {
+        if items.len().checked_mul(row) != Some(out.len()) {
             return Err(Error::invalid(format!("gather: output has {} bytes for {} images", out.len(), items.len())));
         }
         if let Some((k, i)) = items.iter().enumerate().find(|&(_, &i)| i < 0 || i as usize >= self.n) {
@@ -304,8 +310,10 @@ impl ImageBank {
     /// A float batch for a model: (len(items), 3, H, W) on `device`, values in [-1, 1]
     /// (`x / 127.5 - 1`, as the DVBPR seed's `(x / 255 - 0.5) * 2`). The uint8 pixels travel
     /// to the device and are converted there. The result is a channels-last view.
+    #[allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (the pixels' scaling)")]
     pub fn batch(&self, items: &[i64], device: Device) -> Result<Tensor> {
-        let mut buf = vec![0u8; items.len() * self.spec.image_bytes()];
+        let what = "a batch of images";
+        let mut buf = crate::limits::try_filled(what, crate::limits::mul(what, items.len(), self.spec.image_bytes())?, 0u8)?;
         self.gather(items, &mut buf)?;
         let shape = [items.len() as i64, self.spec.height as i64, self.spec.width as i64, 3];
         let t = Tensor::from_slice(&buf).view(shape).to_device(device);
@@ -358,9 +366,10 @@ fn prefaulted_zeroed(len: usize, pool: &ThreadPool) -> Result<MmapMut> {
     let map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::Memory(format!("cannot allocate {} for images: {e}", crate::limits::show_bytes(len as u128))))?;
     pool.run(|| {
         (0..len.div_ceil(RANGE)).into_par_iter().for_each(|c| {
-            let at = c * RANGE;
+            // c < len / RANGE rounded up: at < len.
+            let at = c.saturating_mul(RANGE);
             // Only a hint: on failure the pages fault in when the rows are written.
-            let _ = map.advise_range(memmap2::Advice::PopulateWrite, at, RANGE.min(len - at));
+            let _ = map.advise_range(memmap2::Advice::PopulateWrite, at, RANGE.min(len.saturating_sub(at)));
         })
     });
     Ok(map)
@@ -390,15 +399,18 @@ fn fill(
     let n = source.len();
     let row = spec.image_bytes();
     for first in (0..n).step_by(BLOCK) {
-        let count = BLOCK.min(n - first);
+        // first < n: the block is first..end, end <= n.
+        let count = BLOCK.min(n.saturating_sub(first));
+        let end = first.saturating_add(count);
         let mut errors: Vec<(usize, String)> = match &mut sink {
             Sink::Memory(out) => {
-                let block = out.get_mut(first * row..(first + count) * row).ok_or_else(|| Error::state("image bank: a block past the end of the pixels"))?;
+                let bytes = first.checked_mul(row).zip(end.checked_mul(row));
+                let block = bytes.and_then(|(a, b)| out.get_mut(a..b)).ok_or_else(|| Error::state("image bank: a block past the end of the pixels"))?;
                 pool.run(|| {
                     block
                         .par_chunks_mut(row)
                         .enumerate()
-                        .map_init(Scratch::default, |scratch, (k, dst)| load_row(source, first + k, spec, decode, dst, scratch))
+                        .map_init(Scratch::default, |scratch, (k, dst)| load_row(source, first.saturating_add(k), spec, decode, dst, scratch))
                         .flatten()
                         .collect()
                 })
@@ -406,14 +418,15 @@ fn fill(
             Sink::File { file, path } => {
                 let (file, path): (&File, &Path) = (file, path);
                 let written: Result<Vec<Option<(usize, String)>>> = pool.run(|| {
-                    (first..first + count)
+                    (first..end)
                         .into_par_iter()
                         .map_init(Scratch::default, |scratch, i| {
                             let mut dst = std::mem::take(&mut scratch.row);
                             dst.resize(row, 0);
                             let failed = load_row(source, i, spec, decode, &mut dst, scratch);
-                            let at = (PIXEL_OFFSET + i * row) as u64;
-                            let done = file.write_all_at(&dst, at).map_err(|e| Error::io(path, &e));
+                            let at = i.checked_mul(row).and_then(|b| b.checked_add(PIXEL_OFFSET));
+                            let at = at.ok_or_else(|| Error::state("image bank: a row past the end of the file"));
+                            let done = at.and_then(|at| file.write_all_at(&dst, at as u64).map_err(|e| Error::io(path, &e)));
                             scratch.row = dst;
                             done.map(|_| failed)
                         })
@@ -422,7 +435,7 @@ fn fill(
                 written?.into_iter().flatten().collect()
             }
         };
-        source.release(first..first + count);
+        source.release(first..end);
         errors.sort_by_key(|e| e.0);
         if let Some((i, msg)) = errors.first() {
             if on_error == OnError::Raise {
@@ -433,7 +446,7 @@ fn fill(
             }
         }
         skipped.extend(errors.into_iter().map(|(i, m)| (i, format!("{} ({})", m, source.locate(i)))));
-        if !progress(first + count, n) {
+        if !progress(end, n) {
             return Err(Error::state("cancelled"));
         }
     }
@@ -477,7 +490,7 @@ fn load_into(
     match decoded {
         Ok(Placed::Target) => Ok(()),
         Ok(Placed::Scratch(w, h)) => {
-            let src = pixels.get(..w * h * 3).ok_or_else(|| format!("the decoder gave fewer than {w}x{h}x3 bytes"))?;
+            let src = w.checked_mul(h).and_then(|p| p.checked_mul(3)).and_then(|len| pixels.get(..len)).ok_or_else(|| format!("the decoder gave fewer than {w}x{h}x3 bytes"))?;
             resize_rgb(src, w, h, dst, spec.width, spec.height, spec.filter);
             Ok(())
         }

@@ -75,7 +75,7 @@ impl Default for DecodeOptions {
 
 impl DecodeOptions {
     fn check_pixels(&self, kind: &str, width: usize, height: usize) -> Result<(), String> {
-        let pixels = width as u64 * height as u64;
+        let pixels = (width as u64).saturating_mul(height as u64);
         if pixels > self.max_pixels {
             return Err(format!(
                 "the {kind} header declares {width}x{height} = {pixels} pixels, above the limit of {} \
@@ -104,7 +104,7 @@ pub fn decode_rgb(bytes: &[u8], reduce_to: Option<(usize, usize)>, options: Deco
 /// draft rule, the largest of 8, 4, 2 that both `width / tw` and `height / th` reach, else 1.
 pub fn reduction(width: usize, height: usize, target: (usize, usize)) -> usize {
     let (tw, th) = (target.0.max(1), target.1.max(1));
-    let room = (width / tw).min(height / th);
+    let room = width.checked_div(tw).unwrap_or(0).min(height.checked_div(th).unwrap_or(0));
     [8, 4, 2].into_iter().find(|&a| room >= a).unwrap_or(1)
 }
 
@@ -181,7 +181,7 @@ fn decode_jpeg(
         }
     }
     let bytes_out = dec.output_buffer_size().ok_or("corrupt JPEG: no image size")?;
-    if dec.output_colorspace() != Some(ColorSpace::RGB) || bytes_out != width * height * 3 {
+    if dec.output_colorspace() != Some(ColorSpace::RGB) || rgb_bytes(width, height) != Some(bytes_out) {
         return Err(format!("unsupported JPEG colour space {:?} ({bytes_out} bytes for {width}x{height})", dec.output_colorspace()));
     }
     match direct {
@@ -211,6 +211,11 @@ pub fn jpeg_decoder() -> &'static str {
 }
 
 /// Grows `buf` to hold `len` bytes, or says the memory is not there (a `Vec` would abort).
+/// Bytes of a `width x height` RGB image; None when they overflow usize.
+pub(crate) fn rgb_bytes(width: usize, height: usize) -> Option<usize> {
+    width.checked_mul(height)?.checked_mul(3)
+}
+
 pub(crate) fn reserve(buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
     buf.clear();
     buf.try_reserve_exact(len).map_err(|_| format!("cannot allocate {len} bytes for the decoded image"))
@@ -238,7 +243,7 @@ fn decode_png(bytes: &[u8], zune: DecoderOptions, options: DecodeOptions, scratc
         Some(ColorSpace::RGBA) => 4,
         cs => return Err(format!("unsupported PNG colour space {cs:?}")),
     };
-    if raw.len() != width * height * channels {
+    if width.checked_mul(height).and_then(|p| p.checked_mul(channels)) != Some(raw.len()) {
         return Err(format!("corrupt PNG: {} bytes of pixels for {width}x{height}x{channels}", raw.len()));
     }
     if channels == 3 {
@@ -246,7 +251,8 @@ fn decode_png(bytes: &[u8], zune: DecoderOptions, options: DecodeOptions, scratc
         *scratch = raw;
         return Ok(Placed::Scratch(width, height));
     }
-    reserve(scratch, width * height * 3)?;
+    // Below raw.len() (checked above), so it fits.
+    reserve(scratch, width.saturating_mul(height).saturating_mul(3))?;
     match channels {
         // chunks_exact: every chunk is whole, so first_chunk / first always hold.
         4 => scratch.extend(raw.chunks_exact(4).filter_map(<[u8]>::first_chunk::<3>).flatten()),

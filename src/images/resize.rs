@@ -7,6 +7,7 @@
 //! (`tests/test_images.py` checks it against PIL).
 
 #![allow(clippy::indexing_slicing, reason = "Pillow's pixel loops: resize_with asserts the source and destination sizes (w x h x 3, ow x oh x 3) and taps() keeps every tap inside its line or column")]
+#![allow(clippy::arithmetic_side_effects, reason = "Pillow's pixel loops: coordinates, taps and fixed-point sums come from the sizes resize_with asserts (w x h x 3, ow x oh x 3) and the filter's support")]
 
 use std::f64::consts::PI;
 

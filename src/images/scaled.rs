@@ -21,7 +21,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use mozjpeg_sys::*;
 
-use super::decode::{reserve, Placed};
+use super::decode::{reserve, rgb_bytes, Placed};
 
 /// Why libjpeg stopped, carried by the unwind.
 struct Stop(String);
@@ -86,10 +86,11 @@ pub fn decode_jpeg(
                 return Ok(None);
             }
             let (sw, sh) = (width.div_ceil(denom), height.div_ceil(denom));
+            let bytes = rgb_bytes(sw, sh).ok_or_else(|| format!("JPEG size {sw}x{sh} is too large"))?;
             let (base, placed) = match direct {
-                Some((out, size)) if size == (sw, sh) && out.len() == sw * sh * 3 => (out.as_mut_ptr(), Placed::Target),
+                Some((out, size)) if size == (sw, sh) && out.len() == bytes => (out.as_mut_ptr(), Placed::Target),
                 _ => {
-                    reserve(scratch, sw * sh * 3)?;
+                    reserve(scratch, bytes)?;
                     (scratch.as_mut_ptr(), Placed::Scratch(sw, sh))
                 }
             };
@@ -102,18 +103,19 @@ pub fn decode_jpeg(
                 cinfo.dct_method = JDCT_FASTEST;
             }
             jpeg_start_decompress(cinfo);
-            let row = sw * 3;
+            // sw * sh * 3 fits (bytes above): so do a row and every offset below.
+            let row = sw.saturating_mul(3);
             if (cinfo.output_width as usize, cinfo.output_height as usize, cinfo.output_components) != (sw, sh, 3) {
                 return Err(format!("corrupt JPEG: scaled output {}x{} where {sw}x{sh} was expected", cinfo.output_width, cinfo.output_height));
             }
             while (cinfo.output_scanline as usize) < sh {
                 let line = cinfo.output_scanline as usize;
-                let mut rows: [*mut u8; 4] = std::array::from_fn(|k| base.add((line + k).min(sh - 1) * row));
-                let want = (sh - line).min(4) as u32;
+                let mut rows: [*mut u8; 4] = std::array::from_fn(|k| base.add(line.saturating_add(k).min(sh.saturating_sub(1)).saturating_mul(row)));
+                let want = sh.saturating_sub(line).min(4) as u32;
                 jpeg_read_scanlines(cinfo, rows.as_mut_ptr().cast(), want);
             }
             if placed != Placed::Target {
-                scratch.set_len(sw * sh * 3);
+                scratch.set_len(bytes);
             }
             jpeg_finish_decompress(cinfo);
             Ok(Some(placed))

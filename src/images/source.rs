@@ -179,12 +179,12 @@ impl ImageSource {
             if lo >= hi {
                 return;
             }
-            let page = 4096u64;
-            let (start, end) = (lo.div_ceil(page) * page, hi / page * page);
+            const PAGE: u64 = 4096;
+            let (start, end) = (lo.div_ceil(PAGE).saturating_mul(PAGE), (hi / PAGE).saturating_mul(PAGE));
             if start < end {
                 // SAFETY: the map is read-only and file-backed: dropped pages are read back from
                 // the file on the next access, so no reader sees different bytes.
-                let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start as usize, (end - start) as usize) };
+                let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start as usize, end.saturating_sub(start) as usize) };
             }
         }
     }

@@ -173,7 +173,7 @@ impl LineError {
     }
     /// `byte column C: reason` (columns are 1-based).
     pub fn describe(&self) -> String {
-        format!("byte column {}: {}", self.offset + 1, self.message)
+        format!("byte column {}: {}", self.offset.saturating_add(1), self.message)
     }
 }
 
@@ -454,7 +454,7 @@ struct Counting<R> {
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
+        self.count = self.count.saturating_add(n as u64);
         Ok(n)
     }
 }
@@ -481,7 +481,7 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
         let mut block = vec![0u8; 1 << 18];
         loop {
             let mut text = std::mem::take(&mut carry);
-            text.reserve(CHUNK_BYTES + block.len());
+            text.reserve(CHUNK_BYTES.saturating_add(block.len()));
             let mut eof = false;
             // The carried partial line holds no newline.
             let mut has_newline = false;
@@ -496,8 +496,8 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
                             "{what} ({e}) after {} of {total} compressed bytes; {} bytes of text ({} complete \
                              lines) came out before it",
                             reader.compressed(),
-                            decompressed + text.len() as u64,
-                            line - 1 + complete
+                            decompressed.saturating_add(text.len() as u64),
+                            line.saturating_sub(1).saturating_add(complete)
                         )));
                     }
                 };
@@ -510,7 +510,7 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
                 has_newline |= got.contains(&b'\n');
                 // Without a line end, `text` is all one line: a gzip bomb (or a file of another
                 // kind) must not grow it until memory runs out.
-                if !has_newline && text.len() + n > MAX_LINE_BYTES {
+                if !has_newline && text.len().saturating_add(n) > MAX_LINE_BYTES {
                     return Err(Error::file(path, format!(
                         "line {line}: more than {} MiB with no line end; this is not a file of one \
                          record per line (or it is corrupt)",
@@ -519,19 +519,19 @@ fn produce(path: &Path, tx: SyncSender<Result<Chunk>>) {
                 }
                 text.extend_from_slice(got);
             }
-            decompressed += text.len() as u64;
+            decompressed = decompressed.saturating_add(text.len() as u64);
             if !eof {
                 // Keep the partial last line for the next chunk.
-                let cut = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                let cut = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p.saturating_add(1));
                 carry = text.split_off(cut);
-                decompressed -= carry.len() as u64;
+                decompressed = decompressed.saturating_sub(carry.len() as u64);
             }
-            let lines = text.iter().filter(|&&b| b == b'\n').count() as u64
-                + u64::from(eof && !text.is_empty() && text.last() != Some(&b'\n'));
+            let lines = (text.iter().filter(|&&b| b == b'\n').count() as u64)
+                .saturating_add(u64::from(eof && !text.is_empty() && text.last() != Some(&b'\n')));
             if !text.is_empty() && tx.send(Ok(Chunk { first_line: line, text })).is_err() {
                 return Ok(());
             }
-            line += lines;
+            line = line.saturating_add(lines);
             if eof {
                 return Ok(());
             }
@@ -547,7 +547,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     while n < buf.len() {
         match r.read(buf.get_mut(n..).unwrap_or_default()) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => n = n.saturating_add(k),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -580,7 +580,7 @@ fn split_lines(chunk: &Chunk) -> Vec<(u64, &[u8])> {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        out.push((chunk.first_line + i as u64, line));
+        out.push((chunk.first_line.saturating_add(i as u64), line));
     }
     out
 }
@@ -612,8 +612,9 @@ pub fn read_metadata(path: &Path, opts: ReadOptions) -> Result<Metadata> {
         for msg in rx {
             let chunk = msg?;
             let numbered = split_lines(&chunk);
-            lines = chunk.first_line - 1 + chunk.text.split(|&b| b == b'\n').count() as u64
-                - u64::from(chunk.text.last() == Some(&b'\n'));
+            // The chunk's pieces, less the empty one after a final newline (there is at least one).
+            let pieces = chunk.text.split(|&b| b == b'\n').count() as u64;
+            lines = chunk.first_line.saturating_sub(1).saturating_add(pieces).saturating_sub(u64::from(chunk.text.last() == Some(&b'\n')));
             let primary = *dialect.get_or_insert_with(|| numbered.first().map_or(Dialect::Python, |(_, l)| sniff(l)));
             let fallback = (opts.format == Format::Auto).then_some(match primary {
                 Dialect::Json => Dialect::Python,
@@ -705,14 +706,14 @@ impl<'a> CompatibilityPairs<'a> {
 
     /// One edge from a record (its [`Self::source`]) to a related ASIN.
     pub fn add(&mut self, source: Option<u32>, target: &str) {
-        self.stats.edges += 1;
+        self.stats.edges = self.stats.edges.saturating_add(1);
         let Some(i) = source else {
-            self.stats.missing_source += 1;
+            self.stats.missing_source = self.stats.missing_source.saturating_add(1);
             return;
         };
         match self.index.get(target) {
-            None => self.stats.missing_target += 1,
-            Some(&j) if j == i => self.stats.self_loops += 1,
+            None => self.stats.missing_target = self.stats.missing_target.saturating_add(1),
+            Some(&j) if j == i => self.stats.self_loops = self.stats.self_loops.saturating_add(1),
             Some(&j) => self.edges.push((u64::from(i) << 32) | u64::from(j)),
         }
     }
@@ -722,7 +723,7 @@ impl<'a> CompatibilityPairs<'a> {
         self.edges.par_sort_unstable();
         let before = self.edges.len();
         self.edges.dedup();
-        self.stats.duplicates = (before - self.edges.len()) as u64;
+        self.stats.duplicates = before.saturating_sub(self.edges.len()) as u64;
         self.stats.kept = self.edges.len() as u64;
         let i = self.edges.iter().map(|&e| (e >> 32) as i64).collect();
         let j = self.edges.iter().map(|&e| (e & 0xffff_ffff) as i64).collect();

@@ -67,7 +67,8 @@ impl Layout {
         let mut out = Vec::with_capacity(3);
         for (pairs, merged) in self.splits.iter().zip(&mut merged) {
             let csr = Csr::from_coo(self.n_users, &pairs.users, &pairs.items, None, Duplicates::Sum)?;
-            *merged = pairs.users.len() - csr.nnz();
+            // Merging only removes entries.
+            *merged = pairs.users.len().saturating_sub(csr.nnz());
             out.push(Interactions::from_csr(csr, ids.clone())?);
         }
         Ok((out, merged))
@@ -81,10 +82,10 @@ pub fn read(path: &Path) -> Result<DvbprData> {
     // and the resident set stays small however large the file.
     let released = std::cell::Cell::new(0usize);
     let release = |upto: usize| {
-        let (lo, hi) = (released.get(), upto / PAGE * PAGE);
+        let (lo, hi) = (released.get(), (upto / PAGE).saturating_mul(PAGE));
         if hi > lo {
             // SAFETY: read-only file-backed map: dropped pages read back from the file on access.
-            let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, lo, hi - lo) };
+            let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, lo, hi.saturating_sub(lo)) };
             released.set(hi);
         }
     };
@@ -147,7 +148,7 @@ pub fn parse(bytes: &[u8], path: &Path, release: &dyn Fn(usize)) -> Result<Layou
             ));
         }
     }
-    let per_item = std::mem::size_of::<Option<Span>>() + std::mem::size_of::<Option<String>>() + 8;
+    let per_item = std::mem::size_of::<(Option<Span>, Option<String>, u64)>();
     crate::limits::bytes_for(&format!("{}: item_num={n_items}", path.display()), n_items, per_item)?;
     let reader = Reader { p: &p, path, n_users, n_items, file_len: bytes.len() };
     let [train_name, validation_name, test_name] = SPLITS;
@@ -211,7 +212,7 @@ impl Reader<'_, '_> {
             })?;
             // One list can be referenced many times through the pickle memo; each pair of a
             // real file has its own bytes, so more pairs than bytes is a file built to expand.
-            if out.users.len() + entries.len() > self.file_len {
+            if out.users.len().saturating_add(entries.len()) > self.file_len {
                 return Err(self.fail(seq, v, format!(
                     "{name}[{user}]: the lists so far hold more (user, item) pairs than the file has bytes \
                      ({}): lists shared through pickle memo references expand to more data than the file holds",
@@ -358,7 +359,7 @@ pub fn write(path: &Path, input: &WriteInput<'_>) -> Result<u64> {
             if let Some((k, x)) = c.iter().enumerate().find(|&(_, &x)| x < -1) {
                 return Err(Error::invalid(format!("categories[{k}] is {x}; use -1 for none")));
             }
-            c.iter().copied().max().unwrap_or(-1) + 1
+            c.iter().copied().max().unwrap_or(-1).saturating_add(1)
         }
         None => 0,
     };
@@ -402,7 +403,7 @@ impl<W: Write> Py2Writer<W> {
 
     fn put(&mut self) -> std::io::Result<()> {
         pk::put(&mut self.w, self.memo)?;
-        self.memo += 1;
+        self.memo = self.memo.checked_add(1).ok_or_else(|| std::io::Error::other("more pickle memo entries than a u32 holds"))?;
         Ok(())
     }
 
@@ -495,14 +496,15 @@ impl<W: Write> Py2Writer<W> {
     ) -> std::io::Result<()> {
         let mut start = 0;
         while start < n {
-            let end = (start + pk::BATCH).min(n);
-            if end - start > 1 {
+            let end = start.saturating_add(pk::BATCH).min(n);
+            let many_here = end.saturating_sub(start) > 1;
+            if many_here {
                 self.op(pk::MARK)?;
             }
             for k in start..end {
                 f(self, k)?;
             }
-            self.op(if end - start > 1 { many } else { one })?;
+            self.op(if many_here { many } else { one })?;
             start = end;
         }
         Ok(())
@@ -514,7 +516,7 @@ impl<W: Write> Py2Writer<W> {
             let items = split.user_items(u);
             w.list(items.len(), |w, k| {
                 let i = *items.get(k).ok_or_else(|| past_end("a user's items"))? as usize;
-                let n_keys = 1 + asins.is_some() as usize;
+                let n_keys = if asins.is_some() { 2 } else { 1 };
                 w.dict(n_keys, |w, key| match key {
                     0 => {
                         w.key("productid")?;

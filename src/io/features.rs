@@ -77,16 +77,15 @@ impl ImageFeatures {
                 show_asin(head)
             )));
         }
-        if size % rec != 0 {
-            let n = size / rec;
+        // rec >= 10: neither is None.
+        let (len, rest) = (size.checked_div(rec).unwrap_or(0), size.checked_rem(rec).unwrap_or(0));
+        if rest != 0 {
             return Err(Error::file(path, format!(
                 "truncated: the file is {size} bytes, not a whole number of {rec}-byte records \
-                 (10-byte ASIN + {dim} float32); record {n} at byte offset {} has only {} bytes",
-                n * rec,
-                size - n * rec
+                 (10-byte ASIN + {dim} float32); record {len} at byte offset {} has only {rest} bytes",
+                size.saturating_sub(rest)
             )));
         }
-        let len = size / rec;
         if len > u32::MAX as usize {
             return Err(Error::file(path, format!("{len} records: more than this reader indexes (2^32 - 1)")));
         }
@@ -97,12 +96,12 @@ impl ImageFeatures {
             return Err(Error::file(path, format!(
                 "record {r} (byte offset {}): the ASIN field holds {}, not printable ASCII \
                  (a corrupt file, or records that are not {rec} bytes: is dim={dim} right?)",
-                r * rec,
-                show_asin(map.get(r * rec..).map_or(&[][..], asin_field))
+                r.saturating_mul(rec),
+                show_asin(map.get(r.saturating_mul(rec)..).map_or(&[][..], asin_field))
             )));
         }
         let mut index = FxHashMap::with_capacity_and_hasher(len, Default::default());
-        let mut duplicates = 0;
+        let mut duplicates = 0usize;
         let mut first_duplicate = None;
         for (r, record) in map.chunks_exact(rec).enumerate() {
             let key: [u8; ASIN_LEN] = super::byte_array(record);
@@ -111,7 +110,7 @@ impl ImageFeatures {
                     e.insert(r as u32);
                 }
                 Entry::Occupied(_) => {
-                    duplicates += 1;
+                    duplicates = duplicates.saturating_add(1);
                     first_duplicate.get_or_insert(r);
                 }
             }
@@ -139,7 +138,8 @@ impl ImageFeatures {
 
     /// Bytes per record (10 + 4 * dim).
     pub fn record_size(&self) -> usize {
-        ASIN_LEN + 4 * self.dim
+        // Checked when the file was opened (it holds such records).
+        self.dim.saturating_mul(4).saturating_add(ASIN_LEN)
     }
 
     /// The whole mapped file (for a zero-copy view: record `r`'s floats start at
@@ -155,8 +155,8 @@ impl ImageFeatures {
 
     /// Record `r`'s ASIN (checked printable ASCII at open).
     pub fn asin(&self, r: usize) -> &str {
-        let at = r * self.record_size();
-        self.map.get(at..at + ASIN_LEN).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("?")
+        let at = r.checked_mul(self.record_size());
+        at.and_then(|at| self.map.get(at..at.checked_add(ASIN_LEN)?)).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("?")
     }
 
     /// Every record's ASIN, in file order.
@@ -187,14 +187,18 @@ impl ImageFeatures {
     /// Record `r`'s floats, as stored (little-endian bytes, maybe unaligned); r < len() (none
     /// past the last record).
     fn raw_row(&self, r: usize) -> &[u8] {
-        let at = r * self.record_size() + ASIN_LEN;
-        self.map.get(at..at + 4 * self.dim).unwrap_or_default()
+        let span = || {
+            let at = r.checked_mul(self.record_size())?.checked_add(ASIN_LEN)?;
+            Some(at..at.checked_add(self.dim.checked_mul(4)?)?)
+        };
+        span().and_then(|s| self.map.get(s)).unwrap_or_default()
     }
 
     /// The rows `rows` as one contiguous row-major buffer (len * dim), gathered in parallel.
     /// An out-of-range row is an error naming its position.
     pub fn gather(&self, rows: &[i64]) -> Result<Vec<f32>> {
-        let mut out = vec![0f32; rows.len() * self.dim];
+        let what = "the gathered features";
+        let mut out = crate::limits::try_filled(what, crate::limits::mul(what, rows.len(), self.dim)?, 0f32)?;
         self.gather_into(rows, &mut out)?;
         Ok(out)
     }
@@ -203,7 +207,7 @@ impl ImageFeatures {
     /// numpy's memory, which numpy backs with huge pages (a fresh Vec's page faults cost more
     /// than the copy).
     pub fn gather_into(&self, rows: &[i64], out: &mut [f32]) -> Result<()> {
-        if out.len() != rows.len() * self.dim {
+        if rows.len().checked_mul(self.dim) != Some(out.len()) {
             return Err(Error::invalid(format!(
                 "output buffer of {} values for {} rows of {}",
                 out.len(),
@@ -243,7 +247,7 @@ impl ImageFeatures {
             .unwrap_or((0, f32::NAN));
         Err(Error::file(&self.path, format!(
             "record {r} (byte offset {}, ASIN {}) has {value} in column {col}",
-            r * self.record_size(),
+            r.saturating_mul(self.record_size()),
             show_asin(self.asin(r).as_bytes())
         )))
     }
@@ -267,7 +271,7 @@ fn asin_field(record: &[u8]) -> &[u8] {
 
 /// Little-endian float32 bytes (any alignment) into `dst` (`src.len() == 4 * dst.len()`).
 fn copy_le_f32(src: &[u8], dst: &mut [f32]) {
-    assert_eq!(src.len(), 4 * dst.len());
+    assert_eq!(Some(src.len()), dst.len().checked_mul(4));
     #[cfg(target_endian = "little")]
     // SAFETY: the lengths match (checked above), the regions cannot overlap (one is the
     // read-only map, the other a fresh Vec), byte copies need no alignment, and every bit
@@ -285,11 +289,12 @@ fn copy_le_f32(src: &[u8], dst: &mut [f32]) {
 /// printable ASCII bytes each; `values` is row-major, `asins.len() * dim` long.
 pub fn write(path: &Path, asins: &[&str], values: &[f32], dim: usize) -> Result<()> {
     use std::io::Write;
-    if values.len() != asins.len() * dim {
+    let needed = asins.len().checked_mul(dim);
+    if needed != Some(values.len()) {
         return Err(Error::invalid(format!(
             "{} ASINs x dim {dim} needs {} values, got {}",
             asins.len(),
-            asins.len() * dim,
+            needed.map_or_else(|| "more".to_string(), |n| n.to_string()),
             values.len()
         )));
     }
@@ -299,7 +304,7 @@ pub fn write(path: &Path, asins: &[&str], values: &[f32], dim: usize) -> Result<
         }
     }
     super::write_replacing(path, |w| {
-        let mut buf = Vec::with_capacity(ASIN_LEN + 4 * dim);
+        let mut buf = Vec::with_capacity(dim.saturating_mul(4).saturating_add(ASIN_LEN));
         for (a, row) in asins.iter().zip(values.chunks_exact(dim.max(1))) {
             buf.clear();
             buf.extend_from_slice(a.as_bytes());

@@ -37,11 +37,12 @@ pub fn read_header(bytes: &[u8]) -> Result<NpyHeader, String> {
     };
     let version = (major, minor);
     let (len, start) = match (major, bytes.get(8..12)) {
-        (1, _) => (u16::from_le_bytes([l0, l1]) as usize, 10),
+        (1, _) => (u16::from_le_bytes([l0, l1]) as usize, 10usize),
         (2 | 3, Some(len)) => (u32::from_le_bytes(crate::io::byte_array(len)) as usize, 12),
         _ => return Err(format!("unsupported .npy format version {major}.{minor}")),
     };
-    let Some(text) = bytes.get(start..start + len) else {
+    let end = start.saturating_add(len);
+    let Some(text) = bytes.get(start..end) else {
         return Err(format!(
             "truncated: the .npy header says it is {len} bytes long but the file ends at byte offset {}",
             bytes.len()
@@ -75,7 +76,7 @@ pub fn read_header(bytes: &[u8]) -> Result<NpyHeader, String> {
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(bad("shape")),
     };
-    Ok(NpyHeader { version, descr, fortran_order, shape, data_offset: start + len })
+    Ok(NpyHeader { version, descr, fortran_order, shape, data_offset: end })
 }
 
 /// A version 1.0 header for an array of `descr` and `shape`, padded with spaces and a newline
@@ -88,8 +89,9 @@ pub fn write_header(descr: &str, fortran_order: bool, shape: &[usize]) -> Vec<u8
     };
     let py_bool = if fortran_order { "True" } else { "False" };
     let mut dict = format!("{{'descr': '{descr}', 'fortran_order': {py_bool}, 'shape': {shape}, }}").into_bytes();
-    let total = 10 + dict.len() + 1;
-    dict.resize(dict.len() + (64 - total % 64) % 64, b' ');
+    // Magic, version and length (10 bytes), the dict, the newline: padded to 64 bytes.
+    let total = dict.len().saturating_add(11);
+    dict.resize(dict.len().saturating_add(total.next_multiple_of(64).saturating_sub(total)), b' ');
     dict.push(b'\n');
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&[1, 0]);
@@ -144,7 +146,7 @@ impl PickledArray<'_> {
         let word = |c: &[u8]| {
             let mut b = [0u8; 8];
             if big_endian {
-                b.iter_mut().skip(8 - size).zip(c).for_each(|(d, &s)| *d = s);
+                b.iter_mut().skip(8usize.saturating_sub(size)).zip(c).for_each(|(d, &s)| *d = s);
                 u64::from_be_bytes(b)
             } else {
                 b.iter_mut().zip(c).for_each(|(d, &s)| *d = s);
@@ -152,7 +154,7 @@ impl PickledArray<'_> {
             }
         };
         let sign_extend = |w: u64| {
-            let shift = 64 - 8 * size as u32;
+            let shift = 64u32.saturating_sub((size as u32).saturating_mul(8));
             ((w << shift) as i64) >> shift
         };
         raw.chunks_exact(size)

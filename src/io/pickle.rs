@@ -24,7 +24,8 @@ pub struct Span {
 
 impl Span {
     pub fn end(&self) -> u64 {
-        self.start + self.len
+        // A span the reader took from its input: the sum is at most the input's length.
+        self.start.saturating_add(self.len)
     }
 }
 
@@ -145,7 +146,7 @@ impl<'a> Pickle<'a> {
             Value::Bytes(s) | Value::Text(s) if s.len <= SMALL => {
                 let k = self.small_index.binary_search_by_key(&s.start, |e| e.0).ok()?;
                 let at = self.small_index.get(k)?.1 as usize;
-                self.small.get(at..at + s.len as usize)
+                self.small.get(at..at.checked_add(usize::try_from(s.len).ok()?)?)
             }
             Value::Bytes(s) | Value::Text(s) => self.data.get(s.start as usize..s.end() as usize),
             _ => None,
@@ -280,7 +281,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 message: format!(
                     "truncated: {what} needs {n} bytes but the data ends at byte offset {} ({} bytes short)",
                     self.data.len(),
-                    (self.pos as u128 + n as u128).saturating_sub(self.data.len() as u128)
+                    (self.pos as u128).saturating_add(n as u128).saturating_sub(self.data.len() as u128)
                 ),
             }),
         }
@@ -320,14 +321,15 @@ impl<'a, 'r> Machine<'a, 'r> {
         let Some(n) = rest.iter().take(4096).position(|&b| b == b'\n') else {
             return self.err("truncated or malformed: a text argument has no end of line");
         };
-        self.pos += n + 1;
+        // n < rest.len(): the position stays within the data.
+        self.pos = self.pos.saturating_add(n).saturating_add(1);
         std::str::from_utf8(rest.get(..n).unwrap_or_default()).or_else(|_| self.err("a text argument is not UTF-8"))
     }
 
     fn new_object(&mut self, o: Object) -> Value {
         self.objects.push(o);
         self.origins.push(self.at as u64);
-        Value::Obj((self.objects.len() - 1) as u32)
+        Value::Obj(self.objects.len().saturating_sub(1) as u32)
     }
 
     fn push(&mut self, v: Value) {
@@ -458,7 +460,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         loop {
             self.at = self.pos;
             if let Some(release) = self.release {
-                if self.pos - self.released >= RELEASE_EVERY {
+                if self.pos.saturating_sub(self.released) >= RELEASE_EVERY {
                     release(self.pos);
                     self.released = self.pos;
                 }
@@ -472,7 +474,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                     ))
                 }
             };
-            self.pos += 1;
+            self.pos = self.pos.saturating_add(1);
             match op {
                 0x80 => {
                     let proto = self.u8()?;
@@ -638,7 +640,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                     self.push(v)
                 }
                 0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
+                    let n = usize::from(op).saturating_sub(0x84);
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
                         items.push(self.pop()?);
@@ -808,14 +810,14 @@ impl Memo {
         let i = id as usize;
         let new = if let Some(slot) = self.dense.get_mut(i) {
             slot.replace(v).is_none()
-        } else if i <= self.dense.len() + 4096 {
+        } else if i <= self.dense.len().saturating_add(4096) {
             self.dense.resize(i, None);
             self.dense.push(Some(v));
             true
         } else {
             self.sparse.insert(id, v).is_none()
         };
-        self.count += new as usize;
+        self.count = self.count.saturating_add(usize::from(new));
     }
 
     fn get(&self, id: u32) -> Option<Value> {
@@ -867,10 +869,10 @@ pub mod write {
         } else {
             let b = v.to_le_bytes();
             // Shortest two's complement that keeps the sign.
-            let mut n = 8;
+            let mut n = 8usize;
             // Drop the top byte while it only repeats the sign of the byte below it.
-            while n > 1 && matches!(b.get(n - 2..n), Some(&[lo, hi]) if (hi == 0 && lo & 0x80 == 0) || (hi == 0xff && lo & 0x80 != 0)) {
-                n -= 1;
+            while n > 1 && matches!(b.get(n.saturating_sub(2)..n), Some(&[lo, hi]) if (hi == 0 && lo & 0x80 == 0) || (hi == 0xff && lo & 0x80 != 0)) {
+                n = n.saturating_sub(1);
             }
             w.write_all(&[0x8a, n as u8])?;
             w.write_all(b.get(..n).unwrap_or(&b))

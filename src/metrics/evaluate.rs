@@ -63,7 +63,7 @@ pub fn evaluate_users(
             return Ok(PerUser { users, values: out });
         }
     }
-    let step = (BLOCK_VALUES / n_items.max(1)).max(1);
+    let step = BLOCK_VALUES.checked_div(n_items).unwrap_or(BLOCK_VALUES).max(1);
     let mut values = vec![Vec::with_capacity(users.len()); metrics.len()];
     for (b, block) in users.chunks(step).enumerate() {
         let idx: Vec<i64> = block.iter().map(|&u| u as i64).collect();
@@ -80,7 +80,7 @@ pub fn evaluate_users(
         for (col, v) in values.iter_mut().zip(block_values) {
             col.extend(v);
         }
-        on_block(((b + 1) * step).min(users.len()) as f64 / users.len().max(1) as f64)?;
+        on_block(b.saturating_add(1).saturating_mul(step).min(users.len()) as f64 / users.len().max(1) as f64)?;
     }
     Ok(PerUser { users, values })
 }
@@ -119,14 +119,14 @@ fn evaluate_ranked_users(
         let Some((items, scores)) = rank(&idx, k, &keep)? else {
             return Ok(None);
         };
-        if items.len() != block.len() * k {
+        if block.len().checked_mul(k) != Some(items.len()) {
             return Err(Error::invalid(format!("the model ranked {} items for {} users x {k} (its items are not the test data's?)", items.len(), block.len())));
         }
         let block_values = evaluate_ranked(&items, &scores, k, block, test, exclude, metrics, candidates)?;
         for (col, v) in values.iter_mut().zip(block_values) {
             col.extend(v);
         }
-        on_block(((b + 1) * RANKED_BLOCK).min(users.len()) as f64 / users.len().max(1) as f64)?;
+        on_block(b.saturating_add(1).saturating_mul(RANKED_BLOCK).min(users.len()) as f64 / users.len().max(1) as f64)?;
     }
     Ok(Some(values))
 }
@@ -137,7 +137,7 @@ pub fn means(metrics: &[Metric], per_user: &PerUser) -> BTreeMap<String, f64> {
         .iter()
         .zip(&per_user.values)
         .map(|(m, v)| {
-            let (sum, n) = v.iter().filter(|x| !x.is_nan()).fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+            let (sum, n) = v.iter().filter(|x| !x.is_nan()).fold((0.0, 0usize), |(s, n), x| (s + x, n.saturating_add(1)));
             (m.to_string(), if n > 0 { sum / n as f64 } else { f64::NAN })
         })
         .collect()

@@ -5,6 +5,7 @@
 //! no positive get NaN (the caller averages over the users that have one).
 
 #![allow(clippy::indexing_slicing, reason = "metric loops: evaluate_block and evaluate_ranked check the scores' or ranked lists' length, the restriction's length and the users' range on entry; masks hold one entry per item")]
+#![allow(clippy::arithmetic_side_effects, reason = "metric loops: offsets are products of the lengths evaluate_block and evaluate_ranked check on entry (scores, ranked lists, restriction, users' range)")]
 
 use rand::Rng as _;
 use rayon::prelude::*;

@@ -2,6 +2,7 @@
 //! deterministic. NaN scores are an error, never silently ranked.
 
 #![allow(clippy::indexing_slicing, reason = "top-k loops: top_k_block checks the score block's length, the restriction's length and the users' range on entry; Selector::cut runs with more than k > 0 entries buffered")]
+#![allow(clippy::arithmetic_side_effects, reason = "top-k loops: offsets are products of the lengths top_k_block checks on entry (score block, restriction, users' range)")]
 
 use rayon::prelude::*;
 

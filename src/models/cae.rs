@@ -78,8 +78,8 @@ const EVAL_BYTES: usize = 256 << 20;
 /// between 1 and 256.
 fn eval_batch(cfg: &CaeConfig) -> usize {
     let pixels = (cfg.image_size.max(1) as usize).saturating_mul(cfg.image_size.max(1) as usize);
-    let per_image = pixels.saturating_mul(3 + 2 * cfg.channels.max(1) as usize).saturating_mul(4);
-    (EVAL_BYTES / per_image.max(1)).clamp(1, 256)
+    let per_image = pixels.saturating_mul((cfg.channels.max(1) as usize).saturating_mul(2).saturating_add(3)).saturating_mul(4);
+    EVAL_BYTES.checked_div(per_image).unwrap_or(EVAL_BYTES).clamp(1, 256)
 }
 
 pub struct Autoencoder {
@@ -272,6 +272,7 @@ struct CaeStep<'a> {
 }
 
 impl BatchStep<RowBatches> for CaeStep<'_> {
+    #[allow(clippy::arithmetic_side_effects, reason = "tensor arithmetic: the loss summed on the device")]
     fn step(&mut self, batch: &Rows) -> Result<()> {
         let xs = gather(self.bank, &batch.rows, self.device)?;
         let per_image = self.net.loss(&xs, true);
@@ -293,7 +294,7 @@ impl BatchStep<RowBatches> for CaeStep<'_> {
 /// The uint8 images of `rows` on `device`, (len, S, S, 3).
 fn gather(bank: &ImageBank, rows: &[i64], device: Device) -> Result<Tensor> {
     let s = bank.spec();
-    let mut buf = vec![0u8; rows.len() * s.image_bytes()];
+    let mut buf = crate::limits::try_filled("a batch of images", crate::limits::mul("a batch of images", rows.len(), s.image_bytes())?, 0u8)?;
     bank.gather(rows, &mut buf)?;
     let t = Tensor::from_slice(&buf).f_view([rows.len() as i64, s.height as i64, s.width as i64, 3])?;
     Ok(t.f_to_device(device)?)

@@ -99,7 +99,7 @@ fn encode_ids(name: &str, map: &IdMap, out: &mut Vec<(String, Owned)>) -> serde_
             json!({"kind": "int"})
         }
         IdMap::Str { ids, .. } => {
-            let mut offsets = Vec::with_capacity(ids.len() + 1);
+            let mut offsets = Vec::with_capacity(ids.len().saturating_add(1));
             let mut bytes = Vec::new();
             offsets.push(0i64);
             for s in ids {

@@ -8,6 +8,7 @@
 //! trained with the log loss on positive pairs and sampled negatives (uniform, or from the
 //! positive partner's category: the "difficult" negatives), mini-batch Adam on the device.
 //! The seed notebook ran one pair per TensorFlow call; here a batch of pairs is one step.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 

@@ -13,6 +13,7 @@
 //! block or the thread count, so `score`, `recommend` and `evaluate` agree to the bit.
 
 #![allow(clippy::indexing_slicing, reason = "the scoring kernel: DotFactors::new checks the vectors' shapes, check_users the user rows and scores_into the output's length; panels, tiles and top-k slots are sized from these")]
+#![allow(clippy::arithmetic_side_effects, reason = "the scoring kernel: offsets are products of the shapes DotFactors::new, check_users and scores_into check on entry; tensor arithmetic besides")]
 
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};

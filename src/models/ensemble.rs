@@ -122,6 +122,7 @@ impl Ensemble {
     }
 
     /// The mean of the members' (users, items) scores, summed in float64.
+    #[allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic")]
     fn mean(&self, each: impl Fn(&dyn Recommender) -> Result<Tensor>) -> Result<Tensor> {
         let mut total: Option<Tensor> = None;
         for m in &self.members {
@@ -205,14 +206,14 @@ impl Recommender for Ensemble {
         let mut offset = 0;
         for (k, m) in self.members.iter_mut().enumerate() {
             let mut renumbered = |e: &Event<'_>| match e {
-                Event::Progress { epoch, samples, total } => observer(&Event::Progress { epoch: epoch + offset, samples: *samples, total: *total }),
-                Event::EpochEnd(log) => observer(&Event::EpochEnd(&EpochLog { epoch: log.epoch + offset, ..(*log).clone() })),
+                Event::Progress { epoch, samples, total } => observer(&Event::Progress { epoch: epoch.saturating_add(offset), samples: *samples, total: *total }),
+                Event::EpochEnd(log) => observer(&Event::EpochEnd(&EpochLog { epoch: log.epoch.saturating_add(offset), ..(*log).clone() })),
             };
             // Each member checkpoints in a folder of its own.
             let own = FitOptions { checkpoint_dir: options.checkpoint_dir.as_ref().map(|d| d.join(format!("member{k}"))), resume: options.resume, group: options.group.clone() };
             let r = m.fit(train, side, validation, &mut renumbered, &own)?;
-            self.history.extend(r.history.iter().map(|h| EpochLog { epoch: h.epoch + offset, ..h.clone() }));
-            offset += r.history.len();
+            self.history.extend(r.history.iter().map(|h| EpochLog { epoch: h.epoch.saturating_add(offset), ..h.clone() }));
+            offset = offset.saturating_add(r.history.len());
             if r.stopped {
                 report.stopped = true;
                 break;

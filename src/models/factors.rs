@@ -70,11 +70,11 @@ impl Factors {
         // draw, the tensor, the variable's copy).
         let what = format!("factors={dim} for {n_users} users and {n_items} items");
         let values = limits::mul(&what, n_users.saturating_add(n_items), dim)?;
-        limits::bytes_for(&what, values, 3 * std::mem::size_of::<f32>())?;
+        limits::bytes_for(&what, values, std::mem::size_of::<[f32; 3]>())?;
         let draw = |rows: usize, offset: u64| -> Result<Vec<f32>> {
-            let mut out = limits::try_filled(&what, rows * dim, 0f32)?;
+            let mut out = limits::try_filled(&what, limits::mul(&what, rows, dim)?, 0f32)?;
             out.par_chunks_mut(dim.max(1)).enumerate().for_each(|(r, row)| {
-                let mut rng = stream_rng(seed, streams::INIT, offset + r as u64);
+                let mut rng = stream_rng(seed, streams::INIT, offset.saturating_add(r as u64));
                 row.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
             });
             Ok(out)
@@ -124,6 +124,7 @@ impl Factors {
 
     /// Scores (B, n_items) of the user indices `users` (on the parameters' device), left there:
     /// users . items^T + bias, one matrix product.
+    #[allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic")]
     pub fn score_block(&self, users: &Tensor) -> Result<Tensor> {
         tch::no_grad(|| -> Result<Tensor> {
             Ok(self.users.f_index_select(0, users)?.f_matmul(&self.items.f_tr()?)? + self.item_bias.f_unsqueeze(0)?)

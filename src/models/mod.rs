@@ -267,7 +267,7 @@ pub fn recommend_by_blocks(
 ) -> Result<(Vec<i64>, Vec<f32>)> {
     let k = k.min(n_items);
     check_restrictions(n_items, users, exclude, candidates)?;
-    let step = (crate::metrics::evaluate::BLOCK_VALUES / n_items.max(1)).max(1);
+    let step = crate::metrics::evaluate::BLOCK_VALUES.checked_div(n_items).unwrap_or(crate::metrics::evaluate::BLOCK_VALUES).max(1);
     let total = users.len().checked_mul(k).ok_or_else(|| Error::invalid("k x users overflows"))?;
     let (mut items, mut scores) = (Vec::with_capacity(total), Vec::with_capacity(total));
     for block in users.chunks(step) {

@@ -4,6 +4,7 @@
 //! Trained with the shared libtorch step. Items without a training interaction (cold items)
 //! are scored by their visual term alone: their gamma_i and b_i are zero (the core's rule,
 //! `Spec::item_tables`), and so are new items embedded after fit (`embed_new_items`).
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 

@@ -3,6 +3,7 @@
 //! last feature map to a `latent` vector with one linear layer; the decoder mirrors it with
 //! transposed convolutions and ends in tanh, so reconstructions are in [-1, 1], the range the
 //! encoder normalises its uint8 input to (x / 127.5 - 1).
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic; integer layer sizes come from a CaeShape, whose image size, depth and widths validate() bounds")]
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};

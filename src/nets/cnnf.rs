@@ -13,6 +13,7 @@
 //! values become channels, and the 11x11 kernel, zero-padded to 12x12, is cut the same way.
 //! The parameter stays the plain (64, 3, 11, 11) weight (saved, penalised and initialised as
 //! such); the rearrangement is part of the forward pass, so gradients reach it unchanged.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic; integer layer sizes follow the fixed CNN-F architecture from the image size CnnF::new checks")]
 
 use tch::{nn, Kind, Tensor};
 

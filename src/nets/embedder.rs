@@ -5,6 +5,7 @@
 //!
 //! HybridBPR's user and item towers are each one `FeatureEmbedder` (the seed notebook's
 //! embedding 32, dense 64-32-d).
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use tch::{nn, Kind, Tensor};
 

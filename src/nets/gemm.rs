@@ -11,8 +11,12 @@ pub fn gemm(m: usize, k: usize, n: usize, a: (&[f32], usize, usize), b: (&[f32],
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs;
-    if k > 0 && (last(m, k, a.1, a.2) >= a.0.len() || last(k, n, b.1, b.2) >= b.0.len()) || last(m, n, ldc, 1) >= c.len() {
+    // The offset of the last element of a rows x cols operand; None when it overflows.
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        rows.saturating_sub(1).checked_mul(rs)?.checked_add(cols.saturating_sub(1).checked_mul(cs)?)
+    };
+    let outside = |end: Option<usize>, len: usize| end.is_none_or(|e| e >= len);
+    if k > 0 && (outside(last(m, k, a.1, a.2), a.0.len()) || outside(last(k, n, b.1, b.2), b.0.len())) || outside(last(m, n, ldc, 1), c.len()) {
         return Err(Error::state("gemm: a product's operands are smaller than its shape"));
     }
     if small_product(m, k, n, a, b, beta, c, ldc) {
@@ -48,7 +52,7 @@ fn small_product(m: usize, k: usize, n: usize, a: (&[f32], usize, usize), b: (&[
             let (ra, rb) = (row.chunks_exact(8), bv.chunks_exact(8));
             let tail: f32 = ra.remainder().iter().zip(rb.remainder()).map(|(x, y)| x * y).sum();
             ra.zip(rb).for_each(|(x, y)| lanes.iter_mut().zip(x).zip(y).for_each(|((s, x), y)| *s += x * y));
-            if let Some(out) = c.get_mut(i * ldc) {
+            if let Some(out) = i.checked_mul(ldc).and_then(|at| c.get_mut(at)) {
                 *out = if beta == 0.0 { 0.0 } else { beta * *out } + lanes.iter().sum::<f32>() + tail;
             }
         }
@@ -59,7 +63,7 @@ fn small_product(m: usize, k: usize, n: usize, a: (&[f32], usize, usize), b: (&[
         let out = c.get_mut(..n).unwrap_or_default();
         scale(out);
         for (kk, row) in b.0.chunks(b.1.max(1)).take(k).enumerate() {
-            let x = a.0.get(kk * a.2).copied().unwrap_or(0.0);
+            let x = kk.checked_mul(a.2).and_then(|at| a.0.get(at)).copied().unwrap_or(0.0);
             out.iter_mut().zip(row).for_each(|(o, v)| *o += x * v);
         }
         return true;
@@ -70,7 +74,7 @@ fn small_product(m: usize, k: usize, n: usize, a: (&[f32], usize, usize), b: (&[
         for (i, row) in c.chunks_mut(ldc.max(1)).take(m).enumerate() {
             let row = row.get_mut(..n).unwrap_or_default();
             scale(row);
-            let x = a.0.get(i * a.1).copied().unwrap_or(0.0);
+            let x = i.checked_mul(a.1).and_then(|at| a.0.get(at)).copied().unwrap_or(0.0);
             row.iter_mut().zip(bv).for_each(|(o, v)| *o += x * v);
         }
         return true;

@@ -9,6 +9,7 @@
 //! ImageNet mean/std, then (with `transform_input`, which the ImageNet weights set) back to
 //! (x - 0.5) / 0.5 per channel, all folded into one per-channel affine map.
 //! Output: (N, 2048) pooled features.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 

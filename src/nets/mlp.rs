@@ -1,6 +1,7 @@
 //! A multi-layer perceptron: Linear layers with ReLU (and dropout, while training) between
 //! them. The dense towers of the feature models (HybridBPR's 64-32-d stack) and the deep
 //! triplet model's scoring head are each one `Mlp`.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use tch::{nn, Tensor};
 

@@ -12,6 +12,7 @@
 //! * [`inception`]: a headless Inception v3 with torchvision's parameter names.
 //! * [`towers`]: image towers for the Siamese models (frozen backbone + trainable head).
 //! * [`weights`]: reading and writing named tensors (safetensors), with checked names and shapes.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 pub mod cae;
 pub mod cnnf;

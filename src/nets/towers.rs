@@ -4,6 +4,7 @@
 //!
 //! * [`cae_tower`]: the encoder of a trained [`super::cae::ConvAutoencoder`], frozen.
 //! * [`inception_tower`]: Inception v3 from ImageNet weights, frozen or fine-tuned.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 use std::path::Path;

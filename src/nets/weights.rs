@@ -68,7 +68,8 @@ impl Owned {
             k => return Err(Error::state(format!("cannot save {what} of kind {k:?}"))),
         };
         let numel = t.numel();
-        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        let bytes = numel.checked_mul(t.kind().elt_size_in_bytes()).ok_or_else(|| Error::Memory(format!("{what}: {numel} elements are too many bytes to save")))?;
+        let mut data = vec![0u8; bytes];
         t.f_copy_data_u8(&mut data, numel)?;
         Ok(Owned { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
     }
@@ -131,7 +132,7 @@ pub fn copy_into(dst: &[(String, Tensor)], src: &HashMap<String, Tensor>, prefix
     }
     if !missing.is_empty() {
         let shown: Vec<_> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();
-        let more = if missing.len() > 5 { format!(" and {} more", missing.len() - 5) } else { String::new() };
+        let more = if missing.len() > 5 { format!(" and {} more", missing.len().saturating_sub(5)) } else { String::new() };
         return Err(Error::invalid(format!("{what}: missing {} tensors: {}{more}", missing.len(), shown.join(", "))));
     }
     tch::no_grad(|| -> Result<()> {

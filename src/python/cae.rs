@@ -183,10 +183,11 @@ fn inception_features<'py>(
         let net = InceptionV3::new(&vs.root(), transform_input);
         net.load(&tensors, "", &weights.display().to_string())?;
         vs.freeze();
-        let image = height * width * 3;
+        // The dimensions of an array that exists: their product fits.
+        let image = height.saturating_mul(width).saturating_mul(3);
         let mut parts = Vec::new();
-        for block in pixels.chunks(batch_size * image) {
-            let n = (block.len() / image) as i64;
+        for block in pixels.chunks(batch_size.saturating_mul(image).max(1)) {
+            let n = block.len().checked_div(image).unwrap_or(0) as i64;
             let xs = Tensor::from_slice(block).f_view([n, height as i64, width as i64, 3])?.f_to_device(device)?;
             parts.push(tch::no_grad(|| net.forward_t(&xs, false)).f_to_device(Device::Cpu)?);
         }

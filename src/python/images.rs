@@ -229,9 +229,10 @@ fn resize_image<'py>(
     }
     let src = image.as_slice()?;
     let mut out = Vec::new();
-    out.try_reserve_exact(height * width * 3)
-        .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(format!("cannot allocate a {height}x{width} image")))?;
-    out.resize(height * width * 3, 0);
+    let cannot = || pyo3::exceptions::PyMemoryError::new_err(format!("cannot allocate a {height}x{width} image"));
+    let bytes = height.checked_mul(width).and_then(|p| p.checked_mul(3)).ok_or_else(cannot)?;
+    out.try_reserve_exact(bytes).map_err(|_| cannot())?;
+    out.resize(bytes, 0);
     py.allow_threads(|| crate::images::resize::resize_rgb(src, w, h, &mut out, width, height, f));
     PyArray1::from_vec(py, out).reshape([height, width, 3])
 }

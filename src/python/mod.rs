@@ -92,10 +92,8 @@ fn bounded(msg: String) -> String {
     if msg.len() <= MAX_MESSAGE_BYTES {
         return msg;
     }
-    let mut end = MAX_MESSAGE_BYTES;
-    while !msg.is_char_boundary(end) {
-        end -= 1;
-    }
+    // The last character boundary at or before the limit (0 is always one).
+    let end = (0..=MAX_MESSAGE_BYTES).rev().find(|&i| msg.is_char_boundary(i)).unwrap_or(0);
     format!("{}... (message cut: {} bytes in all)", &msg[..end], msg.len())
 }
 

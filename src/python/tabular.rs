@@ -32,7 +32,7 @@ impl PyUtf8Column {
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.offsets.bind(py).len()? - 1)
+        Ok(self.offsets.bind(py).len()?.saturating_sub(1))
     }
 
     /// The ids as a list of str (for inspection; the core never needs it).
@@ -49,7 +49,7 @@ pub(crate) fn utf8_views<'a>(offsets: &[i64], data: &'a [u8], column: &str, out:
     if offsets.is_empty() {
         return Err(PyValueError::new_err(format!("column '{column}': offsets must hold n + 1 entries")));
     }
-    out.reserve(offsets.len() - 1);
+    out.reserve(offsets.len().saturating_sub(1));
     for (row, (&a, &b)) in offsets.iter().zip(offsets.iter().skip(1)).enumerate() {
         let Some(bytes) = usize::try_from(a).ok().zip(usize::try_from(b).ok()).and_then(|(a, b)| data.get(a..b)) else {
             return Err(PyValueError::new_err(format!(

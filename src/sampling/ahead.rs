@@ -18,6 +18,7 @@
 //! and the samples already drawn after it are drawn again.
 
 #![allow(clippy::indexing_slicing, reason = "the draw-ahead pipeline: ring slots are taken modulo RING and entries are drawn below the entries' length")]
+#![allow(clippy::arithmetic_side_effects, reason = "the read-ahead ring: positions are below the batch's length and taken modulo RING")]
 
 use super::negatives::Distribution;
 use super::pair_filter::PairFilter;

@@ -7,6 +7,7 @@
 //! the model's step picks among them on its device ([`Choice`]).
 
 #![allow(clippy::indexing_slicing, reason = "sampling kernels: every draw is below its table's length (below), Distribution::categories checks one category per item, AliasTable::new sizes both tables by the weights")]
+#![allow(clippy::arithmetic_side_effects, reason = "sampling kernels: draws are below their table's length, category ids below the number of categories (one per item, checked by Distribution::categories), tries below MAX_CANDIDATES")]
 
 use serde::{Deserialize, Serialize};
 

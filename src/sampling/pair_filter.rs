@@ -8,6 +8,7 @@
 //! in the last-level cache), and only its rare "maybe" reads the row.
 
 #![allow(clippy::indexing_slicing, reason = "the Bloom filter: block indices are masked by the power-of-two block count (locate), bit indices are below 512 (bits)")]
+#![allow(clippy::arithmetic_side_effects, reason = "the Bloom filter: the block count is a power of two of at least 1 (its size checked by limits::mul in PairFilter::new), bit shifts and indices below 64 and 512")]
 
 use super::rng::mix64;
 use crate::data::Interactions;

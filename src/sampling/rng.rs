@@ -19,6 +19,7 @@ pub fn mix64(mut z: u64) -> u64 {
 /// A uniform integer in 0..n (n > 0) by Lemire's multiply-shift: one multiplication, no
 /// division or rejection loop. Its bias is at most n / 2^64, far below anything measurable.
 #[inline(always)]
+#[allow(clippy::arithmetic_side_effects, reason = "two u64s: their product fits in u128")]
 pub fn below(rng: &mut Rng, n: u64) -> u64 {
     use rand::RngCore;
     ((rng.next_u64() as u128 * n as u128) >> 64) as u64

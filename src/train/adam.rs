@@ -86,7 +86,7 @@ impl Adam {
             }
             None => grads,
         };
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
         let (bc1, bc2) = (1.0 - BETA1.powi(self.t as i32), 1.0 - BETA2.powi(self.t as i32));
         let _guard = tch::no_grad_guard();
         for ((((((_, p), m), v), tmp), g), &scale) in self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch).zip(grads).zip(&self.scales) {

@@ -13,6 +13,7 @@
 //! share of the batch; a loss summed over samples is summed as it is, and batch-independent
 //! terms (an L2 on a network's weights) are scaled by the share ([`GradSync::fraction`]) by the
 //! step that adds them.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic; integer sizes are the gloo group's world size and rank and the batch's and parameters' sizes, which the ranks exchange and check before use")]
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

@@ -211,9 +211,12 @@ pub fn fit_loop<S: BatchSource>(
                 let round = Instant::now();
                 let mut b = done;
                 while b < n_batches {
-                    let size = cfg.batch_size.min(total - b * cfg.batch_size);
-                    let index = (epoch * n_batches + b) as u64;
-                    b += 1;
+                    // b < n_batches = ceil(total / batch_size): b * batch_size < total.
+                    let size = cfg.batch_size.min(total.saturating_sub(b.saturating_mul(cfg.batch_size)));
+                    let index = epoch.checked_mul(n_batches).and_then(|i| i.checked_add(b)).ok_or_else(|| {
+                        Error::invalid(format!("epoch {epoch} of {n_batches} batches: the batch index overflows"))
+                    })? as u64;
+                    b = b.saturating_add(1);
                     // What the step draws (dropout masks) depends on the batch alone, on any
                     // of the pool's threads: a resumed fit draws what the uninterrupted one did.
                     crate::nets::random::reseed(sub_seed(cfg.seed, streams::MODEL, index));
@@ -237,7 +240,7 @@ pub fn fit_loop<S: BatchSource>(
             }
             let samples = done.saturating_mul(cfg.batch_size).min(total);
             if done < n_batches {
-                let said = observer(&Event::Progress { epoch: epoch + 1, samples, total });
+                let said = observer(&Event::Progress { epoch: epoch.saturating_add(1), samples, total });
                 if said != Control::Continue && !stop_or_ask(cfg, said) {
                     report.stopped = true;
                     return Ok(report);
@@ -253,11 +256,11 @@ pub fn fit_loop<S: BatchSource>(
         if !loss.is_finite() {
             return Err(Error::state(format!(
                 "training diverged in epoch {}: the loss is {loss}; lower lr or raise reg",
-                epoch + 1
+                epoch.saturating_add(1)
             )));
         }
         let seconds = start.elapsed().as_secs_f64();
-        let log = EpochLog { epoch: epoch + 1, loss, seconds, metrics: validate()? };
+        let log = EpochLog { epoch: epoch.saturating_add(1), loss, seconds, metrics: validate()? };
         report.history.push(log.clone());
         after_epoch(&*model, &log)?;
         let said = observer(&Event::EpochEnd(&log));
@@ -271,7 +274,7 @@ pub fn fit_loop<S: BatchSource>(
             }
         };
         if stop {
-            report.stopped = epoch + 1 < cfg.epochs;
+            report.stopped = epoch.saturating_add(1) < cfg.epochs;
             return Ok(report);
         }
     }

@@ -55,7 +55,8 @@ impl BatchSource for RowBatches {
         let order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let per_epoch = self.n.div_ceil(size.max(1)).max(1);
         // Every batch but an epoch's last has `size` rows, so the start follows from the index.
-        let start = (batch_index as usize % per_epoch) * size;
+        // per_epoch >= 1, and the start is below n (every batch but the last has `size` rows).
+        let start = (batch_index as usize).checked_rem(per_epoch).unwrap_or(0).saturating_mul(size);
         batch.rows.clear();
         batch.rows.extend(order.iter().skip(start).take(size));
     }

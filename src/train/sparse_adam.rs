@@ -140,7 +140,8 @@ impl SparseAdam {
         let (Some(steps), Some((_, p)), Some(m), Some(v)) = (self.t.get_mut(i), self.params.get(i), self.m.get(i), self.v.get(i)) else {
             return Err(Error::state(format!("sparse Adam: no parameter {i}")));
         };
-        *steps += 1;
+        // Restored from a checkpoint: any i64.
+        *steps = steps.saturating_add(1);
         if rows.is_empty() {
             return Ok(());
         }
@@ -157,7 +158,7 @@ impl SparseAdam {
     /// The moments and step counts as named tensors ("sparse_adam.m.<param>",
     /// "sparse_adam.v.<param>", "sparse_adam.t.<param>").
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::with_capacity(3 * self.params.len());
+        let mut out = Vec::with_capacity(self.params.len().saturating_mul(3));
         for (((name, _), m), (v, t)) in self.params.iter().zip(&self.m).zip(self.v.iter().zip(&self.t)) {
             out.push((format!("sparse_adam.t.{name}"), Tensor::from_slice(&[*t])));
             out.push((format!("sparse_adam.m.{name}"), m.shallow_clone()));
@@ -192,8 +193,9 @@ fn update_cpu(p: &Tensor, m: &Tensor, v: &Tensor, rows: &[i64], g: &Tensor, lr: 
     let g = g.f_contiguous()?;
     let n = p.size().first().copied().unwrap_or(0);
     let len = p.numel();
-    let d = if n > 0 { len / n as usize } else { 0 };
-    if g.numel() != rows.len() * d || m.numel() != len || v.numel() != len {
+    let d = if n > 0 { len.checked_div(n as usize).unwrap_or(0) } else { 0 };
+    let g_len = rows.len().checked_mul(d);
+    if g_len != Some(g.numel()) || m.numel() != len || v.numel() != len {
         return Err(Error::state("sparse Adam: gradient and parameter shapes disagree"));
     }
     if let Some(&bad) = rows.iter().find(|&&r| r < 0 || r >= n) {
@@ -208,14 +210,21 @@ fn update_cpu(p: &Tensor, m: &Tensor, v: &Tensor, rows: &[i64], g: &Tensor, lr: 
             std::slice::from_raw_parts_mut(cpu_f32_ptr(p, "sparse Adam")?, len),
             std::slice::from_raw_parts_mut(cpu_f32_ptr(m, "sparse Adam")?, len),
             std::slice::from_raw_parts_mut(cpu_f32_ptr(v, "sparse Adam")?, len),
-            std::slice::from_raw_parts(cpu_f32_ptr(&g, "sparse Adam")? as *const f32, rows.len() * d),
+            std::slice::from_raw_parts(cpu_f32_ptr(&g, "sparse Adam")? as *const f32, g.numel()),
         )
     };
     let step = lr * bc2.sqrt() / bc1;
+    // Row i's elements: i * d .. (i + 1) * d.
+    let span = |i: usize| {
+        let at = i.checked_mul(d)?;
+        Some(at..at.checked_add(d)?)
+    };
     for (k, &r) in rows.iter().enumerate() {
-        let (at, from) = (r as usize * d, k * d);
         // In range: rows were checked against n above, and g's length against rows x d.
-        let (Some(w), Some(m), Some(v), Some(g)) = (w.get_mut(at..at + d), m.get_mut(at..at + d), v.get_mut(at..at + d), g.get(from..from + d)) else {
+        let (at, from) = (span(r as usize), span(k));
+        let (Some(w), Some(m), Some(v), Some(g)) =
+            (at.clone().and_then(|s| w.get_mut(s)), at.clone().and_then(|s| m.get_mut(s)), at.and_then(|s| v.get_mut(s)), from.and_then(|s| g.get(s)))
+        else {
             return Err(Error::state(format!("sparse Adam: row {r} out of range")));
         };
         match eps_at {
@@ -242,6 +251,7 @@ fn uncorrected_row(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], step:
 /// back (`rows` distinct, so a copy of the moved rows is the add; `index_add_` dispatches a
 /// small op per row on the CPU).
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic")]
 fn update_tensors(p: &Tensor, m: &Tensor, v: &Tensor, rows: &Tensor, g: &Tensor, lr: f64, bc1: f64, bc2: f64, eps_at: EpsAt) -> Result<()> {
     let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
     match eps_at {

@@ -3,6 +3,7 @@
 //! batch on the device, picking negatives among candidates for WARP / best-of-n, the loss,
 //! the optimiser, the loss accumulated on the device so a step never waits for it).
 //! A model file is then a configuration and a choice of towers.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 

@@ -38,12 +38,18 @@ pub(super) fn is_ident(b: u8) -> bool {
 }
 
 impl Cursor<'_, '_> {
+    /// Moves `n` bytes on. Positions stay within the text plus a few bytes (a text is at most
+    /// isize::MAX bytes), so this never saturates; past the end, `peek` sees the end.
+    pub(super) fn advance(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n);
+    }
+
     pub(super) fn peek(&self) -> Option<u8> {
         self.text.get(self.pos).copied()
     }
 
     pub(super) fn peek_at(&self, ahead: usize) -> Option<u8> {
-        self.text.get(self.pos + ahead).copied()
+        self.text.get(self.pos.checked_add(ahead)?).copied()
     }
 
     pub(super) fn error_at(&self, offset: usize, message: impl Into<String>) -> LiteralError {
@@ -69,27 +75,27 @@ impl Cursor<'_, '_> {
         match self.dialect {
             Dialect::Json => {
                 while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-                    self.pos += 1;
+                    self.advance(1);
                 }
             }
             Dialect::Python => loop {
                 match self.peek() {
-                    Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => self.pos += 1,
+                    Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => self.advance(1),
                     Some(b'#') => {
                         while let Some(b) = self.peek() {
                             if b == b'\n' || b == b'\r' {
                                 break;
                             }
-                            self.pos += 1;
+                            self.advance(1);
                         }
                     }
                     // An explicit line join.
                     Some(b'\\') if matches!(self.peek_at(1), Some(b'\n' | b'\r')) => {
-                        self.pos += 1;
+                        self.advance(1);
                         if self.peek() == Some(b'\r') && self.peek_at(1) == Some(b'\n') {
-                            self.pos += 1;
+                            self.advance(1);
                         }
-                        self.pos += 1;
+                        self.advance(1);
                     }
                     _ => break,
                 }

@@ -21,19 +21,19 @@ impl Cursor<'_, '_> {
     pub(super) fn raw_escape(&mut self, kind: StrKind, i: usize) -> PResult<usize> {
         let t = self.text;
         let mut run = 0;
-        while t.get(i + run) == Some(&b'\\') {
-            run += 1;
+        while t.get(i.saturating_add(run)) == Some(&b'\\') {
+            run = run.saturating_add(1);
         }
-        if kind == StrKind::Unicode && run % 2 == 1 && matches!(t.get(i + run), Some(b'u' | b'U')) {
-            let esc_start = i + run - 1;
-            self.scratch.extend(std::iter::repeat_n(b'\\', run - 1));
-            let width = if t.get(i + run) == Some(&b'u') { 4 } else { 8 };
+        if kind == StrKind::Unicode && run % 2 == 1 && matches!(t.get(i.saturating_add(run)), Some(b'u' | b'U')) {
+            let esc_start = i.saturating_add(run).saturating_sub(1);
+            self.scratch.extend(std::iter::repeat_n(b'\\', run.saturating_sub(1)));
+            let width = if t.get(i.saturating_add(run)) == Some(&b'u') { 4 } else { 8 };
             let next = self.unicode_escape(esc_start, width)?;
             return Ok(next);
         }
         // Keep the run, and the character after an odd run (it cannot end the string).
         self.scratch.extend(std::iter::repeat_n(b'\\', run));
-        let mut next = i + run;
+        let mut next = i.saturating_add(run);
         if run % 2 == 1 {
             match t.get(next) {
                 None => {
@@ -41,7 +41,7 @@ impl Cursor<'_, '_> {
                 }
                 Some(b'\r') => {
                     self.scratch.push(b'\n');
-                    next += if t.get(next + 1) == Some(&b'\n') { 2 } else { 1 };
+                    next = next.saturating_add(if t.get(next.saturating_add(1)) == Some(&b'\n') { 2 } else { 1 });
                 }
                 Some(&c) => {
                     if c >= 0x80 && kind == StrKind::Bytes {
@@ -50,7 +50,7 @@ impl Cursor<'_, '_> {
                     // A non-ASCII character is left to the next run (copied whole, checked).
                     if c < 0x80 {
                         self.scratch.push(c);
-                        next += 1;
+                        next = next.saturating_add(1);
                     }
                 }
             }
@@ -62,19 +62,21 @@ impl Cursor<'_, '_> {
     /// UTF-8 encoded into scratch. A high surrogate followed by a `\u` low surrogate is one
     /// character. Returns the position after the escape(s).
     pub(super) fn unicode_escape(&mut self, esc: usize, width: usize) -> PResult<usize> {
-        let cp = self.hex_digits(esc + 2, width, esc)?;
-        let mut next = esc + 2 + width;
+        let cp = self.hex_digits(esc.saturating_add(2), width, esc)?;
+        let mut next = esc.saturating_add(2).saturating_add(width);
         let c = if (0xD800..0xDC00).contains(&cp) {
             let t = self.text;
-            let low = if t.get(next) == Some(&b'\\') && t.get(next + 1) == Some(&b'u') {
-                self.hex_digits(next + 2, 4, next).ok().filter(|v| (0xDC00..0xE000).contains(v))
+            let low = if t.get(next) == Some(&b'\\') && t.get(next.saturating_add(1)) == Some(&b'u') {
+                self.hex_digits(next.saturating_add(2), 4, next).ok().filter(|v| (0xDC00..0xE000).contains(v))
             } else {
                 None
             };
             match low {
                 Some(lo) => {
-                    next += 6;
-                    0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                    next = next.saturating_add(6);
+                    // cp in D800..DC00 and lo in DC00..E000 (checked above): twenty bits of
+                    // offset from U+10000, at most U+10FFFF.
+                    (((cp & 0x3FF) << 10) | (lo & 0x3FF)).saturating_add(0x10000)
                 }
                 None => {
                     return Err(self.error_at(esc, format!(
@@ -99,12 +101,12 @@ impl Cursor<'_, '_> {
     fn hex_digits(&self, at: usize, n: usize, esc: usize) -> PResult<u32> {
         let mut v: u32 = 0;
         for k in 0..n {
-            match self.text.get(at + k).and_then(|&b| hex_val(b)) {
+            match self.text.get(at.saturating_add(k)).and_then(|&b| hex_val(b)) {
                 Some(d) => v = (v << 4) | d,
                 None => {
                     return Err(self.error_at(esc, format!(
                         "truncated escape: \\{} needs {n} hex digits",
-                        self.text.get(esc + 1).map(|&b| b as char).unwrap_or('?')
+                        self.text.get(esc.saturating_add(1)).map(|&b| b as char).unwrap_or('?')
                     )))
                 }
             }
@@ -115,7 +117,7 @@ impl Cursor<'_, '_> {
     /// A backslash escape at `i` in a non-raw string. Returns the next position.
     pub(super) fn escape(&mut self, kind: StrKind, i: usize) -> PResult<usize> {
         let t = self.text;
-        let Some(&c) = t.get(i + 1) else {
+        let Some(&c) = t.get(i.saturating_add(1)) else {
             return Err(self.error_at(t.len(), "unterminated string: it ends with a backslash"));
         };
         let simple = match c {
@@ -133,19 +135,20 @@ impl Cursor<'_, '_> {
         };
         if let Some(byte) = simple {
             self.scratch.push(byte);
-            return Ok(i + 2);
+            return Ok(i.saturating_add(2));
         }
         match c {
             // Backslash-newline: a line continuation inside the string.
-            b'\n' => Ok(i + 2),
-            b'\r' => Ok(if t.get(i + 2) == Some(&b'\n') { i + 3 } else { i + 2 }),
+            b'\n' => Ok(i.saturating_add(2)),
+            b'\r' => Ok(if t.get(i.saturating_add(2)) == Some(&b'\n') { i.saturating_add(3) } else { i.saturating_add(2) }),
             b'0'..=b'7' => {
                 let mut v: u32 = 0;
-                let mut j = i + 1;
-                while j < i + 4 {
+                let mut j = i.saturating_add(1);
+                while j < i.saturating_add(4) {
                     let Some(&d @ b'0'..=b'7') = t.get(j) else { break };
-                    v = v * 8 + u32::from(d - b'0');
-                    j += 1;
+                    // At most three octal digits: v <= 0o777.
+                    v = v.saturating_mul(8).saturating_add((d as char).to_digit(8).unwrap_or(0));
+                    j = j.saturating_add(1);
                 }
                 if kind == StrKind::Unicode {
                     // At most 0o777, always a valid character.
@@ -157,13 +160,13 @@ impl Cursor<'_, '_> {
                 Ok(j)
             }
             b'x' => {
-                let v = self.hex_digits(i + 2, 2, i)?;
+                let v = self.hex_digits(i.saturating_add(2), 2, i)?;
                 if kind == StrKind::Unicode {
                     push_char(self.scratch, char::from_u32(v).unwrap_or('\u{fffd}'));
                 } else {
                     self.scratch.push(v as u8);
                 }
-                Ok(i + 4)
+                Ok(i.saturating_add(4))
             }
             b'u' | b'U' if kind != StrKind::Bytes => self.unicode_escape(i, if c == b'u' { 4 } else { 8 }),
             // Python 3 reads `\N{name}`; a Python 2 byte string keeps `\N` as written, but a
@@ -176,9 +179,9 @@ impl Cursor<'_, '_> {
                 // Unknown escape: Python keeps the backslash and the character.
                 self.scratch.push(b'\\');
                 if c >= 0x80 && kind == StrKind::Bytes {
-                    return Err(self.error_at(i + 1, "bytes literals may only contain ASCII characters (use \\x escapes)"));
+                    return Err(self.error_at(i.saturating_add(1), "bytes literals may only contain ASCII characters (use \\x escapes)"));
                 }
-                Ok(i + 1)
+                Ok(i.saturating_add(1))
             }
         }
     }

@@ -15,7 +15,7 @@ impl Cursor<'_, '_> {
     /// Digits of `radix` with single `_` between digits (Python); returns how many digits.
     /// `pos` must be at the first digit (or at a `_` when `lead_underscore`).
     fn py_digits(&mut self, radix: u32, lead_underscore: bool) -> PResult<usize> {
-        let mut n = 0;
+        let mut n = 0usize;
         let mut last_underscore = false;
         loop {
             match self.peek() {
@@ -26,15 +26,15 @@ impl Cursor<'_, '_> {
                     last_underscore = true;
                 }
                 Some(b) if (b as char).is_digit(radix) => {
-                    n += 1;
+                    n = n.saturating_add(1);
                     last_underscore = false;
                 }
                 _ => break,
             }
-            self.pos += 1;
+            self.advance(1);
         }
         if last_underscore {
-            return Err(self.error_at(self.pos - 1, "'_' must be between digits"));
+            return Err(self.error_at(self.pos.saturating_sub(1), "'_' must be between digits"));
         }
         Ok(n)
     }
@@ -43,23 +43,23 @@ impl Cursor<'_, '_> {
         let start = self.pos;
         let negative = match self.peek() {
             Some(b'-') => {
-                self.pos += 1;
+                self.advance(1);
                 true
             }
             Some(b'+') => {
-                self.pos += 1;
+                self.advance(1);
                 false
             }
             _ => false,
         };
         // After a sign, the number may be parenthesised: `-(1)` (not `-(-1)`, not `-(1,)`).
-        let mut parens = 0;
+        let mut parens = 0usize;
         if self.pos > start {
             self.skip_ws();
             while self.peek() == Some(b'(') {
-                self.pos += 1;
+                self.advance(1);
                 self.enter()?;
-                parens += 1;
+                parens = parens.saturating_add(1);
                 self.skip_ws();
             }
             if !matches!(self.peek(), Some(b'0'..=b'9' | b'.')) {
@@ -72,8 +72,8 @@ impl Cursor<'_, '_> {
             if self.peek() != Some(b')') {
                 return Err(self.error_expected("')' after the number"));
             }
-            self.pos += 1;
-            self.depth -= 1;
+            self.advance(1);
+            self.depth = self.depth.saturating_sub(1);
         }
         Ok(value)
     }
@@ -90,18 +90,18 @@ impl Cursor<'_, '_> {
                 _ => 0,
             };
             if radix != 0 {
-                self.pos += 2;
+                self.advance(2);
                 let n = self.py_digits(radix, true)?;
                 if n == 0 {
                     return Err(self.error_expected(&format!("base-{radix} digits")));
                 }
                 let digits_end = self.pos;
                 if matches!(self.peek(), Some(b'l' | b'L')) {
-                    self.pos += 1;
+                    self.advance(1);
                 }
                 self.check_number_end()?;
                 return Ok(if keep {
-                    int_from_digits(span(self.text, num_start + 2, digits_end), radix, negative)
+                    int_from_digits(span(self.text, num_start.saturating_add(2), digits_end), radix, negative)
                 } else {
                     Literal::None
                 });
@@ -111,18 +111,18 @@ impl Cursor<'_, '_> {
         let mut is_float = false;
         if self.peek() == Some(b'.') {
             // `1.` and `.5` are floats; `.` alone is not.
-            self.pos += 1;
+            self.advance(1);
             is_float = true;
             let frac = if self.peek().is_some_and(|b| b.is_ascii_digit()) { self.py_digits(10, false)? } else { 0 };
             if int_digits == 0 && frac == 0 {
-                return Err(self.error_at(self.pos - 1, "expected digits around '.'"));
+                return Err(self.error_at(self.pos.saturating_sub(1), "expected digits around '.'"));
             }
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
             let save = self.pos;
-            self.pos += 1;
+            self.advance(1);
             if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
+                self.advance(1);
             }
             if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
                 return Err(self.error_at(save, "expected digits after the exponent 'e'"));
@@ -151,7 +151,7 @@ impl Cursor<'_, '_> {
             };
         }
         if matches!(self.peek(), Some(b'l' | b'L')) {
-            self.pos += 1;
+            self.advance(1);
         }
         self.check_number_end()?;
         let digits = span(self.text, num_start, end);
@@ -162,7 +162,7 @@ impl Cursor<'_, '_> {
             }
             if let Some(bad) = digits.iter().position(|&b| !(b'0'..=b'7').contains(&b) && b != b'_') {
                 return Err(self.error_at(
-                    num_start + bad,
+                    num_start.saturating_add(bad),
                     "a decimal integer may not start with 0 (Python 2 octal like 017 takes only digits 0-7)",
                 ));
             }
@@ -188,7 +188,7 @@ impl Cursor<'_, '_> {
             return Err(self.error_expected(what));
         }
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
+            self.advance(1);
         }
         Ok(())
     }
@@ -196,18 +196,18 @@ impl Cursor<'_, '_> {
     fn json_number(&mut self, keep: bool) -> PResult<Literal> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
-            self.pos += 1;
+            self.advance(1);
         }
         match self.peek() {
             Some(b'0') => {
-                self.pos += 1;
+                self.advance(1);
                 if self.peek().is_some_and(|b| b.is_ascii_digit()) {
                     return Err(self.error_at(self.pos, "leading zeros are not allowed in JSON numbers"));
                 }
             }
             Some(b'1'..=b'9') => {
                 while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                    self.pos += 1;
+                    self.advance(1);
                 }
             }
             Some(b'I') => return Err(self.error_at(start, "NaN and Infinity are not JSON numbers (this reader is strict RFC 8259 JSON)")),
@@ -216,14 +216,14 @@ impl Cursor<'_, '_> {
         let int_end = self.pos;
         let mut is_float = false;
         if self.peek() == Some(b'.') {
-            self.pos += 1;
+            self.advance(1);
             self.json_digits("a digit after '.' (JSON number)")?;
             is_float = true;
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.pos += 1;
+            self.advance(1);
             if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
+                self.advance(1);
             }
             self.json_digits("a digit in the exponent (JSON number)")?;
             is_float = true;
@@ -242,7 +242,7 @@ impl Cursor<'_, '_> {
             return s.parse::<f64>().map(Literal::Float).map_err(|_| self.error_at(start, "malformed number"));
         }
         let negative = text.first() == Some(&b'-');
-        let digits = span(self.text, if negative { start + 1 } else { start }, int_end);
+        let digits = span(self.text, if negative { start.saturating_add(1) } else { start }, int_end);
         Ok(int_from_digits(digits, 10, negative))
     }
 }
@@ -287,7 +287,8 @@ fn big_decimal(digits: &[u8], radix: u32, negative: bool) -> String {
         }
         let mut carry = (b as char).to_digit(radix).unwrap_or(0) as u64;
         for limb in limbs.iter_mut() {
-            let x = *limb * u64::from(radix) + carry;
+            // limb < 10^9, radix <= 36, carry < 36 x 10^9: far below u64::MAX.
+            let x = limb.saturating_mul(u64::from(radix)).saturating_add(carry);
             *limb = x % BASE;
             carry = x / BASE;
         }

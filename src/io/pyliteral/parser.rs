@@ -54,22 +54,22 @@ impl Parser {
         let mut cur = Cursor { text, pos: 0, dialect: self.dialect, depth: 0, scratch: &mut self.scratch };
         cur.skip_ws();
         // `({...})` is a dict too.
-        let mut parens = 0;
+        let mut parens = 0usize;
         while cur.dialect == Dialect::Python && cur.peek() == Some(b'(') {
-            cur.pos += 1;
+            cur.advance(1);
             cur.enter()?;
-            parens += 1;
+            parens = parens.saturating_add(1);
             cur.skip_ws();
         }
         if cur.peek() != Some(b'{') {
             return Err(cur.error_expected("a dict ('{')"));
         }
-        cur.pos += 1;
+        cur.advance(1);
         cur.enter()?;
         cur.skip_ws();
         let mut first = true;
         if cur.peek() == Some(b'}') {
-            cur.pos += 1;
+            cur.advance(1);
         } else {
             loop {
                 // The key: compared in its decoded form without building a String.
@@ -96,7 +96,7 @@ impl Parser {
                 if cur.peek() != Some(b':') {
                     return Err(cur.error_expected("':' after a dict key"));
                 }
-                cur.pos += 1;
+                cur.advance(1);
                 cur.skip_ws();
                 let value_start = cur.pos;
                 match wanted {
@@ -114,19 +114,19 @@ impl Parser {
                 cur.skip_ws();
                 match cur.peek() {
                     Some(b',') => {
-                        cur.pos += 1;
+                        cur.advance(1);
                         cur.skip_ws();
                         if cur.peek() == Some(b'}') {
                             if cur.dialect == Dialect::Json {
                                 return Err(cur.error_at(cur.pos, "trailing comma before '}' (not JSON)"));
                             }
-                            cur.pos += 1;
+                            cur.advance(1);
                             break;
                         }
                         first = false;
                     }
                     Some(b'}') => {
-                        cur.pos += 1;
+                        cur.advance(1);
                         break;
                     }
                     _ => return Err(cur.error_expected("',' or '}' after a dict value")),
@@ -138,7 +138,7 @@ impl Parser {
             if cur.peek() != Some(b')') {
                 return Err(cur.error_expected("')'"));
             }
-            cur.pos += 1;
+            cur.advance(1);
         }
         cur.expect_end()?;
         Ok(out)

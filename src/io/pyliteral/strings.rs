@@ -28,7 +28,7 @@ pub fn decode_utf8_or_latin1(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => {
-            let mut out = String::with_capacity(bytes.len() + bytes.len() / 4);
+            let mut out = String::with_capacity(bytes.len().saturating_add(bytes.len() / 4));
             let mut rest = bytes;
             while !rest.is_empty() {
                 match std::str::from_utf8(rest) {
@@ -61,9 +61,9 @@ impl<'t> Cursor<'t, '_> {
             Dialect::Python => {
                 let mut i = 0;
                 while i < 3 && self.peek_at(i).is_some_and(|b| b.is_ascii_alphabetic()) {
-                    i += 1;
+                    i = i.saturating_add(1);
                 }
-                matches!(self.peek_at(i), Some(b'\'' | b'"')) && prefix_kind(span(self.text, self.pos, self.pos + i)).is_some()
+                matches!(self.peek_at(i), Some(b'\'' | b'"')) && prefix_kind(span(self.text, self.pos, self.pos.saturating_add(i))).is_some()
             }
         }
     }
@@ -127,17 +127,17 @@ impl<'t> Cursor<'t, '_> {
         let lit_start = self.pos;
         let mut plen = 0;
         while self.peek_at(plen).is_some_and(|b| b.is_ascii_alphabetic()) {
-            plen += 1;
+            plen = plen.saturating_add(1);
         }
-        let (kind, raw) = match prefix_kind(span(self.text, self.pos, self.pos + plen)) {
+        let (kind, raw) = match prefix_kind(span(self.text, self.pos, self.pos.saturating_add(plen))) {
             Some(k) => k,
             None => return Err(self.error_at(lit_start, "invalid string prefix (allowed: u, b, r, ur, br, rb)")),
         };
-        self.pos += plen;
+        self.advance(plen);
         // at_string_start saw a quote after the prefix.
         let Some(quote) = self.peek() else { return Err(self.error_expected("a quote")) };
         let triple = self.peek_at(1) == Some(quote) && self.peek_at(2) == Some(quote);
-        self.pos += if triple { 3 } else { 1 };
+        self.advance(if triple { 3 } else { 1 });
         let body_start = self.pos;
 
         // Fast path: scan to the closing quote; if nothing needs decoding, return a slice.
@@ -150,10 +150,10 @@ impl<'t> Cursor<'t, '_> {
                 match t.get(i) {
                     None => break,
                     Some(&b) if b == quote => {
-                        if !triple || (t.get(i + 1) == Some(&quote) && t.get(i + 2) == Some(&quote)) {
+                        if !triple || (t.get(i.saturating_add(1)) == Some(&quote) && t.get(i.saturating_add(2)) == Some(&quote)) {
                             break;
                         }
-                        i += 1;
+                        i = i.saturating_add(1);
                     }
                     Some(b'\\' | b'\r') => {
                         simple = false;
@@ -162,7 +162,7 @@ impl<'t> Cursor<'t, '_> {
                     Some(b'\n') if !triple => break,
                     Some(&b) => {
                         non_ascii |= b >= 0x80;
-                        i += 1;
+                        i = i.saturating_add(1);
                     }
                 }
             }
@@ -172,7 +172,7 @@ impl<'t> Cursor<'t, '_> {
                 && t.get(i) == Some(&quote)
                 && (!non_ascii || (kind != StrKind::Bytes && std::str::from_utf8(span(t, body_start, i)).is_ok()))
             {
-                self.pos = i + if triple { 3 } else { 1 };
+                self.pos = i.saturating_add(if triple { 3 } else { 1 });
                 return Ok((kind, StrData::Slice(body_start, i)));
             }
             self.scratch.clear();
@@ -193,13 +193,13 @@ impl<'t> Cursor<'t, '_> {
                 if b == quote || b == b'\\' || b == b'\n' || b == b'\r' || (b >= 0x80 && kind == StrKind::Bytes) {
                     break;
                 }
-                i += 1;
+                i = i.saturating_add(1);
             }
             // Raw text must be UTF-8: only escaped bytes (`\xe9`) get the Python 2 rule of the
             // module docs. (A run ends at an ASCII byte, so it never splits a character.)
             let run = span(t, run_start, i);
             if let Err(e) = std::str::from_utf8(run) {
-                let at = run_start + e.valid_up_to();
+                let at = run_start.saturating_add(e.valid_up_to());
                 return Err(self.error_at(at, format!(
                     "invalid UTF-8 (byte 0x{:02x}) in the text of a string; the file must be UTF-8 \
                      (bytes written as \\x escapes are read as Python 2 did)",
@@ -216,15 +216,15 @@ impl<'t> Cursor<'t, '_> {
             match b {
                 _ if b == quote => {
                     if !triple {
-                        self.pos = i + 1;
+                        self.pos = i.saturating_add(1);
                         return Ok(());
                     }
-                    if t.get(i + 1) == Some(&quote) && t.get(i + 2) == Some(&quote) {
-                        self.pos = i + 3;
+                    if t.get(i.saturating_add(1)) == Some(&quote) && t.get(i.saturating_add(2)) == Some(&quote) {
+                        self.pos = i.saturating_add(3);
                         return Ok(());
                     }
                     self.scratch.push(b);
-                    i += 1;
+                    i = i.saturating_add(1);
                 }
                 b'\n' | b'\r' => {
                     if !triple {
@@ -232,7 +232,7 @@ impl<'t> Cursor<'t, '_> {
                     }
                     // Python reads source with universal newlines.
                     self.scratch.push(b'\n');
-                    i += if b == b'\r' && t.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                    i = i.saturating_add(if b == b'\r' && t.get(i.saturating_add(1)) == Some(&b'\n') { 2 } else { 1 });
                 }
                 b'\\' => {
                     i = if raw { self.raw_escape(kind, i)? } else { self.escape(kind, i)? };
@@ -249,7 +249,7 @@ impl<'t> Cursor<'t, '_> {
     fn json_string(&mut self) -> PResult<StrData> {
         let t = self.text;
         let start = self.pos;
-        let body = start + 1;
+        let body = start.saturating_add(1);
         let mut i = body;
         let mut escapes = false;
         loop {
@@ -258,19 +258,19 @@ impl<'t> Cursor<'t, '_> {
                 Some(b'"') => break,
                 Some(b'\\') => {
                     escapes = true;
-                    i += 2;
+                    i = i.saturating_add(2);
                 }
                 Some(&b) if b < 0x20 => {
                     return Err(self.error_at(i, format!("raw control character 0x{b:02x} in a JSON string (must be escaped)")))
                 }
-                Some(_) => i += 1,
+                Some(_) => i = i.saturating_add(1),
             }
         }
         let end = i;
         if let Err(e) = std::str::from_utf8(span(t, body, end)) {
-            return Err(self.error_at(body + e.valid_up_to(), "invalid UTF-8 in a JSON string"));
+            return Err(self.error_at(body.saturating_add(e.valid_up_to()), "invalid UTF-8 in a JSON string"));
         }
-        self.pos = end + 1;
+        self.pos = end.saturating_add(1);
         if !escapes {
             return Ok(StrData::Slice(body, end));
         }
@@ -279,13 +279,13 @@ impl<'t> Cursor<'t, '_> {
         while j < end {
             let run = j;
             while j < end && t.get(j) != Some(&b'\\') {
-                j += 1;
+                j = j.saturating_add(1);
             }
             self.scratch.extend_from_slice(span(t, run, j));
             if j >= end {
                 break;
             }
-            let c = t.get(j + 1).copied();
+            let c = t.get(j.saturating_add(1)).copied();
             let byte = match c {
                 Some(b'"') => b'"',
                 Some(b'\\') => b'\\',
@@ -310,7 +310,7 @@ impl<'t> Cursor<'t, '_> {
                 }
             };
             self.scratch.push(byte);
-            j += 2;
+            j = j.saturating_add(2);
         }
         Ok(StrData::Scratch)
     }

@@ -43,7 +43,7 @@ impl Cursor<'_, '_> {
         self.enter()?;
         let mut items = vec![first];
         while self.peek() == Some(b',') {
-            self.pos += 1;
+            self.advance(1);
             self.skip_ws();
             if self.pos >= self.text.len() {
                 break;
@@ -54,12 +54,12 @@ impl Cursor<'_, '_> {
             }
             self.skip_ws();
         }
-        self.depth -= 1;
+        self.depth = self.depth.saturating_sub(1);
         Ok(if keep { Literal::Tuple(items) } else { Literal::None })
     }
 
     pub(super) fn enter(&mut self) -> PResult<()> {
-        self.depth += 1;
+        self.depth = self.depth.saturating_add(1);
         if self.depth > MAX_DEPTH {
             return Err(self.error_at(self.pos, format!("containers nested deeper than {MAX_DEPTH} levels")));
         }
@@ -72,19 +72,19 @@ impl Cursor<'_, '_> {
         self.skip_ws();
         match self.peek() {
             Some(b',') => {
-                self.pos += 1;
+                self.advance(1);
                 self.skip_ws();
                 if self.peek() == Some(close) {
                     if self.dialect == Dialect::Json {
                         return Err(self.error_at(self.pos, format!("trailing comma before '{}' (not JSON)", close as char)));
                     }
-                    self.pos += 1;
+                    self.advance(1);
                     return Ok(true);
                 }
                 Ok(false)
             }
             Some(c) if c == close => {
-                self.pos += 1;
+                self.advance(1);
                 Ok(true)
             }
             _ => Err(self.error_expected(&format!("',' or '{}' after {what}", close as char))),
@@ -94,12 +94,12 @@ impl Cursor<'_, '_> {
     /// Steps over an opening bracket into a level deeper; true when `close` follows at once
     /// (an empty container: stepped over, back out of the level).
     fn open_is_empty(&mut self, close: u8) -> PResult<bool> {
-        self.pos += 1;
+        self.advance(1);
         self.enter()?;
         self.skip_ws();
         if self.peek() == Some(close) {
-            self.pos += 1;
-            self.depth -= 1;
+            self.advance(1);
+            self.depth = self.depth.saturating_sub(1);
             return Ok(true);
         }
         Ok(false)
@@ -109,7 +109,7 @@ impl Cursor<'_, '_> {
         let mut items = Vec::new();
         if !self.open_is_empty(b']')? {
             self.rest_of_items(&mut items, keep, b']', "a list item")?;
-            self.depth -= 1;
+            self.depth = self.depth.saturating_sub(1);
         }
         Ok(if keep { Literal::List(items) } else { Literal::None })
     }
@@ -136,15 +136,15 @@ impl Cursor<'_, '_> {
         let first = self.value(keep)?;
         self.skip_ws();
         if self.peek() == Some(b')') {
-            self.pos += 1;
-            self.depth -= 1;
+            self.advance(1);
+            self.depth = self.depth.saturating_sub(1);
             return Ok(first);
         }
         let mut items = vec![first];
         if !self.item_end(b')', "a tuple item")? {
             self.rest_of_items(&mut items, keep, b')', "a tuple item")?;
         }
-        self.depth -= 1;
+        self.depth = self.depth.saturating_sub(1);
         Ok(if keep { Literal::Tuple(items) } else { Literal::None })
     }
 
@@ -167,14 +167,14 @@ impl Cursor<'_, '_> {
             if !self.item_end(b'}', "a set item (or ':' after a dict key)")? {
                 self.rest_of_items(&mut items, keep, b'}', "a set item")?;
             }
-            self.depth -= 1;
+            self.depth = self.depth.saturating_sub(1);
             return Ok(if keep { Literal::Set(items) } else { Literal::None });
         }
         let mut pairs = Vec::new();
         let mut key = first;
         loop {
             // `pos` is at ':'.
-            self.pos += 1;
+            self.advance(1);
             self.skip_ws();
             let v = self.value(keep)?;
             if keep {
@@ -192,14 +192,14 @@ impl Cursor<'_, '_> {
                 return Err(self.error_expected("':' after a dict key"));
             }
         }
-        self.depth -= 1;
+        self.depth = self.depth.saturating_sub(1);
         Ok(if keep { Literal::Dict(pairs) } else { Literal::None })
     }
 
     fn name(&mut self) -> PResult<Literal> {
         let start = self.pos;
         while self.peek().is_some_and(is_ident) {
-            self.pos += 1;
+            self.advance(1);
         }
         let word = span(self.text, start, self.pos);
         let value = match (self.dialect, word) {
@@ -209,10 +209,10 @@ impl Cursor<'_, '_> {
             (Dialect::Python, b"set") => {
                 self.skip_ws();
                 if self.peek() == Some(b'(') {
-                    self.pos += 1;
+                    self.advance(1);
                     self.skip_ws();
                     if self.peek() == Some(b')') {
-                        self.pos += 1;
+                        self.advance(1);
                         return Ok(Literal::Set(Vec::new()));
                     }
                 }

@@ -44,7 +44,7 @@ impl StrColumn {
     fn append(&mut self, other: StrColumn) {
         let base = self.text.len();
         self.text.push_str(&other.text);
-        self.ends.extend(other.ends.into_iter().map(|e| e + base));
+        self.ends.extend(other.ends.into_iter().map(|e| e.saturating_add(base)));
     }
 }
 

@@ -25,10 +25,10 @@ pub fn read_id_list(path: &Path, id_type: IdType, header: bool) -> Result<IdColu
         let mut start = 0;
         let n = data.len();
         for (k, end) in memchr_iter(b'\n', data).chain((data.last() != Some(&b'\n')).then_some(n)).enumerate() {
-            let no = k as u64 + 1;
+            let no = (k as u64).saturating_add(1);
             // start <= end <= data.len(): ends are the line ends in order, then the length.
             let mut line = data.get(start..end).unwrap_or_default();
-            start = end + 1;
+            start = end.saturating_add(1);
             if header && no == 1 {
                 continue;
             }

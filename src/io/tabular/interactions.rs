@@ -55,7 +55,7 @@ pub fn read_interactions(
     match built {
         Ok((x, dropped)) => {
             report.dropped_unknown = dropped;
-            report.kept -= dropped;
+            report.kept = report.kept.saturating_sub(dropped);
             report.pairs = x.nnz();
             Ok((x, report))
         }
@@ -125,9 +125,9 @@ fn locate(
         let (row, _) = known.iter().enumerate().find(|&(r, &k)| k && !seen.insert((table.users.get(r), table.items.get(r))))?;
         let (u, i) = (table.users.get(row)?, table.items.get(row)?);
         let first = find_line(path, opts, table, |a, b| a == u && b == i)?;
-        let mut n = 0;
+        let mut n = 0usize;
         let second = find_line(path, opts, table, |a, b| {
-            n += usize::from(a == u && b == i);
+            n = n.saturating_add(usize::from(a == u && b == i));
             n == 2
         })?;
         return Some(Error::file(

@@ -104,7 +104,8 @@ fn min_rows_mask(items: &IdColumn, k: usize, report: &mut CsvReport) -> Vec<bool
     fn mask<T: std::hash::Hash + Eq>(ids: &[T], k: usize) -> (Vec<bool>, usize) {
         let mut counts: FxHashMap<&T, usize> = FxHashMap::default();
         for x in ids {
-            *counts.entry(x).or_default() += 1;
+            let c = counts.entry(x).or_default();
+            *c = c.saturating_add(1);
         }
         let below = counts.values().filter(|&&c| c < k).count();
         (ids.iter().map(|x| counts.get(x).is_some_and(|&c| c >= k)).collect(), below)

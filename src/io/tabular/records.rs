@@ -31,35 +31,35 @@ impl<'a> Records<'a> {
         loop {
             match after(d, self.pos) {
                 [] => return Ok(None),
-                [b'\n', ..] => self.pos += 1,
-                [b'\r', b'\n', ..] => self.pos += 2,
-                [b'\r'] => self.pos += 1,
+                [b'\n', ..] => self.pos = self.pos.saturating_add(1),
+                [b'\r', b'\n', ..] => self.pos = self.pos.saturating_add(2),
+                [b'\r'] => self.pos = self.pos.saturating_add(1),
                 _ => break,
             }
-            self.line += 1;
-            *blank += 1;
+            self.line = self.line.saturating_add(1);
+            *blank = blank.saturating_add(1);
         }
         let start_line = self.line;
         out.clear();
         loop {
             if d.get(self.pos) == Some(&b'"') {
                 let open_line = self.line;
-                self.pos += 1;
+                self.pos = self.pos.saturating_add(1);
                 let mut seg = self.pos;
                 let mut owned: Option<Vec<u8>> = None;
                 let field = loop {
                     let Some(k) = memchr(b'"', after(d, self.pos)) else {
                         return Err((open_line, format!("a quoted field opened on line {open_line} is never closed")));
                     };
-                    let q = self.pos + k;
-                    self.line += memchr_iter(b'\n', d.get(self.pos..q).unwrap_or_default()).count() as u64;
-                    if d.get(q + 1) == Some(&b'"') {
+                    let q = self.pos.saturating_add(k);
+                    self.line = self.line.saturating_add(memchr_iter(b'\n', d.get(self.pos..q).unwrap_or_default()).count() as u64);
+                    if d.get(q.saturating_add(1)) == Some(&b'"') {
                         owned.get_or_insert_with(Vec::new).extend_from_slice(d.get(seg..=q).unwrap_or_default());
-                        self.pos = q + 2;
+                        self.pos = q.saturating_add(2);
                         seg = self.pos;
                         continue;
                     }
-                    self.pos = q + 1;
+                    self.pos = q.saturating_add(1);
                     break match owned.take() {
                         Some(mut b) => {
                             b.extend_from_slice(d.get(seg..q).unwrap_or_default());
@@ -71,15 +71,15 @@ impl<'a> Records<'a> {
                 out.push(field);
                 match after(d, self.pos) {
                     [] => return Ok(Some(start_line)),
-                    [c, ..] if *c == self.delim => self.pos += 1,
+                    [c, ..] if *c == self.delim => self.pos = self.pos.saturating_add(1),
                     [b'\n', ..] | [b'\r'] => {
-                        self.pos += 1;
-                        self.line += 1;
+                        self.pos = self.pos.saturating_add(1);
+                        self.line = self.line.saturating_add(1);
                         return Ok(Some(start_line));
                     }
                     [b'\r', b'\n', ..] => {
-                        self.pos += 2;
-                        self.line += 1;
+                        self.pos = self.pos.saturating_add(2);
+                        self.line = self.line.saturating_add(1);
                         return Ok(Some(start_line));
                     }
                     [c, ..] => {
@@ -98,10 +98,10 @@ impl<'a> Records<'a> {
                     field = field.strip_suffix(b"\r").unwrap_or(field);
                 }
                 out.push(Cow::Borrowed(field));
-                self.pos += end + 1;
+                self.pos = self.pos.saturating_add(end).saturating_add(1);
                 if !at_delim {
                     if end < rest.len() {
-                        self.line += 1;
+                        self.line = self.line.saturating_add(1);
                     }
                     return Ok(Some(start_line));
                 }

@@ -51,11 +51,11 @@ pub(super) struct Counts {
 
 impl Counts {
     pub(super) fn add(&mut self, o: &Counts) {
-        self.rows += o.rows;
-        self.blank += o.blank;
-        self.min_value += o.min_value;
-        self.values += o.values;
-        self.items += o.items;
+        self.rows = self.rows.saturating_add(o.rows);
+        self.blank = self.blank.saturating_add(o.blank);
+        self.min_value = self.min_value.saturating_add(o.min_value);
+        self.values = self.values.saturating_add(o.values);
+        self.items = self.items.saturating_add(o.items);
     }
 }
 
@@ -153,7 +153,7 @@ impl Part {
 
     /// Applies one record; false (with `error` set) on a bad record.
     pub(super) fn take(&mut self, rules: &Rules<'_>, fields: &[&[u8]; 3], rel_line: u64) -> bool {
-        self.counts.rows += 1;
+        self.counts.rows = self.counts.rows.saturating_add(1);
         match rules.row(fields) {
             Ok(Outcome::Keep(u, i, v)) => {
                 self.users.push(&u);
@@ -164,15 +164,15 @@ impl Part {
                 true
             }
             Ok(Outcome::MinValue) => {
-                self.counts.min_value += 1;
+                self.counts.min_value = self.counts.min_value.saturating_add(1);
                 true
             }
             Ok(Outcome::Value) => {
-                self.counts.values += 1;
+                self.counts.values = self.counts.values.saturating_add(1);
                 true
             }
             Ok(Outcome::Item) => {
-                self.counts.items += 1;
+                self.counts.items = self.counts.items.saturating_add(1);
                 true
             }
             Err(e) => {

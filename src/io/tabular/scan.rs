@@ -24,12 +24,12 @@ pub(super) fn parse_parallel(
     chunk_bytes: usize,
 ) -> std::result::Result<Part, ParseErr> {
     let region = data.get(layout.data_start..).unwrap_or_default();
-    let n_chunks = (region.len() / chunk_bytes).clamp(1, rayon::current_num_threads().max(1) * 64);
+    let n_chunks = region.len().checked_div(chunk_bytes).unwrap_or(0).clamp(1, rayon::current_num_threads().max(1).saturating_mul(64));
     let mut bounds = vec![0usize];
     for k in 1..n_chunks {
-        let target = (region.len() * k / n_chunks).max(bounds.last().copied().unwrap_or(0));
+        let target = region.len().saturating_mul(k).checked_div(n_chunks).unwrap_or(0).max(bounds.last().copied().unwrap_or(0));
         match memchr(b'\n', region.get(target..).unwrap_or_default()) {
-            Some(off) => bounds.push(target + off + 1),
+            Some(off) => bounds.push(target.saturating_add(off).saturating_add(1)),
             None => break,
         }
     }
@@ -47,7 +47,7 @@ fn parse_chunk(chunk: &[u8], rules: &Rules<'_>) -> Part {
     let mut part = Part::new(layout);
     // Reserve one row per line up front (no growth copies), give back what filters left unused.
     part.newlines = memchr_iter(b'\n', chunk).count() as u64;
-    let lines = part.newlines as usize + 1;
+    let lines = (part.newlines as usize).saturating_add(1);
     // String ids get the chunk's size in text (untouched pages cost no memory; shrunk below).
     let [user_kind, item_kind] = layout.kinds;
     let text = |kind: IdKind| if kind == IdKind::Str { chunk.len() } else { 0 };
@@ -62,10 +62,10 @@ fn parse_chunk(chunk: &[u8], rules: &Rules<'_>) -> Part {
     for (rel, end) in (0u64..).zip(ends) {
         // start <= end <= chunk.len(): ends are the line ends in order, then the length.
         let mut line = chunk.get(start..end).unwrap_or_default();
-        start = end + 1;
+        start = end.saturating_add(1);
         line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
-            part.counts.blank += 1;
+            part.counts.blank = part.counts.blank.saturating_add(1);
         } else {
             let n = split_fields(line, layout.delim, &layout.pos, &mut f);
             if n != layout.n_fields {
@@ -99,12 +99,12 @@ fn split_fields<'a>(line: &'a [u8], delim: u8, pos: &[usize; 3], out: &mut [&'a 
     for (i, &b) in line.iter().enumerate() {
         if b == delim {
             put(k, line.get(start..i).unwrap_or_default());
-            k += 1;
-            start = i + 1;
+            k = k.saturating_add(1);
+            start = i.saturating_add(1);
         }
     }
     put(k, line.get(start..).unwrap_or_default());
-    k + 1
+    k.saturating_add(1)
 }
 
 fn merge(parts: Vec<Part>, layout: &Layout) -> std::result::Result<Part, ParseErr> {
@@ -132,9 +132,9 @@ fn merge(parts: Vec<Part>, layout: &Layout) -> std::result::Result<Part, ParseEr
     out.values.reserve_exact(parts.iter().map(|p| p.values.len()).sum());
     for p in parts {
         if let Some((rel, e)) = p.error {
-            return Err(ParseErr::At(line + rel, e));
+            return Err(ParseErr::At(line.saturating_add(rel), e));
         }
-        line += p.newlines;
+        line = line.saturating_add(p.newlines);
         out.users.append(p.users);
         out.items.append(p.items);
         out.values.extend(p.values);

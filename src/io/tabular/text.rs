@@ -54,10 +54,11 @@ pub(super) fn parse_i64(b: &[u8]) -> Option<i64> {
         if d > 9 {
             return None;
         }
-        v = v * 10 + d as u64;
+        // At most 19 digits: below u64::MAX, never None.
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
     }
     if neg {
-        (v <= i64::MAX as u64 + 1).then(|| (v as i64).wrapping_neg())
+        (v <= i64::MIN.unsigned_abs()).then(|| (v as i64).wrapping_neg())
     } else {
         i64::try_from(v).ok()
     }

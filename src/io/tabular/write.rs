@@ -21,8 +21,8 @@ pub fn write_int_csv(path: &Path, header: &[&str], columns: &[&[i64]]) -> Result
     let blocks: Vec<Vec<u8>> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
         .map(|b| {
-            let mut buf = Vec::with_capacity(BLOCK * 8 * columns.len());
-            for r in b * BLOCK..((b + 1) * BLOCK).min(n) {
+            let mut buf = Vec::with_capacity(columns.len().saturating_mul(8 * BLOCK));
+            for r in b.saturating_mul(BLOCK)..b.saturating_add(1).saturating_mul(BLOCK).min(n) {
                 for (c, col) in columns.iter().enumerate() {
                     if c > 0 {
                         buf.push(b',');
@@ -51,12 +51,12 @@ pub fn write_int_csv(path: &Path, header: &[&str], columns: &[&[i64]]) -> Result
 fn push_int(buf: &mut Vec<u8>, x: i64) {
     // Digits from the last; u64::MAX has 20.
     let mut tmp = [0u8; 20];
-    let mut len = 0;
+    let mut len = 0usize;
     let mut v = x.unsigned_abs();
     for d in tmp.iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
+        *d = b'0'.saturating_add((v % 10) as u8);
         v /= 10;
-        len += 1;
+        len = len.saturating_add(1);
         if v == 0 {
             break;
         }
@@ -64,5 +64,5 @@ fn push_int(buf: &mut Vec<u8>, x: i64) {
     if x < 0 {
         buf.push(b'-');
     }
-    buf.extend_from_slice(tmp.get(tmp.len() - len..).unwrap_or_default());
+    buf.extend_from_slice(tmp.get(tmp.len().saturating_sub(len)..).unwrap_or_default());
 }

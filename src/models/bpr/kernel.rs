@@ -2,6 +2,7 @@
 //! chunk loop that trains triples as the sampler draws them ahead.
 
 #![allow(clippy::indexing_slicing, reason = "BPR's SGD kernel: rows are the sampler's draws from the training data that sized the parameter matrices (sgd_update's safety contract), dot_diff's rows share one length d")]
+#![allow(clippy::arithmetic_side_effects, reason = "BPR's SGD kernel: row offsets are rows of the parameter matrices (sgd_update's safety contract) times their width d")]
 
 use crate::sampling::ahead::{prefetch, RowPrefetch};
 use crate::sampling::pair_filter::PairFilter;

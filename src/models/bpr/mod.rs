@@ -6,6 +6,7 @@
 //!   overhead; the fast path on CPU.
 //! * `torch`: libtorch through tch, on CPU or CUDA; autograd on the gathered rows and a sparse
 //!   `index_add_` update for SGD, or a dense Adam step.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 

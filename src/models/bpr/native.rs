@@ -1,6 +1,8 @@
 //! BPR's native backend: Hogwild SGD over the CPU tensors' memory, sampling fused into the
 //! update loop, one lock-free rayon kernel (no per-batch libtorch overhead).
 
+#![allow(clippy::arithmetic_side_effects, reason = "the native BPR step's batch loop: widths are n_negatives x candidates, at most MAX_CANDIDATES each (TripleSampler::new), tries below MAX_CANDIDATES, batch offsets below the batch's length")]
+
 use rayon::prelude::*;
 
 use super::kernel::{select_chunk_loop, select_kernel, SharedRows, Update};

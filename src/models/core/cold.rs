@@ -49,7 +49,7 @@ pub fn floor_cold_bias(bias: &Tensor, train: &Interactions, reach: f64) -> Resul
     if !reach.is_finite() {
         return Err(Error::state(format!("the cold items' floor: the vectors' reach is {reach}")));
     }
-    let floor = bias.f_index_select(0, &rows(&warm)?)?.f_min()? - (reach + 1.0);
+    let floor = bias.f_index_select(0, &rows(&warm)?)?.f_min()?.f_sub_scalar(reach + 1.0)?;
     let _ = bias.shallow_clone().f_index_fill_int_tensor_(0, &rows(&cold)?, &floor)?;
     Ok(())
 }

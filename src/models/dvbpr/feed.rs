@@ -61,7 +61,7 @@ impl ImageFeed {
                 let buf = Tensor::f_empty(shape, (Kind::Uint8, Device::Cpu))?;
                 let buf = if device.is_cuda() { buf.f_pin_memory(*device)? } else { buf };
                 // SAFETY: `buf` is a fresh contiguous uint8 tensor of exactly this many bytes.
-                let out = unsafe { std::slice::from_raw_parts_mut(buf.data_ptr() as *mut u8, rows.len() * spec.image_bytes()) };
+                let out = unsafe { std::slice::from_raw_parts_mut(buf.data_ptr() as *mut u8, buf.numel()) };
                 images.bank.gather(&rows, out)?;
                 Ok(if device.is_cuda() { buf.f_to_device_(*device, Kind::Uint8, true, false)? } else { buf })
             }

@@ -2,6 +2,7 @@
 //! vectors and the item embeddings in one `ParamStore`; where a pretrained backbone comes from
 //! (a checkpoint, a given encoder, an autoencoder pretrained on the bank, a weights file); phi
 //! of images.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -151,7 +151,7 @@ impl HybridConfig {
     /// Learning rate of 0-based `epoch`: linear from `lr` to `lr * lr_final`.
     pub(super) fn lr_at(&self, epoch: usize) -> f64 {
         let epochs = self.common.epochs;
-        let t = if epochs > 1 { epoch as f64 / (epochs - 1) as f64 } else { 0.0 };
+        let t = if epochs > 1 { epoch as f64 / epochs.saturating_sub(1) as f64 } else { 0.0 };
         self.common.lr * (1.0 - t * (1.0 - self.lr_final))
     }
 

@@ -55,7 +55,7 @@ fn encode(table: &FeatureTable, cat_names: &[String], cont_names: &[String], voc
     }
     let n = table.n_rows;
     let c = vocabs.len();
-    let mut codes = vec![0i64; n * c];
+    let mut codes = crate::limits::try_filled(what, crate::limits::mul(what, n, c)?, 0i64)?;
     for (k, (col, vocab)) in table.categorical.iter().zip(vocabs).enumerate() {
         // Row r's codes are codes[r * c..][..c]: this column's is the k-th of each.
         for (at, code) in codes.iter_mut().skip(k).step_by(c).zip(vocab.encode(col)?) {
@@ -229,10 +229,10 @@ impl Columns {
     /// The tower [`Features::fit`] builds on `table`, with the item-id column coding `trained`
     /// items when given.
     pub(super) fn of_table(table: &FeatureTable, trained: Option<usize>) -> Self {
-        let distinct = |c: &CategoricalColumn| c.values.iter().map(String::as_str).collect::<std::collections::HashSet<_>>().len() + 1;
-        let codes = table.categorical.iter().map(distinct).chain(trained.map(|n| n + 1)).fold(0usize, usize::saturating_add);
+        let distinct = |c: &CategoricalColumn| c.values.iter().map(String::as_str).collect::<std::collections::HashSet<_>>().len().saturating_add(1);
+        let codes = table.categorical.iter().map(distinct).chain(trained.map(|n| n.saturating_add(1))).fold(0usize, usize::saturating_add);
         let continuous = table.continuous.as_ref().map_or(0, |m| m.cols);
-        Columns { categorical: table.categorical.len() + usize::from(trained.is_some()), codes, continuous }
+        Columns { categorical: table.categorical.len().saturating_add(usize::from(trained.is_some())), codes, continuous }
     }
 
     /// The tower [`Features::from_state`] restores on `side` (None: the state has none), from

@@ -4,6 +4,7 @@
 //! an item bias; score(u, i) = user(u) . item(i) + b_i, trained through the shared libtorch
 //! step with the BPR loss (or a softmax over sampled negatives) and Adam. New users are scored
 //! from their features alone ([`Recommender::score_new_users`]).
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 

@@ -1,6 +1,8 @@
 //! The sampled softmax's step: the negatives' proposal (draws and ln q), item-average users,
 //! and one row-sparse Adam step over the rows a batch touches.
 
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
+
 use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};

@@ -1,5 +1,7 @@
 //! DeepTripletModel: user and item embeddings scored by an MLP over both (with dropout).
 
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic; integer widths are the model's configuration, checked when it is built")]
+
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,8 @@
 
 #![allow(
     clippy::indexing_slicing,
-    reason = "a kernel over sizes checked at its entry: `new` checks the layers' widths against the tables, `gradients` every sample's rows against the tables, `gemm` each product's extents"
+    clippy::arithmetic_side_effects,
+    reason = "a kernel over sizes checked at its entry: `new` checks the layers' widths against the tables, `gradients` every sample's rows against the tables, `gemm` each product's extents; tensor arithmetic besides"
 )]
 
 use rand::RngCore;

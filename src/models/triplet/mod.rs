@@ -6,6 +6,7 @@
 //!   embeddings. Every (user, item) pair goes through the network, so scores are computed in
 //!   blocks of users on the device; the first layer is split by input (user part + item part,
 //!   each computed once per block) so a block costs one broadcast add, not a concatenation.
+#![allow(clippy::arithmetic_side_effects, reason = "tensor / float arithmetic (tch operators and var-store paths); integer sizes are the model's configuration, checked when it is built")]
 
 use std::collections::HashMap;
 

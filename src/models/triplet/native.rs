@@ -9,6 +9,7 @@
 //! raw rows, mean over the batch): `tests.rs` compares the two.
 
 #![allow(clippy::indexing_slicing, reason = "the native step's kernel: the batch's rows are TripleSampler's draws from the training data that sized the factor tables, the gradient buffers are sized by unique_inverse of those rows")]
+#![allow(clippy::arithmetic_side_effects, reason = "the native step's kernel: offsets are rows of the factor tables (TripleSampler's draws from the training data that sized them) times their width, checked against the tables on entry; tensor arithmetic besides")]
 
 use tch::{Kind, Tensor};
 
