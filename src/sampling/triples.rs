@@ -7,7 +7,7 @@
 //! (seed, batch, chunk): the same seed gives the same triples whatever the thread count.
 
 #![allow(clippy::indexing_slicing, reason = "sampling kernels: entries and rows come from the training CSR the sampler is built on (TripleSampler::new), batch buffers are sized by fill for width() negatives a sample")]
-#![allow(clippy::arithmetic_side_effects, reason = "sampling kernels: n_negatives and the candidates are at most MAX_CANDIDATES (TripleSampler::new), batch sizes are the training loop's (checked by train::Config), rows and entries come from the training CSR")]
+#![allow(clippy::arithmetic_side_effects, reason = "sampling kernels: n_negatives and the candidates are at most MAX_CANDIDATES (TripleSampler::new), batch sizes are at most the training loop's batch_size (train::fit_loop), rows and entries come from the training CSR")]
 
 use rayon::prelude::*;
 
