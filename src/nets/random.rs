@@ -199,12 +199,9 @@ mod tests {
     use tch::Kind;
 
     #[test]
-    fn draws_depend_on_the_seed_alone_and_never_on_libtorchs_generator() {
-        let global = || {
-            tch::manual_seed(5);
-            Tensor::rand([4], (Kind::Float, Device::Cpu))
-        };
-        let before = global();
+    fn draws_depend_on_the_seed_alone_and_follow_tchs_inits() {
+        // (That libtorch's global generator is left alone: tests/own_generator.rs, in a
+        // process of its own.)
         let draw = || {
             reseed(11);
             let vs = nn::VarStore::new(Device::Cpu);
@@ -214,16 +211,10 @@ mod tests {
             let d = dropout(&Tensor::ones([64, 40], (Kind::Float, Device::Cpu)), 0.5, true, 0).unwrap();
             (l.ws, l.bs.unwrap(), c.ws, c.bs.unwrap(), e, d)
         };
-        let after = {
-            tch::manual_seed(5);
-            let a = draw();
-            let b = draw();
-            assert!(a.0.equal(&b.0) && a.4.equal(&b.4) && a.5.equal(&b.5), "the same seed drew different values");
-            let t = Tensor::rand([4], (Kind::Float, Device::Cpu));
-            (a, t)
-        };
-        assert!(before.equal(&after.1), "drawing moved libtorch's global generator");
-        let (ws, bs, cw, cb, e, d) = after.0;
+        let a = draw();
+        let b = draw();
+        assert!(a.0.equal(&b.0) && a.4.equal(&b.4) && a.5.equal(&b.5), "the same seed drew different values");
+        let (ws, bs, cw, cb, e, d) = a;
         // tch's meanings: Kaiming uniform bound sqrt(6 / fan_in), bias ±1/sqrt(fan_in),
         // conv bias 0, the normal's standard deviation, dropout's keep rate and scale.
         let bound = (6.0f64 / 300.0).sqrt();
@@ -239,6 +230,26 @@ mod tests {
         reseed(12);
         let other = var(&nn::VarStore::new(Device::Cpu).root(), "e", &[50, 4], nn::Init::Randn { mean: 0.0, stdev: 0.1 }).unwrap();
         assert!(!other.equal(&e), "another seed drew the same values");
+    }
+
+    /// The distributions themselves, on 400k values (about 10 chunks, so the chunks' streams
+    /// are in it): the normal's moments and its mass within one sd, the uniform's mean and
+    /// variance.
+    #[test]
+    fn normal_and_uniform_have_their_moments() {
+        reseed(21);
+        let n = normal(&[400_000], 0.5, 2.0, Device::Cpu).unwrap().to_kind(Kind::Double);
+        let z = (&n - 0.5) / 2.0;
+        let mean = z.mean(Kind::Double).double_value(&[]);
+        let var = z.square().mean(Kind::Double).double_value(&[]);
+        let kurt = z.pow_tensor_scalar(4).mean(Kind::Double).double_value(&[]);
+        let within = z.abs().lt(1.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+        assert!(mean.abs() < 0.006 && (var - 1.0).abs() < 0.01 && (kurt - 3.0).abs() < 0.05, "{mean} {var} {kurt}");
+        assert!((within - 0.6827).abs() < 0.003, "{within}");
+        let u = uniform(&[400_000], -3.0, 1.0, Device::Cpu).unwrap().to_kind(Kind::Double);
+        let (m, v) = (u.mean(Kind::Double).double_value(&[]), u.var(false).double_value(&[]));
+        assert!((m + 1.0).abs() < 0.01 && (v - 16.0 / 12.0).abs() < 0.01, "{m} {v}");
+        assert!(u.min().double_value(&[]) >= -3.0 && u.max().double_value(&[]) < 1.0);
     }
 
     #[test]
