@@ -177,3 +177,19 @@ def test_sampled_softmax_api(string_users, tmp_path):
         fr.SampledSoftmax(n_negatives=0)
     with pytest.raises(ValueError):
         model.fit(train, item_features=np.zeros((train.n_items, 2), np.float32), progress=False)
+
+
+def test_compatibility_probabilities_of_extreme_logits_are_exact_without_warnings():
+    """The sigmoid behind predict_proba / score_pairs / compatible_items: no overflow warning
+    for logits far below -709 (where a naive exp(-x) is inf), 0 and 1 at the extremes, the
+    logistic function elsewhere."""
+    import warnings
+
+    from fashionrec.models.compatibility import _sigmoid
+
+    x = np.array([-1e6, -800.0, -3.0, 0.0, 2.5, 800.0, 1e6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = _sigmoid(x)
+    np.testing.assert_array_equal(p[[0, 1, 5, 6]], [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(p[2:5], 1 / (1 + np.exp(-x[2:5])), rtol=1e-12)

@@ -12,6 +12,12 @@ from ..pairs import pair_metrics
 from .base import Recommender, _raw_items, sampler_config
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) in float64, written with tanh so that no logit overflows (a naive
+    exp(-x) of a logit below -709 is inf, with a RuntimeWarning, though the result is 0)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
+
+
 class CompatibilityModel(Recommender):
     """Which items go together, from fixed item features (McAuley et al. 2015):
 
@@ -102,14 +108,14 @@ class CompatibilityModel(Recommender):
     def predict_proba(self, i: Any, j: Any) -> np.ndarray | float:
         """p(i goes with j) for raw item ids (scalars or equal-length sequences)."""
         a, b = self._pair_indices(i, j)
-        p = 1.0 / (1.0 + np.exp(-self._logits(a, b).astype(np.float64)))
+        p = _sigmoid(self._logits(a, b))
         return float(p[0]) if is_scalar(i) and is_scalar(j) else p.astype(np.float32)
 
     def score_pairs(self, pairs: Interactions) -> np.ndarray:
         """p(i goes with j) of every (i, j) pair of ``pairs`` (in its COO order)."""
         self._check_same_ids(pairs, "pairs")
         a, b, _ = pairs._core.coo()
-        return (1.0 / (1.0 + np.exp(-self._logits(a.astype(np.int64), b.astype(np.int64))))).astype(np.float32)
+        return _sigmoid(self._logits(a.astype(np.int64), b.astype(np.int64))).astype(np.float32)
 
     def evaluate_pairs(self, positives: Interactions, negatives: Interactions) -> dict[str, float]:
         """Held-out accuracy (threshold 0.5) and AUC of positive against negative pairs."""
@@ -168,6 +174,6 @@ class CompatibilityModel(Recommender):
             exclude = Interactions.from_ids(own, own, user_ids=item_ids, item_ids=item_ids)._core
         found, logits = self._core.recommend(np.ascontiguousarray(idx, dtype=np.int64), int(k), exclude, candidates)
         # p = sigmoid(logit); an empty slot (-inf) is probability 0.
-        probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        probs = _sigmoid(logits).astype(np.float32)
         raw = _raw_items(self._ids()[1], found)
         return (raw[0], probs[0]) if single else (raw, probs)
