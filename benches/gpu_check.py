@@ -228,6 +228,33 @@ def embedding_models(ctx: Context) -> list[Row]:
     return rows
 
 
+@check("models", "own_generator")
+def own_generator(ctx: Context) -> list[Row]:
+    """A fit on the device draws its initial weights and dropout masks from its own generator
+    (made on the host, copied over), never from torch's: the caller's CPU and CUDA streams
+    are where they were, and two fits of one seed give the same scores."""
+    import torch
+
+    _, train, _ = ctx.ratings()
+    make = lambda: fr.DeepTripletModel(dropout=0.3, epochs=2, device=ctx.device if ctx.is_cuda else "cpu", seed=3)
+    where = "cuda" if ctx.is_cuda else "cpu"
+
+    def stream():
+        torch.manual_seed(11)
+        return torch.rand(4), (torch.rand(4, device=where) if ctx.is_cuda else None)
+
+    before = stream()
+    torch.manual_seed(11)
+    a = make().fit(train, progress=False)
+    after = (torch.rand(4), torch.rand(4, device=where) if ctx.is_cuda else None)
+    same = torch.equal(before[0], after[0]) and (before[1] is None or torch.equal(before[1], after[1]))
+    b = make().fit(train, progress=False)
+    users = train.user_ids[:5]
+    gap = float(np.abs(a.score(users) - b.score(users)).max())
+    return [("torch's CPU / CUDA streams untouched by a fit with dropout", str(same), PASS if same else FAIL),
+            ("two fits of one seed: max |score diff|", f"{gap:.2g}", PASS if gap == 0 else (INFO if ctx.is_cuda else FAIL))]
+
+
 @check("images", "bank_batch")
 def bank_batch(ctx: Context) -> list[Row]:
     import torch
