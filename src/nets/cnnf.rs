@@ -62,7 +62,9 @@ pub struct CnnF {
 
 /// Output size of a "same"-padded convolution (odd kernel k, padding k/2) then of a 2x2 pool.
 fn conv_out(n: i64, k: i64, stride: i64) -> i64 {
-    (n + 2 * (k / 2) - k) / stride + 1
+    // Padding minus kernel first (-1 for an odd kernel): `n + 2 * (k / 2)` would overflow for
+    // an image size near i64::MAX, which a user can pass.
+    n.saturating_add(2 * (k / 2) - k) / stride + 1
 }
 
 impl CnnF {
@@ -305,6 +307,8 @@ mod tests {
         assert_eq!(CnnF::final_size(64, 64).unwrap(), (2, 2));
         assert_eq!(CnnF::final_size(32, 32).unwrap(), (1, 1));
         assert!(CnnF::final_size(28, 64).unwrap_err().to_string().contains("too small"));
+        // An image size near i64::MAX (a user can pass one) gives a size, not an overflow.
+        assert_eq!(CnnF::final_size(i64::MAX, 64).unwrap(), (((i64::MAX - 1) / 4 + 1) / 8, 2));
         let net = CnnF::new(&vs.root(), CnnFConfig::new(32, 32, 5)).unwrap();
         assert_eq!(net.fc_inputs(), 256);
         assert_eq!(net.out_dim(), 5);
