@@ -210,12 +210,12 @@ pub fn jpeg_decoder() -> &'static str {
     }
 }
 
-/// Grows `buf` to hold `len` bytes, or says the memory is not there (a `Vec` would abort).
 /// Bytes of a `width x height` RGB image; None when they overflow usize.
 pub(crate) fn rgb_bytes(width: usize, height: usize) -> Option<usize> {
     width.checked_mul(height)?.checked_mul(3)
 }
 
+/// Grows `buf` to hold `len` bytes, or says the memory is not there (a `Vec` would abort).
 pub(crate) fn reserve(buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
     buf.clear();
     buf.try_reserve_exact(len).map_err(|_| format!("cannot allocate {len} bytes for the decoded image"))

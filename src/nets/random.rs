@@ -106,17 +106,24 @@ fn drawn(init: nn::Init, shape: &[i64], device: Device) -> Result<Option<Tensor>
     })
 }
 
+/// Fills `t` (a parameter) by `init`: a constant, or values drawn from this thread's stream.
+fn fill(t: &Tensor, init: nn::Init) -> Result<()> {
+    match init {
+        nn::Init::Const(c) => tch::no_grad(|| t.shallow_clone().f_fill_(c).map(drop))?,
+        _ => {
+            if let Some(values) = drawn(init, &t.size(), t.device())? {
+                tch::no_grad(|| t.shallow_clone().f_copy_(&values))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A trainable variable `name` under `p`, initialised by `init` from this thread's stream.
 pub fn var(p: &nn::Path, name: &str, shape: &[i64], init: nn::Init) -> Result<Tensor> {
-    let constant = match init {
-        nn::Init::Const(c) => c,
-        _ => 0.0,
-    };
-    #[allow(clippy::disallowed_methods)] // the one place that creates variables: a constant, no draw
-    let v = p.f_var(name, shape, nn::Init::Const(constant))?;
-    if let Some(values) = drawn(init, shape, p.device())? {
-        tch::no_grad(|| v.shallow_clone().f_copy_(&values))?;
-    }
+    #[allow(clippy::disallowed_methods)] // the one place that creates variables: zeros, no draw
+    let v = p.f_var(name, shape, nn::Init::Const(0.0))?;
+    fill(&v, init)?;
     Ok(v)
 }
 
@@ -156,15 +163,8 @@ pub fn conv_transpose2d(p: &nn::Path, c_in: i64, c_out: i64, k: i64, cfg: nn::Co
 
 /// A layer's weight and bias (made with zeros) filled by their inits.
 fn fill_layer(ws: &Tensor, bs: Option<&Tensor>, ws_init: nn::Init, bs_init: nn::Init) -> Result<()> {
-    for (t, init) in [(Some(ws), ws_init), (bs, bs_init)] {
-        let Some(t) = t else { continue };
-        if let nn::Init::Const(c) = init {
-            tch::no_grad(|| t.shallow_clone().f_fill_(c).map(drop))?;
-        } else if let Some(values) = drawn(init, &t.size(), t.device())? {
-            tch::no_grad(|| t.shallow_clone().f_copy_(&values))?;
-        }
-    }
-    Ok(())
+    fill(ws, ws_init)?;
+    bs.map_or(Ok(()), |b| fill(b, bs_init))
 }
 
 /// Inverted dropout: each value of `x` kept with probability 1 - `p` and scaled by

@@ -146,7 +146,7 @@ impl NativeDeepStep {
             h.iter_mut().for_each(|x| *x = x.max(0.0));
             return;
         }
-        // Dropped where a uniform 32-bit draw is below p 2^32 (as `nets::mlp::dropout`).
+        // Dropped where a uniform 32-bit draw is below p 2^32 (as `nets::random::dropout`).
         let threshold = (self.dropout * 4_294_967_296.0) as u64;
         let scale = (1.0 / (1.0 - self.dropout)) as f32;
         let mut rng = stream_rng(self.batch_seed, layer as u64, 0);
