@@ -32,8 +32,10 @@ use crate::error::{Error, Result};
 pub trait ImageTower: nn::ModuleT + Send {
     // input: uint8 (N, H, W, 3) on the device; normalisation belongs to the network
     fn out_dim(&self) -> i64;
-    /// L2 terms by part, e.g. ("conv", sum of squares), ("fc", ...): the model weighs each.
-    fn penalties(&self) -> Vec<(&'static str, Tensor)>;
+    /// The weights under the model's L2 terms, by part ("conv", "fc"): the model weighs each.
+    /// Its optimiser adds the term's gradient inside its update ([`crate::train::adam::Adam::l2`]),
+    /// so the penalty is neither computed nor differentiated in the graph.
+    fn penalised(&self) -> Vec<(&'static str, Vec<Tensor>)>;
     /// Parameters kept outside the caller's `VarStore` (a frozen backbone in its own store),
     /// by name: a model saves them beside its own, so a loaded model needs no weights file.
     /// The tower's constructor takes them back. Empty when everything is in the caller's store.
@@ -83,11 +85,6 @@ pub fn check_images(xs: &Tensor, size: i64, who: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Sum of squares of `ts` (0 for none), for penalties.
-pub fn sum_of_squares<'a>(ts: impl IntoIterator<Item = &'a Tensor>, device: Device) -> Tensor {
-    ts.into_iter().fold(Tensor::zeros([], (Kind::Float, device)), |acc, t| acc + t.square().sum(Kind::Float))
 }
 
 /// Values of a linear layer `in_dim` -> `out_dim`: its (out, in) weight and, with `bias`, its

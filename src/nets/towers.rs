@@ -16,7 +16,7 @@ use tch::Tensor;
 use super::cae::{CaeEncoder, CaeShape};
 use super::inception::{self, InceptionV3};
 use super::weights::{self, copy_into};
-use super::{random, sum_of_squares, ImageTower};
+use super::{random, ImageTower};
 use crate::error::{Error, Result};
 
 /// The trainable head: [dropout, linear to `hidden`, ReLU,] dropout, linear to k.
@@ -151,8 +151,8 @@ impl ImageTower for CaeTower {
     fn out_dim(&self) -> i64 {
         self.k
     }
-    fn penalties(&self) -> Vec<(&'static str, Tensor)> {
-        vec![("fc", sum_of_squares(self.head.weights(), self.frozen.device()))]
+    fn penalised(&self) -> Vec<(&'static str, Vec<Tensor>)> {
+        vec![("fc", self.head.weights().map(Tensor::shallow_clone).collect())]
     }
     fn frozen_state(&self) -> Vec<(String, Tensor)> {
         sorted_variables(&self.frozen)
@@ -251,11 +251,10 @@ impl ImageTower for InceptionTower {
     fn out_dim(&self) -> i64 {
         self.k
     }
-    fn penalties(&self) -> Vec<(&'static str, Tensor)> {
-        let device = self.head.out.ws.device();
-        let mut out = vec![("fc", sum_of_squares(self.head.weights(), device))];
+    fn penalised(&self) -> Vec<(&'static str, Vec<Tensor>)> {
+        let mut out = vec![("fc", self.head.weights().map(Tensor::shallow_clone).collect())];
         if let Backbone::Trained(net) = &self.backbone {
-            out.push(("conv", sum_of_squares(net.conv_weights(), device)));
+            out.push(("conv", net.conv_weights().map(Tensor::shallow_clone).collect()));
         }
         out
     }
@@ -312,9 +311,14 @@ mod tests {
         }
         let out = tower.forward_t(&images(3, 32), true);
         assert_eq!((out.size(), tower.out_dim()), (vec![3, 5], 5));
-        (out.square().sum(Kind::Float) + &tower.penalties()[0].1).backward();
+        out.square().sum(Kind::Float).backward();
         assert!(vs.trainable_variables().iter().all(|t| t.grad().defined()), "the head has gradients");
-        assert_eq!(tower.penalties().iter().map(|p| p.0).collect::<Vec<_>>(), ["fc"]);
+        let penalised = tower.penalised();
+        assert_eq!(penalised.iter().map(|p| p.0).collect::<Vec<_>>(), ["fc"]);
+        // The head's two weights (not its biases), the store's own tensors.
+        let weights: Vec<_> = vs.variables().into_iter().filter(|(n, _)| n.ends_with("weight")).map(|(_, t)| t.data_ptr()).collect();
+        assert_eq!(penalised[0].1.len(), 2);
+        assert!(penalised[0].1.iter().all(|t| weights.contains(&t.data_ptr())));
         // The caller's store holds the head only: 2 linear layers.
         assert_eq!(vs.variables().len(), 4);
     }
@@ -374,7 +378,7 @@ mod tests {
         assert_eq!(vs.variables().len(), 2, "the head only: one linear layer by default");
         let out = tower.forward_t(&images(2, 75), true);
         assert_eq!(out.size(), [2, 4]);
-        assert_eq!(tower.penalties().iter().map(|p| p.0).collect::<Vec<_>>(), ["fc"]);
+        assert_eq!(tower.penalised().iter().map(|p| p.0).collect::<Vec<_>>(), ["fc"]);
         let err = inception_tower(&vs.root(), 75, 4, &cfg, None, "", "x").unwrap_err();
         assert!(err.to_string().contains("needs its weights"), "{err}");
 
@@ -384,8 +388,9 @@ mod tests {
         assert!(tower.frozen_state().is_empty());
         let t = vs.variables()["backbone.Mixed_5b.branch1x1.conv.weight"].shallow_clone();
         assert!(t.equal(&w["Mixed_5b.branch1x1.conv.weight"]) && t.requires_grad());
-        let names: Vec<_> = tower.penalties().iter().map(|p| p.0).collect();
+        let names: Vec<_> = tower.penalised().iter().map(|p| p.0).collect();
         assert_eq!(names, ["fc", "conv"]);
+        assert!(tower.penalised()[1].1.iter().any(|w| w.data_ptr() == t.data_ptr()), "the backbone's conv weights are penalised");
         let out = tower.forward_t(&images(2, 75), true);
         out.sum(Kind::Float).backward();
         assert!(t.grad().defined(), "the backbone is trained");

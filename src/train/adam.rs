@@ -3,6 +3,11 @@
 //! `run_backward` (no zeroing pass, no add into old `.grad` tensors); on the CPU the update is
 //! one fused, parallel pass over each parameter (the tensor version is eight memory-bound
 //! passes), on a GPU tensor ops with a scratch buffer per parameter (no temporaries).
+//!
+//! An L2 term `c/2 |w|^2` on a parameter ([`Adam::l2`]) is added to its gradient inside the
+//! update (`g + c w`, in the same pass): the same arithmetic as the term in the loss, without
+//! computing the penalty, differentiating it and adding its gradient (several passes over the
+//! weights). On several processes it is added once, after the gradients are summed.
 
 use tch::{Device, Kind, Tensor};
 
@@ -23,6 +28,8 @@ pub struct Adam {
     /// Each parameter's learning rate as a multiple of `lr` (1 unless [`Adam::scale_lr`]
     /// changed it; 0: the parameter is not updated).
     scales: Vec<f64>,
+    /// Each parameter's L2 coefficient c: its gradient is `g + c w` (0: none).
+    l2: Vec<f64>,
     /// Training on several processes: the gradients are summed over them before the update.
     pub sync: Option<crate::train::GradSync>,
 }
@@ -38,7 +45,8 @@ impl Adam {
         let v = params.iter().map(|(_, p)| zeros(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let scratch = params.iter().map(|_| None).collect();
         let scales = vec![1.0; params.len()];
-        Ok(Adam { params, m, v, scratch, t: 0, lr, scales, sync: None })
+        let l2 = vec![0.0; params.len()];
+        Ok(Adam { params, m, v, scratch, t: 0, lr, scales, l2, sync: None })
     }
 
     /// The parameter named `name` steps with `scale * lr` (0: frozen, neither it nor its
@@ -47,6 +55,20 @@ impl Adam {
         match self.params.iter().position(|(n, _)| n == name).and_then(|k| self.scales.get_mut(k)) {
             Some(s) => {
                 *s = scale;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds `coef / 2 * |w|^2` to the loss minimised, for the parameter `w` (this very tensor:
+    /// its storage is compared): its gradient `coef * w` is added in the update. Returns
+    /// whether `w` is one of the parameters optimised.
+    pub fn l2(&mut self, w: &Tensor, coef: f64) -> bool {
+        let at = self.params.iter().position(|(_, p)| p.data_ptr() == w.data_ptr() && p.size() == w.size());
+        match at.and_then(|k| self.l2.get_mut(k)) {
+            Some(c) => {
+                *c = coef;
                 true
             }
             None => false,
@@ -89,7 +111,8 @@ impl Adam {
         self.t = self.t.saturating_add(1);
         let (bc1, bc2) = (1.0 - BETA1.powi(self.t as i32), 1.0 - BETA2.powi(self.t as i32));
         let _guard = tch::no_grad_guard();
-        for ((((((_, p), m), v), tmp), g), &scale) in self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch).zip(grads).zip(&self.scales) {
+        let rows = self.params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch).zip(grads).zip(self.scales.iter().zip(&self.l2));
+        for ((((((_, p), m), v), tmp), g), (&scale, &l2)) in rows {
             if !g.defined() {
                 continue;
             }
@@ -97,14 +120,15 @@ impl Adam {
             if lr == 0.0 {
                 continue; // frozen
             }
-            if !crate::tensors::gpu_path(p.device()) && fused_cpu_step(p, m, v, g, lr, bc1, bc2)? {
+            let k = Step { lr, bc1, bc2, l2 };
+            if !crate::tensors::gpu_path(p.device()) && fused_cpu_step(p, m, v, g, k)? {
                 continue;
             }
             let tmp = match tmp {
                 Some(t) => t,
                 None => tmp.insert(p.f_zeros_like()?),
             };
-            tensor_step(p, m, v, tmp, g, lr, bc1, bc2)?;
+            tensor_step(p, m, v, tmp, g, k)?;
         }
         Ok(())
     }
@@ -131,12 +155,27 @@ impl Adam {
     }
 }
 
+/// One parameter's step: its learning rate, the bias corrections of the step count and its L2
+/// coefficient.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub lr: f64,
+    pub bc1: f64,
+    pub bc2: f64,
+    pub l2: f64,
+}
+
 /// Adam's update of one parameter in tensor ops (any device), `tmp` a buffer like `p`. As
-/// torch.optim.Adam: m <- lerp(m, g, 1 - b1); v <- b2 v + (1 - b2) g^2;
+/// torch.optim.Adam: g <- g + l2 p; m <- lerp(m, g, 1 - b1); v <- b2 v + (1 - b2) g^2;
 /// p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), the last line folded into one addcdiv
-/// with denominator sqrt(v) * c1 + c2.
-#[allow(clippy::too_many_arguments)]
-pub fn tensor_step(p: &Tensor, m: &mut Tensor, v: &mut Tensor, tmp: &mut Tensor, g: &Tensor, lr: f64, bc1: f64, bc2: f64) -> Result<()> {
+/// with denominator sqrt(v) * c1 + c2. With an L2 term `g` is changed in place (the caller's
+/// fresh gradient).
+pub fn tensor_step(p: &Tensor, m: &mut Tensor, v: &mut Tensor, tmp: &mut Tensor, g: &Tensor, k: Step) -> Result<()> {
+    let Step { lr, bc1, bc2, l2 } = k;
+    if l2 != 0.0 {
+        let _ = p.f_mul_scalar_out(tmp, l2)?;
+        let _ = g.shallow_clone().f_add_(tmp)?;
+    }
     let _ = m.f_lerp_(g, 1.0 - BETA1)?;
     let _ = g.f_mul_out(tmp, g)?; // tmp <- g * g
     let _ = v.f_mul_scalar_(BETA2)?.f_add_(&tmp.f_mul_scalar_(1.0 - BETA2)?)?;
@@ -152,7 +191,7 @@ pub fn tensor_step(p: &Tensor, m: &mut Tensor, v: &mut Tensor, tmp: &mut Tensor,
 /// is eight passes over parameters of up to tens of MB, memory-bound on a CPU), in parallel
 /// chunks on the caller's rayon pool. False when a tensor is not a contiguous float32 one
 /// (the caller then takes the tensor path).
-fn fused_cpu_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, lr: f64, bc1: f64, bc2: f64) -> Result<bool> {
+fn fused_cpu_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, step: Step) -> Result<bool> {
     use rayon::prelude::*;
     let g = g.f_contiguous()?;
     let n = p.numel();
@@ -172,7 +211,7 @@ fn fused_cpu_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, lr: f64, bc1: 
             std::slice::from_raw_parts(cpu_f32_ptr(&g, "Adam")? as *const f32, n),
         )
     };
-    let k = AdamConsts::new(lr, bc1, bc2);
+    let k = AdamConsts::new(step.lr, step.bc1, step.bc2, step.l2);
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
     const CHUNK: usize = 1 << 16;
@@ -195,11 +234,12 @@ struct AdamConsts {
     eps: f32,
     step: f32,
     root_bc2: f32,
+    l2: f32,
 }
 
 impl AdamConsts {
-    fn new(lr: f64, bc1: f64, bc2: f64) -> Self {
-        AdamConsts { b1: BETA1 as f32, b2: BETA2 as f32, eps: EPS as f32, step: (lr / bc1) as f32, root_bc2: bc2.sqrt() as f32 }
+    fn new(lr: f64, bc1: f64, bc2: f64, l2: f64) -> Self {
+        AdamConsts { b1: BETA1 as f32, b2: BETA2 as f32, eps: EPS as f32, step: (lr / bc1) as f32, root_bc2: bc2.sqrt() as f32, l2: l2 as f32 }
     }
 }
 
@@ -207,7 +247,7 @@ impl AdamConsts {
 /// pass (`bc1`, `bc2`: the bias corrections of the step). The row-sparse optimiser's
 /// `EpsAt::Corrected` form runs it on each row a batch touches.
 pub(crate) fn update_slices(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], lr: f64, bc1: f64, bc2: f64) {
-    let k = AdamConsts::new(lr, bc1, bc2);
+    let k = AdamConsts::new(lr, bc1, bc2, 0.0);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked).
@@ -220,10 +260,12 @@ pub(crate) fn update_slices(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f3
 /// The update of each element. Zipped iterators: no bounds checks, so the loop vectorises; each
 /// element's operations are the same IEEE ones at any vector width (no fused multiply-adds),
 /// so the AVX2 copy gives the same bits, twice as many at a time (the divisions and square
-/// roots are most of the time).
+/// roots are most of the time). Without an L2 term (`l2` 0) `g + 0 w` is `g` (up to the sign
+/// of a zero, which the update does not see).
 #[inline(always)]
 fn adam_elements(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: AdamConsts) {
     for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let g = g + k.l2 * *w;
         *m += (g - *m) * (1.0 - k.b1);
         *v = *v * k.b2 + g * g * (1.0 - k.b2);
         *w -= k.step * *m / (v.sqrt() / k.root_bc2 + k.eps);
@@ -280,7 +322,7 @@ mod tests {
                     _ => {
                         let g = Tensor::run_backward(&[&loss], &[&w], false, false).pop().unwrap();
                         let (bc1, bc2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
-                        tch::no_grad(|| tensor_step(&w, &mut m, &mut v, &mut tmp, &g, 0.05, bc1, bc2)).unwrap();
+                        tch::no_grad(|| tensor_step(&w, &mut m, &mut v, &mut tmp, &g, Step { lr: 0.05, bc1, bc2, l2: 0.0 })).unwrap();
                     }
                 }
             }
@@ -294,6 +336,49 @@ mod tests {
         assert!(!a.equal(&Tensor::from_slice(&[0.3f32, 0.1, -0.2, 0.0])));
     }
 
+    /// An L2 term given to the optimiser takes the steps of the same term in the loss, on the
+    /// fused CPU pass and in tensor ops (the GPU path); only the parameter named gets it.
+    #[test]
+    fn l2_in_the_update_equals_l2_in_the_loss() {
+        let target = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0]);
+        let start = [0.3f32, 0.1, -0.2, 0.0];
+        let c = 0.7;
+        // 0: the term in the loss; 1: Adam::l2, fused CPU pass; 2: Adam::l2, tensor ops.
+        let run = |how: u8| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let w = vs.root().var_copy("w", &Tensor::from_slice(&start));
+            let u = vs.root().var_copy("u", &Tensor::from_slice(&start));
+            let mut adam = Adam::new(vec![("w".into(), w.shallow_clone()), ("u".into(), u.shallow_clone())], 0.05).unwrap();
+            if how > 0 {
+                assert!(adam.l2(&w, c));
+                assert!(!adam.l2(&w.detach().copy(), c), "another tensor of the same values is not the parameter");
+            }
+            let (mut m, mut v, mut tmp) = (w.zeros_like(), w.zeros_like(), w.zeros_like());
+            for t in 1..=25 {
+                let mut loss = (&w - &target).square().sum(Kind::Float) + (&u - &target).square().sum(Kind::Float);
+                if how == 0 {
+                    loss = loss + w.square().sum(Kind::Float) * (c / 2.0);
+                }
+                if how == 2 {
+                    // The tensor path on w alone, as a GPU would take it.
+                    let g = Tensor::run_backward(&[&loss], &[&w], false, false).pop().unwrap();
+                    let (bc1, bc2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+                    tch::no_grad(|| tensor_step(&w, &mut m, &mut v, &mut tmp, &g, Step { lr: 0.05, bc1, bc2, l2: c })).unwrap();
+                } else {
+                    adam.minimise(&loss).unwrap();
+                }
+            }
+            (w.detach(), u.detach())
+        };
+        let ((a, ua), (b, ub), (d, _)) = (run(0), run(1), run(2));
+        for other in [&b, &d] {
+            let err = (&a - other).abs().max().double_value(&[]);
+            assert!(err < 1e-5, "{a} vs {other}");
+        }
+        assert!(ua.equal(&ub), "u has no L2 term");
+        assert!((&a - &ua).abs().max().double_value(&[]) > 1e-3, "the term moves w");
+    }
+
     /// The AVX2 copy of the element loop gives the scalar loop's bits.
     #[test]
     fn vector_update_matches_the_scalar_one() {
@@ -302,7 +387,7 @@ mod tests {
             let n = 1037;
             let g: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
             let start = |s: f32| -> Vec<f32> { (0..n).map(|i| ((i * 31 % 97) as f32) * s).collect() };
-            let k = AdamConsts { b1: 0.9, b2: 0.999, eps: 1e-8, step: 0.01, root_bc2: 0.3 };
+            let k = AdamConsts { b1: 0.9, b2: 0.999, eps: 1e-8, step: 0.01, root_bc2: 0.3, l2: 0.02 };
             let (mut w1, mut m1, mut v1) = (start(0.01), start(0.001), start(1e-5));
             let (mut w2, mut m2, mut v2) = (w1.clone(), m1.clone(), v1.clone());
             for _ in 0..3 {

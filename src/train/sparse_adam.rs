@@ -268,7 +268,7 @@ fn update_tensors(p: &Tensor, m: &Tensor, v: &Tensor, rows: &Tensor, g: &Tensor,
         EpsAt::Corrected => {
             let (w_rows, mut m_rows, mut v_rows) = (p.f_index_select(0, rows)?, m.f_index_select(0, rows)?, v.f_index_select(0, rows)?);
             let mut tmp = w_rows.f_empty_like()?;
-            super::adam::tensor_step(&w_rows, &mut m_rows, &mut v_rows, &mut tmp, g, lr, bc1, bc2)?;
+            super::adam::tensor_step(&w_rows, &mut m_rows, &mut v_rows, &mut tmp, g, super::adam::Step { lr, bc1, bc2, l2: 0.0 })?;
             let _ = m.f_index_copy_(0, rows, &m_rows)?;
             let _ = v.f_index_copy_(0, rows, &v_rows)?;
             let _ = p.f_index_copy_(0, rows, &w_rows)?;

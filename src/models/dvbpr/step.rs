@@ -10,24 +10,17 @@ use tch::{Device, Kind, Tensor};
 use super::config::DvbprConfig;
 use super::feed::{upload, ImageFeed};
 use super::net::{embed_all, embed_range, lock, phi, DvbprParams};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nets::ImageTower;
 use crate::sampling::TripleBatch;
 use crate::tensors::view_i64;
 use crate::train::adam::Adam;
 use crate::train::{BatchSource, BatchStep};
 
-/// Regularisation weights of the loss.
-#[derive(Debug, Clone, Copy)]
-struct Regs {
-    pub cnn: f64,
-    pub fc: f64,
-    pub user: f64,
-}
-
 /// The DVBPR step: phi of the batch's positives and negatives in one forward pass, the BPR
-/// loss summed over the batch, the L2 terms, Adam (its moments are the step's state in
-/// checkpoints). At the end of an epoch it embeds the catalogue into the model's item
+/// loss summed over the batch with the batch's users' L2, Adam (its moments are the step's
+/// state in checkpoints) with the network's L2 terms inside its update ([`Adam::l2`]: the
+/// term's gradient `2 reg w` added in the pass that updates `w`). At the end of an epoch it embeds the catalogue into the model's item
 /// embeddings (in place) when validation reads them, and after the last epoch.
 pub struct DvbprStep<'a> {
     tower: &'a Mutex<Box<dyn ImageTower>>,
@@ -36,7 +29,8 @@ pub struct DvbprStep<'a> {
     items: Tensor,
     pub feed: ImageFeed,
     adam: Adam,
-    regs: Regs,
+    /// L2 weight of the batch's user vectors.
+    reg_user: f64,
     embed_batch: usize,
     /// Embed the catalogue at each end of epoch (validation needs it), not only the last.
     pub embed_each_epoch: bool,
@@ -52,14 +46,22 @@ impl<'a> DvbprStep<'a> {
     /// A step over `params` (Adam over its trainable variables; handles on its user vectors and
     /// item embeddings) with the pixels of `feed`.
     pub fn new(params: &'a DvbprParams, feed: ImageFeed, cfg: &DvbprConfig) -> Result<Self> {
-        let adam = Adam::new(params.trainable(), cfg.common.lr)?;
+        let mut adam = Adam::new(params.trainable(), cfg.common.lr)?;
+        for (part, weights) in lock(&params.tower).penalised() {
+            let reg = if part == "conv" { cfg.reg_cnn } else { cfg.reg_fc };
+            for w in weights.iter().filter(|_| reg != 0.0) {
+                if !adam.l2(w, 2.0 * reg) {
+                    return Err(Error::state(format!("DVBPR: a penalised {part} weight is not among the parameters optimised")));
+                }
+            }
+        }
         Ok(DvbprStep {
             tower: &params.tower,
             theta: params.theta.shallow_clone(),
             items: params.items.shallow_clone(),
             feed,
             adam,
-            regs: Regs { cnn: cfg.reg_cnn, fc: cfg.reg_fc, user: cfg.reg_user },
+            reg_user: cfg.reg_user,
             embed_batch: cfg.embed_batch,
             embed_each_epoch: true,
             fresh: false,
@@ -73,7 +75,8 @@ impl<'a> DvbprStep<'a> {
         self.theta.device()
     }
 
-    /// The batch's summed BPR loss and the total loss (with the L2 terms).
+    /// The batch's summed BPR loss and the loss differentiated (with the users' L2 term; the
+    /// network's are Adam's).
     pub fn losses(&self, batch: &TripleBatch) -> Result<(Tensor, Tensor)> {
         let device = self.device();
         let b = batch.len() as i64;
@@ -87,18 +90,7 @@ impl<'a> DvbprStep<'a> {
         let diff = phi.f_narrow(0, 0, b)? - phi.f_narrow(0, b, b)?;
         let x = (&theta * diff).f_sum_dim_intlist(1, false, Kind::Float)?;
         let data = (-x).f_softplus()?.f_sum(Kind::Float)?;
-        let mut total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.regs.user;
-        // The network's L2 does not depend on the batch: each process adds its share of it.
-        let share = self.sync.as_ref().map_or(1.0, |s| s.fraction());
-        for (name, p) in tower.penalties() {
-            let w = match name {
-                "conv" => self.regs.cnn,
-                _ => self.regs.fc,
-            };
-            if w != 0.0 {
-                total = total + p * (w * share);
-            }
-        }
+        let total = &data + theta.f_square()?.f_sum(Kind::Float)? * self.reg_user;
         Ok((data, total))
     }
 

@@ -169,7 +169,7 @@ fn inception_tower_frozen_or_fine_tuned() {
         let in_store = net.trainable().iter().filter(|(n, _)| n.starts_with("tower.backbone.")).count();
         assert_eq!(in_store > 0, train_backbone);
         assert_eq!(net.store.buffers.iter().any(|(n, _)| n.starts_with(FROZEN)), !train_backbone);
-        let parts: Vec<_> = lock(&net.tower).penalties().into_iter().map(|p| p.0).collect();
+        let parts: Vec<_> = lock(&net.tower).penalised().into_iter().map(|p| p.0).collect();
         assert_eq!(parts, if train_backbone { vec!["fc", "conv"] } else { vec!["fc"] });
     }
     let e = Dvbpr::new(DvbprConfig { tower: "inception_v3".into(), image_size: 75, ..Default::default() }).err().unwrap().to_string();
