@@ -157,11 +157,12 @@ pub fn with_sizes<C: Serialize>(e: Error, name: &str, cfg: &C) -> Error {
     }
 }
 
-/// The integer settings of `cfg` (numbers and lists of numbers) that `count` grows with, as
-/// "name=value, ...": each one doubled in turn and `count` asked again. For messages naming
-/// the settings that multiply into a model's size (and not the others: seed, batch_size).
+/// The integer settings of `cfg` (numbers and lists of numbers, in nested settings too, named
+/// by their path: `head.hidden`) that `count` grows with, as "name=value, ...": each one
+/// doubled in turn and `count` asked again. For messages naming the settings that multiply
+/// into a model's size (and not the others: seed, batch_size).
 pub fn sizing_settings<C: Serialize + DeserializeOwned>(cfg: &C, count: impl Fn(&C) -> Result<u128>) -> String {
-    let (Ok(Value::Object(fields)), Ok(base)) = (serde_json::to_value(cfg), count(cfg)) else { return String::new() };
+    let (Ok(root @ Value::Object(_)), Ok(base)) = (serde_json::to_value(cfg), count(cfg)) else { return String::new() };
     let doubled = |v: &Value| -> Option<Value> {
         let grow = |x: &Value| x.as_u64().map(|x| Value::from(x.saturating_mul(2).max(1)));
         match v {
@@ -170,10 +171,55 @@ pub fn sizing_settings<C: Serialize + DeserializeOwned>(cfg: &C, count: impl Fn(
             _ => None,
         }
     };
-    let grows = |key: &str, v: &Value| -> Option<bool> {
-        let mut probe = fields.clone();
-        probe.insert(key.to_string(), doubled(v)?);
-        Some(count(&serde_json::from_value(Value::Object(probe)).ok()?).ok()? != base)
+    // Every number or list of numbers, by its path of keys.
+    let mut leaves: Vec<(Vec<String>, Value)> = Vec::new();
+    let mut stack: Vec<(Vec<String>, &Value)> = vec![(Vec::new(), &root)];
+    while let Some((path, v)) = stack.pop() {
+        match v {
+            Value::Object(fields) => {
+                for (k, child) in fields.iter().rev() {
+                    let mut p = path.clone();
+                    p.push(k.clone());
+                    stack.push((p, child));
+                }
+            }
+            _ => leaves.push((path, v.clone())),
+        }
+    }
+    let grows = |path: &[String], v: &Value| -> Option<bool> {
+        let mut probe = root.clone();
+        *path.iter().try_fold(&mut probe, |at, k| at.get_mut(k))? = doubled(v)?;
+        Some(count(&serde_json::from_value(probe).ok()?).ok()? != base)
     };
-    fields.iter().filter(|(k, v)| grows(k, v) == Some(true)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    leaves.iter().filter(|(p, v)| grows(p, v) == Some(true)).map(|(p, v)| format!("{}={v}", p.join("."))).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct Head {
+        hidden: Vec<usize>,
+        dropout: f64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Cfg {
+        factors: usize,
+        seed: u64,
+        head: Head,
+    }
+
+    /// Top-level and nested settings the size grows with are named (by their path), the
+    /// others (seed, a float, an empty list) are not.
+    #[test]
+    fn sizing_settings_names_nested_settings_by_path() {
+        let count = |c: &Cfg| -> Result<u128> { Ok((c.factors * c.head.hidden.iter().sum::<usize>().max(1)) as u128) };
+        let cfg = Cfg { factors: 8, seed: 3, head: Head { hidden: vec![64, 32], dropout: 0.5 } };
+        assert_eq!(sizing_settings(&cfg, count), "factors=8, head.hidden=[64,32]");
+        let flat = Cfg { head: Head { hidden: vec![], dropout: 0.5 }, ..cfg };
+        assert_eq!(sizing_settings(&flat, count), "factors=8");
+    }
 }
