@@ -75,6 +75,14 @@ class HybridBPR(Recommender):
             linearly over the epochs from ``lr`` to ``lr * lr_final`` (1: constant).
         item_bias_lr: the item bias's learning rate as a fraction of the towers' (0: the bias
             stays at its start, e.g. log-popularity; 1: it trains as the towers do).
+        continuous_bins: each continuous column also enters as a categorical column: its
+            bucket among this many quantile buckets of the fit's rows (edges where the sorted
+            values cross k / ``continuous_bins``; repeated edges merged, so a column of few
+            distinct values gets fewer buckets), embedded as the other categorical columns, so
+            an effect of the value that is not monotone (e.g. of age) gets an embedding per
+            bucket. A column of two distinct values or fewer (a 0/1 flag such as a genre) gets
+            none: its value already says all a bucket would. The edges are saved with the
+            model; new rows outside the fit's range fall in the end buckets. 0: off.
         epochs, lr, batch_size, device, seed, threads: training settings.
     """
 
@@ -102,6 +110,7 @@ class HybridBPR(Recommender):
         average_epochs: int = 12,
         lr_final: float = 1.0,
         item_bias_lr: float = 1.0,
+        continuous_bins: int = 0,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,
@@ -127,6 +136,7 @@ class HybridBPR(Recommender):
             average_epochs=average_epochs,
             lr_final=lr_final,
             item_bias_lr=item_bias_lr,
+            continuous_bins=continuous_bins,
             device=device,
             seed=seed,
             threads=threads,
