@@ -290,9 +290,9 @@ def test_hybrid_continuous_bins(taste, tmp_path):
     train, test, users, items = taste
     u = users.loc[train.user_ids]
     small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=2, batch_size=256, device="cpu", seed=0)
-    plain = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
-    binned = fr.HybridBPR(**small, continuous_bins=4).fit(train, user_features=u, item_features=items, progress=False)
-    assert plain.get_params()["continuous_bins"] == 0
+    plain = fr.HybridBPR(**small, continuous_bins=0).fit(train, user_features=u, item_features=items, progress=False)
+    binned = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
+    assert binned.get_params()["continuous_bins"] == 4, "the default: quartiles"
     state = binned._core.state()
     assert not any("bin_edges" in k for k in plain._core.state())
     # Users' age: 3 interior edges at the quartiles of the training users' ages.

@@ -18,7 +18,8 @@ class HybridBPR(Recommender):
 
     The defaults (full softmax, item bias from log-popularity, the item id as an item-tower
     column of its own, 24 epochs at lr 0.001 and batch 4096, ``reg=0.01``, the parameters
-    averaged over the steps of the last 12 epochs) were
+    averaged over the steps of the last 12 epochs, each continuous column of three values or
+    more also as its quartile, ``continuous_bins=4``) were
     chosen on the warm users of ``benches/hybrid_cold_users.py`` (MovieLens 100k cold users,
     genres passed as item features): see the model page for the figures.
 
@@ -82,7 +83,10 @@ class HybridBPR(Recommender):
             an effect of the value that is not monotone (e.g. of age) gets an embedding per
             bucket. A column of two distinct values or fewer (a 0/1 flag such as a genre) gets
             none: its value already says all a bucket would. The edges are saved with the
-            model; new rows outside the fit's range fall in the end buckets. 0: off.
+            model; new rows outside the fit's range fall in the end buckets. 0: off; 4 by
+            default: with the users' age bucketed so, cold users rank best on the warm users of
+            ``benches/hybrid_cold_users.py`` (2 to 10 and bucketing the genre flags too ranked
+            below).
         epochs, lr, batch_size, device, seed, threads: training settings.
     """
 
@@ -110,7 +114,7 @@ class HybridBPR(Recommender):
         average_epochs: int = 12,
         lr_final: float = 1.0,
         item_bias_lr: float = 1.0,
-        continuous_bins: int = 0,
+        continuous_bins: int = 4,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,

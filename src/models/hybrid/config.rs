@@ -66,7 +66,8 @@ pub struct HybridConfig {
     /// quantile buckets of the fit's rows (the edges saved with the model, as the mean and
     /// std), embedded as the other categorical columns: an effect of the value that is not
     /// monotone (e.g. of age) gets an embedding per bucket. A column of two distinct values
-    /// or fewer (a 0/1 flag) gets none. 0: off.
+    /// or fewer (a 0/1 flag) gets none. 0: off; 4 by default (chosen on the warm users of
+    /// `benches/hybrid_cold_users.py`; saved models from before it read as 0).
     pub continuous_bins: usize,
     /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
     #[serde(flatten)]
@@ -94,7 +95,7 @@ impl Default for HybridConfig {
             average_epochs: 12,
             lr_final: 1.0,
             item_bias_lr: 1.0,
-            continuous_bins: 0,
+            continuous_bins: 4,
         }
     }
 }

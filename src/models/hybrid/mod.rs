@@ -406,6 +406,8 @@ mod tests {
         }
         let c: HybridConfig = serde_json::from_value(old).unwrap();
         assert_eq!((c.lr_final, c.item_bias_lr, c.factors), (1.0, 1.0, 16));
+        // `continuous_bins` changes the towers: a file without it reads as 0 (off), through
+        // `checkpoint::ADDED_SINCE`, not as today's default.
     }
 
     #[test]
