@@ -284,3 +284,38 @@ def test_hybrid_item_bias_lr_and_lr_final(taste):
     for bad in (dict(lr_final=0.0), dict(lr_final=1.5), dict(item_bias_lr=-1.0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             fr.HybridBPR(**bad)
+
+
+def test_hybrid_continuous_bins(taste, tmp_path):
+    train, test, users, items = taste
+    u = users.loc[train.user_ids]
+    small = dict(factors=8, embed_dim=4, hidden=(16,), epochs=2, batch_size=256, device="cpu", seed=0)
+    plain = fr.HybridBPR(**small, continuous_bins=0).fit(train, user_features=u, item_features=items, progress=False)
+    binned = fr.HybridBPR(**small).fit(train, user_features=u, item_features=items, progress=False)
+    assert binned.get_params()["continuous_bins"] == 4, "the default: quartiles"
+    state = binned._core.state()
+    assert not any("bin_edges" in k for k in plain._core.state())
+    # Users' age: 3 interior edges at the quartiles of the training users' ages.
+    np.testing.assert_allclose(state["user.bin_edges.values"], np.quantile(u["age"], [0.25, 0.5, 0.75]), rtol=0.02)
+    np.testing.assert_array_equal(state["user.bin_edges.offsets"], [0, 3])
+    # Items: the 0/1 flag "half" gets no buckets (its value says it all), "noise" four.
+    np.testing.assert_array_equal(state["item.bin_edges.offsets"], [0, 0, 3])
+    item_columns = bytes(state["item.categorical_columns.bytes"].astype(np.uint8)).decode()
+    assert "<noise bin>" in item_columns and "<half bin>" not in item_columns
+    cold = users.loc[test.user_ids]
+    first = binned.score(test.user_ids, user_features=cold)
+    assert np.isfinite(first).all() and not np.allclose(first, plain.score(test.user_ids, user_features=cold))
+    # Ages beyond the training users' fall in the end buckets; scored all the same.
+    far = cold.assign(age=np.r_[[-50.0, 500.0], cold["age"].to_numpy()[2:]])
+    assert np.isfinite(binned.score(test.user_ids, user_features=far)).all()
+    # Saved with the model: a loaded one buckets new users at the same edges.
+    binned.save(tmp_path / "b.safetensors")
+    again = fr.load(tmp_path / "b.safetensors")
+    assert again.get_params()["continuous_bins"] == 4
+    for k in ("user.bin_edges.values", "user.bin_edges.offsets", "item.bin_edges.values", "item.bin_edges.offsets"):
+        np.testing.assert_array_equal(again._core.state()[k], state[k])
+    np.testing.assert_allclose(again.score(test.user_ids, user_features=cold), first, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(again.score(test.user_ids, user_features=far), binned.score(test.user_ids, user_features=far), rtol=1e-5, atol=1e-5)
+    for bad in (1, -1, 1 << 17):
+        with pytest.raises(ValueError, match="continuous_bins"):
+            fr.HybridBPR(continuous_bins=bad)

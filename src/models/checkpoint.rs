@@ -84,6 +84,7 @@ const ADDED_SINCE: &[(&str, &str, &str)] = &[
     ("hybrid_bpr", "item_bias_init", r#""zero""#),
     ("hybrid_bpr", "item_id_column", "false"),
     ("hybrid_bpr", "average_epochs", "0"),
+    ("hybrid_bpr", "continuous_bins", "0"),
 ];
 
 const IDS_PREFIX: &str = "__ids__.";
@@ -278,13 +279,15 @@ pub fn load(path: &Path, device: Option<&str>) -> Result<Box<dyn Recommender>> {
 mod tests {
     use super::*;
 
-    /// A HybridBPR saved before `item_id_column` and `average_epochs` existed (same format
-    /// version) reads with the behaviour it was trained with, not today's defaults.
+    /// A HybridBPR saved before `item_id_column`, `average_epochs` and `continuous_bins`
+    /// existed (same format version) reads with the behaviour it was trained with, not today's
+    /// defaults.
     #[test]
     fn fields_added_since_take_their_old_behaviour() {
         let saved = r#"{"factors": 8, "loss": "softmax"}"#;
         let read: Value = serde_json::from_str(&migrate_config("hybrid_bpr", FORMAT_VERSION, saved.into()).unwrap()).unwrap();
         assert_eq!((read["item_id_column"].clone(), read["average_epochs"].clone()), (json!(false), json!(0)));
+        assert_eq!(read["continuous_bins"], json!(0), "no bucket columns in a file from before them");
         assert_eq!((read["loss"].clone(), read["factors"].clone()), (json!("softmax"), json!(8)), "what the file says is kept");
     }
 

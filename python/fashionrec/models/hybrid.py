@@ -18,7 +18,8 @@ class HybridBPR(Recommender):
 
     The defaults (full softmax, item bias from log-popularity, the item id as an item-tower
     column of its own, 24 epochs at lr 0.001 and batch 4096, ``reg=0.01``, the parameters
-    averaged over the steps of the last 12 epochs) were
+    averaged over the steps of the last 12 epochs, each continuous column of three values or
+    more also as its quartile, ``continuous_bins=4``) were
     chosen on the warm users of ``benches/hybrid_cold_users.py`` (MovieLens 100k cold users,
     genres passed as item features): see the model page for the figures.
 
@@ -75,6 +76,17 @@ class HybridBPR(Recommender):
             linearly over the epochs from ``lr`` to ``lr * lr_final`` (1: constant).
         item_bias_lr: the item bias's learning rate as a fraction of the towers' (0: the bias
             stays at its start, e.g. log-popularity; 1: it trains as the towers do).
+        continuous_bins: each continuous column also enters as a categorical column: its
+            bucket among this many quantile buckets of the fit's rows (edges where the sorted
+            values cross k / ``continuous_bins``; repeated edges merged, so a column of few
+            distinct values gets fewer buckets), embedded as the other categorical columns, so
+            an effect of the value that is not monotone (e.g. of age) gets an embedding per
+            bucket. A column of two distinct values or fewer (a 0/1 flag such as a genre) gets
+            none: its value already says all a bucket would. The edges are saved with the
+            model; new rows outside the fit's range fall in the end buckets. 0: off; 4 by
+            default: with the users' age bucketed so, cold users rank best on the warm users of
+            ``benches/hybrid_cold_users.py`` (2 to 10 and bucketing the genre flags too ranked
+            below).
         epochs, lr, batch_size, device, seed, threads: training settings.
     """
 
@@ -102,6 +114,7 @@ class HybridBPR(Recommender):
         average_epochs: int = 12,
         lr_final: float = 1.0,
         item_bias_lr: float = 1.0,
+        continuous_bins: int = 4,
         device: str = "auto",
         seed: int = 0,
         threads: int = 0,
@@ -127,6 +140,7 @@ class HybridBPR(Recommender):
             average_epochs=average_epochs,
             lr_final=lr_final,
             item_bias_lr=item_bias_lr,
+            continuous_bins=continuous_bins,
             device=device,
             seed=seed,
             threads=threads,

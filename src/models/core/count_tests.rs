@@ -152,6 +152,11 @@ fn counts_equal_the_stores_of_hybrid_bpr() {
     // Id embeddings and the item tower on the item-id column alone, no features.
     let cfg = r#"{"factors": 5, "embed_dim": 4, "hidden": [6], "id_embeddings": true, "device": "cpu"}"#;
     assert_counts::<HybridBpr>(&json("hybrid_bpr", cfg), &train, &SideInfo::default(), &all);
+    // Each continuous column's buckets as one more categorical column (either side).
+    for bins in [2, 3, 50] {
+        let cfg = format!(r#"{{"factors": 4, "embed_dim": 3, "hidden": [8, 5], "continuous_bins": {bins}, "device": "cpu"}}"#);
+        assert_counts::<HybridBpr>(&json("hybrid_bpr", &cfg), &train, &both, &all);
+    }
     let users_only = SideInfo { user_features: Some(table(12, 0)), ..Default::default() };
     let cfg = r#"{"factors": 2, "embed_dim": 2, "hidden": [3], "id_embeddings": true, "item_id_column": false, "device": "cpu"}"#;
     assert_counts::<HybridBpr>(&json("hybrid_bpr", cfg), &train, &users_only, &all);

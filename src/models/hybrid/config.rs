@@ -10,6 +10,9 @@ use crate::sampling::SamplerConfig;
 /// `sampler=` of the negatives a user rated below `min_rating`.
 const RATED_BELOW: &str = "rated_below";
 
+/// The most quantile buckets `continuous_bins` cuts a column into.
+const MAX_BINS: usize = 1 << 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HybridConfig {
@@ -59,6 +62,13 @@ pub struct HybridConfig {
     /// The item bias's learning rate as a fraction of the towers' (0: frozen at its start,
     /// e.g. log-popularity; 1: as the towers).
     pub item_bias_lr: f64,
+    /// Each continuous column also as a categorical column of its bucket among this many
+    /// quantile buckets of the fit's rows (the edges saved with the model, as the mean and
+    /// std), embedded as the other categorical columns: an effect of the value that is not
+    /// monotone (e.g. of age) gets an embedding per bucket. A column of two distinct values
+    /// or fewer (a 0/1 flag) gets none. 0: off; 4 by default (chosen on the warm users of
+    /// `benches/hybrid_cold_users.py`; saved models from before it read as 0).
+    pub continuous_bins: usize,
     /// epochs, lr (Adam), batch_size, seed, threads (sampling), device.
     #[serde(flatten)]
     pub common: Common,
@@ -85,6 +95,7 @@ impl Default for HybridConfig {
             average_epochs: 12,
             lr_final: 1.0,
             item_bias_lr: 1.0,
+            continuous_bins: 4,
         }
     }
 }
@@ -120,6 +131,9 @@ impl ModelConfig for HybridConfig {
         }
         if !(self.item_bias_lr.is_finite() && self.item_bias_lr >= 0.0) {
             return bad(format!("item_bias_lr must be a finite number >= 0, got {}", self.item_bias_lr));
+        }
+        if self.continuous_bins == 1 || self.continuous_bins > MAX_BINS {
+            return bad(format!("continuous_bins must be 0 (off) or in 2..={MAX_BINS}, got {}", self.continuous_bins));
         }
         if !self.min_rating.is_finite() {
             return bad(format!("min_rating must be finite, got {}", self.min_rating));

@@ -275,11 +275,11 @@ impl Spec for HybridBpr {
             SizesFrom::Fit(train, side) => {
                 let trained = train.item_counts().iter().filter(|&&n| n > 0).count();
                 let item = match (side.item_features.as_deref(), c.item_id_column) {
-                    (Some(t), ids) => Some(features::Columns::of_table(t, ids.then_some(trained))),
+                    (Some(t), ids) => Some(features::Columns::of_table(t, ids.then_some(trained), c.continuous_bins)),
                     (None, true) => Some(features::Columns { categorical: 1, codes: trained + 1, continuous: 0 }),
                     (None, false) => None,
                 };
-                [side.user_features.as_deref().map(|t| features::Columns::of_table(t, None)), item]
+                [side.user_features.as_deref().map(|t| features::Columns::of_table(t, None, c.continuous_bins)), item]
             }
             SizesFrom::Saved(_) => ["user", "item"].map(|side| features::Columns::saved(side, from)),
         };
@@ -406,5 +406,18 @@ mod tests {
         }
         let c: HybridConfig = serde_json::from_value(old).unwrap();
         assert_eq!((c.lr_final, c.item_bias_lr, c.factors), (1.0, 1.0, 16));
+        // `continuous_bins` changes the towers: a file without it reads as 0 (off), through
+        // `checkpoint::ADDED_SINCE`, not as today's default.
+    }
+
+    #[test]
+    fn continuous_bins_are_checked() {
+        for ok in [0, 2, 6, 1 << 16] {
+            assert!(HybridConfig { continuous_bins: ok, ..Default::default() }.validate().is_ok(), "{ok}");
+        }
+        for bad in [1, (1 << 16) + 1] {
+            let e = HybridConfig { continuous_bins: bad, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(e.contains("continuous_bins"), "{e}");
+        }
     }
 }
