@@ -28,7 +28,6 @@ up by a barrier before each call):
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import time
 
@@ -97,7 +96,6 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.spawn(rank_main, args=(port, a.values, a.repeat), nprocs=2)
 
 

@@ -168,16 +168,18 @@ pub struct Step {
 /// Adam's update of one parameter in tensor ops (any device), `tmp` a buffer like `p`. As
 /// torch.optim.Adam: g <- g + l2 p; m <- lerp(m, g, 1 - b1); v <- b2 v + (1 - b2) g^2;
 /// p <- p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), the last line folded into one addcdiv
-/// with denominator sqrt(v) * c1 + c2. With an L2 term `g` is changed in place (the caller's
-/// fresh gradient).
+/// with denominator sqrt(v) * c1 + c2. With an L2 term `g + l2 p` is formed in `tmp` (the
+/// caller's gradient is left as it is).
 pub fn tensor_step(p: &Tensor, m: &mut Tensor, v: &mut Tensor, tmp: &mut Tensor, g: &Tensor, k: Step) -> Result<()> {
     let Step { lr, bc1, bc2, l2 } = k;
-    if l2 != 0.0 {
-        let _ = p.f_mul_scalar_out(tmp, l2)?;
-        let _ = g.shallow_clone().f_add_(tmp)?;
-    }
-    let _ = m.f_lerp_(g, 1.0 - BETA1)?;
-    let _ = g.f_mul_out(tmp, g)?; // tmp <- g * g
+    let g = if l2 != 0.0 {
+        let _ = p.f_mul_scalar_out(tmp, l2)?.f_add_(g)?;
+        tmp.shallow_clone()
+    } else {
+        g.shallow_clone()
+    };
+    let _ = m.f_lerp_(&g, 1.0 - BETA1)?;
+    let _ = g.f_mul_out(tmp, &g)?; // tmp <- g * g (elementwise: tmp may be g itself)
     let _ = v.f_mul_scalar_(BETA2)?.f_add_(&tmp.f_mul_scalar_(1.0 - BETA2)?)?;
     let c1 = -bc1 / (lr * bc2.sqrt());
     let c2 = -bc1 * EPS / lr;

@@ -49,7 +49,10 @@ impl<'a> DvbprStep<'a> {
         let mut adam = Adam::new(params.trainable(), cfg.common.lr)?;
         for (part, weights) in lock(&params.tower).penalised() {
             let reg = if part == "conv" { cfg.reg_cnn } else { cfg.reg_fc };
-            for w in weights.iter().filter(|_| reg != 0.0) {
+            if reg == 0.0 {
+                continue;
+            }
+            for w in &weights {
                 if !adam.l2(w, 2.0 * reg) {
                     return Err(Error::state(format!("DVBPR: a penalised {part} weight is not among the parameters optimised")));
                 }
